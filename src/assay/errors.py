@@ -1,0 +1,90 @@
+"""The exceptions assay raises.
+
+Every error is an ``AssayError``; catch that to handle them all. Where callers expect a builtin,
+the subclass also derives from it::
+
+    AssayError
+    ├── NotARepository(AssayError, FileNotFoundError)
+    ├── RepositoryExists(AssayError, FileExistsError)
+    ├── FormatError(AssayError, ValueError)            stored format newer than this assay
+    ├── ObjectNotFound(AssayError, KeyError)
+    ├── CorruptObject(AssayError, ValueError)          bytes do not match their address
+    ├── RefNotFound(AssayError, KeyError)              branch, tag, commit or dataset unknown
+    ├── RefExists(AssayError, ValueError)
+    ├── InputError(AssayError, ValueError)             bad user input: files, frames, arguments
+    │   ├── SchemaConflict                              schema does not fit the dataset
+    │   └── KeyViolation                                duplicate or null keys
+    ├── ConflictError(AssayError, RuntimeError)        a ref moved under a writer
+    ├── MergeConflict(AssayError)                      samples changed differently on both sides
+    └── NothingToCommit(AssayError)
+
+Messages say what happened, why, and what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class AssayError(Exception):
+    """Root of all assay errors."""
+
+    def __str__(self) -> str:  # KeyError would repr() its argument
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class NotARepository(AssayError, FileNotFoundError):
+    """No ``.assay`` folder where one was expected."""
+
+
+class RepositoryExists(AssayError, FileExistsError):
+    """``init`` on a folder that already holds a repository."""
+
+
+class FormatError(AssayError, ValueError):
+    """A stored object or config has a format this version cannot read."""
+
+
+class ObjectNotFound(AssayError, KeyError):
+    """An object address that the store does not hold."""
+
+
+class CorruptObject(AssayError, ValueError):
+    """Stored bytes whose hash does not match their address."""
+
+
+class RefNotFound(AssayError, KeyError):
+    """A branch, tag, commit, revision or dataset that does not exist."""
+
+
+class RefExists(AssayError, ValueError):
+    """A branch or tag that already exists."""
+
+
+class InputError(AssayError, ValueError):
+    """Input that assay cannot accept; nothing was written."""
+
+
+class SchemaConflict(InputError):
+    """Input whose schema does not fit the dataset's."""
+
+
+class KeyViolation(InputError):
+    """Duplicate or null sample keys."""
+
+
+class ConflictError(AssayError, RuntimeError):
+    """A ref moved between reading and updating it."""
+
+
+class NothingToCommit(AssayError):
+    """``commit`` with nothing staged."""
+
+
+class MergeConflict(AssayError):
+    """Samples changed differently on both sides of a merge."""
+
+    def __init__(self, message: str, conflicts: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.conflicts = list(conflicts)

@@ -1,0 +1,571 @@
+"""The repository: an object store plus a catalog, with datasets, commits, branches, tags and merges."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assay.errors import (
+    ConflictError,
+    InputError,
+    MergeConflict,
+    NotARepository,
+    NothingToCommit,
+    RefExists,
+    RefNotFound,
+    RepositoryExists,
+)
+from assay.repo import revisions
+from assay.repo.catalog import Catalog, SqlCatalog
+from assay.repo.commits import Commit
+from assay.repo.gitinfo import code_reference, default_author
+from assay.repo.staging import StagedDataset, WorkState
+from assay.store import LocalObjectStore, ObjectStore
+from assay.table import (
+    DatasetDiff,
+    DatasetVersion,
+    Manifest,
+    UpdateResult,
+    apply_update,
+    diff_manifests,
+    merge_manifests,
+)
+from assay.table.folders import StatCache, folder_source
+from assay.table.merge import Conflict
+from assay.table.sources import load_source
+
+ASSAY_DIR = ".assay"
+CONFIG_FORMAT = 1
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Status:
+    """The working branch, its commit, and what is staged."""
+
+    branch: str | None
+    commit: str | None
+    staged: dict[str, dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"branch": self.branch, "commit": self.commit, "staged": self.staged}
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    commit: str
+    fast_forward: bool
+    datasets: dict[str, str] = field(default_factory=dict)  # dataset -> "ours", "theirs" or "merged"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"commit": self.commit, "fast_forward": self.fast_forward, "datasets": self.datasets}
+
+
+def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None) -> Repo:
+    """Create a repository in ``path`` (a ``.assay`` folder) and return it."""
+    root = Path(path).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / ASSAY_DIR
+    if target.exists():
+        raise RepositoryExists(f"{root} already holds an assay repository ({target}); use it, or remove that folder")
+    tmp = Path(tempfile.mkdtemp(prefix=".assay-init-", dir=root))
+    try:
+        config = {"format": CONFIG_FORMAT, "catalog": catalog_url or "sqlite:///{assay_dir}/catalog.db"}
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        (tmp / "HEAD").write_text(json.dumps({"branch": "main"}))
+        LocalObjectStore(tmp)
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Repo(root)
+
+
+def find_root(start: Path) -> Path:
+    for folder in (start, *start.parents):
+        if (folder / ASSAY_DIR / "config.json").exists():
+            return folder
+    raise NotARepository(f"no assay repository in {start} or any parent folder; create one with `assay init`")
+
+
+class Repo:
+    """An assay repository. ``Repo(path)`` opens the repository at ``path`` or a parent folder."""
+
+    def __init__(self, path: str | os.PathLike[str] = ".", *, store: ObjectStore | None = None,
+                 catalog: Catalog | None = None):
+        self.root = find_root(Path(path).resolve())
+        self.dir = self.root / ASSAY_DIR
+        config = json.loads((self.dir / "config.json").read_text())
+        if config.get("format", 0) > CONFIG_FORMAT:
+            from assay.errors import FormatError
+
+            raise FormatError(f"{self.dir} was made by a newer assay (format {config['format']}); upgrade assay")
+        self.store = store or LocalObjectStore(self.dir)
+        self.catalog = catalog or SqlCatalog(config["catalog"].replace("{assay_dir}", str(self.dir)))
+        self.work = WorkState(self.dir)
+
+    def __repr__(self) -> str:
+        return f"<Repo {self.root}>"
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- objects ---------------------------------------------------------------------------------------------
+
+    def read_commit(self, oid: str) -> Commit:
+        return Commit.from_bytes(self.store.get(oid), oid)
+
+    def read_manifest(self, oid: str) -> Manifest:
+        return Manifest.from_bytes(self.store.get(oid), oid)
+
+    # -- HEAD and revisions ------------------------------------------------------------------------------------
+
+    @property
+    def branch(self) -> str | None:
+        """The working branch, or None when HEAD is detached at a commit."""
+        return self.work.read_head().get("branch")
+
+    def head(self) -> str | None:
+        """The commit HEAD points at (None on a branch with no commits yet)."""
+        head = self.work.read_head()
+        if "commit" in head:
+            return head["commit"]
+        ref = self.catalog.get_ref(head["branch"])
+        return ref.commit if ref else None
+
+    def resolve(self, rev: str | None = None) -> str:
+        """The commit a revision names: branch, tag, commit prefix, ``~N``, ``^``, ``@{time}``."""
+        spec = rev or "HEAD"
+        base, steps, when = revisions.split_suffixes(spec)
+        oid = self._resolve_name(base, spec)
+        if when is not None:
+            oid = self._at_time(oid, revisions.parse_time(when), spec)
+        for n in steps:
+            for _ in range(n):
+                parents = self.read_commit(oid).parents
+                if not parents:
+                    raise RefNotFound(f"{spec!r} goes back further than the first commit")
+                oid = parents[0]
+        return oid
+
+    def _resolve_name(self, name: str, spec: str) -> str:
+        if name == "HEAD":
+            oid = self.head()
+            if oid is None:
+                raise RefNotFound("there are no commits yet: add data with `assay add`, then `assay commit`")
+            return oid
+        ref = self.catalog.get_ref(name)
+        if ref:
+            return ref.commit
+        if len(name) >= 4 and all(c in "0123456789abcdef" for c in name):
+            found = self.catalog.find_commits(name)
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise RefNotFound(f"commit prefix {name!r} is ambiguous; give more characters")
+        raise RefNotFound(f"unknown revision {spec!r}: not a branch, tag or commit. See `assay branch`, "
+                          "`assay tag` and `assay log`")
+
+    def _at_time(self, oid: str, when: float, spec: str) -> str:
+        current: str | None = oid
+        while current:
+            c = self.read_commit(current)
+            if c.time <= when:
+                return current
+            current = c.parents[0] if c.parents else None
+        raise RefNotFound(f"{spec!r}: there is no commit that old")
+
+    # -- datasets ----------------------------------------------------------------------------------------------
+
+    def datasets(self, rev: str | None = None) -> dict[str, str]:
+        """Dataset name -> manifest oid at a revision (HEAD plus staged changes when ``rev`` is None)."""
+        if rev is None:
+            head = self.head()
+            out = dict(self.read_commit(head).datasets) if head else {}
+            for name, s in self.work.read_staging().datasets.items():
+                if s.manifest:
+                    out[name] = s.manifest
+                else:
+                    out.pop(name, None)
+            return out
+        return dict(self.read_commit(self.resolve(rev)).datasets)
+
+    def dataset(self, name: str, ref: str | None = None) -> DatasetVersion:
+        """A dataset at a revision; with ``ref`` None, the working version (staged, else HEAD)."""
+        if ref is None and "@" in name:
+            name, ref = revisions.split_dataset_rev(name)
+        table = self.datasets(ref)
+        if name not in table:
+            where = f"at {ref!r}" if ref else "in the working version"
+            raise RefNotFound(f"no dataset {name!r} {where}; datasets: {sorted(table) or 'none'}")
+        return DatasetVersion(self.store, self.read_manifest(table[name]), commit=self.resolve(ref) if ref else None)
+
+    def add(self, name: str, source: Any, *, key: Sequence[str] | str | None = None, mode: str = "replace",
+            labels: str | os.PathLike[str] | None = None, format: str | None = None,
+            progress: Progress | None = None) -> UpdateResult:
+        """Stage a change to dataset ``name`` from a file, folder, or frame (see ``MODES``)."""
+        revisions.check_dataset_name(name)
+        keys = [key] if isinstance(key, str) else key
+        is_folder = isinstance(source, str | os.PathLike) and Path(source).is_dir()
+        with self.work.locked():
+            staging = self.work.read_staging()
+            head = self.head()
+            committed = self.read_commit(head).datasets.get(name) if head else None
+            staged = staging.datasets.get(name)
+            base_oid = staged.manifest if staged else committed
+            base = self.read_manifest(base_oid) if base_oid else None
+            if is_folder:
+                src = self._folder_source(Path(source), labels, progress)
+                keys = keys or ["path"]
+                result = apply_update(self.store, name, base, src, key=keys, mode=mode, kind="files",
+                                      blob_columns=("blob",), progress=progress)
+            else:
+                if labels is not None:
+                    raise InputError("--labels applies to folders of files only")
+                src = load_source(source, format=format)
+                result = apply_update(self.store, name, base, src, key=keys, mode=mode, progress=progress)
+            new_oid = self.store.put(result.manifest.to_bytes())
+            if new_oid == committed:
+                staging.datasets.pop(name, None)
+            elif new_oid != base_oid or staged:
+                summary = {"added": result.added, "removed": result.removed, "updated": result.updated,
+                           "rows": result.manifest.rows, "mode": mode}
+                if staged:
+                    summary = _merge_summaries(staged.summary, summary)
+                staging.datasets[name] = StagedDataset(new_oid, committed, summary)
+            self.work.write_staging(staging)
+        return result
+
+    def _folder_source(self, folder: Path, labels: str | os.PathLike[str] | None,
+                       progress: Progress | None) -> Any:
+        cache = StatCache(self.dir / "statcache.db")
+        try:
+            return folder_source(self.store, folder, cache, labels=Path(labels) if labels else None,
+                                 progress=progress)
+        finally:
+            cache.close()
+
+    def remove(self, name: str) -> None:
+        """Stage the removal of dataset ``name``."""
+        with self.work.locked():
+            staging = self.work.read_staging()
+            head = self.head()
+            committed = self.read_commit(head).datasets.get(name) if head else None
+            if committed is None and name not in staging.datasets:
+                raise RefNotFound(f"no dataset {name!r} to remove")
+            if committed is None:
+                staging.datasets.pop(name)
+            else:
+                staging.datasets[name] = StagedDataset("", committed, {"removed_dataset": True})
+            self.work.write_staging(staging)
+
+    def status(self) -> Status:
+        staged = {n: {**s.summary, "manifest": s.manifest} for n, s in self.work.read_staging().datasets.items()}
+        return Status(self.branch, self.head(), staged)
+
+    def reset(self, names: Sequence[str] | None = None) -> None:
+        """Unstage changes (all, or those of ``names``)."""
+        with self.work.locked():
+            staging = self.work.read_staging()
+            for n in list(staging.datasets) if not names else names:
+                staging.datasets.pop(n, None)
+            self.work.write_staging(staging)
+
+    # -- commits ------------------------------------------------------------------------------------------------
+
+    def commit(self, message: str, *, author: str | None = None, meta: dict[str, Any] | None = None,
+               allow_empty: bool = False) -> str:
+        """Record the staged changes as a commit on the working branch; returns its oid."""
+        if not message.strip():
+            raise InputError("a commit needs a message: assay commit -m 'what changed and why'")
+        with self.work.locked():
+            staging = self.work.read_staging()
+            if not staging.datasets and not allow_empty:
+                raise NothingToCommit("nothing to commit: stage changes with `assay add` first")
+            head = self.work.read_head()
+            code = code_reference(Path.cwd())
+            who = author or default_author(self.root)
+            for _ in range(20):
+                tip = self.head()
+                base = self.read_commit(tip).datasets if tip else {}
+                datasets = self._apply_staged(base, staging, tip)
+                c = Commit((tip,) if tip else (), message, who, time.time(), datasets, code, {}, meta or {})
+                oid = self._write_commit(c)
+                try:
+                    self._move_head(head, tip, oid, f"commit: {message.splitlines()[0][:80]}")
+                except ConflictError:
+                    continue  # the branch moved; the staged bases are checked again on the new tip
+                self.work.write_staging(type(staging)())
+                return oid
+            raise ConflictError("the branch kept moving while committing; try again")
+
+    def _apply_staged(self, base: dict[str, str], staging: Any, tip: str | None) -> dict[str, str]:
+        out = dict(base)
+        for name, s in staging.datasets.items():
+            if base.get(name) != s.base:
+                raise ConflictError(
+                    f"dataset {name!r} changed on this branch (now at {str(tip)[:12]}) after your change was "
+                    "staged against an older version. Unstage it (`assay reset`), then add it again."
+                )
+            if s.manifest:
+                out[name] = s.manifest
+            else:
+                out.pop(name, None)
+        return out
+
+    def _write_commit(self, c: Commit) -> str:
+        oid = self.store.put(c.to_bytes())
+        self.catalog.record_commit(oid, c.time, c.message)
+        return oid
+
+    def _move_head(self, head: dict[str, str], expected: str | None, new: str, message: str) -> None:
+        if "branch" in head:
+            self.catalog.update_ref(head["branch"], "branch", new, expected, message)
+        else:
+            self.work.write_head({"commit": new})
+
+    def log(self, rev: str | None = None, *, limit: int | None = None,
+            dataset: str | None = None) -> list[tuple[str, Commit]]:
+        """Commits reachable from ``rev`` (newest first, following all parents by time)."""
+        try:
+            start = self.resolve(rev)
+        except RefNotFound:
+            if rev is None:
+                return []
+            raise
+        out: list[tuple[str, Commit]] = []
+        seen: set[str] = set()
+        frontier = [(start, self.read_commit(start))]
+        while frontier and (limit is None or len(out) < limit):
+            frontier.sort(key=lambda x: x[1].time, reverse=True)
+            oid, c = frontier.pop(0)
+            if oid in seen:
+                continue
+            seen.add(oid)
+            if dataset is None or self._touches(c, dataset):
+                out.append((oid, c))
+            frontier.extend((p, self.read_commit(p)) for p in c.parents if p not in seen)
+        return out
+
+    def _touches(self, c: Commit, dataset: str) -> bool:
+        before = self.read_commit(c.parents[0]).datasets.get(dataset) if c.parents else None
+        return c.datasets.get(dataset) != before
+
+    def show(self, rev: str | None = None) -> tuple[str, Commit]:
+        oid = self.resolve(rev)
+        return oid, self.read_commit(oid)
+
+    # -- diff, export ---------------------------------------------------------------------------------------------
+
+    def diff(self, a: str | None = None, b: str | None = None, *, dataset: str | None = None,
+             limit: int = 20) -> list[DatasetDiff]:
+        """Per-dataset differences from revision ``a`` (default HEAD) to ``b`` (default: working version)."""
+        left = self.datasets(a or "HEAD") if (a or self.head()) else {}
+        right = self.datasets(b)
+        names = [dataset] if dataset else sorted(set(left) | set(right))
+        if dataset and dataset not in left and dataset not in right:
+            raise RefNotFound(f"no dataset {dataset!r} in either version")
+        out = []
+        for n in names:
+            if left.get(n) == right.get(n):
+                continue
+            ma = self.read_manifest(left[n]) if n in left else None
+            mb = self.read_manifest(right[n]) if n in right else None
+            out.append(diff_manifests(self.store, n, ma, mb, limit=limit))
+        return out
+
+    def export(self, spec: str, to: str | os.PathLike[str], *, progress: Progress | None = None) -> Path:
+        """Write ``DATASET[@REV]`` to a Parquet file, or (folder datasets) recreate its files in a folder."""
+        from assay.repo.export import export_dataset
+
+        return export_dataset(self.dataset(spec), Path(to), progress=progress)
+
+    # -- branches and tags -----------------------------------------------------------------------------------------
+
+    def branches(self) -> dict[str, str]:
+        return {r.name: r.commit for r in self.catalog.list_refs("branch")}
+
+    def tags(self) -> dict[str, str]:
+        return {r.name: r.commit for r in self.catalog.list_refs("tag")}
+
+    def create_branch(self, name: str, start: str | None = None) -> str:
+        revisions.check_ref_name(name)
+        self._refuse_existing(name)
+        oid = self.resolve(start)
+        self.catalog.update_ref(name, "branch", oid, None, f"branch: from {start or 'HEAD'}")
+        return oid
+
+    def delete_branch(self, name: str, *, force: bool = False) -> None:
+        ref = self.catalog.get_ref(name)
+        if ref is None or ref.kind != "branch":
+            raise RefNotFound(f"no branch {name!r}")
+        if name == self.branch:
+            raise InputError(f"cannot delete branch {name!r}: it is checked out; check out another branch first")
+        if not force and not self._is_merged(ref.commit):
+            raise InputError(f"branch {name!r} has commits not merged into {self.branch!r}; use --force to delete "
+                             "it anyway")
+        self.catalog.update_ref(name, "branch", None, ref.commit, "branch: deleted")
+
+    def _is_merged(self, oid: str) -> bool:
+        head = self.head()
+        return head is not None and oid in self._ancestors(head)
+
+    def tag(self, name: str, rev: str | None = None) -> str:
+        revisions.check_ref_name(name, "tag")
+        self._refuse_existing(name)
+        oid = self.resolve(rev)
+        self.catalog.update_ref(name, "tag", oid, None, f"tag: {rev or 'HEAD'}")
+        return oid
+
+    def delete_tag(self, name: str) -> None:
+        ref = self.catalog.get_ref(name)
+        if ref is None or ref.kind != "tag":
+            raise RefNotFound(f"no tag {name!r}")
+        self.catalog.update_ref(name, "tag", None, ref.commit, "tag: deleted")
+
+    def _refuse_existing(self, name: str) -> None:
+        ref = self.catalog.get_ref(name)
+        if ref is not None:
+            raise RefExists(f"a {ref.kind} named {name!r} already exists (at {ref.commit[:12]})")
+
+    def checkout(self, rev: str, *, create: bool = False, force: bool = False) -> str | None:
+        """Make ``rev`` the working version: a branch (commits go there) or any revision (detached)."""
+        with self.work.locked():
+            if self.work.read_staging().datasets and not force:
+                raise InputError("there are staged changes; commit them, unstage them with `assay reset`, or "
+                                 "use --force to drop them")
+            if create:
+                self.create_branch(rev)
+            ref = self.catalog.get_ref(rev)
+            if ref is not None and ref.kind == "branch":
+                self.work.write_head({"branch": rev})
+                oid: str | None = ref.commit
+            elif rev in ("main",) and not self.branches():
+                self.work.write_head({"branch": rev})
+                oid = None
+            else:
+                oid = self.resolve(rev)
+                self.work.write_head({"commit": oid})
+            self.work.write_staging(type(self.work.read_staging())())
+            return oid
+
+    # -- merge -----------------------------------------------------------------------------------------------------
+
+    def merge(self, rev: str, *, message: str | None = None, author: str | None = None) -> MergeResult:
+        """Merge ``rev`` into the working branch: fast-forward when possible, else a three-way merge of samples."""
+        with self.work.locked():
+            if self.work.read_staging().datasets:
+                raise InputError("commit or unstage (`assay reset`) your staged changes before merging")
+            head_info = self.work.read_head()
+            ours, theirs = self.head(), self.resolve(rev)
+            if ours is None or theirs in self._ancestors(ours):
+                if ours is None:
+                    self._move_head(head_info, None, theirs, f"merge {rev}: fast-forward")
+                    return MergeResult(theirs, True)
+                return MergeResult(ours, False)  # already up to date
+            if ours in self._ancestors(theirs):
+                self._move_head(head_info, ours, theirs, f"merge {rev}: fast-forward")
+                return MergeResult(theirs, True)
+            base = self.merge_base(ours, theirs)
+            merged, origin = self._merge_datasets(base, ours, theirs)
+            text = message or f"Merge {rev} into {self.branch or ours[:12]}"
+            c = Commit((ours, theirs), text, author or default_author(self.root), time.time(), merged,
+                       code_reference(Path.cwd()), {}, {"merge_base": base})
+            oid = self._write_commit(c)
+            self._move_head(head_info, ours, oid, f"merge {rev}")
+            return MergeResult(oid, False, origin)
+
+    def _merge_datasets(self, base: str | None, ours: str, theirs: str) -> tuple[dict[str, str], dict[str, str]]:
+        b = self.read_commit(base).datasets if base else {}
+        o, t = self.read_commit(ours).datasets, self.read_commit(theirs).datasets
+        merged: dict[str, str] = {}
+        origin: dict[str, str] = {}
+        conflicts: list[Conflict] = []
+        for name in sorted(set(b) | set(o) | set(t)):
+            bo, oo, to = b.get(name), o.get(name), t.get(name)
+            if oo == to or to == bo:
+                if oo:
+                    merged[name] = oo
+                continue
+            if oo == bo:
+                if to:
+                    merged[name], origin[name] = to, "theirs"
+                continue
+            m, found = merge_manifests(self.store, name, *(self.read_manifest(x) if x else None for x in (bo, oo, to)),
+                                       bo, oo, to)
+            conflicts.extend(found)
+            if m is not None:
+                merged[name], origin[name] = self.store.put(m.to_bytes()), "merged"
+        if conflicts:
+            listing = "\n".join(f"  {c}" for c in conflicts[:20])
+            more = f"\n  ... and {len(conflicts) - 20} more" if len(conflicts) > 20 else ""
+            raise MergeConflict(
+                f"{len(conflicts)} sample(s) changed differently on both sides; nothing was merged:\n{listing}{more}\n"
+                "Make the two sides agree (update the samples on one branch), then merge again.", conflicts)
+        return merged, origin
+
+    def _ancestors(self, oid: str) -> set[str]:
+        seen: set[str] = set()
+        stack = [oid]
+        while stack:
+            cur = stack.pop()
+            if cur in seen:
+                continue
+            seen.add(cur)
+            stack.extend(self.read_commit(cur).parents)
+        return seen
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The nearest common ancestor of two commits."""
+        ancestors_a = self._ancestors(a)
+        best: tuple[float, str] | None = None
+        for oid in self._ancestors(b) & ancestors_a:
+            t = self.read_commit(oid).time
+            if best is None or t > best[0]:
+                best = (t, oid)
+        return best[1] if best else None
+
+    # -- upkeep ------------------------------------------------------------------------------------------------------
+
+    def fsck(self, *, progress: Progress | None = None) -> Any:
+        from assay.repo.upkeep import fsck
+
+        return fsck(self, progress=progress)
+
+    def gc(self, *, grace: float = 3600.0, dry_run: bool = False) -> Any:
+        from assay.repo.upkeep import gc
+
+        return gc(self, grace=grace, dry_run=dry_run)
+
+    def compact(self, names: Sequence[str] | None = None, *, message: str = "compact fragments",
+                progress: Progress | None = None) -> Any:
+        from assay.repo.upkeep import compact
+
+        return compact(self, names, message=message, progress=progress)
+
+    def reachable(self) -> Iterator[tuple[str, str]]:
+        """Every object reachable from refs, HEAD and the staging area, as (oid, what)."""
+        from assay.repo.upkeep import walk_reachable
+
+        return walk_reachable(self)
+
+
+def _merge_summaries(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(new)
+    for k in ("added", "removed", "updated"):
+        out[k] = old.get(k, 0) + new.get(k, 0)
+    out["mode"] = f"{old.get('mode')}+{new.get('mode')}" if old.get("mode") != new.get("mode") else new["mode"]
+    return out

@@ -1,0 +1,70 @@
+"""The staging area: dataset versions added but not yet committed, and the working branch (HEAD).
+
+Both are small local files, replaced atomically, read and written under a lock file, so that several
+processes working in one repository do not lose each other's changes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assay.store.fs import atomic_write
+
+
+@dataclass
+class StagedDataset:
+    manifest: str  # oid of the staged manifest; "" marks a removal
+    base: str | None  # manifest oid in the commit it was staged against (None: new dataset)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Staging:
+    datasets: dict[str, StagedDataset] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        d = {n: {"manifest": s.manifest, "base": s.base, "summary": s.summary} for n, s in self.datasets.items()}
+        return json.dumps({"format": 1, "datasets": d}, sort_keys=True, indent=1).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Staging:
+        d = json.loads(data)
+        return cls({n: StagedDataset(s["manifest"], s["base"], s.get("summary", {}))
+                    for n, s in d.get("datasets", {}).items()})
+
+
+class WorkState:
+    """HEAD and the staging area of one repository folder."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._lock_path = root / "lock"
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        with open(self._lock_path, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def read_staging(self) -> Staging:
+        path = self.root / "staging.json"
+        return Staging.from_bytes(path.read_bytes()) if path.exists() else Staging()
+
+    def write_staging(self, staging: Staging) -> None:
+        atomic_write(self.root / "staging.json", staging.to_bytes())
+
+    def read_head(self) -> dict[str, str]:
+        """``{"branch": name}`` or ``{"commit": oid}`` (detached)."""
+        return dict(json.loads((self.root / "HEAD").read_bytes()))
+
+    def write_head(self, head: dict[str, str]) -> None:
+        atomic_write(self.root / "HEAD", json.dumps(head).encode())

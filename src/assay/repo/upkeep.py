@@ -1,0 +1,238 @@
+"""Integrity and upkeep: fsck verifies every object and reference, gc removes what nothing reaches,
+compact rewrites many small fragments into fewer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from assay.errors import AssayError, CorruptObject, FormatError, ObjectNotFound
+from assay.repo.commits import Commit
+from assay.table.fragments import FRAGMENT_ROWS, read_fragment, write_fragment
+from assay.table.manifest import HASH_COLUMN, ID_COLUMN, Manifest
+
+if TYPE_CHECKING:
+    from assay.repo.repository import Repo
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class FsckReport:
+    objects: int = 0
+    reachable: int = 0
+    corrupt: list[str] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (oid, what refers to it)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.corrupt or self.missing or self.unreadable)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "objects": self.objects, "reachable": self.reachable, "corrupt": self.corrupt,
+                "missing": [{"oid": o, "referenced_by": w} for o, w in self.missing],
+                "unreadable": [{"oid": o, "error": e} for o, e in self.unreadable]}
+
+
+def walk_reachable(repo: Repo, report: FsckReport | None = None) -> Iterator[tuple[str, str]]:
+    """Yield every object reachable from refs, HEAD and staging, with what refers to it."""
+    roots = [(r.commit, f"{r.kind} {r.name}") for r in repo.catalog.list_refs()]
+    head = repo.work.read_head()
+    if "commit" in head:
+        roots.append((head["commit"], "HEAD"))
+    seen: set[str] = set()
+    manifests = [(s.manifest, f"staged {n}") for n, s in repo.work.read_staging().datasets.items() if s.manifest]
+    stack = list(roots)
+    while stack:
+        oid, why = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        yield oid, why
+        c = _load(repo, oid, why, report, Commit.from_bytes)
+        if c is None:
+            continue
+        stack.extend((p, f"parent of {oid[:12]}") for p in c.parents)
+        manifests.extend((m, f"dataset {n} in {oid[:12]}") for n, m in c.datasets.items())
+    for oid, why in manifests:
+        if oid in seen:
+            continue
+        seen.add(oid)
+        yield oid, why
+        m = _load(repo, oid, why, report, Manifest.from_bytes)
+        if m is not None:
+            yield from _manifest_objects(repo, m, oid, seen, report)
+
+
+def _manifest_objects(repo: Repo, m: Manifest, oid: str, seen: set[str],
+                      report: FsckReport | None) -> Iterator[tuple[str, str]]:
+    for f in m.fragments:
+        for o in (f.oid, f.deleted):
+            if o and o not in seen:
+                seen.add(o)
+                yield o, f"manifest {oid[:12]} ({m.name})"
+                yield from _chunks(repo, o, seen, report)
+    if m.blob_columns:
+        try:
+            for ref in m.fragments:
+                t = read_fragment(repo.store, ref, list(m.blob_columns))
+                for col in m.blob_columns:
+                    for b in t.column(col).to_pylist():
+                        if b and b not in seen:
+                            seen.add(b)
+                            yield b, f"blob of dataset {m.name}"
+                            yield from _chunks(repo, b, seen, report)
+        except (ObjectNotFound, CorruptObject):
+            pass  # the fragment itself is reported
+
+
+def _chunks(repo: Repo, oid: str, seen: set[str], report: FsckReport | None) -> Iterator[tuple[str, str]]:
+    try:
+        for c in repo.store.children(oid):
+            if c not in seen:
+                seen.add(c)
+                yield c, f"chunk of {oid[:12]}"
+    except ObjectNotFound:
+        return
+    except AssayError as e:
+        if report is not None:
+            report.unreadable.append((oid, str(e)))
+
+
+def _load(repo: Repo, oid: str, why: str, report: FsckReport | None, parse: Callable[[bytes, str], Any]) -> Any:
+    try:
+        return parse(repo.store.get(oid), oid)
+    except ObjectNotFound:
+        if report is not None:
+            report.missing.append((oid, why))
+    except CorruptObject:
+        if report is not None and oid not in report.corrupt:
+            report.corrupt.append(oid)
+    except (FormatError, ValueError, KeyError) as e:
+        if report is not None:
+            report.unreadable.append((oid, str(e)))
+    return None
+
+
+def fsck(repo: Repo, *, progress: Progress | None = None) -> FsckReport:
+    """Verify the hash of every stored object and that everything referenced exists."""
+    report = FsckReport()
+    all_oids = list(repo.store.iter_oids())
+    for i, oid in enumerate(all_oids):
+        try:
+            repo.store.verify(oid)
+        except CorruptObject:
+            report.corrupt.append(oid)
+        except ObjectNotFound:
+            report.missing.append((oid, "pack index"))
+        except AssayError as e:
+            report.unreadable.append((oid, str(e)))
+        if progress and i % 256 == 0:
+            progress("verifying objects", i, len(all_oids))
+    report.objects = len(all_oids)
+    stored = set(all_oids)
+    for oid, why in walk_reachable(repo, report):
+        report.reachable += 1
+        if oid not in stored and not any(m[0] == oid for m in report.missing):
+            report.missing.append((oid, why))
+    return report
+
+
+@dataclass
+class GcReport:
+    unreachable: int
+    removed: int
+    kept_recent: int
+    tmp_removed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def gc(repo: Repo, *, grace: float = 3600.0, dry_run: bool = False) -> GcReport:
+    """Remove objects that nothing reaches and that are older than ``grace`` seconds.
+
+    The grace period protects objects that a concurrent writer has stored but not yet committed.
+    """
+    limit = time.time() - grace
+    with repo.work.locked():
+        reachable = {oid for oid, _ in walk_reachable(repo)}
+        dead = [oid for oid in repo.store.iter_oids() if oid not in reachable]
+        recent = sum(1 for oid in dead if repo.store.stat(oid).mtime >= limit)
+        if dry_run:
+            return GcReport(len(dead), 0, recent, 0)
+        removed = repo.store.delete(dead, older_than=limit)
+        tmp = repo.store.clean_tmp(limit) if hasattr(repo.store, "clean_tmp") else 0
+    return GcReport(len(dead), removed, recent, tmp)
+
+
+@dataclass
+class CompactReport:
+    datasets: dict[str, tuple[int, int]]  # name -> (fragments before, after)
+    commit: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"datasets": {k: {"before": a, "after": b} for k, (a, b) in self.datasets.items()},
+                "commit": self.commit}
+
+
+def compact(repo: Repo, names: Sequence[str] | None, *, message: str, min_fragments: int = 2,
+            progress: Progress | None = None) -> CompactReport:
+    """Rewrite each dataset's live rows into full fragments; commits the result (same samples)."""
+    from assay.repo.staging import StagedDataset
+
+    head = repo.head()
+    if head is None:
+        return CompactReport({}, None)
+    current = repo.read_commit(head).datasets
+    done: dict[str, tuple[int, int]] = {}
+    with repo.work.locked():
+        staging = repo.work.read_staging()
+        for name in names or sorted(current):
+            m = repo.read_manifest(current[name])
+            if not _needs_compaction(m, min_fragments):
+                continue
+            new = m.with_fragments(_rewrite(repo, m, progress))
+            staging.datasets[name] = StagedDataset(repo.store.put(new.to_bytes()), current[name], {"compacted": True})
+            done[name] = (len(m.fragments), len(new.fragments))
+        repo.work.write_staging(staging)
+    commit = repo.commit(message) if done else None
+    return CompactReport(done, commit)
+
+
+def _needs_compaction(m: Manifest, min_fragments: int) -> bool:
+    full = -(-m.rows // FRAGMENT_ROWS)
+    return len(m.fragments) >= min_fragments and len(m.fragments) > full or any(f.deleted for f in m.fragments)
+
+
+def _rewrite(repo: Repo, m: Manifest, progress: Progress | None) -> list[Any]:
+    from assay.table.reader import conform
+
+    cols = [ID_COLUMN, HASH_COLUMN, *m.schema.names]
+    pending: list[pa.Table] = []
+    rows, out = 0, []
+    for f in m.fragments:
+        t = conform(read_fragment(repo.store, f, [c for c in cols]), _schema(m))
+        pending.append(t)
+        rows += t.num_rows
+        while rows >= FRAGMENT_ROWS:
+            table = pa.concat_tables(pending)
+            out.append(write_fragment(repo.store, table.slice(0, FRAGMENT_ROWS)))
+            rest = table.slice(FRAGMENT_ROWS)
+            pending, rows = [rest], rest.num_rows
+        if progress:
+            progress(f"compacting {m.name}", len(out), 0)
+    if rows:
+        out.append(write_fragment(repo.store, pa.concat_tables(pending)))
+    return out
+
+
+def _schema(m: Manifest) -> pa.Schema:
+    from assay.table.ids import ID_TYPE
+
+    return pa.schema([pa.field(ID_COLUMN, ID_TYPE), pa.field(HASH_COLUMN, ID_TYPE), *m.schema])

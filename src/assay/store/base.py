@@ -1,0 +1,83 @@
+"""The object store interface: immutable bytes addressed by their BLAKE3 hash.
+
+A store is a small base class so that local folders, S3 and others can be swapped in without touching
+the layers above. Implementations verify the hash of every object they return.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """Where and how an object is kept, as reported by ``ObjectStore.stat``."""
+
+    oid: str
+    size: int  # logical size in bytes
+    stored: int  # bytes on storage (after compression), chunks excluded
+    mtime: float  # when it was written, seconds since the epoch
+    location: str  # "loose", "pack:<name>"
+
+
+class ObjectStore(abc.ABC):
+    """Immutable, content-addressed bytes."""
+
+    @abc.abstractmethod
+    def put(self, data: bytes, *, chunk: bool = True) -> str:
+        """Store ``data`` and return its address. Large data is split into content-defined chunks
+        (so that a changed large file stores only the changed chunks) unless ``chunk`` is False."""
+
+    @abc.abstractmethod
+    def put_many(self, items: Iterable[bytes]) -> list[str]:
+        """Store many objects at once; small ones are packed together. Returns their addresses."""
+
+    def put_file(self, path: str | os.PathLike[str]) -> str:
+        """Store the bytes of a file and return their address."""
+        return self.put(Path(path).read_bytes())
+
+    def put_files(self, paths: Sequence[str | os.PathLike[str]],
+                  callback: Callable[[int], None] | None = None) -> list[str]:
+        """Store many files (small ones packed); ``callback(n)`` reports files done."""
+        oids = []
+        for p in paths:
+            oids.append(self.put_file(p))
+            if callback:
+                callback(1)
+        return oids
+
+    @abc.abstractmethod
+    def get(self, oid: str) -> bytes:
+        """The verified bytes of ``oid``; raises ObjectNotFound or CorruptObject."""
+
+    @abc.abstractmethod
+    def has(self, oid: str) -> bool:
+        """Whether the store holds ``oid``."""
+
+    @abc.abstractmethod
+    def stat(self, oid: str) -> StoredObject:
+        """Where and how ``oid`` is stored."""
+
+    @abc.abstractmethod
+    def iter_oids(self) -> Iterator[str]:
+        """Every address the store holds."""
+
+    @abc.abstractmethod
+    def children(self, oid: str) -> list[str]:
+        """Objects that ``oid`` is made of (chunks of a large object); empty for plain objects."""
+
+    @abc.abstractmethod
+    def delete(self, oids: Iterable[str], *, older_than: float) -> int:
+        """Remove ``oids`` written before the time ``older_than``; returns how many were removed."""
+
+    def verify(self, oid: str) -> None:
+        """Raise CorruptObject when the stored bytes do not hash to ``oid``."""
+        self.get(oid)
+
+    def stored_bytes(self) -> int:
+        """Total bytes the store occupies."""
+        return sum(self.stat(oid).stored for oid in self.iter_oids())

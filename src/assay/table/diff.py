@@ -1,0 +1,210 @@
+"""Differences between two versions of a dataset: added, removed and changed samples, schema changes,
+and which columns changed. Rows in fragments that both versions share are never read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from assay.store import ObjectStore
+from assay.table.fragments import POSITION, empty_id_table, live_mask, read_fragment
+from assay.table.manifest import HASH_COLUMN, ID_COLUMN, FragmentRef, Manifest
+
+FRAG = "_assay_frag"
+
+
+@dataclass(frozen=True)
+class SampleChange:
+    """One added, removed or changed sample, with its key values (or None for content-keyed data)."""
+
+    status: str
+    id: str
+    key: dict[str, Any] | None
+    columns: tuple[str, ...] = ()  # for changed samples: the columns whose values differ
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "id": self.id, "key": self.key, "columns": list(self.columns)}
+
+
+@dataclass(frozen=True)
+class DatasetDiff:
+    """How dataset ``name`` differs between two versions ``a`` and ``b``."""
+
+    name: str
+    added: int
+    removed: int
+    changed: int
+    unchanged: int
+    rows_a: int
+    rows_b: int
+    schema_changes: dict[str, Any] = field(default_factory=dict)
+    column_changes: dict[str, int] = field(default_factory=dict)
+    samples: tuple[SampleChange, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.added or self.removed or self.changed or self.schema_changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.name, "added": self.added, "removed": self.removed, "changed": self.changed,
+            "unchanged": self.unchanged, "rows_a": self.rows_a, "rows_b": self.rows_b,
+            "schema_changes": self.schema_changes, "column_changes": self.column_changes,
+            "samples": [s.to_dict() for s in self.samples],
+        }
+
+
+def diff_manifests(store: ObjectStore, name: str, a: Manifest | None, b: Manifest | None, *,
+                   limit: int = 20) -> DatasetDiff:
+    """Compare versions ``a`` and ``b`` (either may be None: dataset absent)."""
+    joined = id_level_diff(store, a, b)
+    status = joined["status"]
+    counts = {s: int((status == s).sum()) for s in ("added", "removed", "changed")}
+    rows_a, rows_b = (a.rows if a else 0), (b.rows if b else 0)
+    unchanged = rows_b - counts["added"] - counts["changed"]
+    col_changes, per_sample = _column_changes(store, a, b, joined)
+    samples = _listing(store, a, b, joined, per_sample, limit)
+    return DatasetDiff(name, counts["added"], counts["removed"], counts["changed"], unchanged, rows_a, rows_b,
+                       schema_changes(a, b), col_changes, samples)
+
+
+def schema_changes(a: Manifest | None, b: Manifest | None) -> dict[str, Any]:
+    if a is None or b is None:
+        return {}
+    out: dict[str, Any] = {}
+    added = [f.name for f in b.schema if f.name not in a.schema.names]
+    removed = [f.name for f in a.schema if f.name not in b.schema.names]
+    types = {f.name: [str(a.schema.field(f.name).type), str(f.type)] for f in b.schema
+             if f.name in a.schema.names and a.schema.field(f.name).type != f.type}
+    if added:
+        out["added_columns"] = added
+    if removed:
+        out["removed_columns"] = removed
+    if types:
+        out["type_changes"] = types
+    if a.key != b.key:
+        out["key"] = [list(a.key) if a.key else None, list(b.key) if b.key else None]
+    return out
+
+
+def side_rows(store: ObjectStore, mine: Manifest | None, other: Manifest | None) -> pa.Table:
+    """Live rows of ``mine`` that are not live in the same fragment of ``other``: id, hash, frag, pos."""
+    if mine is None:
+        return empty_id_table()
+    theirs = {f.oid: f for f in (other.fragments if other else ())}
+    parts = []
+    for i, ref in enumerate(mine.fragments):
+        t = read_fragment(store, ref, [ID_COLUMN, HASH_COLUMN], positions=True) if ref.oid not in theirs \
+            else _only_here(store, ref, theirs[ref.oid])
+        if t.num_rows:
+            parts.append(t.append_column(FRAG, pa.array(np.full(t.num_rows, i, np.int32))))
+    return pa.concat_tables(parts) if parts else empty_id_table()
+
+
+def _only_here(store: ObjectStore, ref: FragmentRef, other: FragmentRef) -> pa.Table:
+    if ref.deleted == other.deleted:
+        return empty_id_table().drop_columns([FRAG])
+    mask = live_mask(store, ref) & ~live_mask(store, other)
+    if not mask.any():
+        return empty_id_table().drop_columns([FRAG])
+    t = read_fragment(store, FragmentRef(ref.oid, ref.rows, ref.bytes), [ID_COLUMN, HASH_COLUMN], positions=True)
+    return t.filter(pa.array(mask))
+
+
+def id_level_diff(store: ObjectStore, a: Manifest | None, b: Manifest | None) -> dict[str, np.ndarray]:
+    """Per differing sample: id, status (added/removed/changed), and where it lives in a and b."""
+    left, right = side_rows(store, a, b), side_rows(store, b, a)
+    con = duckdb.connect()
+    con.register("l", left)
+    con.register("r", right)
+    out = con.sql(f"""
+        SELECT coalesce(l.{ID_COLUMN}, r.{ID_COLUMN}) AS id,
+               CASE WHEN l.{ID_COLUMN} IS NULL THEN 'added' WHEN r.{ID_COLUMN} IS NULL THEN 'removed'
+                    WHEN l.{HASH_COLUMN} = r.{HASH_COLUMN} THEN 'same' ELSE 'changed' END AS status,
+               coalesce(l.{FRAG}, -1) AS fa, coalesce(l.{POSITION}, 0) AS pa,
+               coalesce(r.{FRAG}, -1) AS fb, coalesce(r.{POSITION}, 0) AS pb,
+               coalesce(r.{HASH_COLUMN}, l.{HASH_COLUMN}) AS hash
+        FROM l FULL OUTER JOIN r ON l.{ID_COLUMN} = r.{ID_COLUMN}
+        ORDER BY id""").to_arrow_table()
+    con.close()
+    result = {c: out.column(c).to_numpy(zero_copy_only=False) for c in ("status", "fa", "pa", "fb", "pb")}
+    keep = result["status"] != "same"
+    result = {k: v[keep] for k, v in result.items()}
+    result["id"] = np.array(out.column("id").to_pylist(), dtype=object)[keep]
+    result["hash"] = np.array(out.column("hash").to_pylist(), dtype=object)[keep]
+    return result
+
+
+def rows_at(store: ObjectStore, m: Manifest, frags: np.ndarray, positions: np.ndarray,
+            columns: Sequence[str] | None = None) -> pa.Table:
+    """Rows of ``m`` at (fragment index, position) pairs, in the order given."""
+    from assay.table.reader import conform
+
+    names = list(columns) if columns is not None else m.schema.names
+    schema = pa.schema([m.schema.field(c) for c in names if c in m.schema.names])
+    parts, order = [], []
+    for fi in np.unique(frags):
+        sel = np.flatnonzero(frags == fi)
+        ref = m.fragments[int(fi)]
+        whole = read_fragment(store, FragmentRef(ref.oid, ref.rows, ref.bytes), schema.names)
+        parts.append(conform(whole.take(pa.array(positions[sel])), schema))
+        order.append(sel)
+    if not parts:
+        return schema.empty_table()
+    table = pa.concat_tables(parts)
+    return table.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
+
+
+def _column_changes(store: ObjectStore, a: Manifest | None, b: Manifest | None,
+                    joined: dict[str, np.ndarray]) -> tuple[dict[str, int], list[tuple[str, ...]]]:
+    changed = joined["status"] == "changed"
+    if a is None or b is None or not changed.any():
+        return {}, []
+    common = [c for c in b.schema.names if c in a.schema.names]
+    left = rows_at(store, a, joined["fa"][changed], joined["pa"][changed], common)
+    right = rows_at(store, b, joined["fb"][changed], joined["pb"][changed], common)
+    counts: dict[str, int] = {}
+    differs = []
+    for c in common:
+        lc, rc = left.column(c), right.column(c)
+        if lc.type != rc.type:
+            rc = rc.cast(lc.type)
+        ne = np.array([x != y for x, y in zip(lc.to_pylist(), rc.to_pylist(), strict=True)], bool) \
+            if len(lc) <= 20000 else _ne_vectorized(lc, rc)
+        differs.append(ne)
+        if ne.any():
+            counts[c] = int(ne.sum())
+    matrix = np.vstack(differs) if differs else np.zeros((0, int(changed.sum())), bool)
+    per_sample = [tuple(c for c, d in zip(common, matrix[:, i], strict=True) if d) for i in range(matrix.shape[1])]
+    return counts, per_sample
+
+
+def _ne_vectorized(lc: pa.ChunkedArray, rc: pa.ChunkedArray) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    eq = pc.equal(lc, rc)
+    both_null = pc.and_(pc.is_null(lc), pc.is_null(rc))
+    same = pc.or_(pc.fill_null(eq, False), both_null)
+    return ~same.to_numpy(zero_copy_only=False)
+
+
+def _listing(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined: dict[str, np.ndarray],
+             per_sample: list[tuple[str, ...]], limit: int) -> tuple[SampleChange, ...]:
+    status = joined["status"]
+    changed_idx = np.flatnonzero(status == "changed")
+    cols_of = {int(i): per_sample[j] for j, i in enumerate(changed_idx)} if per_sample else {}
+    picked = np.arange(min(limit, len(status)))
+    from_a = status[picked] == "removed"
+    keys: dict[int, dict[str, Any]] = {}
+    for m, sel, f, p in ((a, picked[from_a], joined["fa"], joined["pa"]),
+                         (b, picked[~from_a], joined["fb"], joined["pb"])):
+        if m is not None and m.key and len(sel):
+            rows = rows_at(store, m, f[sel], p[sel], m.key).to_pylist()
+            keys.update(zip(sel.tolist(), rows, strict=True))
+    return tuple(SampleChange(str(status[i]), bytes(joined["id"][i]).hex(), keys.get(i), cols_of.get(i, ()))
+                 for i in picked.tolist())

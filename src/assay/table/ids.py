@@ -1,0 +1,258 @@
+"""Sample ids and row content hashes, computed column-wise (spec: docs/ids.md).
+
+A row's content hash is ``SHA-256(header || fixed fields || variable bytes)[:16]`` where the header is
+``SHA-256(domain || schema tag)[:16]``; a sample id is the same over the key columns with another
+domain, or, for datasets without key, derived from the row's content hash and its occurrence among
+identical rows. The canonical bytes depend only on values and
+logical types, never on Arrow widths, chunking, column order or the platform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assay.errors import InputError
+
+ID_BYTES = 16
+ID_TYPE = pa.binary(ID_BYTES)
+ROW_DOMAIN = b"assay-row-v1\x00"
+KEY_DOMAIN = b"assay-key-v1\x00"
+OCCURRENCE_DOMAIN = b"assay-occ-v1\x00"
+_EMPTY = pa.scalar(b"", pa.large_binary())
+_local = threading.local()
+
+
+def row_hashes(table: pa.Table | pa.RecordBatch, columns: Sequence[str] | None = None) -> pa.Array:
+    """Content hash of each row over ``columns`` (default: all), as 16-byte binaries."""
+    return _digest(ROW_DOMAIN, table, columns)
+
+
+def key_ids(table: pa.Table | pa.RecordBatch, key: Sequence[str]) -> pa.Array:
+    """Sample ids of rows from their key columns."""
+    return _digest(KEY_DOMAIN, table, key)
+
+
+def content_ids(hashes: pa.Array, start_counts: dict[bytes, int] | None = None) -> pa.Array:
+    """Ids for datasets without key: ``SHA-256(domain || row hash || u64 occurrence)[:16]``.
+
+    The occurrence of a row is how many identical rows precede it (counting ``start_counts``, the rows
+    already in the dataset), so identical rows get distinct, stable ids.
+    """
+    occurrence = _occurrences(hashes, start_counts or {})
+    n = len(hashes)
+    header = np.frombuffer(hashlib.sha256(OCCURRENCE_DOMAIN).digest()[:ID_BYTES], "<u8")
+    own = np.frombuffer(hashes.buffers()[1], "<u8", count=2 * n, offset=hashes.offset * ID_BYTES)
+    words = _interleave([np.full(n, header[0]), np.full(n, header[1]), own[0::2], own[1::2],
+                         occurrence.astype("<u8")])
+    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(40), n, [None, pa.py_buffer(words)])
+    return _sha_prefix(fixed, [])
+
+
+def schema_tag(schema: pa.Schema, columns: Sequence[str]) -> bytes:
+    """The canonical description of ``columns``: sorted ``name:type`` pairs, NUL-separated."""
+    parts = [f"{name}:{logical_type(schema.field(name).type)}" for name in sorted(columns)]
+    return ("\x00".join(parts) + "\x00\x00").encode()
+
+
+def logical_type(t: pa.DataType) -> str:
+    """The type name that goes into hashes: widths and encodings that do not change values collapse."""
+    if pa.types.is_dictionary(t):
+        return logical_type(t.value_type)
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_integer(t):
+        return "uint64" if t == pa.uint64() else "int"
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or _is_view(t, "string_view"):
+        return "string"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "binary"
+    if _is_view(t, "binary_view"):
+        return "binary"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_timestamp(t):
+        return f"timestamp[{t.tz or ''}]"
+    if pa.types.is_time(t):
+        return "time"
+    if pa.types.is_duration(t):
+        return "duration"
+    if pa.types.is_decimal(t):
+        return "decimal"
+    if pa.types.is_null(t):
+        return "null"
+    return f"json:{t}"
+
+
+def _is_view(t: pa.DataType, name: str) -> bool:
+    return str(t) == name
+
+
+def _digest(domain: bytes, table: pa.Table | pa.RecordBatch, columns: Sequence[str] | None) -> pa.Array:
+    cols = list(table.schema.names if columns is None else columns)
+    missing = [c for c in cols if c not in table.schema.names]
+    if missing:
+        raise InputError(f"column(s) {missing} are not in the data; its columns are {table.schema.names}")
+    n = table.num_rows
+    if n == 0:
+        return pa.array([], ID_TYPE)
+    header = np.frombuffer(hashlib.sha256(domain + schema_tag(table.schema, cols)).digest()[:16], "<u8")
+    valid_words = np.zeros(((len(cols) + 63) // 64, n), "<u8")
+    values: list[np.ndarray] = []
+    varlen: list[pa.Array] = []
+    for i, name in enumerate(sorted(cols)):
+        valid, value, tail = encode_column(_combine(table.column(name)))
+        valid_words[i // 64] |= valid.astype("<u8") << np.uint64(i % 64)
+        values.append(value)
+        if tail is not None:
+            varlen.append(tail)
+    words = _interleave([np.full(n, header[0]), np.full(n, header[1]), *valid_words, *values])
+    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(8 * words.shape[1]), n, [None, pa.py_buffer(words)])
+    return _sha_prefix(fixed, varlen)
+
+
+def _interleave(columns: Sequence[np.ndarray], block: int = 4096) -> np.ndarray:
+    """Row-major ``(n, k)`` u64 matrix from ``k`` columns, filled in cache-sized blocks of rows."""
+    n = len(columns[0])
+    out = np.empty((n, len(columns)), "<u8")
+    for start in range(0, n, block):
+        rows = out[start : start + block]
+        for i, col in enumerate(columns):
+            rows[:, i] = col[start : start + block]
+    return out
+
+
+def _combine(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    return col
+
+
+def encode_column(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array | None]:
+    """Canonical form of a column: validity, one u64 per row, and for variable-length types the bytes.
+
+    The u64 is the value's 8 little-endian bytes for fixed types and the byte length for
+    variable-length types; it is 0 for nulls, whose variable part is empty.
+    """
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        return _encode_dictionary(arr)
+    kind = logical_type(t)
+    valid = _valid(arr)
+    if kind == "null":
+        return valid, np.zeros(len(arr), "<u8"), None
+    if kind in ("string", "binary", "decimal") or kind.startswith("json"):
+        as_binary = _as_binary(arr, kind)
+        lengths = pc.binary_length(as_binary).fill_null(0).to_numpy().astype("<u8")
+        return valid, lengths, as_binary.fill_null(b"")
+    values = _as_8_bytes(arr, kind).view("<u8")
+    return valid, np.where(valid, values, np.uint64(0)), None
+
+
+def _as_8_bytes(arr: pa.Array, kind: str) -> np.ndarray:
+    t = arr.type
+    if kind == "bool":
+        return arr.fill_null(False).cast(pa.uint8()).to_numpy(zero_copy_only=False).astype("<u8")
+    if kind == "int":
+        return arr.fill_null(0).cast(pa.int64()).to_numpy().astype("<i8", copy=False)
+    if kind == "uint64":
+        return arr.fill_null(0).to_numpy().astype("<u8", copy=False)
+    if kind == "float":
+        values = arr.cast(pa.float64()).fill_null(0.0).to_numpy().astype("<f8")
+        values[np.isnan(values)] = np.nan  # one NaN bit pattern
+        return values + 0.0  # no negative zero
+    if kind == "date":
+        return arr.cast(pa.date32()).cast(pa.int32()).fill_null(0).to_numpy().astype("<i8")
+    if kind.startswith("timestamp"):
+        ns = arr.cast(pa.timestamp("ns", t.tz)).cast(pa.int64())
+    else:
+        ns = arr.cast(pa.time64("ns") if kind == "time" else pa.duration("ns")).cast(pa.int64())
+    return ns.fill_null(0).to_numpy().astype("<i8", copy=False)
+
+
+def _as_binary(arr: pa.Array, kind: str) -> pa.Array:
+    if kind == "string":
+        return arr.cast(pa.large_string()).cast(pa.large_binary())
+    if kind == "binary":
+        return arr.cast(pa.large_binary())
+    if kind == "decimal":
+        return arr.cast(pa.string()).cast(pa.large_binary())
+    texts = [None if v is None else json.dumps(v, sort_keys=True, default=str, separators=(",", ":"))
+             for v in arr.to_pylist()]
+    return pa.array(texts, pa.large_string()).cast(pa.large_binary())
+
+
+def _encode_dictionary(arr: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray, pa.Array | None]:
+    """Encode the (small) dictionary once, then pick per row: the same bytes as the decoded column."""
+    valid = _valid(arr)
+    if len(arr.dictionary) == 0:
+        return valid, np.zeros(len(arr), "<u8"), _empty_tail(arr.dictionary, len(arr))
+    dict_valid, dict_values, tail = encode_column(arr.dictionary)
+    indices = arr.indices.fill_null(0).cast(pa.int64()).to_numpy()
+    valid = valid & dict_valid[indices]
+    values = np.where(valid, dict_values[indices], np.uint64(0))
+    if tail is None:
+        return valid, values, None
+    return valid, values, pc.if_else(pa.array(valid), tail.take(pa.array(indices)), _EMPTY)
+
+
+def _empty_tail(dictionary: pa.Array, n: int) -> pa.Array | None:
+    kind = logical_type(dictionary.type)
+    if kind in ("string", "binary", "decimal") or kind.startswith("json"):
+        return pa.array(np.full(n, b""), pa.large_binary())
+    return None
+
+
+def _valid(arr: pa.Array) -> np.ndarray:
+    if arr.null_count == 0:
+        return np.ones(len(arr), bool)
+    return arr.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _sha_prefix(fixed: pa.Array, varlen: list[pa.Array]) -> pa.Array:
+    """``SHA-256(fixed || varlen...)[:16]`` per row, in DuckDB (vectorised, multi-threaded)."""
+    names = [f"v{i}" for i in range(len(varlen))]
+    rows = pa.table([fixed, *varlen], names=["f", *names])
+    expr = " || ".join(["f", *names])
+    out = _connection().sql(f"SELECT unhex(left(sha256({expr}), {2 * ID_BYTES})) AS h FROM rows")
+    return out.to_arrow_table().column("h").combine_chunks().cast(ID_TYPE)
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = _local.con = duckdb.connect()
+    return con
+
+
+def _occurrences(hashes: pa.Array, start: dict[bytes, int]) -> np.ndarray:
+    """For each row, how many rows with the same hash precede it (plus those in ``start``)."""
+    n = len(hashes)
+    if n == 0:
+        return np.zeros(0, np.uint64)
+    keys = np.frombuffer(hashes.buffers()[1], dtype="V16", count=n, offset=hashes.offset * 16)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    new_group = np.ones(n, bool)
+    new_group[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    group_start = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
+    occ = np.empty(n, np.uint64)
+    occ[order] = np.arange(n) - group_start
+    if start:
+        firsts = np.flatnonzero(new_group)
+        ends = np.append(firsts[1:], n)
+        for i, end in zip(firsts.tolist(), ends.tolist(), strict=True):
+            base = start.get(bytes(sorted_keys[i]), 0)
+            if base:
+                occ[order[i:end]] += np.uint64(base)
+    return occ

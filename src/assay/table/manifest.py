@@ -1,0 +1,123 @@
+"""A dataset version: its schema, sample key and the fragments (with deletions) that make it up."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pyarrow as pa
+
+from assay.errors import FormatError
+
+MANIFEST_FORMAT = 1
+ID_COLUMN = "_assay_id"
+HASH_COLUMN = "_assay_hash"
+INTERNAL_COLUMNS = (ID_COLUMN, HASH_COLUMN)
+
+
+@dataclass(frozen=True)
+class FragmentRef:
+    """One Parquet fragment of a dataset version and the rows of it that are deleted."""
+
+    oid: str
+    rows: int  # rows in the Parquet file
+    bytes: int
+    deleted: str | None = None  # oid of a deletion vector (sorted u32 row positions)
+    deleted_rows: int = 0
+
+    @property
+    def live_rows(self) -> int:
+        return self.rows - self.deleted_rows
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"oid": self.oid, "rows": self.rows, "bytes": self.bytes}
+        if self.deleted:
+            d["deleted"], d["deleted_rows"] = self.deleted, self.deleted_rows
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FragmentRef:
+        return cls(d["oid"], d["rows"], d["bytes"], d.get("deleted"), d.get("deleted_rows", 0))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A dataset version. Stored as canonical JSON, addressed by its hash."""
+
+    name: str
+    schema: pa.Schema
+    key: tuple[str, ...] | None  # None: samples are keyed by content
+    fragments: tuple[FragmentRef, ...] = ()
+    kind: str = "table"  # "table" or "files" (a folder of blobs)
+    source: str | None = None  # digest of the input that produced this version, for quick re-adds
+    blob_columns: tuple[str, ...] = ()
+    format: int = MANIFEST_FORMAT
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.live_rows for f in self.fragments)
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.bytes for f in self.fragments)
+
+    def with_fragments(self, fragments: list[FragmentRef] | tuple[FragmentRef, ...], **changes: Any) -> Manifest:
+        return replace(self, fragments=tuple(f for f in fragments if f.live_rows > 0), **changes)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "type": "manifest",
+            "name": self.name,
+            "kind": self.kind,
+            "schema": schema_to_text(self.schema),
+            "columns": [{"name": f.name, "type": str(f.type)} for f in self.schema],
+            "key": list(self.key) if self.key is not None else None,
+            "blob_columns": list(self.blob_columns),
+            "fragments": [f.to_dict() for f in self.fragments],
+            "rows": self.rows,
+            "source": self.source,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_bytes(cls, data: bytes, oid: str = "?") -> Manifest:
+        d = json.loads(data)
+        if d.get("type") != "manifest":
+            raise FormatError(f"object {oid} is not a dataset manifest")
+        if d.get("format", 0) > MANIFEST_FORMAT:
+            raise FormatError(
+                f"manifest {oid} has format {d['format']}, newer than this assay reads "
+                f"({MANIFEST_FORMAT}); upgrade assay"
+            )
+        return cls(
+            name=d["name"],
+            schema=schema_from_text(d["schema"]),
+            key=tuple(d["key"]) if d["key"] is not None else None,
+            fragments=tuple(FragmentRef.from_dict(f) for f in d["fragments"]),
+            kind=d.get("kind", "table"),
+            source=d.get("source"),
+            blob_columns=tuple(d.get("blob_columns", ())),
+            format=d["format"],
+            meta=d.get("meta", {}),
+        )
+
+
+def schema_to_text(schema: pa.Schema) -> str:
+    """Arrow IPC serialisation of a schema, base64 (pandas metadata dropped)."""
+    return base64.b64encode(schema.remove_metadata().serialize().to_pybytes()).decode()
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def user_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema without assay's internal columns."""
+    return pa.schema([f for f in schema if f.name not in INTERNAL_COLUMNS])
