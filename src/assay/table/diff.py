@@ -130,7 +130,7 @@ def id_level_diff(store: ObjectStore, a: Manifest | None, b: Manifest | None) ->
                coalesce(r.{FRAG}, -1) AS fb, coalesce(r.{POSITION}, 0) AS pb,
                coalesce(r.{HASH_COLUMN}, l.{HASH_COLUMN}) AS hash
         FROM l FULL OUTER JOIN r ON l.{ID_COLUMN} = r.{ID_COLUMN}
-        ORDER BY id""").to_arrow_table()
+        ORDER BY status, id""").to_arrow_table()
     con.close()
     result = {c: out.column(c).to_numpy(zero_copy_only=False) for c in ("status", "fa", "pa", "fb", "pb")}
     keep = result["status"] != "same"

@@ -1,0 +1,394 @@
+"""The ``assay`` command line: a thin adapter that parses, calls the library once, and renders.
+
+Errors from the library are turned into one-line messages at a single boundary (``main``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from assay.errors import AssayError, MergeConflict
+
+app = typer.Typer(help="assay: version control, tests and monitoring for ML data and models.",
+                  no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+out = Console()
+err = Console(stderr=True)
+_state: dict[str, Any] = {"repo": "."}
+
+RepoOpt = Annotated[str, typer.Option("--repo", "-C", help="Repository folder (default: current folder).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@app.callback()
+def _root(repo: RepoOpt = ".") -> None:
+    _state["repo"] = repo
+
+
+def _repo() -> Any:
+    from assay.repo import Repo
+
+    return Repo(_state["repo"])
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress callback drawn as Rich progress bars on stderr (hidden when not a terminal)."""
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True, disable=not err.is_terminal)
+    tasks: dict[str, Any] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(stage, total=total or None)
+        bars.update(tasks[stage], completed=done, total=total or None)
+
+    with bars:
+        yield report
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+def _short(oid: str | None) -> str:
+    return oid[:12] if oid else "-"
+
+
+def _when(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# -- repository ---------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def init(path: Annotated[str, typer.Argument(help="Folder to create the repository in.")] = ".",
+         catalog: Annotated[str | None, typer.Option(help="SQLAlchemy URL of a shared catalog.")] = None) -> None:
+    """Create a repository (a .assay folder) in PATH."""
+    from assay.repo import init as do_init
+
+    repo = do_init(path, catalog_url=catalog)
+    out.print(f"Initialised an empty assay repository in {repo.dir}")
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    source: Annotated[str, typer.Argument(help="Parquet, CSV, TSV, JSONL or Arrow file, or a folder of files.")],
+    key: Annotated[list[str] | None, typer.Option("--key", "-k", help="Key column(s); repeat or separate by "
+                                                  "commas. Default: the row's content (files: the path).")] = None,
+    mode: Annotated[str, typer.Option(help="replace | append | upsert | delete")] = "replace",
+    labels: Annotated[str | None, typer.Option(help="Folders only: a CSV/JSONL/Parquet with a 'path' column "
+                                               "and label columns, joined on the path.")] = None,
+    format: Annotated[str | None, typer.Option(help="Input format when the suffix does not tell.")] = None,
+) -> None:
+    """Stage a change to dataset NAME from SOURCE."""
+    keys = [k.strip() for part in key or [] for k in part.split(",") if k.strip()] or None
+    repo = _repo()
+    with _progress() as report:
+        result = repo.add(name, source, key=keys, mode=mode, labels=labels, format=format, progress=report)
+    if not result.changed:
+        out.print(f"{name}: no change ({result.manifest.rows} samples)")
+        return
+    out.print(f"{name}: +{result.added} added, ~{result.updated} changed, -{result.removed} removed, "
+              f"{result.unchanged} unchanged; {result.manifest.rows} samples staged "
+              f"({result.written_rows} rows written)")
+
+
+@app.command()
+def rm(name: Annotated[str, typer.Argument(help="Dataset to remove.")]) -> None:
+    """Stage the removal of a dataset."""
+    _repo().remove(name)
+    out.print(f"{name}: removal staged")
+
+
+@app.command()
+def reset(names: Annotated[list[str] | None, typer.Argument(help="Datasets to unstage (default: all).")] = None
+          ) -> None:
+    """Unstage staged changes."""
+    _repo().reset(names)
+    out.print("unstaged " + (", ".join(names) if names else "everything"))
+
+
+@app.command()
+def status(as_json: JsonOpt = False) -> None:
+    """Show the working branch and what is staged."""
+    st = _repo().status()
+    if as_json:
+        _print_json(st.to_dict())
+        return
+    where = f"On branch {st.branch}" if st.branch else f"HEAD detached at {_short(st.commit)}"
+    out.print(f"{where}, at commit {_short(st.commit)}")
+    if not st.staged:
+        out.print("Nothing staged.")
+        return
+    table = Table("dataset", "change", "samples", title="Staged")
+    for n, s in sorted(st.staged.items()):
+        change = "removed" if s.get("removed_dataset") else \
+            f"+{s.get('added', 0)} ~{s.get('updated', 0)} -{s.get('removed', 0)} ({s.get('mode', '')})"
+        table.add_row(n, change, str(s.get("rows", "")))
+    out.print(table)
+
+
+@app.command()
+def commit(message: Annotated[str, typer.Option("--message", "-m", help="What changed and why.")],
+           author: Annotated[str | None, typer.Option(help="Author (default: git user, or ASSAY_AUTHOR).")] = None
+           ) -> None:
+    """Record the staged changes as a commit."""
+    repo = _repo()
+    oid = repo.commit(message, author=author)
+    out.print(f"[{repo.branch or 'detached'} {_short(oid)}] {message}", markup=False)
+
+
+@app.command()
+def log(rev: Annotated[str | None, typer.Argument(help="Revision to start from (default HEAD).")] = None,
+        limit: Annotated[int | None, typer.Option("--limit", "-n", help="At most this many commits.")] = None,
+        dataset: Annotated[str | None, typer.Option(help="Only commits that changed this dataset.")] = None,
+        as_json: JsonOpt = False) -> None:
+    """List commits, newest first."""
+    entries = _repo().log(rev, limit=limit, dataset=dataset)
+    if as_json:
+        _print_json([{"commit": o, **c.to_dict()} for o, c in entries])
+        return
+    if not entries:
+        out.print("No commits yet.")
+    for oid, c in entries:
+        code = ""
+        if c.code:
+            code = f"  code {c.code['git_commit'][:10]}{' (dirty)' if c.code.get('dirty') else ''}"
+        out.print(f"[bold yellow]{_short(oid)}[/] {_when(c.time)}  {escape(c.author)}{code}")
+        out.print(f"    {escape(c.message)}")
+
+
+@app.command()
+def show(rev: Annotated[str | None, typer.Argument(help="Revision (default HEAD).")] = None,
+         as_json: JsonOpt = False) -> None:
+    """Show a commit: its metadata and datasets."""
+    repo = _repo()
+    oid, c = repo.show(rev)
+    manifests = {n: repo.read_manifest(m) for n, m in c.datasets.items()}
+    if as_json:
+        _print_json({"commit": oid, **c.to_dict(),
+                     "dataset_rows": {n: m.rows for n, m in manifests.items()}})
+        return
+    out.print(f"commit {oid}")
+    if c.parents:
+        out.print("parents " + " ".join(_short(p) for p in c.parents))
+    out.print(f"author {c.author}\ndate   {_when(c.time)}")
+    if c.code:
+        out.print(f"code   {c.code['git_commit']}{' (dirty)' if c.code.get('dirty') else ''} in {c.code.get('path')}")
+    if c.meta:
+        out.print(f"meta   {json.dumps(c.meta)}")
+    out.print(f"\n    {c.message}\n")
+    table = Table("dataset", "kind", "samples", "columns", "key", "fragments", "manifest")
+    for n, m in sorted(manifests.items()):
+        table.add_row(n, m.kind, str(m.rows), str(len(m.schema)), ",".join(m.key) if m.key else "(content)",
+                      str(len(m.fragments)), _short(c.datasets[n]))
+    out.print(table)
+
+
+@app.command()
+def datasets(rev: Annotated[str | None, typer.Argument(help="Revision (default: working version).")] = None,
+             as_json: JsonOpt = False) -> None:
+    """List datasets with their size and schema."""
+    repo = _repo()
+    rows = {n: repo.read_manifest(m) for n, m in repo.datasets(rev).items()}
+    if as_json:
+        _print_json({n: {"rows": m.rows, "kind": m.kind, "key": m.key,
+                         "columns": {f.name: str(f.type) for f in m.schema}} for n, m in rows.items()})
+        return
+    table = Table("dataset", "kind", "samples", "columns")
+    for n, m in sorted(rows.items()):
+        table.add_row(n, m.kind, str(m.rows), ", ".join(f"{f.name}:{f.type}" for f in m.schema))
+    out.print(table)
+
+
+@app.command()
+def diff(a: Annotated[str | None, typer.Argument(help="From revision (default HEAD).")] = None,
+         b: Annotated[str | None, typer.Argument(help="To revision (default: working version).")] = None,
+         dataset: Annotated[str | None, typer.Option(help="Only this dataset.")] = None,
+         limit: Annotated[int, typer.Option(help="List at most this many samples per dataset.")] = 20,
+         as_json: JsonOpt = False) -> None:
+    """Show added, removed and changed samples between two versions."""
+    diffs = _repo().diff(a, b, dataset=dataset, limit=limit)
+    if as_json:
+        _print_json([d.to_dict() for d in diffs])
+        return
+    if not diffs:
+        out.print("No differences.")
+    for d in diffs:
+        out.print(f"[bold]{d.name}[/]: +{d.added} added, -{d.removed} removed, ~{d.changed} changed, "
+                  f"{d.unchanged} unchanged ({d.rows_a} -> {d.rows_b} samples)")
+        for k, v in d.schema_changes.items():
+            out.print(f"  schema {k.replace('_', ' ')}: {v}")
+        if d.column_changes:
+            out.print("  columns changed: " + ", ".join(f"{c} ({n})" for c, n in d.column_changes.items()))
+        for s in d.samples:
+            what = ", ".join(f"{k}={v!r}" for k, v in s.key.items()) if s.key else s.id
+            cols = escape(f"  [{', '.join(s.columns)}]") if s.columns else ""
+            mark = {"added": "[green]+[/]", "removed": "[red]-[/]", "changed": "[yellow]~[/]"}[s.status]
+            out.print(f"  {mark} {escape(what)}{cols}")
+        shown = len(d.samples)
+        total = d.added + d.removed + d.changed
+        if total > shown:
+            out.print(f"  ... {total - shown} more (use --limit)")
+
+
+@app.command()
+def export(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")],
+           to: Annotated[str, typer.Option("--to", help="A .parquet/.csv/.jsonl file, or a folder (folder "
+                                           "datasets: recreates the files).")]) -> None:
+    """Write a dataset version to a file or folder."""
+    with _progress() as report:
+        path = _repo().export(spec, to, progress=report)
+    out.print(f"wrote {spec} to {path}")
+
+
+@app.command()
+def branch(name: Annotated[str | None, typer.Argument(help="Branch to create (none: list branches).")] = None,
+           start: Annotated[str | None, typer.Option("--from", help="Start revision (default HEAD).")] = None,
+           delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete NAME.")] = False,
+           force: Annotated[bool, typer.Option(help="With -d: delete even if not merged.")] = False) -> None:
+    """List, create or delete branches."""
+    repo = _repo()
+    if name is None:
+        current = repo.branch
+        for n, oid in repo.branches().items():
+            out.print(f"{'*' if n == current else ' '} {n}  {_short(oid)}")
+        return
+    if delete:
+        repo.delete_branch(name, force=force)
+        out.print(f"deleted branch {name}")
+        return
+    oid = repo.create_branch(name, start)
+    out.print(f"created branch {name} at {_short(oid)}")
+
+
+@app.command()
+def checkout(rev: Annotated[str, typer.Argument(help="Branch to work on, or any revision (detached).")],
+             create: Annotated[bool, typer.Option("-b", help="Create the branch first.")] = False,
+             force: Annotated[bool, typer.Option(help="Drop staged changes.")] = False) -> None:
+    """Switch the working branch (or detach HEAD at a revision)."""
+    repo = _repo()
+    oid = repo.checkout(rev, create=create, force=force)
+    where = f"branch {repo.branch}" if repo.branch else f"detached HEAD at {_short(oid)}"
+    out.print(f"now on {where}")
+
+
+@app.command()
+def tag(name: Annotated[str | None, typer.Argument(help="Tag to create (none: list tags).")] = None,
+        rev: Annotated[str | None, typer.Argument(help="Revision to tag (default HEAD).")] = None,
+        delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete NAME.")] = False) -> None:
+    """List, create or delete tags."""
+    repo = _repo()
+    if name is None:
+        for n, oid in repo.tags().items():
+            out.print(f"{n}  {_short(oid)}")
+        return
+    if delete:
+        repo.delete_tag(name)
+        out.print(f"deleted tag {name}")
+        return
+    out.print(f"tagged {_short(repo.tag(name, rev))} as {name}")
+
+
+@app.command()
+def merge(rev: Annotated[str, typer.Argument(help="Branch or revision to merge into the working branch.")],
+          message: Annotated[str | None, typer.Option("--message", "-m", help="Merge commit message.")] = None
+          ) -> None:
+    """Merge a branch: fast-forward when possible, else three-way on samples."""
+    result = _repo().merge(rev, message=message)
+    if result.fast_forward:
+        out.print(f"fast-forward to {_short(result.commit)}")
+    elif not result.datasets:
+        out.print(f"already up to date at {_short(result.commit)}")
+    else:
+        out.print(f"merged {rev} as {_short(result.commit)}: " +
+                  ", ".join(f"{n} ({how})" for n, how in sorted(result.datasets.items())))
+
+
+@app.command()
+def fsck(as_json: JsonOpt = False) -> None:
+    """Verify every object's hash and every reference."""
+    with _progress() as report:
+        r = _repo().fsck(progress=report)
+    if as_json:
+        _print_json(r.to_dict())
+    else:
+        out.print(f"checked {r.objects} objects, {r.reachable} reachable")
+        for oid in r.corrupt:
+            out.print(f"[red]corrupt[/] {oid}")
+        for oid, why in r.missing:
+            out.print(f"[red]missing[/] {oid} (referenced by {why})")
+        for oid, e in r.unreadable:
+            out.print(f"[red]unreadable[/] {oid}: {e}")
+        out.print("[green]ok[/]" if r.ok else "[red]repository is damaged[/]")
+    if not r.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def gc(grace: Annotated[float, typer.Option(help="Keep unreachable objects younger than this many seconds.")]
+       = 3600.0,
+       dry_run: Annotated[bool, typer.Option(help="Only count what would be removed.")] = False) -> None:
+    """Remove objects that no branch, tag or staged change reaches."""
+    r = _repo().gc(grace=grace, dry_run=dry_run)
+    out.print(f"{r.unreachable} unreachable objects; removed {r.removed}, kept {r.kept_recent} younger than "
+              f"{grace:g} s; {r.tmp_removed} temporary files removed")
+
+
+@app.command()
+def compact(names: Annotated[list[str] | None, typer.Argument(help="Datasets (default: all).")] = None) -> None:
+    """Rewrite many small fragments (and deleted rows) into fewer, full fragments; commits the result."""
+    with _progress() as report:
+        r = _repo().compact(names, progress=report)
+    if not r.datasets:
+        out.print("nothing to compact")
+    for n, (before, after) in r.datasets.items():
+        out.print(f"{n}: {before} -> {after} fragments")
+    if r.commit:
+        out.print(f"committed {_short(r.commit)}")
+
+
+@app.command()
+def quickstart(path: Annotated[str, typer.Option(help="Folder for the demo repository.")] = "assay-quickstart"
+               ) -> None:
+    """Build a demo repository from bundled data (scikit-learn digits) and show what assay does."""
+    from assay.cli.quickstart import run
+
+    with _progress() as report:
+        for line in run(Path(path), progress=report):
+            out.print(line, markup=False, highlight=False)
+
+
+def main() -> None:
+    """Entry point: run the app, turning assay errors into messages and exit codes."""
+    try:
+        app(standalone_mode=False)
+    except AssayError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(1 if not isinstance(e, MergeConflict) else 3)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise

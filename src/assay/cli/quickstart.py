@@ -1,0 +1,113 @@
+"""``assay quickstart``: a demo repository built from data that scikit-learn ships (no download).
+
+It versions the digits images as a folder dataset and their pixel features as a table, then shows
+commits, a label fix, a diff, a branch with a three-way merge, a tag, an export and fsck.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from assay.errors import InputError
+
+MARKER = ".assay-quickstart"
+
+
+def run(path: Path, progress: Callable[[str, int, int], None] | None = None) -> Iterator[str]:
+    """Build the demo in ``path``, yielding what it did, line by line."""
+    from assay.repo import init
+
+    path = _fresh_folder(path)
+    images, table_path = _write_digits(path / "data")
+    yield f"wrote {len(list(images.rglob('*.png')))} digit images to {images} and their pixels to {table_path}"
+    repo = init(path)
+    yield f"created a repository in {repo.dir}"
+
+    r = repo.add("digits-images", images, progress=progress)
+    repo.add("digits", table_path, key=["id"], progress=progress)
+    c1 = repo.commit("Add scikit-learn digits: images and pixel table")
+    yield f"committed {r.manifest.rows} images (label from sub-folder) and the table as {c1[:12]}"
+    repo.tag("v1")
+
+    table = pq.read_table(table_path)
+    fix = _relabel(table, fraction=0.02, seed=0)
+    res = repo.add("digits", fix, mode="upsert")
+    c2 = repo.commit("Fix 2% of labels after review")
+    yield f"relabelled {res.updated} samples with an upsert, committed as {c2[:12]}"
+    d = repo.diff("v1", c2, dataset="digits")[0]
+    yield f"diff v1..HEAD: {d.changed} changed, columns changed: {d.column_changes}"
+
+    repo.checkout("more-data", create=True)
+    extra = _new_rows(table, 100, seed=1)
+    repo.add("digits", extra, mode="append")
+    repo.commit("Append 100 augmented samples")
+    repo.checkout("main")
+    repo.add("digits", _relabel(table.slice(1000), fraction=0.01, seed=2), mode="upsert")
+    repo.commit("Fix a few more labels on main")
+    merged = repo.merge("more-data")
+    rows = repo.dataset("digits").num_rows
+    yield f"merged branch more-data into main (three-way, {merged.datasets}): digits now has {rows} samples"
+
+    out = repo.export("digits@v1", path / "export" / "digits-v1.parquet")
+    yield f"exported digits@v1 ({repo.dataset('digits', 'v1').num_rows} rows) to {out}"
+    report = repo.fsck()
+    yield f"fsck: {report.objects} objects verified, {'ok' if report.ok else 'DAMAGED'}"
+    stored = repo.store.stored_bytes()
+    raw = sum(p.stat().st_size for p in (path / "data").rglob("*") if p.is_file())
+    yield f"storage: {stored / 1e6:.2f} MB for {len(repo.log())} commits of {raw / 1e6:.2f} MB of input"
+    yield f"try: assay -C {path} log; assay -C {path} diff v1 main --dataset digits"
+    repo.close()
+
+
+def _fresh_folder(path: Path) -> Path:
+    path = path.resolve()
+    if path.exists():
+        if not (path / MARKER).exists():
+            raise InputError(f"{path} exists and is not a quickstart folder; choose another --path")
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / MARKER).write_text("made by assay quickstart; safe to delete\n")
+    return path
+
+
+def _write_digits(folder: Path) -> tuple[Path, Path]:
+    try:
+        from PIL import Image
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise InputError("the quickstart needs scikit-learn and pillow: pip install 'assay[quickstart]'") from e
+    digits = load_digits()
+    images = folder / "digits"
+    for i, (img, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+        target = images / str(label) / f"{i:04d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pixels = (img * 255 / 16).astype(np.uint8)
+        Image.fromarray(pixels).resize((32, 32), Image.Resampling.NEAREST).save(target)
+    columns = {"id": pa.array(np.arange(len(digits.target)), pa.int64())}
+    for j in range(digits.data.shape[1]):
+        columns[f"p{j}"] = pa.array(digits.data[:, j].astype(np.int64))
+    columns["label"] = pa.array(digits.target.astype(np.int64))
+    table_path = folder / "digits.parquet"
+    pq.write_table(pa.table(columns), table_path)
+    return images, table_path
+
+
+def _relabel(table: pa.Table, fraction: float, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    n = max(1, int(table.num_rows * fraction))
+    rows = table.take(pa.array(np.sort(rng.choice(table.num_rows, n, replace=False))))
+    labels = (rows.column("label").to_numpy() + rng.integers(1, 10, n)) % 10
+    return rows.set_column(rows.column_names.index("label"), "label", pa.array(labels))
+
+
+def _new_rows(table: pa.Table, n: int, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    rows = table.take(pa.array(rng.choice(table.num_rows, n, replace=False)))
+    ids = pa.array(np.arange(n) + 100_000, pa.int64())
+    return rows.set_column(0, "id", ids)
