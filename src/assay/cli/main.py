@@ -378,7 +378,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except AssayError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(1 if not isinstance(e, MergeConflict) else 3)
     except typer.Exit as e:
         sys.exit(e.exit_code)

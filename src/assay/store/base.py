@@ -74,6 +74,9 @@ class ObjectStore(abc.ABC):
     def delete(self, oids: Iterable[str], *, older_than: float) -> int:
         """Remove ``oids`` written before the time ``older_than``; returns how many were removed."""
 
+    def freshen(self, oids: Iterable[str]) -> None:  # noqa: B027 - optional for stores without gc races
+        """Mark existing objects as just written, so that a concurrent gc keeps them for its grace period."""
+
     def verify(self, oid: str) -> None:
         """Raise CorruptObject when the stored bytes do not hash to ``oid``."""
         self.get(oid)

@@ -56,7 +56,9 @@ class LocalObjectStore(ObjectStore):
 
     def put(self, data: bytes, *, chunk: bool = True) -> str:
         oid = hash_bytes(data)
-        if not self.has(oid):
+        if self.has(oid):
+            self.freshen([oid])
+        else:
             stored = self._encode_large(data) if chunk and len(data) > CHUNK_FROM else codec.encode(data)
             self._write_loose(oid, stored)
         return oid
@@ -92,7 +94,9 @@ class LocalObjectStore(ObjectStore):
         if size <= CHUNK_FROM:
             return self.put(path.read_bytes())
         oid = hash_file(path)
-        if not self.has(oid):
+        if self.has(oid):
+            self.freshen([oid])
+        else:
             with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
                 stored = self._encode_large(mm)
             self._write_loose(oid, stored)
@@ -142,12 +146,16 @@ class LocalObjectStore(ObjectStore):
         if len(data) > PACK_OBJECT_MAX:
             return None
         oid = hash_bytes(data)
-        return oid, None if self.has(oid) else codec.encode(data)
+        if self.has(oid):
+            self.freshen([oid])
+            return oid, None
+        return oid, codec.encode(data)
 
     def _prepare(self, data: bytes) -> tuple[str, bytes, bytes | None]:
         """Hash and encode one object (runs in worker threads); None when already stored."""
         oid = hash_bytes(data)
         if self.has(oid):
+            self.freshen([oid])
             return oid, data, None
         return oid, data, b"" if len(data) > PACK_OBJECT_MAX else codec.encode(data)
 
@@ -181,6 +189,25 @@ class LocalObjectStore(ObjectStore):
                      tmp_dir=self.root / "tmp")
         atomic_write(packs / f"{name}.idx", idx_bytes, durable=self.durable, tmp_dir=self.root / "tmp")
         self._add_index(name, index)
+
+    def freshen(self, oids: Iterable[str]) -> None:
+        packs: set[str] = set()
+        for oid in oids:
+            entry = self._packs.get(oid)
+            if entry is not None:
+                packs.add(entry[0])
+                continue
+            try:
+                os.utime(self._loose_path(oid))
+            except FileNotFoundError:
+                entry = self._pack_entry(oid)
+                if entry is not None:
+                    packs.add(entry[0])
+        for name in packs:
+            try:
+                os.utime(self.root / "packs" / f"{name}.idx")
+            except FileNotFoundError:
+                pass
 
     # -- reading -------------------------------------------------------------------------------------
 

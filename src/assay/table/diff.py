@@ -130,7 +130,7 @@ def id_level_diff(store: ObjectStore, a: Manifest | None, b: Manifest | None) ->
                coalesce(r.{FRAG}, -1) AS fb, coalesce(r.{POSITION}, 0) AS pb,
                coalesce(r.{HASH_COLUMN}, l.{HASH_COLUMN}) AS hash
         FROM l FULL OUTER JOIN r ON l.{ID_COLUMN} = r.{ID_COLUMN}
-        ORDER BY status, id""").to_arrow_table()
+        ORDER BY CASE status WHEN 'added' THEN 0 WHEN 'removed' THEN 1 ELSE 2 END, id""").to_arrow_table()
     con.close()
     result = {c: out.column(c).to_numpy(zero_copy_only=False) for c in ("status", "fa", "pa", "fb", "pb")}
     keep = result["status"] != "same"
@@ -179,8 +179,13 @@ def _column_changes(store: ObjectStore, a: Manifest | None, b: Manifest | None,
         differs.append(ne)
         if ne.any():
             counts[c] = int(ne.sum())
+    only_one_side = [c for c in b.schema.names if c not in common] + [c for c in a.schema.names if c not in common]
+    for c in only_one_side:  # an added or removed column changes every sample
+        differs.append(np.ones(int(changed.sum()), bool))
+        counts[c] = int(changed.sum())
+    names = common + only_one_side
     matrix = np.vstack(differs) if differs else np.zeros((0, int(changed.sum())), bool)
-    per_sample = [tuple(c for c, d in zip(common, matrix[:, i], strict=True) if d) for i in range(matrix.shape[1])]
+    per_sample = [tuple(c for c, d in zip(names, matrix[:, i], strict=True) if d) for i in range(matrix.shape[1])]
     return counts, per_sample
 
 

@@ -114,8 +114,10 @@ def folder_source(store: ObjectStore, root: Path, cache: StatCache | None, *,
     entries = scan_folder(root)
     if not entries:
         raise InputError(f"{root} holds no files; nothing to add")
+    extra = _read_labels(labels, {e.rel for e in entries}) if labels is not None else None  # before storing
     hits = cache.lookup(entries) if cache else {}
     todo = [e for e in entries if e.full not in hits or not store.has(hits[e.full])]
+    store.freshen(hits[e.full] for e in entries if e.full in hits)
     if todo:
         done = 0
 
@@ -136,15 +138,17 @@ def folder_source(store: ObjectStore, root: Path, cache: StatCache | None, *,
         "media_type": [mimetypes.guess_type(e.rel)[0] or "application/octet-stream" for e in entries],
         "label": [e.rel.split("/", 1)[0] if "/" in e.rel else None for e in entries],
     }, schema=FILE_SCHEMA)
-    if labels is not None:
-        table = _join_labels(table, labels)
+    if extra is not None:
+        table = _join_labels(table, extra)
     listing = hash_bytes(b"\n".join(f"{p}\t{b}".encode() for p, b in zip(
         table.column("path").to_pylist(), table.column("blob").to_pylist(), strict=True)))
-    extra = hash_bytes(labels.read_bytes()) if labels else ""
-    return Source(str(root), table.schema, lambda: iter(table.to_batches()), digest=f"files:{listing}:{extra}")
+    labels_digest = hash_bytes(labels.read_bytes()) if labels else ""
+    return Source(str(root), table.schema, lambda: iter(table.to_batches()),
+                  digest=f"files:{listing}:{labels_digest}")
 
 
-def _join_labels(table: pa.Table, labels_path: Path) -> pa.Table:
+def _read_labels(labels_path: Path, known: set[str]) -> pa.Table:
+    """The labels file, its paths checked against the folder's files."""
     raw = pa.Table.from_batches(list(load_source(labels_path).open()))
     if "path" not in raw.column_names:
         raise InputError(f"{labels_path} needs a 'path' column naming each file relative to the folder; "
@@ -152,14 +156,16 @@ def _join_labels(table: pa.Table, labels_path: Path) -> pa.Table:
     paths = raw.column("path").cast(pa.string()).to_pylist()
     for row, p in enumerate(paths, start=1):
         _check_label_path(labels_path, row, p)
-    known = set(table.column("path").to_pylist())
     missing = [p for p in paths if p not in known]
     if missing:
         raise InputError(f"{labels_path} names {len(missing)} file(s) not in the folder, e.g. {missing[0]!r}; "
                          "fix the paths (relative to the folder, with /) or remove those rows")
     if len(set(paths)) != len(paths):
         raise InputError(f"{labels_path} lists a path more than once; give each file one row")
-    extra = raw.set_column(raw.column_names.index("path"), "path", pa.array(paths, pa.string()))
+    return raw.set_column(raw.column_names.index("path"), "path", pa.array(paths, pa.string()))
+
+
+def _join_labels(table: pa.Table, extra: pa.Table) -> pa.Table:
     base = table.drop_columns(["label"]) if "label" in extra.column_names else table
     joined = base.join(extra, "path", join_type="left outer")
     order = pc.sort_indices(joined, [("path", "ascending")])

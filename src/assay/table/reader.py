@@ -71,13 +71,19 @@ class DatasetVersion:
         return pl.from_arrow(self.to_arrow(columns))
 
     def to_duckdb(self, connection: Any = None, columns: Sequence[str] | None = None) -> Any:
-        """A DuckDB relation over the version (streamed batch by batch)."""
+        """A DuckDB relation over the version, which can be queried any number of times.
+
+        For data larger than memory, stream instead: ``con.from_arrow(version.reader())`` (one pass).
+        """
         import duckdb
 
         con = connection or duckdb.connect()
-        reader = pa.RecordBatchReader.from_batches(self._out_schema(self._columns(columns, False)),
-                                                   self.scan(columns))
-        return con.from_arrow(reader)
+        return con.from_arrow(self.to_arrow(columns))
+
+    def reader(self, columns: Sequence[str] | None = None) -> pa.RecordBatchReader:
+        """A one-pass Arrow stream of the version, for engines that consume readers (DuckDB, Polars)."""
+        return pa.RecordBatchReader.from_batches(self._out_schema(self._columns(columns, False)),
+                                                 self.scan(columns))
 
     def read_blob(self, oid: str) -> bytes:
         """The bytes of a blob referenced by this dataset (verified)."""

@@ -72,13 +72,19 @@ def _file_source(path: Path, format: str | None) -> Source:
     if path.is_dir():
         raise InputError(f"{path} is a folder; add it as a folder dataset")
     fmt = format or FORMATS.get(path.suffix.lower())
-    if fmt is None:
+    if fmt not in _OPENERS:
         raise InputError(
-            f"{path}: unknown file type {path.suffix!r}; use .parquet, .csv, .tsv, .jsonl or .arrow, "
+            f"{path}: unknown file type {fmt or path.suffix!r}; use .parquet, .csv, .tsv, .jsonl or .arrow, "
             "or pass the format explicitly (--format)"
         )
     if path.stat().st_size == 0:
-        raise InputError(f"{path} is empty: there are no rows to add")
+        raise InputError(f"{path} is empty (0 bytes): there are no rows to add; check that it was written "
+                         "completely, or give the file that holds the data")
+    if fmt in ("csv", "tsv", "jsonl"):
+        with path.open("rb") as f:
+            if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+                raise InputError(f"{path}: text is UTF-16, not UTF-8. Re-encode the file as UTF-8, for example "
+                                 f"`iconv -f utf-16 -t utf-8 {path.name}`")
     opener = _OPENERS[fmt]
 
     def open_batches() -> Iterator[pa.RecordBatch]:
@@ -97,15 +103,49 @@ def _peek_schema(path: Path, fmt: str, opener: Callable[[Path], Iterator[pa.Reco
                              "completely, or re-export it.") from e
     for batch in _guarded(path, fmt, opener(path)):
         return batch.schema
-    raise InputError(f"{path} has no rows")
+    raise InputError(f"{path} has no rows (at most a header): there is nothing to add; add rows to it, "
+                     "or give the file that holds the data")
 
 
 def _guarded(path: Path, fmt: str, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """Turn reader errors into InputErrors that name the file and say what to do."""
+    rows = 0
     try:
-        yield from batches
+        for batch in batches:
+            if fmt in ("csv", "tsv", "jsonl"):
+                _check_utf8(path, fmt, batch, rows)
+            rows += batch.num_rows
+            yield batch
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError) as e:
         raise InputError(_explain(path, fmt, e)) from e
+
+
+def _check_utf8(path: Path, fmt: str, batch: pa.RecordBatch, offset: int) -> None:
+    """Refuse text that is not UTF-8: the CSV reader reads it as binary, the JSON reader lets it through."""
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):  # names raise on bad bytes
+        if not (pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type)):
+            if fmt != "jsonl":
+                continue  # the CSV reader has checked its string columns
+            try:
+                col.validate(full=True)
+                continue
+            except pa.ArrowInvalid:
+                pass
+        row = None
+        if not pa.types.is_nested(col.type):
+            values = col.cast(pa.large_binary()).to_pylist()
+            row = next((i for i, v in enumerate(values) if v is not None and not _is_utf8(v)), None)
+        where = f"column {name!r}" + (f", row {offset + row + 1}" if row is not None else "")
+        raise InputError(f"{path}: {where}: text is not valid UTF-8. Re-encode the file as UTF-8, for "
+                         f"example `iconv -f latin1 -t utf-8 {path.name}`")
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _explain(path: Path, fmt: str, e: Exception) -> str:

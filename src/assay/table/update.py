@@ -65,7 +65,7 @@ def apply_update(store: ObjectStore, name: str, base: Manifest | None, source: S
     if mode == "replace" and base is not None and source.digest is not None and base.source == source.digest \
             and base.key == key_cols:
         return UpdateResult(base, unchanged=base.rows)
-    schema = _target_schema(name, base, source.schema, key_cols, mode)
+    schema = _target_schema(name, base, source.schema, key_cols, mode, source.description)
     hash_cols = [f.name for f in schema]
     pass1 = _hash_pass(source, schema, key_cols, hash_cols, mode, progress)
     base_rows = id_table(store, base.fragments) if base is not None else empty_id_table()
@@ -100,7 +100,7 @@ def _resolve_key(name: str, base: Manifest | None, key: Sequence[str] | None, mo
 
 
 def _target_schema(name: str, base: Manifest | None, incoming: pa.Schema, key: tuple[str, ...] | None,
-                   mode: str) -> pa.Schema:
+                   mode: str, description: str = "the input") -> pa.Schema:
     incoming = incoming.remove_metadata()
     reserved = [n for n in incoming.names if n in INTERNAL_COLUMNS or n == POSITION]
     if reserved:
@@ -110,7 +110,8 @@ def _target_schema(name: str, base: Manifest | None, incoming: pa.Schema, key: t
         raise SchemaConflict(f"the input has duplicate column names {dup}; give each column a unique name")
     missing_key = [k for k in key or () if k not in incoming.names]
     if missing_key:
-        raise SchemaConflict(f"key column(s) {missing_key} are missing from the input; it has {incoming.names}")
+        raise SchemaConflict(f"{description}: key column(s) {missing_key} are missing from the input; it "
+                             f"has {incoming.names}. Add the key column(s) to the input, or check the key")
     if base is None or mode == "replace":
         return pa.schema([_plain_field(f) for f in incoming])
     if mode == "delete":
@@ -119,14 +120,15 @@ def _target_schema(name: str, base: Manifest | None, incoming: pa.Schema, key: t
     extra = [n for n in incoming.names if n not in base.schema.names]
     if missing or extra:
         raise SchemaConflict(
-            f"the input's columns do not match dataset {name!r}: missing {missing}, new {extra}. "
+            f"{description}: the columns do not match dataset {name!r}: missing {missing}, new {extra}. "
             f"{mode} needs the same columns; to change the schema, add the whole dataset with --mode replace"
         )
     for f in base.schema:
         if not _castable(incoming.field(f.name).type, f.type):
             raise SchemaConflict(
-                f"column {f.name!r} is {incoming.field(f.name).type} in the input but {f.type} in dataset "
-                f"{name!r}; convert it, or add the whole dataset with --mode replace to change its type"
+                f"{description}: column {f.name!r} is {incoming.field(f.name).type} in the input but "
+                f"{f.type} in dataset {name!r}; convert it, or add the whole dataset with --mode replace to "
+                "change its type"
             )
     return base.schema
 
@@ -190,7 +192,8 @@ def _hash_pass(source: Source, schema: pa.Schema, key: tuple[str, ...] | None, h
         if progress:
             progress("hashing rows", rows, 0)
     if rows == 0:
-        raise InputError(f"{source.description} has no rows; nothing to {mode}")
+        raise InputError(f"{source.description} has no rows; nothing to {mode}. Give an input with at least "
+                         "one row (to empty a dataset, remove it with `assay rm`)")
     all_keys = _concat(key_ids) if key else None
     all_hashes = _concat(hashes) if hashes else pa.nulls(rows, ids.ID_TYPE)
     cached = kept

@@ -1,0 +1,398 @@
+"""Repository workflows: add modes, commits, log, revisions, diff, branches, tags, merge, export, upkeep."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+import assay
+from tests.conftest import make_table
+
+
+def _sorted(t: pa.Table, key: str = "id") -> pa.Table:
+    t = t.select(sorted(t.column_names))
+    t = pa.table({n: (c.cast(pa.string()) if pa.types.is_dictionary(c.type) else c)
+                  for n, c in zip(t.column_names, t.columns, strict=True)})
+    return t.take(pc.sort_indices(t, [(key, "ascending")]))
+
+
+def _eq(a: pa.Table, b: pa.Table) -> bool:
+    return _sorted(a).to_pylist() == _sorted(b).to_pylist()
+
+
+def test_init_twice_is_an_error(tmp_path: Path) -> None:
+    assay.init(tmp_path)
+    with pytest.raises(assay.RepositoryExists):
+        assay.init(tmp_path)
+
+
+def test_open_outside_repository(tmp_path: Path) -> None:
+    with pytest.raises(assay.NotARepository, match="assay init"):
+        assay.Repo(tmp_path)
+
+
+def test_add_commit_read_back(repo: assay.Repo, table: pa.Table) -> None:
+    res = repo.add("train", table, key="id")
+    assert res.added == 100 and res.manifest.rows == 100
+    oid = repo.commit("first")
+    assert repo.head() == oid
+    ds = repo.dataset("train")
+    assert _eq(ds.to_arrow(), table)
+    assert len(ds.to_pandas()) == 100
+    assert ds.to_polars().height == 100
+    assert ds.to_duckdb().aggregate("count(*)").fetchall() == [(100,)]
+    assert ds.to_duckdb().aggregate("count(*)").fetchall() == [(100,)]
+    assert sum(b.num_rows for b in ds.reader()) == 100
+    assert sum(b.num_rows for b in ds.scan(batch_size=7)) == 100
+    assert repo.status().staged == {}
+
+
+def test_commit_records_author_time_and_code(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    before = time.time()
+    _, c = repo.show(repo.commit("msg"))
+    assert c.author == "Test <test@example.com>"
+    assert before - 1 <= c.time <= time.time() + 1
+    assert c.code is not None and len(c.code["git_commit"]) == 40 and isinstance(c.code["dirty"], bool)
+
+
+def test_nothing_to_commit(repo: assay.Repo) -> None:
+    with pytest.raises(assay.NothingToCommit):
+        repo.commit("empty")
+
+
+def test_readding_unchanged_data_stages_nothing(repo: assay.Repo, table: pa.Table, tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path)
+    repo.add("t", path, key="id")
+    repo.commit("one")
+    objects = set(repo.store.iter_oids())
+    res = repo.add("t", path)
+    assert not res.changed
+    assert repo.status().staged == {}
+    assert set(repo.store.iter_oids()) == objects
+    res = repo.add("t", table)  # same rows from a frame: compared by id and hash
+    assert not res.changed and res.written_rows == 0
+
+
+def test_append_upsert_delete(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    repo.commit("base")
+    res = repo.add("t", make_table(10, seed=5, start=1000), mode="append")
+    assert res.added == 10 and res.written_rows == 10
+    with pytest.raises(assay.KeyViolation, match="upsert"):
+        repo.add("t", make_table(3, start=0), mode="append")
+    changed = make_table(5, seed=9, start=20)
+    res = repo.add("t", changed, mode="upsert")
+    assert res.updated == 5 and res.added == 0
+    res = repo.add("t", pa.table({"id": [1, 2, 999999]}), mode="delete")
+    assert res.removed == 2
+    repo.commit("edits")
+    got = repo.dataset("t").to_arrow()
+    assert got.num_rows == 100 + 10 - 2
+    row = got.filter(pc.equal(got.column("id"), 20)).to_pylist()[0]
+    assert row["x"] == changed.column("x")[0].as_py()
+
+
+def test_replace_stores_only_the_change(repo: assay.Repo) -> None:
+    big = make_table(20_000)
+    repo.add("t", big, key="id")
+    repo.commit("v1")
+    size = repo.store.stored_bytes()
+    idx = np.arange(0, 20_000, 100)
+    labels = big.column("label").to_pylist()
+    for i in idx:
+        labels[i] = "fish"
+    relabelled = big.set_column(4, "label", pa.array(labels))
+    res = repo.add("t", relabelled)
+    assert res.updated == len(idx) and res.written_rows == len(idx) and res.unchanged == 20_000 - len(idx)
+    repo.commit("v2")
+    assert repo.store.stored_bytes() - size < 0.1 * size
+    assert _eq(repo.dataset("t").to_arrow(), relabelled)
+    assert _eq(repo.dataset("t", "HEAD~1").to_arrow(), big)
+
+
+def test_content_keyed_dataset_keeps_duplicates(repo: assay.Repo) -> None:
+    t = pa.table({"text": ["a", "b", "a", "a"], "y": [1, 2, 1, 1]})
+    repo.add("c", t)
+    repo.commit("c")
+    assert repo.dataset("c").num_rows == 4
+    res = repo.add("c", pa.table({"text": ["a"], "y": [1]}), mode="append")
+    assert res.added == 1
+    repo.commit("more")
+    ids = repo.dataset("c").to_arrow(with_ids=True).column("_assay_id").to_pylist()
+    assert len(set(ids)) == 5
+    res = repo.add("c", pa.table({"text": ["a", "b", "a", "a", "a"], "y": [1, 2, 1, 1, 1]}))
+    assert not res.changed
+
+
+def test_diff_reports_samples_schema_and_columns(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    a = repo.commit("a")
+    t2 = table.filter(pc.not_equal(table.column("id"), 3))
+    t2 = t2.set_column(1, "x", pc.if_else(pc.equal(t2.column("id"), 5), 42.0, t2.column("x")))
+    t2 = pa.concat_tables([t2, make_table(2, start=500)])
+    t2 = t2.append_column("extra", pa.array([1] * t2.num_rows))
+    repo.add("t", t2)
+    b = repo.commit("b")
+    (d,) = repo.diff(a, b)
+    assert d.schema_changes == {"added_columns": ["extra"]}
+    # a new column changes every row's content
+    assert d.added == 2 and d.removed == 1 and d.changed == 99
+    assert d.column_changes == {"x": 1, "extra": 99}
+    statuses = {s.status for s in d.samples}
+    assert statuses == {"added", "removed", "changed"} and len(d.samples) == 20
+    assert any(s.key == {"id": 3} for s in d.samples if s.status == "removed")
+
+
+def test_diff_lists_changed_columns_per_sample(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    a = repo.commit("a")
+    repo.add("t", pa.table({"id": [7], "x": [0.5], "count": [1], "name": ["sample-7"],
+                            "label": ["cat"]}), mode="upsert")
+    b = repo.commit("b")
+    (d,) = repo.diff(a, b, dataset="t")
+    assert (d.added, d.removed, d.changed, d.unchanged) == (0, 0, 1, 99)
+    (s,) = d.samples
+    assert s.key == {"id": 7}
+    assert set(s.columns) <= {"x", "count", "label"} and "x" in s.columns and "name" not in s.columns
+
+
+def test_revisions_by_name_steps_prefix_and_time(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    c1 = repo.commit("1")
+    time.sleep(0.05)
+    mid = dt.datetime.now(dt.UTC).isoformat()
+    time.sleep(0.05)
+    repo.add("t", make_table(5, start=900), mode="append")
+    c2 = repo.commit("2")
+    repo.tag("v1", c1)
+    assert repo.resolve("HEAD~1") == c1 == repo.resolve("main^") == repo.resolve("v1")
+    assert repo.resolve(c2[:8]) == c2
+    assert repo.resolve(f"main@{{{mid}}}") == c1
+    assert repo.dataset("t@v1").num_rows == 100
+    assert repo.dataset("t", ref=f"@{{{mid}}}").num_rows == 100
+    with pytest.raises(assay.RefNotFound, match="unknown revision"):
+        repo.resolve("nope")
+    with pytest.raises(assay.RefNotFound, match="further"):
+        repo.resolve("HEAD~5")
+
+
+def test_branch_checkout_and_fast_forward(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    base = repo.commit("base")
+    repo.checkout("feature", create=True)
+    repo.add("t", make_table(3, start=300), mode="append")
+    feat = repo.commit("feature work")
+    assert repo.branches() == {"feature": feat, "main": base}
+    repo.checkout("main")
+    assert repo.dataset("t").num_rows == 100
+    result = repo.merge("feature")
+    assert result.fast_forward and repo.head() == feat
+    repo.delete_branch("feature")
+    assert "feature" not in repo.branches()
+
+
+def test_checkout_refuses_to_drop_staged_changes(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    repo.commit("base")
+    repo.create_branch("b")
+    repo.add("t", make_table(1, start=999), mode="append")
+    with pytest.raises(assay.InputError, match="staged"):
+        repo.checkout("b")
+    repo.checkout("b", force=True)
+    assert repo.status().staged == {}
+
+
+def test_detached_checkout(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    c1 = repo.commit("1")
+    repo.add("t", make_table(1, start=999), mode="append")
+    repo.commit("2")
+    repo.checkout(c1[:10])
+    assert repo.branch is None and repo.head() == c1
+    assert repo.dataset("t").num_rows == 100
+
+
+def test_three_way_merge_of_samples(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    repo.add("other", make_table(10, seed=3), key="id")
+    repo.commit("base")
+    repo.checkout("b", create=True)
+    repo.add("t", make_table(2, seed=1, start=10), mode="upsert")  # change 10, 11
+    repo.add("t", make_table(3, start=200), mode="append")
+    repo.add("t", pa.table({"id": [50]}), mode="delete")
+    repo.commit("theirs")
+    repo.checkout("main")
+    repo.add("t", make_table(2, seed=2, start=20), mode="upsert")  # change 20, 21
+    repo.add("t", make_table(1, start=300), mode="append")
+    repo.add("other", make_table(10, seed=4), mode="replace")
+    repo.commit("ours")
+    result = repo.merge("b")
+    assert not result.fast_forward and result.datasets == {"t": "merged"}
+    merged = repo.dataset("t").to_arrow()
+    ids = set(merged.column("id").to_pylist())
+    assert ids == (set(range(100)) - {50}) | {200, 201, 202, 300}
+    by_id = {r["id"]: r for r in merged.to_pylist()}
+    assert by_id[10]["x"] == make_table(2, seed=1, start=10).column("x")[0].as_py()
+    assert by_id[20]["x"] == make_table(2, seed=2, start=20).column("x")[0].as_py()
+    _, c = repo.show()
+    assert len(c.parents) == 2
+    assert _eq(repo.dataset("other").to_arrow(), make_table(10, seed=4))
+    assert repo.fsck().ok
+
+
+def test_merge_conflict_is_reported_by_sample(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    repo.commit("base")
+    repo.checkout("b", create=True)
+    repo.add("t", make_table(1, seed=1, start=5), mode="upsert")
+    repo.add("t", pa.table({"id": [6]}), mode="delete")
+    repo.commit("theirs")
+    repo.checkout("main")
+    repo.add("t", make_table(1, seed=2, start=5), mode="upsert")
+    repo.add("t", make_table(1, seed=3, start=6), mode="upsert")
+    head = repo.commit("ours")
+    with pytest.raises(assay.MergeConflict) as info:
+        repo.merge("b")
+    keys = sorted(c.key["id"] for c in info.value.conflicts if c.key)
+    assert keys == [5, 6]
+    assert "id=5" in str(info.value)
+    assert repo.head() == head  # nothing merged
+
+
+def test_same_change_on_both_sides_is_not_a_conflict(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    repo.commit("base")
+    repo.checkout("b", create=True)
+    repo.add("t", make_table(1, seed=7, start=5), mode="upsert")
+    repo.add("t", make_table(1, start=400), mode="append")
+    repo.commit("theirs")
+    repo.checkout("main")
+    repo.add("t", make_table(1, seed=7, start=5), mode="upsert")
+    repo.add("t", make_table(1, start=401), mode="append")
+    repo.commit("ours")
+    repo.merge("b")
+    assert repo.dataset("t").num_rows == 102
+
+
+def test_folder_dataset_with_labels_stat_cache_and_export(repo: assay.Repo, tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    for label in ("cat", "dog"):
+        (folder / label).mkdir(parents=True)
+        for i in range(5):
+            (folder / label / f"{i}.png").write_bytes(f"{label}{i}".encode() * 100)
+    (folder / "cat" / "dup.png").write_bytes(b"dog0" * 100)  # same bytes as dog/0.png
+    res = repo.add("imgs", folder)
+    assert res.added == 11
+    repo.commit("images")
+    t = repo.dataset("imgs").to_arrow()
+    assert set(t.column_names) == {"path", "blob", "size", "media_type", "label"}
+    rows = {r["path"]: r for r in t.to_pylist()}
+    assert rows["cat/3.png"]["label"] == "cat" and rows["cat/3.png"]["media_type"] == "image/png"
+    assert rows["cat/dup.png"]["blob"] == rows["dog/0.png"]["blob"]
+    assert not repo.add("imgs", folder).changed
+    (folder / "dog" / "4.png").write_bytes(b"changed")
+    res = repo.add("imgs", folder)
+    assert res.updated == 1 and res.written_rows == 1
+    repo.commit("one file changed")
+    view = repo.dataset("imgs").torch()
+    sample = next(s for s in view if s["path"] == "dog/4.png")
+    assert sample["bytes"] == b"changed"
+    out = repo.export("imgs@HEAD~1", tmp_path / "out")
+    assert (out / "dog" / "4.png").read_bytes() == b"dog4" * 100
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label,split\ncat/0.png,tabby,train\ndog/1.png,puppy,test\n")
+    repo.add("imgs", folder, labels=labels)
+    t = {r["path"]: r for r in repo.dataset("imgs").to_arrow().to_pylist()}
+    assert t["cat/0.png"]["label"] == "tabby" and t["dog/1.png"]["split"] == "test"
+    assert t["cat/1.png"]["label"] is None
+
+
+def test_export_parquet_csv_jsonl(repo: assay.Repo, table: pa.Table, tmp_path: Path) -> None:
+    repo.add("t", table, key="id")
+    repo.commit("c")
+    p = repo.export("t@HEAD", tmp_path / "t.parquet")
+    assert _eq(pq.read_table(p), table)
+    assert (repo.export("t", tmp_path / "t.csv")).read_text().count("\n") == 101
+    assert (repo.export("t", tmp_path / "t.jsonl")).read_text().count("\n") == 100
+
+
+def test_torch_dataloader_consumes_the_view(repo: assay.Repo, table: pa.Table) -> None:
+    import torch
+    repo.add("t", table, key="id")
+    repo.commit("c")
+    loader = torch.utils.data.DataLoader(repo.dataset("t").torch(columns=["id", "x"]), batch_size=32)
+    batches = list(loader)
+    assert sum(len(b["id"]) for b in batches) == 100
+
+
+def test_view_is_map_style_without_torch(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    view = repo.dataset("t").torch(columns=["id"], transform=lambda r: r["id"] * 2)
+    assert len(view) == 100
+    assert sorted(view[i] for i in range(len(view))) == [2 * i for i in range(100)]
+    with pytest.raises(IndexError):
+        view[100]
+
+
+def test_compact_keeps_samples_and_gc_removes_garbage(repo: assay.Repo) -> None:
+    repo.add("t", make_table(50), key="id")
+    repo.commit("0")
+    for k in range(5):
+        repo.add("t", make_table(10, seed=k, start=1000 + 10 * k), mode="append")
+        repo.add("t", make_table(3, seed=k + 10, start=k), mode="upsert")
+        repo.commit(f"{k}")
+    before = repo.dataset("t").to_arrow()
+    report = repo.compact()
+    assert report.datasets["t"][1] == 1
+    assert _eq(repo.dataset("t").to_arrow(), before)
+    (d,) = repo.diff("HEAD~1", "HEAD") or [None]
+    assert d is not None and d.is_empty
+    repo.reset()
+    staged = repo.add("t", make_table(5, start=5000), mode="append")
+    repo.reset()
+    gc = repo.gc(grace=0)
+    assert gc.removed >= 1
+    assert not repo.store.has(staged.manifest.fragments[-1].oid)
+    assert _eq(repo.dataset("t").to_arrow(), before)
+    assert _eq(repo.dataset("t", "HEAD~3").to_arrow(), repo.dataset("t", "HEAD~3").to_arrow())
+    assert repo.fsck().ok
+
+
+def test_remove_dataset(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    repo.add("u", table, key="id")
+    repo.commit("two")
+    repo.remove("u")
+    repo.commit("drop u")
+    assert set(repo.datasets("HEAD")) == {"t"}
+    assert set(repo.datasets("HEAD~1")) == {"t", "u"}
+
+
+def test_log_filters_by_dataset(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    repo.commit("t1")
+    repo.add("u", table, key="id")
+    repo.commit("u1")
+    assert [c.message for _, c in repo.log(dataset="t")] == ["t1"]
+    assert [c.message for _, c in repo.log(limit=1)] == ["u1"]
+
+
+def test_invalid_names(repo: assay.Repo, table: pa.Table) -> None:
+    with pytest.raises(assay.InputError, match="dataset name"):
+        repo.add("../x", table)
+    repo.add("t", table, key="id")
+    repo.commit("c")
+    with pytest.raises(assay.InputError, match="branch name"):
+        repo.create_branch("bad..name")
+    repo.tag("v1")
+    with pytest.raises(assay.RefExists):
+        repo.create_branch("v1")
