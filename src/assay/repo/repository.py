@@ -280,7 +280,7 @@ class Repo:
         """Unstage changes (all, or those of ``names``)."""
         with self.work.locked():
             staging = self.work.read_staging()
-            for n in list(staging.datasets) if not names else names:
+            for n in names or list(staging.datasets):
                 staging.datasets.pop(n, None)
             self.work.write_staging(staging)
 
@@ -302,6 +302,9 @@ class Repo:
                 tip = self.head()
                 base = self.read_commit(tip).datasets if tip else {}
                 datasets = self._apply_staged(base, staging, tip)
+                if datasets == base and not allow_empty:  # e.g. a writer died after moving the branch
+                    self.work.write_staging(type(staging)())
+                    raise NothingToCommit(f"nothing to commit: the staged changes are already in {str(tip)[:12]}")
                 c = Commit((tip,) if tip else (), message, who, time.time(), datasets, code, {}, meta or {})
                 oid = self._write_commit(c)
                 try:
@@ -315,6 +318,8 @@ class Repo:
     def _apply_staged(self, base: dict[str, str], staging: Any, tip: str | None) -> dict[str, str]:
         out = dict(base)
         for name, s in staging.datasets.items():
+            if base.get(name) == (s.manifest or None):
+                continue  # already there: committed by a writer that died before clearing the staging area
             if base.get(name) != s.base:
                 raise ConflictError(
                     f"dataset {name!r} changed on this branch (now at {str(tip)[:12]}) after your change was "
@@ -504,8 +509,8 @@ class Repo:
                 if to:
                     merged[name], origin[name] = to, "theirs"
                 continue
-            m, found = merge_manifests(self.store, name, *(self.read_manifest(x) if x else None for x in (bo, oo, to)),
-                                       bo, oo, to)
+            mb, mo, mt = (self.read_manifest(x) if x else None for x in (bo, oo, to))
+            m, found = merge_manifests(self.store, name, mb, mo, mt, bo, oo, to)
             conflicts.extend(found)
             if m is not None:
                 merged[name], origin[name] = self.store.put(m.to_bytes()), "merged"

@@ -207,7 +207,7 @@ def compact(repo: Repo, names: Sequence[str] | None, *, message: str, min_fragme
 
 def _needs_compaction(m: Manifest, min_fragments: int) -> bool:
     full = -(-m.rows // FRAGMENT_ROWS)
-    return len(m.fragments) >= min_fragments and len(m.fragments) > full or any(f.deleted for f in m.fragments)
+    return (len(m.fragments) >= min_fragments and len(m.fragments) > full) or any(f.deleted for f in m.fragments)
 
 
 def _rewrite(repo: Repo, m: Manifest, progress: Progress | None) -> list[Any]:

@@ -13,6 +13,7 @@ crash at any point leaves either no trace or a whole pack. Every read is verifie
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import threading
@@ -204,10 +205,8 @@ class LocalObjectStore(ObjectStore):
                 if entry is not None:
                     packs.add(entry[0])
         for name in packs:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.utime(self.root / "packs" / f"{name}.idx")
-            except FileNotFoundError:
-                pass
 
     # -- reading -------------------------------------------------------------------------------------
 

@@ -7,11 +7,11 @@ from assay.table.reader import DatasetVersion, SampleView
 from assay.table.update import MODES, UpdateResult, apply_update
 
 __all__ = [
-    "MODES",
     "Conflict",
     "DatasetDiff",
     "DatasetVersion",
     "FragmentRef",
+    "MODES",
     "Manifest",
     "SampleChange",
     "SampleView",

@@ -13,7 +13,6 @@ import hashlib
 import json
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 import duckdb
 import numpy as np
@@ -222,10 +221,13 @@ def _valid(arr: pa.Array) -> np.ndarray:
 def _sha_prefix(fixed: pa.Array, varlen: list[pa.Array]) -> pa.Array:
     """``SHA-256(fixed || varlen...)[:16]`` per row, in DuckDB (vectorised, multi-threaded)."""
     names = [f"v{i}" for i in range(len(varlen))]
-    rows = pa.table([fixed, *varlen], names=["f", *names])
+    con = _connection()
+    con.register("assay_rows", pa.table([fixed, *varlen], names=["f", *names]))
     expr = " || ".join(["f", *names])
-    out = _connection().sql(f"SELECT unhex(left(sha256({expr}), {2 * ID_BYTES})) AS h FROM rows")
-    return out.to_arrow_table().column("h").combine_chunks().cast(ID_TYPE)
+    out = con.sql(f"SELECT unhex(left(sha256({expr}), {2 * ID_BYTES})) AS h FROM assay_rows")
+    result = out.to_arrow_table().column("h").combine_chunks().cast(ID_TYPE)
+    con.unregister("assay_rows")
+    return result
 
 
 def _connection() -> duckdb.DuckDBPyConnection:

@@ -61,7 +61,7 @@ class Manifest:
         return sum(f.live_rows for f in self.fragments)
 
     @property
-    def bytes(self) -> int:
+    def stored_bytes(self) -> int:
         return sum(f.bytes for f in self.fragments)
 
     def with_fragments(self, fragments: list[FragmentRef] | tuple[FragmentRef, ...], **changes: Any) -> Manifest:

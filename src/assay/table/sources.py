@@ -57,7 +57,7 @@ def _to_arrow(obj: Any) -> pa.Table:
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise InputError(f"the DataFrame cannot be converted to Arrow: {e}. Give each column one type.") from e
     if module == "polars":
-        return obj.to_arrow()  # type: ignore[no-any-return]
+        return obj.to_arrow()
     if hasattr(obj, "__arrow_c_stream__"):
         return pa.table(obj)
     raise InputError(

@@ -173,11 +173,13 @@ class _Pass1:
 
 def _hash_pass(source: Source, schema: pa.Schema, key: tuple[str, ...] | None, hash_cols: list[str],
                mode: str, progress: Progress | None) -> _Pass1:
-    hashes, key_ids, kept = [], [], []
+    hashes: list[pa.Array] = []
+    key_ids: list[pa.Array] = []
+    kept: list[pa.RecordBatch] | None = []
     rows, kept_bytes = 0, 0
     key_only = mode == "delete" and key is not None
     for raw in source.open():
-        batch = _conform(raw, _delete_schema(schema, key) if key_only else schema, source.description)
+        batch = _conform(raw, _delete_schema(schema, key) if key and key_only else schema, source.description)
         if key:
             _check_keys(batch, key, rows, source.description)
             key_ids.append(ids.key_ids(batch, key))

@@ -1,0 +1,97 @@
+"""The command line: every command has help and is documented; a full session through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from assay.cli.main import app
+from tests.conftest import make_table
+
+README = Path(__file__).parents[1] / "README.md"
+runner = CliRunner()
+
+
+def _commands() -> dict[str, object]:
+    return dict(get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    readme = README.read_text()
+    for name, cmd in _commands().items():
+        assert getattr(cmd, "help", None), f"assay {name} has no help text"
+        assert f"assay {name}" in readme, f"assay {name} is not documented in README.md"
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0, result.output
+
+
+def _assay(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "assay.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_session_through_the_cli(tmp_path: Path) -> None:
+    pq.write_table(make_table(50), tmp_path / "t.parquet")
+    pq.write_table(make_table(5, seed=3, start=10), tmp_path / "fix.parquet")
+    assert _assay(tmp_path, "init").returncode == 0
+    r = _assay(tmp_path, "add", "train", "t.parquet", "--key", "id")
+    assert r.returncode == 0 and "+50 added" in r.stdout
+    assert "train" in _assay(tmp_path, "status").stdout
+    assert _assay(tmp_path, "commit", "-m", "first").returncode == 0
+    assert "no change" in _assay(tmp_path, "add", "train", "t.parquet").stdout
+    assert _assay(tmp_path, "tag", "v1").returncode == 0
+    r = _assay(tmp_path, "add", "train", "fix.parquet", "--mode", "upsert")
+    assert "~5 changed" in r.stdout
+    _assay(tmp_path, "commit", "-m", "fix")
+    r = _assay(tmp_path, "diff", "v1", "HEAD", "--json")
+    (d,) = json.loads(r.stdout)
+    assert d["changed"] == 5 and {s["key"]["id"] for s in d["samples"]} == set(range(10, 15))
+    r = _assay(tmp_path, "diff", "v1", "HEAD")
+    assert "~5 changed" in r.stdout and "id=10" in r.stdout
+    log = json.loads(_assay(tmp_path, "log", "--json").stdout)
+    assert [c["message"] for c in log] == ["fix", "first"]
+    assert _assay(tmp_path, "export", "train@v1", "--to", "out.parquet").returncode == 0
+    assert pq.read_table(tmp_path / "out.parquet").num_rows == 50
+    assert _assay(tmp_path, "checkout", "-b", "exp").returncode == 0
+    assert "* exp" in _assay(tmp_path, "branch").stdout
+    assert "ok" in _assay(tmp_path, "fsck").stdout
+    r = _assay(tmp_path, "show", "v1")
+    assert "train" in r.stdout and "first" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["log", "nope"], "unknown revision"),
+    (["add", "t", "missing.csv"], "no such file"),
+    (["commit", "-m", "x"], "nothing to commit"),
+])
+def test_errors_are_one_line_with_exit_code_1(tmp_path: Path, args: list[str], message: str) -> None:
+    _assay(tmp_path, "init")
+    r = _assay(tmp_path, *args)
+    assert r.returncode == 1
+    assert r.stderr.startswith("error:") and message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_outside_a_repository(tmp_path: Path) -> None:
+    r = _assay(tmp_path, "status")
+    assert r.returncode == 1 and "assay init" in r.stderr
+
+
+def test_quickstart_runs_and_says_what_it_did(tmp_path: Path) -> None:
+    r = _assay(tmp_path, "quickstart", "--path", "demo")
+    assert r.returncode == 0, r.stderr
+    for expected in ("committed 1797 images", "relabelled", "merged branch more-data", "fsck", "ok"):
+        assert expected in r.stdout
+    again = _assay(tmp_path, "quickstart", "--path", "demo")
+    assert again.returncode == 0
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    refused = _assay(tmp_path, "quickstart", "--path", "other")
+    assert refused.returncode == 1 and (tmp_path / "other" / "keep.txt").exists()
