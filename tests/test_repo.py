@@ -396,3 +396,14 @@ def test_invalid_names(repo: assay.Repo, table: pa.Table) -> None:
     repo.tag("v1")
     with pytest.raises(assay.RefExists):
         repo.create_branch("v1")
+
+
+def test_linked_folder_inside_the_dataset_is_listed_once(repo: assay.Repo, tmp_path: Path) -> None:
+    folder = tmp_path / "pets"
+    (folder / "cat").mkdir(parents=True)
+    (folder / "cat" / "a.png").write_bytes(b"a")
+    (folder / "kitten").symlink_to(folder / "cat", target_is_directory=True)
+    (folder / "alias.png").symlink_to(folder / "cat" / "a.png")
+    repo.add("pets", folder)
+    paths = sorted(repo.dataset("pets").to_arrow().column("path").to_pylist())
+    assert paths == ["alias.png", "cat/a.png"]

@@ -452,13 +452,14 @@ class Repo:
             if self.work.read_staging().datasets and not force:
                 raise InputError("there are staged changes; commit them, unstage them with `assay reset`, or "
                                  "use --force to drop them")
-            if create:
+            if create and self.head() is not None:
                 self.create_branch(rev)
             ref = self.catalog.get_ref(rev)
             if ref is not None and ref.kind == "branch":
                 self.work.write_head({"branch": rev})
                 oid: str | None = ref.commit
-            elif rev in ("main",) and not self.branches():
+            elif not self.catalog.list_refs() and self.head() is None:  # no commits yet: an unborn branch
+                revisions.check_ref_name(rev)
                 self.work.write_head({"branch": rev})
                 oid = None
             else:

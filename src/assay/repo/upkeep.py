@@ -87,7 +87,7 @@ def _manifest_objects(repo: Repo, m: Manifest, oid: str, seen: set[str],
                             seen.add(b)
                             yield b, f"blob of dataset {m.name}"
                             yield from _chunks(repo, b, seen, report)
-        except (ObjectNotFound, CorruptObject):
+        except AssayError:
             pass  # the fragment itself is reported
 
 

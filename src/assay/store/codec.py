@@ -15,7 +15,7 @@ import struct
 
 import zstandard
 
-from assay.errors import FormatError
+from assay.errors import CorruptObject, FormatError
 
 RAW, ZSTD, CHUNKS = 0, 1, 2
 _PROBE = 8 << 10
@@ -38,7 +38,11 @@ def decode(stored: bytes | memoryview, oid: str) -> bytes:
     if codec == RAW:
         return bytes(stored[1:])
     if codec == ZSTD:
-        return zstandard.ZstdDecompressor().decompress(stored[1:])
+        try:
+            return zstandard.ZstdDecompressor().decompress(stored[1:])
+        except (zstandard.ZstdError, MemoryError) as e:  # MemoryError: a damaged header claiming a huge size
+            raise CorruptObject(f"object {oid} is corrupt: its compressed bytes cannot be decompressed ({e}). "
+                                "Run `assay fsck` to list every damaged object.") from e
     raise FormatError(f"object {oid} has codec {codec}, which this version of assay cannot read; upgrade assay")
 
 
@@ -50,6 +54,8 @@ def encode_chunk_list(chunks: list[tuple[str, int]]) -> bytes:
 def decode_chunk_list(stored: bytes | memoryview) -> list[tuple[str, int]]:
     """The ``(oid, size)`` chunks of a chunk list."""
     body = bytes(stored[1:])
+    if len(body) % _CHUNK_ENTRY.size:
+        raise CorruptObject("a chunk list is corrupt (its length is not a whole number of entries); run `assay fsck`")
     return [(d.hex(), n) for d, n in _CHUNK_ENTRY.iter_unpack(body)]
 
 

@@ -213,7 +213,12 @@ class LocalObjectStore(ObjectStore):
     def get(self, oid: str) -> bytes:
         stored = self._read_stored(oid)
         if stored[0] == codec.CHUNKS:
-            data = b"".join(self.get(c) for c, _ in codec.decode_chunk_list(stored))
+            chunks = codec.decode_chunk_list(stored)
+            parts = [self.get(c) for c, _ in chunks]
+            if [len(p) for p in parts] != [n for _, n in chunks]:  # the sizes are part of the object too
+                raise CorruptObject(f"object {oid} is corrupt: its chunk sizes do not match its chunks. "
+                                    "Run `assay fsck` to list every damaged object.")
+            data = b"".join(parts)
         else:
             data = codec.decode(stored, oid)
         if hash_bytes(data) != oid:

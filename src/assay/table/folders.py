@@ -92,6 +92,8 @@ def _walk(root: Path, folder: Path, prefix: str, out: list[FileEntry], seen: set
             rel = f"{prefix}{d.name}"
             if d.is_symlink():
                 _check_link(root, Path(d.path), rel)
+                if d.is_dir():  # a linked folder inside the dataset folder: its files are listed where they are
+                    continue
             if d.is_dir():
                 _walk(root, Path(d.path), rel + "/", out, seen)
             elif d.is_file():

@@ -20,7 +20,9 @@ POSITION = "_assay_pos"
 def write_fragment(store: ObjectStore, table: pa.Table) -> FragmentRef:
     """Write ``table`` (with id and hash columns) as one Parquet object."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=True)
+    plain = [f.name for f in table.schema if f.name not in (ID_COLUMN, HASH_COLUMN)]
+    pq.write_table(table, sink, compression={**{c: "zstd" for c in plain}, ID_COLUMN: "none", HASH_COLUMN: "none"},
+                   use_dictionary=plain, row_group_size=ROW_GROUP_ROWS, write_statistics=plain)
     data = sink.getvalue().to_pybytes()
     return FragmentRef(store.put(data, chunk=False), table.num_rows, len(data))
 

@@ -53,7 +53,7 @@ def content_ids(hashes: pa.Array, start_counts: dict[bytes, int] | None = None) 
     words = _interleave([np.full(n, header[0]), np.full(n, header[1]), own[0::2], own[1::2],
                          occurrence.astype("<u8")])
     fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(40), n, [None, pa.py_buffer(words)])
-    return _sha_prefix(fixed, [])
+    return _sha_prefix([(fixed, [])])[0]
 
 
 def schema_tag(schema: pa.Schema, columns: Sequence[str]) -> bytes:
@@ -98,26 +98,48 @@ def _is_view(t: pa.DataType, name: str) -> bool:
 
 
 def _digest(domain: bytes, table: pa.Table | pa.RecordBatch, columns: Sequence[str] | None) -> pa.Array:
+    if table.num_rows == 0:
+        return pa.array([], ID_TYPE)
+    return _sha_prefix([_digest_input(domain, table, columns, {})])[0]
+
+
+def row_hashes_and_key_ids(table: pa.Table | pa.RecordBatch, key: Sequence[str] | None,
+                           columns: Sequence[str] | None = None) -> tuple[pa.Array, pa.Array | None]:
+    """Content hashes (over ``columns``) and, when ``key`` is given, key ids: one pass, one encoding per column."""
+    if table.num_rows == 0:
+        empty = pa.array([], ID_TYPE)
+        return empty, (empty if key else None)
+    cache: dict[str, tuple[np.ndarray, np.ndarray, pa.Array | None]] = {}
+    inputs = [_digest_input(ROW_DOMAIN, table, columns, cache)]
+    if key:
+        inputs.append(_digest_input(KEY_DOMAIN, table, key, cache))
+    out = _sha_prefix(inputs)
+    return out[0], (out[1] if key else None)
+
+
+def _digest_input(domain: bytes, table: pa.Table | pa.RecordBatch, columns: Sequence[str] | None,
+                  cache: dict[str, tuple[np.ndarray, np.ndarray, pa.Array | None]]) -> tuple[pa.Array, list[pa.Array]]:
+    """The fixed-width part (one binary per row) and the variable-length parts of a digest's input."""
     cols = list(table.schema.names if columns is None else columns)
     missing = [c for c in cols if c not in table.schema.names]
     if missing:
         raise InputError(f"column(s) {missing} are not in the data; its columns are {table.schema.names}")
     n = table.num_rows
-    if n == 0:
-        return pa.array([], ID_TYPE)
     header = np.frombuffer(hashlib.sha256(domain + schema_tag(table.schema, cols)).digest()[:16], "<u8")
     valid_words = np.zeros(((len(cols) + 63) // 64, n), "<u8")
     values: list[np.ndarray] = []
     varlen: list[pa.Array] = []
     for i, name in enumerate(sorted(cols)):
-        valid, value, tail = encode_column(_combine(table.column(name)))
+        if name not in cache:
+            cache[name] = encode_column(_combine(table.column(name)))
+        valid, value, tail = cache[name]
         valid_words[i // 64] |= valid.astype("<u8") << np.uint64(i % 64)
         values.append(value)
         if tail is not None:
             varlen.append(tail)
     words = _interleave([np.full(n, header[0]), np.full(n, header[1]), *valid_words, *values])
     fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(8 * words.shape[1]), n, [None, pa.py_buffer(words)])
-    return _sha_prefix(fixed, varlen)
+    return fixed, varlen
 
 
 def _interleave(columns: Sequence[np.ndarray], block: int = 4096) -> np.ndarray:
@@ -218,16 +240,21 @@ def _valid(arr: pa.Array) -> np.ndarray:
     return arr.is_valid().to_numpy(zero_copy_only=False)
 
 
-def _sha_prefix(fixed: pa.Array, varlen: list[pa.Array]) -> pa.Array:
-    """``SHA-256(fixed || varlen...)[:16]`` per row, in DuckDB (vectorised, multi-threaded)."""
-    names = [f"v{i}" for i in range(len(varlen))]
+def _sha_prefix(inputs: list[tuple[pa.Array, list[pa.Array]]]) -> list[pa.Array]:
+    """``SHA-256(fixed || varlen...)[:16]`` per row for each input, in one DuckDB query (vectorised, threaded)."""
+    arrays, names, exprs = [], [], []
+    for d, (fixed, varlen) in enumerate(inputs):
+        parts = [f"f{d}", *(f"v{d}_{i}" for i in range(len(varlen)))]
+        arrays.extend([fixed, *varlen])
+        names.extend(parts)
+        exprs.append(f"unhex(left(sha256({' || '.join(parts)}), {2 * ID_BYTES})) AS h{d}")
     con = _connection()
-    con.register("assay_rows", pa.table([fixed, *varlen], names=["f", *names]))
-    expr = " || ".join(["f", *names])
-    out = con.sql(f"SELECT unhex(left(sha256({expr}), {2 * ID_BYTES})) AS h FROM assay_rows")
-    result = out.to_arrow_table().column("h").combine_chunks().cast(ID_TYPE)
-    con.unregister("assay_rows")
-    return result
+    con.register("assay_rows", pa.table(arrays, names=names))
+    try:
+        out = con.sql(f"SELECT {', '.join(exprs)} FROM assay_rows").to_arrow_table()
+    finally:
+        con.unregister("assay_rows")
+    return [out.column(f"h{d}").combine_chunks().cast(ID_TYPE) for d in range(len(inputs))]
 
 
 def _connection() -> duckdb.DuckDBPyConnection:

@@ -8,6 +8,7 @@ Nothing is stored before the input has been read and validated whole.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -169,6 +170,7 @@ class _Pass1:
     rows: int
     batches: list[pa.RecordBatch] | None  # kept when small, to avoid reading the input twice
     key_sample: Callable[[int], str]
+    description: str = ""
 
 
 def _hash_pass(source: Source, schema: pa.Schema, key: tuple[str, ...] | None, hash_cols: list[str],
@@ -182,9 +184,13 @@ def _hash_pass(source: Source, schema: pa.Schema, key: tuple[str, ...] | None, h
         batch = _conform(raw, _delete_schema(schema, key) if key and key_only else schema, source.description)
         if key:
             _check_keys(batch, key, rows, source.description)
+        if key and key_only:
             key_ids.append(ids.key_ids(batch, key))
-        if not key_only:
-            hashes.append(ids.row_hashes(batch, hash_cols))
+        else:
+            h, k = ids.row_hashes_and_key_ids(batch, key, hash_cols)
+            hashes.append(h)
+            if k is not None:
+                key_ids.append(k)
         if kept is not None:
             kept.append(batch)
             kept_bytes += batch.nbytes
@@ -205,7 +211,7 @@ def _hash_pass(source: Source, schema: pa.Schema, key: tuple[str, ...] | None, h
         table = pa.Table.from_batches(batches).slice(i, 1)
         return ", ".join(f"{k}={table.column(k)[0].as_py()!r}" for k in key or ())
 
-    return _Pass1(all_hashes, all_keys, rows, kept, key_sample)
+    return _Pass1(all_hashes, all_keys, rows, kept, key_sample, source.description)
 
 
 def _delete_schema(schema: pa.Schema, key: tuple[str, ...]) -> pa.Schema:
@@ -289,7 +295,7 @@ def _plan(name: str, mode: str, key: tuple[str, ...] | None, new_ids: pa.Array, 
 
 
 def _check_unique(new_ids: pa.Array, p: _Pass1) -> None:
-    if len(new_ids) < 2:
+    if len(new_ids) < 2 or len(pc.unique(new_ids)) == len(new_ids):
         return
     raw = np.frombuffer(new_ids.buffers()[1], "V16", count=len(new_ids), offset=new_ids.offset * 16)
     order = np.argsort(raw, kind="stable")
@@ -297,7 +303,7 @@ def _check_unique(new_ids: pa.Array, p: _Pass1) -> None:
     if len(dup):
         first, second = sorted((int(order[dup[0]]), int(order[dup[0] + 1])))
         raise KeyViolation(
-            f"the input has {len(dup)} duplicate key(s): rows {first + 1} and {second + 1} both have "
+            f"{p.description}: the input has {len(dup)} duplicate key(s): rows {first + 1} and {second + 1} both have "
             f"{p.key_sample(first)}. Keys must be unique; drop or merge the duplicates."
         )
 
@@ -335,34 +341,41 @@ def _match(new_ids: pa.Array, new_hashes: pa.Array, base_rows: pa.Table, *, comp
 
 def _write_rows(store: ObjectStore, source: Source, schema: pa.Schema, p: _Pass1, new_ids: pa.Array,
                 mask: np.ndarray, progress: Progress | None) -> list[FragmentRef]:
+    """Write the rows selected by ``mask`` into fragments; Parquet encoding runs in two threads."""
     if not mask.any():
         return []
     out_schema = pa.schema([pa.field(ID_COLUMN, ids.ID_TYPE), pa.field(HASH_COLUMN, ids.ID_TYPE), *schema])
-    refs: list[FragmentRef] = []
+    futures: list[Future[FragmentRef]] = []
     pending: list[pa.RecordBatch] = []
     pending_rows, offset, total = 0, 0, int(mask.sum())
-    for batch in _batches_again(source, schema, p):
-        n = batch.num_rows
-        keep = mask[offset : offset + n]
-        if keep.any():
-            sel = pa.array(keep)
-            cols = [new_ids.slice(offset, n).filter(sel), p.hashes.slice(offset, n).filter(sel),
-                    *batch.filter(sel).columns]
-            pending.append(pa.RecordBatch.from_arrays(cols, schema=out_schema))
-            pending_rows += int(keep.sum())
-        offset += n
-        while pending_rows >= FRAGMENT_ROWS:
-            table = pa.Table.from_batches(pending, out_schema)
-            refs.append(write_fragment(store, table.slice(0, FRAGMENT_ROWS)))
-            rest = table.slice(FRAGMENT_ROWS)
-            pending, pending_rows = rest.to_batches(), rest.num_rows
-            if progress:
-                progress("writing fragments", sum(r.rows for r in refs), total)
-    if pending_rows:
-        refs.append(write_fragment(store, pa.Table.from_batches(pending, out_schema)))
+    with ThreadPoolExecutor(2) as pool:
+        for batch in _batches_again(source, schema, p):
+            n = batch.num_rows
+            keep = mask[offset : offset + n]
+            if keep.any():
+                sel = pa.array(keep)
+                cols = [new_ids.slice(offset, n).filter(sel), p.hashes.slice(offset, n).filter(sel),
+                        *batch.filter(sel).columns]
+                pending.append(pa.RecordBatch.from_arrays(cols, schema=out_schema))
+                pending_rows += int(keep.sum())
+            offset += n
+            while pending_rows >= FRAGMENT_ROWS:
+                table = pa.Table.from_batches(pending, out_schema)
+                futures.append(pool.submit(write_fragment, store, table.slice(0, FRAGMENT_ROWS)))
+                rest = table.slice(FRAGMENT_ROWS)
+                pending, pending_rows = rest.to_batches(), rest.num_rows
+                _report_written(futures, total, progress)
+        if pending_rows:
+            futures.append(pool.submit(write_fragment, store, pa.Table.from_batches(pending, out_schema)))
+        refs = [f.result() for f in futures]
     if progress:
         progress("writing fragments", total, total)
     return refs
+
+
+def _report_written(futures: list[Future[FragmentRef]], total: int, progress: Progress | None) -> None:
+    if progress:
+        progress("writing fragments", sum(f.result().rows for f in futures if f.done()), total)
 
 
 def _batches_again(source: Source, schema: pa.Schema, p: _Pass1) -> Iterator[pa.RecordBatch]:
