@@ -36,7 +36,8 @@ TABLE, FOLDER = "train", "images"
 TABLE_ROWS = 3000
 FOLDER_FILES = 40
 KILLS = 60
-MEASURED_RUNS = 2  # uncrashed commits of each kind, to learn how long a commit takes
+MEASURED_RUNS = 2  # uncrashed commits of each kind before the first kill, to learn how long a commit takes
+MEASURE_EVERY = 8  # and then one uncrashed commit every so many steps, as the repository and the machine change
 TIMEOUT = 60.0  # seconds to wait for a child to report; only reached when something hangs
 
 Rows = dict[Any, tuple[Any, ...]]
@@ -116,13 +117,15 @@ def commit_in_child(root: str, name: str, source: Any, key: str | None, mode: st
     oid = repo.commit(message)
     conn.send(("done", oid, time.perf_counter() - start))
     repo.close()
+    with contextlib.suppress(EOFError):  # stay alive until the parent is done with this process
+        conn.recv()
     conn.close()
 
 
 @dataclass
 class Outcome:
     killed: bool  # the child died of the SIGKILL (rather than finishing first)
-    duration: float | None  # add + commit, as the child measured it when it finished
+    duration: float | None  # from the child being ready to its report of the finished commit
 
 
 def run_writer(ctx: Any, args: tuple[Any, ...], delay: float | None) -> Outcome:
@@ -135,19 +138,20 @@ def run_writer(ctx: Any, args: tuple[Any, ...], delay: float | None) -> Outcome:
     try:
         assert parent.poll(TIMEOUT), "the writer did not start"
         assert parent.recv() == "ready"
+        ready = time.perf_counter()  # kill delays count from here, so durations do too
         if delay is None:
             assert parent.poll(TIMEOUT), "the writer did not finish"
-            duration = parent.recv()[2]
+            assert parent.recv()[0] == "done"
+            duration = time.perf_counter() - ready
         else:
             time.sleep(delay)
-            os.kill(proc.pid, signal.SIGKILL)
+            proc.kill()  # the child is alive until told to go: working, or waiting once done
+            if parent.poll(0):
+                with contextlib.suppress(EOFError):  # the child died while sending
+                    duration = parent.recv()[2]  # as the child measured it
+        parent.close()
         proc.join(TIMEOUT)
-        assert proc.exitcode is not None
-        if delay is None:
-            assert proc.exitcode == 0
-        elif parent.poll(0):
-            with contextlib.suppress(EOFError):  # the child died while sending
-                duration = parent.recv()[2]
+        assert proc.exitcode == (0 if delay is None else -signal.SIGKILL)
     finally:
         if proc.exitcode is None:
             proc.kill()
@@ -265,15 +269,19 @@ def test_sigkill_during_commit_leaves_old_or_whole_new_version(tmp_path: Path) -
     while kills < KILLS:
         step += 1
         name = FOLDER if step % 5 == 0 else TABLE
+        expect: Rows | dict[str, bytes]
         if name == TABLE:
             source, mode, expect = table_change(rng, state.table, step)
             key: str | None = "id"
         else:
-            expect = make_files(step, state.files)
-            source, mode, key = write_folder(folders / f"s{step}", expect), "replace", None
+            files = make_files(step, state.files)
+            source, mode, key, expect = write_folder(folders / f"s{step}", files), "replace", None, files
         message = f"change {step}"
         measured = durations[name]
-        delay = None if len(measured) < MEASURED_RUNS else rng.uniform(0, 1.2 * statistics.median(measured))
+        if len(measured) < MEASURED_RUNS or step % MEASURE_EVERY == 0:
+            delay = None
+        else:
+            delay = rng.uniform(0, 1.2 * statistics.median(measured[-5:]))
         outcome = run_writer(ctx, (str(root), name, source, key, mode, message), delay)
         if delay is None:
             assert outcome.duration is not None

@@ -131,3 +131,16 @@ def test_chunk_threshold_is_respected(store: LocalObjectStore, monkeypatch: pyte
     oid = store.put(os.urandom(3 << 20))
     assert store.children(oid)
     assert not store.children(store.put(os.urandom(3 << 20), chunk=False))
+
+
+def test_damaged_pack_index_is_reported_not_fatal(store: LocalObjectStore) -> None:
+    oids = store.put_many([b"a" * 100, b"b" * 100])
+    idx = next((store.root / "packs").glob("*.idx"))
+    raw = bytearray(idx.read_bytes())
+    raw[0] ^= 0x01
+    idx.write_bytes(bytes(raw))
+    fresh = LocalObjectStore(store.root)
+    assert list(fresh.iter_oids()) == []
+    assert fresh.damaged_packs == {idx.stem}
+    with pytest.raises(ObjectNotFound):
+        fresh.get(oids[0])

@@ -135,6 +135,8 @@ def fsck(repo: Repo, *, progress: Progress | None = None) -> FsckReport:
         if progress and i % 256 == 0:
             progress("verifying objects", i, len(all_oids))
     report.objects = len(all_oids)
+    for name in sorted(getattr(repo.store, "damaged_packs", ())):
+        report.unreadable.append((f"pack:{name}", "the pack index is damaged; its objects cannot be found"))
     stored = set(all_oids)
     for oid, why in walk_reachable(repo, report):
         report.reachable += 1

@@ -51,6 +51,7 @@ class LocalObjectStore(ObjectStore):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._packs: dict[str, tuple[str, int, int]] = {}
         self._loaded_packs: set[str] = set()
+        self.damaged_packs: set[str] = set()  # packs whose index cannot be read
         self._lock = threading.Lock()
 
     # -- writing -------------------------------------------------------------------------------------
@@ -325,9 +326,11 @@ class LocalObjectStore(ObjectStore):
                 raw = (self.root / "packs" / f"{name}.idx").read_bytes()
             except FileNotFoundError:
                 continue
-            if not raw.startswith(_IDX_MAGIC):
-                raise CorruptObject(f"pack index {name}.idx is damaged; run `assay fsck`")
-            self._add_index(name, np.frombuffer(raw[len(_IDX_MAGIC):], dtype=_IDX_DTYPE))
+            body = raw[len(_IDX_MAGIC):]
+            if not raw.startswith(_IDX_MAGIC) or len(body) % _IDX_DTYPE.itemsize:
+                self.damaged_packs.add(name)  # its objects read as missing; fsck reports the index
+                continue
+            self._add_index(name, np.frombuffer(body, dtype=_IDX_DTYPE))
         return bool(new)
 
     def _add_index(self, name: str, index: np.ndarray) -> None:
