@@ -128,8 +128,8 @@ def fsck(repo: Repo, *, progress: Progress | None = None) -> FsckReport:
             repo.store.verify(oid)
         except CorruptObject:
             report.corrupt.append(oid)
-        except ObjectNotFound:
-            report.missing.append((oid, "pack index"))
+        except ObjectNotFound:  # a part of it (a chunk) is missing
+            report.missing.append((oid, "a chunk of this object"))
         except AssayError as e:
             report.unreadable.append((oid, str(e)))
         if progress and i % 256 == 0:
