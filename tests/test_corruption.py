@@ -82,7 +82,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
         }
         table = repo.dataset("train").to_arrow().sort_by("id")
     assert repo.store.stat(oids["packed file"]).location.startswith("pack:")
-    for kind in ("commit", "manifest", "fragment", "deletion vector", "folder fragment", "chunk", "chunk list"):
+    assert repo.store.stat(oids["chunk"]).location.startswith("pack:")  # chunks are packed too
+    for kind in ("commit", "manifest", "fragment", "deletion vector", "folder fragment", "chunk list"):
         assert repo.store.stat(oids[kind]).location == "loose", kind
     return Template(base / "repo", table, files, oids)
 

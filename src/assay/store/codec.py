@@ -12,34 +12,35 @@ byte   payload
 from __future__ import annotations
 
 import struct
+import threading
 
 import zstandard
 
 from assay.errors import CorruptObject, FormatError
 
 RAW, ZSTD, CHUNKS = 0, 1, 2
-_PROBE = 8 << 10
+_PROBE = 4 << 10
+_local = threading.local()
 _MIN_COMPRESS = 256
 _CHUNK_ENTRY = struct.Struct("<32sQ")
 
 
-def encode(data: bytes | memoryview) -> bytes:
-    """The stored form of ``data``: compressed where a probe of its head says it pays."""
+def encode(data: bytes | memoryview) -> tuple[int, bytes | memoryview]:
+    """The codec and payload that store ``data``: compressed where a probe of its head says it pays."""
     if len(data) >= _MIN_COMPRESS and _compressible(data):
-        packed = zstandard.ZstdCompressor(level=3).compress(data)
+        packed = _compressor(3).compress(data)
         if len(packed) < 0.9 * len(data):
-            return bytes([ZSTD]) + packed
-    return bytes([RAW]) + bytes(data)
+            return ZSTD, packed
+    return RAW, data
 
 
-def decode(stored: bytes | memoryview, oid: str) -> bytes:
-    """The object's bytes from its stored form (not for chunk lists)."""
-    codec = stored[0]
+def decode(codec: int, payload: bytes, oid: str) -> bytes:
+    """The object's bytes from its codec and payload (not for chunk lists)."""
     if codec == RAW:
-        return bytes(stored[1:])
+        return payload
     if codec == ZSTD:
         try:
-            return zstandard.ZstdDecompressor().decompress(stored[1:])
+            return zstandard.ZstdDecompressor().decompress(payload)
         except (zstandard.ZstdError, MemoryError) as e:  # MemoryError: a damaged header claiming a huge size
             raise CorruptObject(f"object {oid} is corrupt: its compressed bytes cannot be decompressed ({e}). "
                                 "Run `assay fsck` to list every damaged object.") from e
@@ -47,13 +48,12 @@ def decode(stored: bytes | memoryview, oid: str) -> bytes:
 
 
 def encode_chunk_list(chunks: list[tuple[str, int]]) -> bytes:
-    """Stored form of a large object split into chunks ``(oid, size)``."""
-    return bytes([CHUNKS]) + b"".join(_CHUNK_ENTRY.pack(bytes.fromhex(o), n) for o, n in chunks)
+    """Payload of a large object split into chunks ``(oid, size)`` (codec CHUNKS)."""
+    return b"".join(_CHUNK_ENTRY.pack(bytes.fromhex(o), n) for o, n in chunks)
 
 
-def decode_chunk_list(stored: bytes | memoryview) -> list[tuple[str, int]]:
-    """The ``(oid, size)`` chunks of a chunk list."""
-    body = bytes(stored[1:])
+def decode_chunk_list(body: bytes) -> list[tuple[str, int]]:
+    """The ``(oid, size)`` chunks of a chunk list payload."""
     if len(body) % _CHUNK_ENTRY.size:
         raise CorruptObject("a chunk list is corrupt (its length is not a whole number of entries); run `assay fsck`")
     return [(d.hex(), n) for d, n in _CHUNK_ENTRY.iter_unpack(body)]
@@ -61,4 +61,12 @@ def decode_chunk_list(stored: bytes | memoryview) -> list[tuple[str, int]]:
 
 def _compressible(data: bytes | memoryview) -> bool:
     head = data[:_PROBE]
-    return len(zstandard.ZstdCompressor(level=1).compress(head)) < 0.9 * len(head)
+    return len(_compressor(1).compress(head)) < 0.9 * len(head)
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    """One compressor per thread and level: creating one costs more than compressing a small object."""
+    cache: dict[int, zstandard.ZstdCompressor] = _local.__dict__.setdefault("compressors", {})
+    if level not in cache:
+        cache[level] = zstandard.ZstdCompressor(level=level)
+    return cache[level]

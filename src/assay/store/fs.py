@@ -5,16 +5,26 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = True, tmp_dir: Path | None = None) -> None:
+def atomic_write(path: Path, data: bytes | memoryview, *, durable: bool = True,
+                 tmp_dir: Path | None = None) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the whole new one."""
+    with atomic_file(path, durable=durable, tmp_dir=tmp_dir) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, *, durable: bool = True, tmp_dir: Path | None = None) -> Iterator[BinaryIO]:
+    """A file to write; renamed over ``path`` (after fsync when ``durable``) only if the block succeeds."""
     folder = tmp_dir or path.parent
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
+            yield f
             if durable:
                 f.flush()
                 os.fsync(f.fileno())

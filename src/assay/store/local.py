@@ -29,15 +29,16 @@ import numpy as np
 from assay.errors import CorruptObject, ObjectNotFound
 from assay.store import codec
 from assay.store.base import ObjectStore, StoredObject
-from assay.store.fs import atomic_write
+from assay.store.fs import atomic_file, atomic_write
 from assay.store.hashing import hash_bytes, hash_file
 
 CHUNK_FROM = 8 << 20  # objects larger than this are split into content-defined chunks
 CHUNK_AVG, CHUNK_MIN, CHUNK_MAX = 1 << 20, 256 << 10, 4 << 20
-PACK_OBJECT_MAX = 1 << 20  # objects up to this size go into packs when stored with put_many
+PACK_OBJECT_MAX = 1 << 20  # objects up to this size go into packs when stored with put_many / put_files
 PACK_TARGET = 64 << 20
 _IDX_MAGIC = b"ASSAYIDX1\n"
 _IDX_DTYPE = np.dtype([("oid", "V32"), ("off", "<u8"), ("len", "<u8")])
+Encoded = tuple[str, int, bytes | memoryview]  # oid, codec, payload
 
 
 class LocalObjectStore(ObjectStore):
@@ -49,6 +50,7 @@ class LocalObjectStore(ObjectStore):
         self.threads = threads or min(4, os.cpu_count() or 1)
         for sub in ("objects", "packs", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._objects = str(self.root / "objects")
         self._packs: dict[str, tuple[str, int, int]] = {}
         self._loaded_packs: set[str] = set()
         self.damaged_packs: set[str] = set()  # packs whose index cannot be read
@@ -60,62 +62,47 @@ class LocalObjectStore(ObjectStore):
         oid = hash_bytes(data)
         if self.has(oid):
             self.freshen([oid])
+        elif chunk and len(data) > CHUNK_FROM:
+            self._write_loose(oid, codec.CHUNKS, self._store_chunks(memoryview(data)))
         else:
-            stored = self._encode_large(data) if chunk and len(data) > CHUNK_FROM else codec.encode(data)
-            self._write_loose(oid, stored)
+            self._write_loose(oid, *codec.encode(data))
         return oid
 
     def put_many(self, items: Iterable[bytes]) -> list[str]:
+        self._refresh_packs()
         oids: list[str] = []
-        pack: list[tuple[str, bytes]] = []
-        pack_bytes = 0
-        pending: set[str] = set()
-        with ThreadPoolExecutor(self.threads) as pool:
-            for oid, data, stored in pool.map(self._prepare, items):
-                oids.append(oid)
-                if stored is None:  # already stored
-                    continue
-                if len(data) > PACK_OBJECT_MAX:
-                    self.put(data)
-                    continue
-                if oid in pending:
-                    continue
-                pending.add(oid)
-                pack.append((oid, stored))
-                pack_bytes += len(stored)
-                if pack_bytes >= PACK_TARGET:
-                    self._write_pack(pack)
-                    pack, pack_bytes, pending = [], 0, set()
-        if pack:
-            self._write_pack(pack)
+        with ThreadPoolExecutor(self.threads) as pool, _PackWriter(self) as packer:
+            for data, encoded in pool.map(lambda d: (d, self._prepare(d)), items):
+                if encoded is None:
+                    oids.append(self.put(data))
+                else:
+                    oids.append(encoded[0])
+                    packer.add(encoded)
         return oids
 
     def put_file(self, path: str | os.PathLike[str]) -> str:
         path = Path(path)
-        size = path.stat().st_size
-        if size <= CHUNK_FROM:
+        if path.stat().st_size <= CHUNK_FROM:
             return self.put(path.read_bytes())
         oid = hash_file(path)
         if self.has(oid):
             self.freshen([oid])
-        else:
-            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                stored = self._encode_large(mm)
-            self._write_loose(oid, stored)
+            return oid
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            chunk_list = self._store_chunks(memoryview(mm))
+        self._write_loose(oid, codec.CHUNKS, chunk_list)
         return oid
 
     def put_files(self, paths: Sequence[str | os.PathLike[str]],
                   callback: Callable[[int], None] | None = None) -> list[str]:
         """Read, hash and encode files in worker threads; pack the small ones in this thread."""
+        self._refresh_packs()
         oids: list[str] = []
-        pack: list[tuple[str, bytes]] = []
-        pack_bytes = 0
-        pending: set[str] = set()
-        window: deque[tuple[str | os.PathLike[str], Future[tuple[str, bytes | None] | None]]] = deque()
-        with ThreadPoolExecutor(self.threads) as pool:
+        window: deque[tuple[str | os.PathLike[str], Future[Encoded | None]]] = deque()
+        with ThreadPoolExecutor(self.threads) as pool, _PackWriter(self) as packer:
             items = iter(paths)
             while True:
-                while len(window) < 8 * self.threads:
+                while len(window) < 16 * self.threads:
                     p = next(items, None)
                     if p is None:
                         break
@@ -123,72 +110,66 @@ class LocalObjectStore(ObjectStore):
                 if not window:
                     break
                 path, future = window.popleft()
-                result = future.result()
-                if result is None:  # large file: chunked, in this thread
+                encoded = future.result()
+                if encoded is None:  # large file: chunked, in this thread
                     oids.append(self.put_file(path))
                 else:
-                    oid, stored = result
-                    oids.append(oid)
-                    if stored is not None and oid not in pending:
-                        pending.add(oid)
-                        pack.append((oid, stored))
-                        pack_bytes += len(stored)
-                if pack_bytes >= PACK_TARGET:
-                    self._write_pack(pack)
-                    pack, pack_bytes, pending = [], 0, set()
+                    oids.append(encoded[0])
+                    packer.add(encoded)
                 if callback:
                     callback(1)
-        if pack:
-            self._write_pack(pack)
         return oids
 
-    def _prepare_file(self, path: str | os.PathLike[str]) -> tuple[str, bytes | None] | None:
+    def _prepare_file(self, path: str | os.PathLike[str]) -> Encoded | None:
+        """Read, hash and encode a small file (worker thread); None for a large file."""
         with open(path, "rb") as f:
             data = f.read(PACK_OBJECT_MAX + 1)
         if len(data) > PACK_OBJECT_MAX:
             return None
-        oid = hash_bytes(data)
-        if self.has(oid):
-            self.freshen([oid])
-            return oid, None
-        return oid, codec.encode(data)
+        return self._prepare(data)
 
-    def _prepare(self, data: bytes) -> tuple[str, bytes, bytes | None]:
-        """Hash and encode one object (runs in worker threads); None when already stored."""
+    def _prepare(self, data: bytes) -> Encoded | None:
+        """Hash and encode a small object (worker thread); codec -1 when already stored; None when large."""
+        if len(data) > PACK_OBJECT_MAX:
+            return None
         oid = hash_bytes(data)
-        if self.has(oid):
-            self.freshen([oid])
-            return oid, data, None
-        return oid, data, b"" if len(data) > PACK_OBJECT_MAX else codec.encode(data)
+        if self._has_known(oid):
+            return oid, -1, b""
+        return (oid, *codec.encode(data))
 
-    def _encode_large(self, data: bytes | mmap.mmap) -> bytes:
-        view = memoryview(data)
+    def _store_chunks(self, view: memoryview) -> bytes:
+        """Split a large object into content-defined chunks, store them in packs; the chunk list payload."""
         chunks: list[tuple[str, int]] = []
-        for c in fastcdc.fastcdc(view, min_size=CHUNK_MIN, avg_size=CHUNK_AVG, max_size=CHUNK_MAX):
-            part = view[c.offset : c.offset + c.length]
-            coid = hash_bytes(part)
-            if not self.has(coid):
-                self._write_loose(coid, codec.encode(part))
-            chunks.append((coid, c.length))
+        with _PackWriter(self) as packer:
+            for c in fastcdc.fastcdc(view, min_size=CHUNK_MIN, avg_size=CHUNK_AVG, max_size=CHUNK_MAX):
+                part = view[c.offset : c.offset + c.length]
+                coid = hash_bytes(part)
+                if not self._has_known(coid):
+                    packer.add((coid, *codec.encode(part)))
+                chunks.append((coid, c.length))
         return codec.encode_chunk_list(chunks)
 
-    def _write_loose(self, oid: str, stored: bytes) -> None:
+    def _write_loose(self, oid: str, kind: int, payload: bytes | memoryview) -> None:
         path = self._loose_path(oid)
         path.parent.mkdir(exist_ok=True)
-        atomic_write(path, stored, durable=self.durable, tmp_dir=self.root / "tmp")
+        with atomic_file(path, durable=self.durable, tmp_dir=self.root / "tmp") as f:
+            f.write(bytes([kind]))
+            f.write(payload)
 
-    def _write_pack(self, entries: list[tuple[str, bytes]]) -> None:
+    def _write_pack(self, entries: list[Encoded]) -> None:
         entries.sort(key=lambda e: e[0])
         index = np.zeros(len(entries), dtype=_IDX_DTYPE)
-        offset = 0
-        for i, (oid, stored) in enumerate(entries):
-            index[i] = (bytes.fromhex(oid), offset, len(stored))
-            offset += len(stored)
+        index["oid"] = np.frombuffer(b"".join(bytes.fromhex(e[0]) for e in entries), "V32")
+        lengths = np.array([1 + len(e[2]) for e in entries], np.uint64)
+        index["len"] = lengths
+        index["off"] = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.uint64)
         idx_bytes = _IDX_MAGIC + index.tobytes()
         name = hash_bytes(idx_bytes)[:40]
         packs = self.root / "packs"
-        atomic_write(packs / f"{name}.pack", b"".join(s for _, s in entries), durable=self.durable,
-                     tmp_dir=self.root / "tmp")
+        with atomic_file(packs / f"{name}.pack", durable=self.durable, tmp_dir=self.root / "tmp") as f:
+            for _, kind, payload in entries:
+                f.write(bytes([kind]))
+                f.write(payload)
         atomic_write(packs / f"{name}.idx", idx_bytes, durable=self.durable, tmp_dir=self.root / "tmp")
         self._add_index(name, index)
 
@@ -200,7 +181,7 @@ class LocalObjectStore(ObjectStore):
                 packs.add(entry[0])
                 continue
             try:
-                os.utime(self._loose_path(oid))
+                os.utime(self._loose_str(oid))
             except FileNotFoundError:
                 entry = self._pack_entry(oid)
                 if entry is not None:
@@ -212,16 +193,16 @@ class LocalObjectStore(ObjectStore):
     # -- reading -------------------------------------------------------------------------------------
 
     def get(self, oid: str) -> bytes:
-        stored = self._read_stored(oid)
-        if stored[0] == codec.CHUNKS:
-            chunks = codec.decode_chunk_list(stored)
+        kind, payload = self._read_stored(oid)
+        if kind == codec.CHUNKS:
+            chunks = codec.decode_chunk_list(payload)
             parts = [self.get(c) for c, _ in chunks]
             if [len(p) for p in parts] != [n for _, n in chunks]:  # the sizes are part of the object too
                 raise CorruptObject(f"object {oid} is corrupt: its chunk sizes do not match its chunks. "
                                     "Run `assay fsck` to list every damaged object.")
             data = b"".join(parts)
         else:
-            data = codec.decode(stored, oid)
+            data = codec.decode(kind, payload, oid)
         if hash_bytes(data) != oid:
             raise CorruptObject(
                 f"object {oid} is corrupt: its bytes no longer match their hash. "
@@ -230,7 +211,11 @@ class LocalObjectStore(ObjectStore):
         return data
 
     def has(self, oid: str) -> bool:
-        return self._loose_path(oid).exists() or self._pack_entry(oid) is not None
+        return self._has_known(oid) or self._pack_entry(oid) is not None
+
+    def _has_known(self, oid: str) -> bool:
+        """Whether ``oid`` is loose or in a pack already indexed (no look for new packs)."""
+        return oid in self._packs or os.path.exists(self._loose_str(oid))
 
     def stat(self, oid: str) -> StoredObject:
         path = self._loose_path(oid)
@@ -256,9 +241,9 @@ class LocalObjectStore(ObjectStore):
         yield from list(self._packs)
 
     def children(self, oid: str) -> list[str]:
-        stored = self._read_stored(oid)
-        if stored[0] == codec.CHUNKS:
-            return [c for c, _ in codec.decode_chunk_list(stored)]
+        kind, payload = self._read_stored(oid)
+        if kind == codec.CHUNKS:
+            return [c for c, _ in codec.decode_chunk_list(payload)]
         return []
 
     def stored_bytes(self) -> int:
@@ -269,14 +254,16 @@ class LocalObjectStore(ObjectStore):
         return total
 
     def _logical_size(self, oid: str) -> int:
-        stored = self._read_stored(oid)
-        if stored[0] == codec.CHUNKS:
-            return sum(n for _, n in codec.decode_chunk_list(stored))
-        return len(codec.decode(stored, oid))
+        kind, payload = self._read_stored(oid)
+        if kind == codec.CHUNKS:
+            return sum(n for _, n in codec.decode_chunk_list(payload))
+        return len(codec.decode(kind, payload, oid))
 
-    def _read_stored(self, oid: str) -> bytes:
+    def _read_stored(self, oid: str) -> tuple[int, bytes]:
+        """The codec byte and the payload of a stored object, read without copying the payload."""
         try:
-            return self._loose_path(oid).read_bytes()
+            with open(self._loose_str(oid), "rb") as f:
+                return _split(f.read(1), f.read(), oid)
         except FileNotFoundError:
             pass
         except IsADirectoryError as e:
@@ -289,13 +276,13 @@ class LocalObjectStore(ObjectStore):
             try:
                 with open(self.root / "packs" / f"{name}.pack", "rb") as f:
                     f.seek(off)
-                    data = f.read(length)
+                    head, payload = f.read(1), f.read(length - 1)
             except FileNotFoundError:
                 self._forget_pack(name)
                 continue
-            if len(data) != length:
+            if len(payload) != length - 1:
                 raise CorruptObject(f"pack {name} is truncated at object {oid}; run `assay fsck`")
-            return data
+            return _split(head, payload, oid)
         raise self._not_found(oid)
 
     def _not_found(self, oid: str) -> ObjectNotFound:
@@ -305,7 +292,10 @@ class LocalObjectStore(ObjectStore):
         )
 
     def _loose_path(self, oid: str) -> Path:
-        return self.root / "objects" / oid[:2] / oid[2:]
+        return Path(self._loose_str(oid))
+
+    def _loose_str(self, oid: str) -> str:
+        return f"{self._objects}/{oid[:2]}/{oid[2:]}"
 
     # -- pack index ----------------------------------------------------------------------------------
 
@@ -318,7 +308,7 @@ class LocalObjectStore(ObjectStore):
     def _refresh_packs(self) -> bool:
         """Load indexes of packs written since the last look; True when any was new."""
         names = {p.stem for p in (self.root / "packs").glob("*.idx")}
-        new = names - self._loaded_packs
+        new = names - self._loaded_packs - self.damaged_packs
         for gone in self._loaded_packs - names:
             self._forget_pack(gone)
         for name in new:
@@ -334,11 +324,11 @@ class LocalObjectStore(ObjectStore):
         return bool(new)
 
     def _add_index(self, name: str, index: np.ndarray) -> None:
-        oids = index["oid"].tobytes()
+        oids = index["oid"].tobytes().hex()
         offs, lens = index["off"].tolist(), index["len"].tolist()
         with self._lock:
             for i in range(len(index)):
-                self._packs[oids[32 * i : 32 * i + 32].hex()] = (name, offs[i], lens[i])
+                self._packs[oids[64 * i : 64 * i + 64]] = (name, offs[i], lens[i])
             self._loaded_packs.add(name)
 
     def _forget_pack(self, name: str) -> None:
@@ -373,7 +363,7 @@ class LocalObjectStore(ObjectStore):
             return 0
         keep = [oid for oid, e in list(self._packs.items()) if e[0] == name and oid not in dead]
         if keep:
-            self._write_pack([(oid, self._read_stored(oid)) for oid in keep])
+            self._write_pack([(oid, *self._read_stored(oid)) for oid in keep])
         idx_path.unlink()  # the index goes first: a pack without index is ignored
         (self.root / "packs" / f"{name}.pack").unlink(missing_ok=True)
         self._forget_pack(name)
@@ -388,3 +378,47 @@ class LocalObjectStore(ObjectStore):
                 f.unlink(missing_ok=True)
                 n += 1
         return n
+
+
+class _PackWriter:
+    """Collects new small objects and writes them as packs of about PACK_TARGET bytes."""
+
+    def __init__(self, store: LocalObjectStore):
+        self.store = store
+        self.entries: list[Encoded] = []
+        self.size = 0
+        self.oids: set[str] = set()
+        self.known: list[str] = []
+
+    def add(self, encoded: Encoded) -> None:
+        oid, kind, payload = encoded
+        if kind < 0:  # already stored: marked recent when the batch is done
+            self.known.append(oid)
+            return
+        if oid in self.oids:
+            return
+        self.oids.add(oid)
+        self.entries.append(encoded)
+        self.size += len(payload) + 1
+        if self.size >= PACK_TARGET:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.entries:
+            self.store._write_pack(self.entries)
+        if self.known:
+            self.store.freshen(self.known)
+        self.entries, self.size, self.oids, self.known = [], 0, set(), []
+
+    def __enter__(self) -> _PackWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.flush()
+
+
+def _split(head: bytes, payload: bytes, oid: str) -> tuple[int, bytes]:
+    if not head:
+        raise CorruptObject(f"object {oid} is empty on storage; run `assay fsck`")
+    return head[0], payload
