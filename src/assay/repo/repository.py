@@ -251,12 +251,8 @@ class Repo:
 
     def _folder_source(self, folder: Path, labels: str | os.PathLike[str] | None,
                        progress: Progress | None) -> Any:
-        cache = StatCache(self.dir / "statcache.db")
-        try:
-            return folder_source(self.store, folder, cache, labels=Path(labels) if labels else None,
-                                 progress=progress)
-        finally:
-            cache.close()
+        cache = StatCache(self.dir / "statcache")
+        return folder_source(self.store, folder, cache, labels=Path(labels) if labels else None, progress=progress)
 
     def remove(self, name: str) -> None:
         """Stage the removal of dataset ``name``."""

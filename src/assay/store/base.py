@@ -74,6 +74,10 @@ class ObjectStore(abc.ABC):
     def delete(self, oids: Iterable[str], *, older_than: float) -> int:
         """Remove ``oids`` written before the time ``older_than``; returns how many were removed."""
 
+    def missing(self, oids: Iterable[str]) -> set[str]:
+        """Those of ``oids`` that the store does not hold."""
+        return {o for o in oids if not self.has(o)}
+
     def freshen(self, oids: Iterable[str]) -> None:  # noqa: B027 - optional for stores without gc races
         """Mark existing objects as just written, so that a concurrent gc keeps them for its grace period."""
 

@@ -23,7 +23,7 @@ def atomic_file(path: Path, *, durable: bool = True, tmp_dir: Path | None = None
     folder = tmp_dir or path.parent
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
+        with os.fdopen(fd, "wb", buffering=0) as f:
             yield f
             if durable:
                 f.flush()

@@ -8,18 +8,20 @@ re-add reads only the files that changed.
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import os
-import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay.errors import InputError
 from assay.store import ObjectStore, hash_bytes
+from assay.store.fs import atomic_write
 from assay.table.sources import Source, load_source
 
 FILE_COLUMNS = ("path", "blob", "size", "media_type", "label")
@@ -27,8 +29,9 @@ FILE_SCHEMA = pa.schema([("path", pa.string()), ("blob", pa.string()), ("size", 
                          ("media_type", pa.string()), ("label", pa.string())])
 
 
-@dataclass(frozen=True)
-class FileEntry:
+class FileEntry(NamedTuple):
+    """One file found in a dataset folder."""
+
     rel: str
     full: str
     size: int
@@ -37,35 +40,53 @@ class FileEntry:
 
 
 class StatCache:
-    """Addresses of files already stored, keyed by path and checked against size, mtime and inode."""
+    """Per folder, the address of every file stored from it, valid while size, mtime and inode match.
 
-    def __init__(self, path: Path):
-        self.path = path
-        self._con = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
-                          "mtime_ns INTEGER, inode INTEGER, oid TEXT)")
+    One Arrow IPC snapshot per folder (named by a hash of its absolute path), replaced atomically.
+    """
 
-    def lookup(self, entries: list[FileEntry]) -> dict[str, str]:
-        """Cached addresses of the entries whose stat still matches."""
-        rows = self._con.execute("SELECT path, size, mtime_ns, inode, oid FROM files").fetchall()
-        known = {r[0]: r[1:] for r in rows}
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def _file(self, root: Path) -> Path:
+        return self.folder / f"{hash_bytes(str(root.resolve()).encode())[:32]}.arrow"
+
+    def lookup(self, root: Path, entries: list[FileEntry]) -> dict[str, str]:
+        """Cached addresses (by relative path) of the entries whose stat still matches."""
+        try:
+            with pa.memory_map(str(self._file(root))) as source:
+                snap = pa.ipc.open_file(source).read_all()
+        except (FileNotFoundError, pa.ArrowInvalid):
+            return {}
+        rels = snap.column("rel").to_pylist()
+        columns = list(zip(*entries, strict=True)) if entries else [()] * 5
+        if rels == list(columns[0]):  # the usual case: same files, compare stats as arrays
+            same = np.ones(len(rels), bool)
+            for i, c in ((2, "size"), (3, "mtime_ns"), (4, "inode")):
+                same &= np.array(columns[i], dtype=np.int64) == snap.column(c).to_numpy()
+            oids = snap.column("oid").to_pylist()
+            return {rels[i]: oids[i] for i in np.flatnonzero(same).tolist()}
+        known = {r: (s, m, i, o) for r, s, m, i, o in zip(*(snap.column(c).to_pylist() for c in _SNAP), strict=True)}
         hits = {}
         for e in entries:
-            cached = known.get(e.full)
-            if cached is not None and cached[:3] == (e.size, e.mtime_ns, e.inode):
-                hits[e.full] = cached[3]
+            cached = known.get(e.rel)
+            if cached is not None and cached[0] == e.size and cached[1] == e.mtime_ns and cached[2] == e.inode:
+                hits[e.rel] = cached[3]
         return hits
 
-    def remember(self, entries: list[FileEntry], oids: list[str]) -> None:
-        with self._con:
-            self._con.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
-                [(e.full, e.size, e.mtime_ns, e.inode, o) for e, o in zip(entries, oids, strict=True)],
-            )
+    def remember(self, root: Path, entries: list[FileEntry], oids: list[str]) -> None:
+        """Replace the folder's snapshot with ``entries`` and their addresses."""
+        snap = pa.table({"rel": [e.rel for e in entries], "size": [e.size for e in entries],
+                         "mtime_ns": [e.mtime_ns for e in entries], "inode": [e.inode for e in entries],
+                         "oid": oids})
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, snap.schema) as writer:
+            writer.write_table(snap)
+        atomic_write(self._file(root), sink.getvalue().to_pybytes(), durable=False)
 
-    def close(self) -> None:
-        self._con.close()
+
+_SNAP = ("rel", "size", "mtime_ns", "inode", "oid")
 
 
 def scan_folder(root: Path) -> list[FileEntry]:
@@ -85,20 +106,23 @@ def _walk(root: Path, folder: Path, prefix: str, out: list[FileEntry], seen: set
     if real in seen:
         return
     seen.add(real)
+    subfolders = []
     with os.scandir(folder) as it:
         for d in it:
-            if d.name.startswith("."):
+            name = d.name
+            if name[0] == ".":
                 continue
-            rel = f"{prefix}{d.name}"
             if d.is_symlink():
-                _check_link(root, Path(d.path), rel)
+                _check_link(root, Path(d.path), prefix + name)
                 if d.is_dir():  # a linked folder inside the dataset folder: its files are listed where they are
                     continue
-            if d.is_dir():
-                _walk(root, Path(d.path), rel + "/", out, seen)
-            elif d.is_file():
+            if d.is_file():
                 st = d.stat()
-                out.append(FileEntry(rel, d.path, st.st_size, st.st_mtime_ns, st.st_ino))
+                out.append(FileEntry(prefix + name, d.path, st.st_size, st.st_mtime_ns, st.st_ino))
+            elif d.is_dir():
+                subfolders.append(d)
+    for d in subfolders:
+        _walk(root, Path(d.path), f"{prefix}{d.name}/", out, seen)
 
 
 def _check_link(root: Path, link: Path, rel: str) -> None:
@@ -117,9 +141,10 @@ def folder_source(store: ObjectStore, root: Path, cache: StatCache | None, *,
     if not entries:
         raise InputError(f"{root} holds no files; nothing to add")
     extra = _read_labels(labels, {e.rel for e in entries}) if labels is not None else None  # before storing
-    hits = cache.lookup(entries) if cache else {}
-    todo = [e for e in entries if e.full not in hits or not store.has(hits[e.full])]
-    store.freshen(hits[e.full] for e in entries if e.full in hits)
+    hits = cache.lookup(root, entries) if cache else {}
+    gone = store.missing(set(hits.values()))
+    todo = [e for e in entries if e.rel not in hits or hits[e.rel] in gone]
+    store.freshen(set(hits.values()) - gone)
     if todo:
         done = 0
 
@@ -130,23 +155,34 @@ def folder_source(store: ObjectStore, root: Path, cache: StatCache | None, *,
                 progress("storing files", done, len(todo))
 
         oids = store.put_files([e.full for e in todo], callback=tick)
-        hits.update({e.full: o for e, o in zip(todo, oids, strict=True)})
-        if cache:
-            cache.remember(todo, oids)
+        hits.update({e.rel: o for e, o in zip(todo, oids, strict=True)})
+    blobs = [hits[e.rel] for e in entries]
+    if cache and todo:
+        cache.remember(root, entries, blobs)
+    paths = [e.rel for e in entries]
     table = pa.table({
-        "path": [e.rel for e in entries],
-        "blob": [hits[e.full] for e in entries],
+        "path": paths,
+        "blob": blobs,
         "size": pa.array([e.size for e in entries], pa.int64()),
-        "media_type": [mimetypes.guess_type(e.rel)[0] or "application/octet-stream" for e in entries],
-        "label": [e.rel.split("/", 1)[0] if "/" in e.rel else None for e in entries],
+        "media_type": [_media_type(p) for p in paths],
+        "label": [p.split("/", 1)[0] if "/" in p else None for p in paths],
     }, schema=FILE_SCHEMA)
     if extra is not None:
         table = _join_labels(table, extra)
-    listing = hash_bytes(b"\n".join(f"{p}\t{b}".encode() for p, b in zip(
-        table.column("path").to_pylist(), table.column("blob").to_pylist(), strict=True)))
+    listing = hash_bytes("\n".join(f"{p}\t{b}" for p, b in zip(paths, blobs, strict=True)).encode())
     labels_digest = hash_bytes(labels.read_bytes()) if labels else ""
     return Source(str(root), table.schema, lambda: iter(table.to_batches()),
                   digest=f"files:{listing}:{labels_digest}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _suffix_type(suffix: str) -> str:
+    return mimetypes.guess_type(f"x{suffix}")[0] or "application/octet-stream"
+
+
+def _media_type(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return _suffix_type(name[name.rfind("."):].lower() if "." in name else "")
 
 
 def _read_labels(labels_path: Path, known: set[str]) -> pa.Table:
