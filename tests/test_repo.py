@@ -407,3 +407,20 @@ def test_linked_folder_inside_the_dataset_is_listed_once(repo: assay.Repo, tmp_p
     repo.add("pets", folder)
     paths = sorted(repo.dataset("pets").to_arrow().column("path").to_pylist())
     assert paths == ["alias.png", "cat/a.png"]
+
+
+def test_readding_current_content_after_an_upsert_stages_nothing(repo: assay.Repo, table: pa.Table,
+                                                                 tmp_path: Path) -> None:
+    repo.add("t", table, key="id")
+    repo.commit("base")
+    fix = make_table(3, seed=8, start=10)
+    repo.add("t", fix, mode="upsert")
+    repo.commit("fix")
+    current = tmp_path / "current.parquet"
+    pq.write_table(repo.dataset("t").to_arrow(), current)
+    for _ in range(2):  # the second time is answered from the memo of adds
+        res = repo.add("t", current)
+        assert not res.changed and res.manifest.rows == 100
+        assert repo.status().staged == {}
+    with pytest.raises(assay.NothingToCommit):
+        repo.commit("nothing")

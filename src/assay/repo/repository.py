@@ -26,7 +26,7 @@ from assay.repo import revisions
 from assay.repo.catalog import Catalog, SqlCatalog
 from assay.repo.commits import Commit
 from assay.repo.gitinfo import code_reference, default_author
-from assay.repo.staging import StagedDataset, WorkState
+from assay.repo.staging import AddMemo, StagedDataset, WorkState
 from assay.store import LocalObjectStore, ObjectStore
 from assay.table import (
     DatasetDiff,
@@ -110,12 +110,14 @@ class Repo:
         self.store = store or LocalObjectStore(self.dir)
         self.catalog = catalog or SqlCatalog(config["catalog"].replace("{assay_dir}", str(self.dir)))
         self.work = WorkState(self.dir)
+        self._memo = AddMemo(self.dir / "cache.db")
 
     def __repr__(self) -> str:
         return f"<Repo {self.root}>"
 
     def close(self) -> None:
         self.catalog.close()
+        self._memo.close()
 
     def __enter__(self) -> Repo:
         return self
@@ -229,15 +231,19 @@ class Repo:
             base = self.read_manifest(base_oid) if base_oid else None
             if is_folder:
                 src = self._folder_source(Path(source), labels, progress)
-                keys = keys or ["path"]
-                result = apply_update(self.store, name, base, src, key=keys, mode=mode, kind="files",
-                                      blob_columns=("blob",), progress=progress)
+                blobs: tuple[str, ...] = ("blob",)
+                keys, kind = keys or ["path"], "files"
             else:
                 if labels is not None:
                     raise InputError("--labels applies to folders of files only")
-                src = load_source(source, format=format)
-                result = apply_update(self.store, name, base, src, key=keys, mode=mode, progress=progress)
+                src, kind, blobs = load_source(source, format=format), "table", ()
+            memo = self._memo.get(base_oid, src.digest, keys, mode)
+            if memo is not None and memo == base_oid and base is not None:
+                return UpdateResult(base, unchanged=base.rows)
+            result = apply_update(self.store, name, base, src, key=keys, mode=mode, kind=kind, blob_columns=blobs,
+                                  progress=progress)
             new_oid = self.store.put(result.manifest.to_bytes())
+            self._memo.put(base_oid, src.digest, keys, mode, new_oid)
             if new_oid == committed:
                 staging.datasets.pop(name, None)
             elif new_oid != base_oid or staged:
@@ -385,7 +391,8 @@ class Repo:
                 continue
             ma = self.read_manifest(left[n]) if n in left else None
             mb = self.read_manifest(right[n]) if n in right else None
-            out.append(diff_manifests(self.store, n, ma, mb, limit=limit))
+            with self.store.cache_scope():
+                out.append(diff_manifests(self.store, n, ma, mb, limit=limit))
         return out
 
     def export(self, spec: str, to: str | os.PathLike[str], *, progress: Progress | None = None) -> Path:
@@ -507,7 +514,8 @@ class Repo:
                     merged[name], origin[name] = to, "theirs"
                 continue
             mb, mo, mt = (self.read_manifest(x) if x else None for x in (bo, oo, to))
-            m, found = merge_manifests(self.store, name, mb, mo, mt, bo, oo, to)
+            with self.store.cache_scope():
+                m, found = merge_manifests(self.store, name, mb, mo, mt, bo, oo, to)
             conflicts.extend(found)
             if m is not None:
                 merged[name], origin[name] = self.store.put(m.to_bytes()), "merged"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import fcntl
 import json
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,3 +69,32 @@ class WorkState:
 
     def write_head(self, head: dict[str, str]) -> None:
         atomic_write(self.root / "HEAD", json.dumps(head).encode())
+
+
+class AddMemo:
+    """Remembers what adding an input (by content digest) to a dataset version produced.
+
+    Adding is deterministic in (base version, input digest, key, mode), so re-adding an input that was
+    already added costs one hash of the file. A local cache: losing it only costs time.
+    """
+
+    def __init__(self, path: Path):
+        self._con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._con.execute("PRAGMA journal_mode=WAL")
+        self._con.execute("CREATE TABLE IF NOT EXISTS adds (base TEXT, digest TEXT, key TEXT, mode TEXT, "
+                          "result TEXT, PRIMARY KEY (base, digest, key, mode))")
+
+    def get(self, base: str | None, digest: str | None, key: Sequence[str] | None, mode: str) -> str | None:
+        if digest is None:
+            return None
+        row = self._con.execute("SELECT result FROM adds WHERE base=? AND digest=? AND key=? AND mode=?",
+                                (base or "", digest, json.dumps(list(key or [])), mode)).fetchone()
+        return str(row[0]) if row else None
+
+    def put(self, base: str | None, digest: str | None, key: Sequence[str] | None, mode: str, result: str) -> None:
+        if digest is not None:
+            self._con.execute("INSERT OR REPLACE INTO adds VALUES (?, ?, ?, ?, ?)",
+                              (base or "", digest, json.dumps(list(key or [])), mode, result))
+
+    def close(self) -> None:
+        self._con.close()

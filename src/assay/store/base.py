@@ -7,6 +7,7 @@ the layers above. Implementations verify the hash of every object they return.
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -73,6 +74,11 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def delete(self, oids: Iterable[str], *, older_than: float) -> int:
         """Remove ``oids`` written before the time ``older_than``; returns how many were removed."""
+
+    @contextlib.contextmanager
+    def cache_scope(self) -> Iterator[None]:
+        """Within the block, objects read more than once may be served from memory (no-op by default)."""
+        yield
 
     def missing(self, oids: Iterable[str]) -> set[str]:
         """Those of ``oids`` that the store does not hold."""

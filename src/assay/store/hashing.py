@@ -10,7 +10,7 @@ from blake3 import blake3
 
 HASH_HEX_LEN = 64
 _OID = re.compile(r"^[0-9a-f]{64}$")
-_MMAP_FROM = 1 << 20
+_BLOCK = 16 << 20
 
 
 def hash_bytes(data: bytes | memoryview) -> str:
@@ -19,11 +19,17 @@ def hash_bytes(data: bytes | memoryview) -> str:
 
 
 def hash_file(path: str | os.PathLike[str]) -> str:
-    """BLAKE3 of a file's bytes, memory-mapped and multi-threaded for large files."""
+    """BLAKE3 of a file's bytes, read in blocks (bounded memory) and hashed with all cores."""
     path = Path(path)
-    if path.stat().st_size < _MMAP_FROM:
+    if path.stat().st_size < _BLOCK:
         return hash_bytes(path.read_bytes())
-    return blake3(max_threads=blake3.AUTO).update_mmap(path).hexdigest()
+    hasher = blake3(max_threads=blake3.AUTO)
+    buf = bytearray(_BLOCK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            hasher.update(view[:n])
+    return hasher.hexdigest()
 
 
 def is_oid(text: str) -> bool:

@@ -57,6 +57,8 @@ class LocalObjectStore(ObjectStore):
         self._loaded_packs: set[str] = set()
         self.damaged_packs: set[str] = set()  # packs whose index cannot be read
         self._lock = threading.Lock()
+        self._cache: dict[str, bytes] | None = None
+        self._cache_budget = 0
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -199,7 +201,29 @@ class LocalObjectStore(ObjectStore):
 
     # -- reading -------------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def cache_scope(self, budget: int = 512 << 20) -> Iterator[None]:
+        """Keep verified objects in memory (up to ``budget`` bytes) until the block ends."""
+        if self._cache is not None:  # nested: the outer scope owns the cache
+            yield
+            return
+        self._cache, self._cache_budget = {}, budget
+        try:
+            yield
+        finally:
+            self._cache = None
+
     def get(self, oid: str) -> bytes:
+        cache = self._cache
+        if cache is not None and oid in cache:
+            return cache[oid]
+        data = self._get(oid)
+        if cache is not None and len(data) <= self._cache_budget:
+            cache[oid] = data
+            self._cache_budget -= len(data)
+        return data
+
+    def _get(self, oid: str) -> bytes:
         kind, payload = self._read_stored(oid)
         if kind == codec.CHUNKS:
             chunks = codec.decode_chunk_list(payload)

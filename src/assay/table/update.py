@@ -32,7 +32,7 @@ from assay.table.sources import Source
 
 MODES = ("replace", "append", "upsert", "delete")
 Progress = Callable[[str, int, int], None]
-_KEEP_IN_MEMORY = 512 << 20
+_KEEP_IN_MEMORY = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,12 @@ def apply_update(store: ObjectStore, name: str, base: Manifest | None, source: S
     hash_cols = [f.name for f in schema]
     pass1 = _hash_pass(source, schema, key_cols, hash_cols, mode, progress)
     base_rows = id_table(store, base.fragments) if base is not None else empty_id_table()
+    pa.default_memory_pool().release_unused()  # give back the hashing pass's temporaries before writing
     new_ids = _sample_ids(pass1, key_cols, base_rows, mode)
     plan = _plan(name, mode, key_cols, new_ids, pass1.hashes, base_rows, pass1)
+    if base is not None and not (plan.added or plan.removed or plan.updated) and base.schema.equals(schema) \
+            and base.key == key_cols:
+        return UpdateResult(base, unchanged=plan.unchanged)  # same samples: the version stays as it is
     new_refs = _write_rows(store, source, schema, pass1, new_ids, plan.write_mask, progress)
     kept = _apply_deletions(store, base.fragments if base else (), base_rows, plan.delete_rows)
     manifest = Manifest(name=name, schema=schema, key=key_cols, fragments=(), kind=kind,
@@ -361,6 +365,7 @@ def _write_rows(store: ObjectStore, source: Source, schema: pa.Schema, p: _Pass1
             offset += n
             while pending_rows >= FRAGMENT_ROWS:
                 table = pa.Table.from_batches(pending, out_schema)
+                _wait_for_room(futures)
                 futures.append(pool.submit(write_fragment, store, table.slice(0, FRAGMENT_ROWS)))
                 rest = table.slice(FRAGMENT_ROWS)
                 pending, pending_rows = rest.to_batches(), rest.num_rows
@@ -371,6 +376,13 @@ def _write_rows(store: ObjectStore, source: Source, schema: pa.Schema, p: _Pass1
     if progress:
         progress("writing fragments", total, total)
     return refs
+
+
+def _wait_for_room(futures: list[Future[FragmentRef]], in_flight: int = 2) -> None:
+    """Back-pressure: at most ``in_flight`` fragments are being encoded while the next is gathered."""
+    running = [f for f in futures if not f.done()]
+    while len(running) >= in_flight:
+        running.pop(0).result()
 
 
 def _report_written(futures: list[Future[FragmentRef]], total: int, progress: Progress | None) -> None:
