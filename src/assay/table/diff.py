@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -119,6 +118,8 @@ def _only_here(store: ObjectStore, ref: FragmentRef, other: FragmentRef) -> pa.T
 def id_level_diff(store: ObjectStore, a: Manifest | None, b: Manifest | None) -> dict[str, np.ndarray]:
     """Per differing sample: id, status (added/removed/changed), and where it lives in a and b."""
     left, right = side_rows(store, a, b), side_rows(store, b, a)
+    import duckdb
+
     con = duckdb.connect()
     con.register("l", left)
     con.register("r", right)

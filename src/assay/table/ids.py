@@ -13,8 +13,8 @@ import hashlib
 import json
 import threading
 from collections.abc import Sequence
+from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,7 +26,6 @@ ID_TYPE = pa.binary(ID_BYTES)
 ROW_DOMAIN = b"assay-row-v1\x00"
 KEY_DOMAIN = b"assay-key-v1\x00"
 OCCURRENCE_DOMAIN = b"assay-occ-v1\x00"
-_EMPTY = pa.scalar(b"", pa.large_binary())
 _local = threading.local()
 
 
@@ -224,7 +223,7 @@ def _encode_dictionary(arr: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray,
     values = np.where(valid, dict_values[indices], np.uint64(0))
     if tail is None:
         return valid, values, None
-    return valid, values, pc.if_else(pa.array(valid), tail.take(pa.array(indices)), _EMPTY)
+    return valid, values, pc.if_else(pa.array(valid), tail.take(pa.array(indices)), pa.scalar(b"", pa.large_binary()))
 
 
 def _empty_tail(dictionary: pa.Array, n: int) -> pa.Array | None:
@@ -257,7 +256,9 @@ def _sha_prefix(inputs: list[tuple[pa.Array, list[pa.Array]]]) -> list[pa.Array]
     return [out.column(f"h{d}").combine_chunks().cast(ID_TYPE) for d in range(len(inputs))]
 
 
-def _connection() -> duckdb.DuckDBPyConnection:
+def _connection() -> Any:
+    import duckdb  # imported on first use: it is not needed to open a repository
+
     con = getattr(_local, "con", None)
     if con is None:
         con = _local.con = duckdb.connect()

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -325,6 +324,8 @@ def _match(new_ids: pa.Array, new_hashes: pa.Array, base_rows: pa.Table, *, comp
     new = pa.table({"i": new_ids, "h": new_hashes, "r": pa.array(np.arange(n, dtype=np.int64))})
     base = pa.table({"i": base_rows.column(ID_COLUMN), "h": base_rows.column(HASH_COLUMN),
                      "b": pa.array(np.arange(base_rows.num_rows, dtype=np.int64))})
+    import duckdb
+
     con = duckdb.connect()
     con.register("new_rows", new)
     con.register("base_rows", base)
