@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,10 +51,14 @@ def setup(args: argparse.Namespace, title: str) -> None:
     print(f"started {now}; {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, assay {getattr(assay, '__version__', '?')}"
           f"{' (QUICK: 10x smaller data)' if args.quick else ''}")
-    try:
+    src = Path(assay.__file__).resolve().parent
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], cwd=src,
+                           capture_output=True, text=True)
+    if head.returncode == 0:
+        print(f"assay source: {src} at git {head.stdout.strip()}{' (src modified)' if dirty.stdout.strip() else ''}")
+    with suppress(OSError):
         print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
-    except OSError:
-        pass
 
 
 def find_dvc(option: str | None) -> str | None:
@@ -104,10 +108,13 @@ def timed(label: str, fn: Callable[[], T]) -> tuple[float, T]:
     start = time.perf_counter()
     result = prof.runcall(fn)
     seconds = time.perf_counter() - start
-    text = io.StringIO()
-    pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(int(_PROFILE["top"]))
-    print(f"--- profile of {label} ({seconds:.3f} s under the profiler), top cumulative ---")
-    print("\n".join(line for line in text.getvalue().splitlines() if line.strip())[:6000])
+    for order in ("cumulative", "tottime"):
+        text = io.StringIO()
+        pstats.Stats(prof, stream=text).sort_stats(order).print_stats(int(_PROFILE["top"]))
+        lines = text.getvalue().splitlines()
+        start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls")), 0)
+        print(f"--- profile of {label} ({seconds:.3f} s under the profiler), top {order} ---")
+        print("\n".join(line for line in lines[start:] if line.strip()))
     return seconds, result
 
 
@@ -131,20 +138,24 @@ class Dvc:
     def __init__(self, exe: str, folder: Path):
         self.exe, self.folder = exe, folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.env = dvc_env()
+        # DVC's per-repository site cache (state, index) goes next to the scratch repository, not /var/tmp
+        self.env = {**dvc_env(), "DVC_SITE_CACHE_DIR": str(folder.parent / f"{folder.name}-dvc-site-cache")}
         for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "bench@example.com"],
                     ["git", "config", "user.name", "bench"], ["git", "config", "commit.gpgsign", "false"],
                     [exe, "init", "-q"], [exe, "config", "core.analytics", "false"],
-                    [exe, "config", "core.site_cache_dir", str(folder / ".dvc" / "site-cache")],
-                    ["git", "add", "-A"], ["git", "commit", "-q", "-m", "dvc init"]):
+                    ["git", "add", ".dvc", ".dvcignore"], ["git", "commit", "-q", "-m", "dvc init"]):
             run(cmd, folder, self.env)
 
     def dvc(self, *args: str) -> float:
         return run([self.exe, *args], self.folder, self.env)
 
     def git_commit(self, message: str, *paths: str) -> float:
-        t = run(["git", "add", *paths], self.folder, self.env)
-        return t + run(["git", "commit", "-q", "-m", message], self.folder, self.env)
+        """``git add`` + ``git commit`` (when anything changed); returns the seconds taken."""
+        start = time.perf_counter()
+        run(["git", "add", *paths], self.folder, self.env)
+        if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=self.folder).returncode:
+            run(["git", "commit", "-q", "-m", message], self.folder, self.env)
+        return time.perf_counter() - start
 
     def cache_bytes(self) -> int:
         cache = self.folder / ".dvc" / "cache"
@@ -155,10 +166,8 @@ def dir_bytes(path: Path) -> int:
     total = 0
     for dirpath, _, files in os.walk(path):
         for f in files:
-            try:
+            with suppress(FileNotFoundError):
                 total += os.lstat(os.path.join(dirpath, f)).st_size
-            except FileNotFoundError:
-                pass
     return total
 
 
@@ -227,7 +236,8 @@ def make_rows(seed: int, start: int, n: int) -> Any:
     cols["label"] = rng.integers(0, 10, n, dtype=np.int64)
     for i in range(4):
         cols[f"i{i}"] = rng.integers(-(10**9), 10**9, n, dtype=np.int64)
-    cols["name"] = pa.array(rng.integers(97, 123, (n, 12), dtype=np.uint8).view("S12").ravel()).cast(pa.string())
+    letters = rng.integers(97, 123, (n, 12), dtype=np.uint8)
+    cols["name"] = pa.array(letters.view("S12").ravel()).cast(pa.string())
     cols["path"] = pa.array([f"img/{i % 100}/{i}.jpg" for i in ids.tolist()], pa.string())
     lengths = rng.integers(4, 48, n, dtype=np.int32)
     offsets = np.zeros(n + 1, np.int32)
@@ -236,5 +246,6 @@ def make_rows(seed: int, start: int, n: int) -> Any:
     cols["text"] = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
     for i, m in enumerate((10, 100, 1000)):
         vocab = pa.array([f"cat{i}_{j}" for j in range(m)], pa.string())
-        cols[f"cat{i}"] = pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, m, n, dtype=np.int32)), vocab)
+        codes = pa.array(rng.integers(0, m, n, dtype=np.int32))
+        cols[f"cat{i}"] = pa.DictionaryArray.from_arrays(codes, vocab)
     return pa.table(cols)

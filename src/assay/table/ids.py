@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -256,12 +257,20 @@ def _sha_prefix(inputs: list[tuple[pa.Array, list[pa.Array]]]) -> list[pa.Array]
     return [out.column(f"h{d}").combine_chunks().cast(ID_TYPE) for d in range(len(inputs))]
 
 
+def release() -> None:
+    """Close this thread's DuckDB connection, returning the memory its buffer manager keeps."""
+    con = getattr(_local, "con", None)
+    if con is not None:
+        con.close()
+        _local.con = None
+
+
 def _connection() -> Any:
     import duckdb  # imported on first use: it is not needed to open a repository
 
     con = getattr(_local, "con", None)
     if con is None:
-        con = _local.con = duckdb.connect()
+        con = _local.con = duckdb.connect(config={"memory_limit": "1GB", "threads": os.cpu_count() or 1})
     return con
 
 

@@ -164,7 +164,8 @@ def _explain(path: Path, fmt: str, e: Exception) -> str:
 
 
 def _open_parquet(path: Path) -> Iterator[pa.RecordBatch]:
-    yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS)
+    # pre_buffer=False: read column chunks as they are decoded, not whole row groups ahead (memory)
+    yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=BATCH_ROWS)
 
 
 def _open_csv(path: Path, delimiter: str = ",") -> Iterator[pa.RecordBatch]:

@@ -31,7 +31,7 @@ from assay.table.sources import Source
 
 MODES = ("replace", "append", "upsert", "delete")
 Progress = Callable[[str, int, int], None]
-_KEEP_IN_MEMORY = 256 << 20
+_KEEP_IN_MEMORY = 192 << 20  # inputs up to this size are kept between the two passes
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,11 @@ def apply_update(store: ObjectStore, name: str, base: Manifest | None, source: S
     hash_cols = [f.name for f in schema]
     pass1 = _hash_pass(source, schema, key_cols, hash_cols, mode, progress)
     base_rows = id_table(store, base.fragments) if base is not None else empty_id_table()
-    pa.default_memory_pool().release_unused()  # give back the hashing pass's temporaries before writing
+    ids.release()  # give back the hashing pass's temporaries before joining and writing
+    pa.default_memory_pool().release_unused()
     new_ids = _sample_ids(pass1, key_cols, base_rows, mode)
     plan = _plan(name, mode, key_cols, new_ids, pass1.hashes, base_rows, pass1)
+    pa.default_memory_pool().release_unused()
     if base is not None and not (plan.added or plan.removed or plan.updated) and base.schema.equals(schema) \
             and base.key == key_cols:
         return UpdateResult(base, unchanged=plan.unchanged)  # same samples: the version stays as it is
@@ -298,16 +300,20 @@ def _plan(name: str, mode: str, key: tuple[str, ...] | None, new_ids: pa.Array, 
 
 
 def _check_unique(new_ids: pa.Array, p: _Pass1) -> None:
-    if len(new_ids) < 2 or len(pc.unique(new_ids)) == len(new_ids):
+    """Refuse duplicate sample ids: sort by the first 8 bytes, then compare neighbours in full."""
+    n = len(new_ids)
+    if n < 2:
         return
-    raw = np.frombuffer(new_ids.buffers()[1], "V16", count=len(new_ids), offset=new_ids.offset * 16)
-    order = np.argsort(raw, kind="stable")
-    dup = np.flatnonzero(raw[order][1:] == raw[order][:-1])
-    if len(dup):
-        first, second = sorted((int(order[dup[0]]), int(order[dup[0] + 1])))
+    words = np.frombuffer(new_ids.buffers()[1], "<u8", count=2 * n, offset=new_ids.offset * 16).reshape(n, 2)
+    order = np.argsort(words[:, 0], kind="stable")
+    first = words[order, 0]
+    near = np.flatnonzero(first[1:] == first[:-1])
+    dup = [i for i in near.tolist() if words[order[i], 1] == words[order[i + 1], 1]]
+    if dup:
+        first_row, second_row = sorted((int(order[dup[0]]), int(order[dup[0] + 1])))
         raise KeyViolation(
-            f"{p.description}: the input has {len(dup)} duplicate key(s): rows {first + 1} and {second + 1} both have "
-            f"{p.key_sample(first)}. Keys must be unique; drop or merge the duplicates."
+            f"{p.description}: the input has {len(dup)} duplicate key(s): rows {first_row + 1} and {second_row + 1} "
+            f"both have {p.key_sample(first_row)}. Keys must be unique; drop or merge the duplicates."
         )
 
 
