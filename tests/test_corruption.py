@@ -75,6 +75,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
             "manifest": commit.datasets["train"],
             "fragment": fragments[0].oid,
             "deletion vector": str(fragments[0].deleted),
+            "id index": fragments[0].ids,
             "folder fragment": repo.read_manifest(commit.datasets["images"]).fragments[0].oid,
             "packed file": blobs["a/f01.txt"] if "a/f01.txt" in blobs else blobs[sorted(blobs)[0]],
             "chunk": chunks[1],
@@ -83,7 +84,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
         table = repo.dataset("train").to_arrow().sort_by("id")
     assert repo.store.stat(oids["packed file"]).location.startswith("pack:")
     assert repo.store.stat(oids["chunk"]).location.startswith("pack:")  # chunks are packed too
-    for kind in ("commit", "manifest", "fragment", "deletion vector", "folder fragment", "chunk list"):
+    for kind in ("commit", "manifest", "fragment", "deletion vector", "id index", "folder fragment", "chunk list"):
         assert repo.store.stat(oids[kind]).location == "loose", kind
     return Template(base / "repo", table, files, oids)
 
@@ -191,6 +192,12 @@ def reads_touching(repo: assay.Repo, kind: str, oids: dict[str, str], tmp: Path)
             "export csv": lambda: repo.export("train", tmp / "export.csv"),
             "diff": lambda: repo.diff("main~1", "main", dataset="train"),
         }
+    if kind == "id index":  # read only where ids are: diffs, merges, updates, reads with ids
+        return {
+            "to_arrow with ids": lambda: repo.dataset("train").to_arrow(with_ids=True),
+            "diff": lambda: repo.diff("main~1", "main", dataset="train"),
+            "upsert": lambda: repo.add("train", repo.dataset("train").to_arrow().slice(0, 5), mode="upsert"),
+        }
     if kind == "folder fragment":
         return {
             "to_arrow": lambda: repo.dataset("images").to_arrow(),
@@ -210,7 +217,8 @@ def reads_touching(repo: assay.Repo, kind: str, oids: dict[str, str], tmp: Path)
     }
 
 
-KINDS = ["commit", "parent commit", "manifest", "fragment", "deletion vector", "folder fragment", "packed file",
+KINDS = ["commit", "parent commit", "manifest", "fragment", "deletion vector", "id index", "folder fragment",
+         "packed file",
          "chunk", "chunk list"]
 
 

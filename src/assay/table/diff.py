@@ -111,7 +111,7 @@ def _only_here(store: ObjectStore, ref: FragmentRef, other: FragmentRef) -> pa.T
     mask = live_mask(store, ref) & ~live_mask(store, other)
     if not mask.any():
         return empty_id_table().drop_columns([FRAG])
-    t = read_fragment(store, FragmentRef(ref.oid, ref.rows, ref.bytes), [ID_COLUMN, HASH_COLUMN], positions=True)
+    t = read_fragment(store, ref.whole(), [ID_COLUMN, HASH_COLUMN], positions=True)
     return t.filter(pa.array(mask))
 
 
@@ -152,7 +152,7 @@ def rows_at(store: ObjectStore, m: Manifest, frags: np.ndarray, positions: np.nd
     for fi in np.unique(frags):
         sel = np.flatnonzero(frags == fi)
         ref = m.fragments[int(fi)]
-        whole = read_fragment(store, FragmentRef(ref.oid, ref.rows, ref.bytes), schema.names)
+        whole = read_fragment(store, ref.whole(), schema.names)
         parts.append(conform(whole.take(pa.array(positions[sel])), schema))
         order.append(sel)
     if not parts:

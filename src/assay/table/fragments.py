@@ -1,8 +1,9 @@
-"""Fragments: Parquet files of rows with their sample id and content hash; deletion vectors."""
+"""Fragments: plain Parquet files of rows, id indexes (sample id and content hash per row), deletion vectors."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -10,7 +11,8 @@ import pyarrow.parquet as pq
 
 from assay.errors import CorruptObject
 from assay.store import ObjectStore
-from assay.table.manifest import HASH_COLUMN, ID_COLUMN, FragmentRef
+from assay.table.ids import ID_BYTES
+from assay.table.manifest import HASH_COLUMN, ID_COLUMN, INTERNAL_COLUMNS, FragmentRef
 
 FRAGMENT_ROWS = 1 << 18  # rows per fragment
 ROW_GROUP_ROWS = 1 << 16
@@ -18,31 +20,84 @@ POSITION = "_assay_pos"
 
 
 def write_fragment(store: ObjectStore, table: pa.Table) -> FragmentRef:
-    """Write ``table`` (with id and hash columns) as one Parquet object."""
+    """Write ``table`` (id and hash columns first) as a Parquet object of its data and an id index."""
+    data_table = table.drop_columns([ID_COLUMN, HASH_COLUMN])
     sink = pa.BufferOutputStream()
-    plain = [f.name for f in table.schema if f.name not in (ID_COLUMN, HASH_COLUMN)]
-    pq.write_table(table, sink, compression={**{c: "zstd" for c in plain}, ID_COLUMN: "none", HASH_COLUMN: "none"},
-                   use_dictionary=plain, row_group_size=ROW_GROUP_ROWS, write_statistics=plain)
-    data = sink.getvalue().to_pybytes()
-    return FragmentRef(store.put(data, chunk=False), table.num_rows, len(data))
+    pq.write_table(data_table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    data = sink.getvalue()
+    index = _id_index(table.column(ID_COLUMN), table.column(HASH_COLUMN))
+    ids = store.put(index, chunk=False)
+    return FragmentRef(store.put(data.to_pybytes(), chunk=False), table.num_rows, data.size + len(index), ids)
+
+
+def _id_index(ids: pa.ChunkedArray, hashes: pa.ChunkedArray) -> bytes:
+    n = len(ids)
+    out = np.empty((n, 2 * ID_BYTES), np.uint8)
+    out[:, :ID_BYTES] = _fixed_bytes(ids)
+    out[:, ID_BYTES:] = _fixed_bytes(hashes)
+    return out.tobytes()
+
+
+def _fixed_bytes(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return np.frombuffer(arr.buffers()[1], np.uint8, count=ID_BYTES * len(arr),
+                         offset=arr.offset * ID_BYTES).reshape(-1, ID_BYTES)
+
+
+def read_ids(store: ObjectStore, ref: FragmentRef) -> tuple[pa.Array, pa.Array]:
+    """Sample ids and content hashes of every row of a fragment (deleted rows included)."""
+    raw = store.get(ref.ids)
+    if len(raw) != ref.rows * 2 * ID_BYTES:
+        raise CorruptObject(f"id index {ref.ids} does not match its fragment ({ref.rows} rows); run `assay fsck`")
+    matrix = np.frombuffer(raw, np.uint8).reshape(ref.rows, 2 * ID_BYTES)
+    return _as_ids(matrix[:, :ID_BYTES]), _as_ids(matrix[:, ID_BYTES:])
+
+
+def _as_ids(block: np.ndarray) -> pa.Array:
+    buf = pa.py_buffer(np.ascontiguousarray(block))
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(ID_BYTES), len(block), [None, buf])
 
 
 def read_fragment(store: ObjectStore, ref: FragmentRef, columns: Sequence[str] | None = None,
                   *, positions: bool = False) -> pa.Table:
-    """The live rows of a fragment (deleted rows removed), optionally with their row positions."""
-    table = _parquet(store, ref).read(columns=list(columns) if columns is not None else None)
+    """The live rows of a fragment (deleted rows removed), optionally with their row positions.
+
+    ``columns`` may name ``_assay_id`` and ``_assay_hash``; those come from the id index, and a read of
+    only those never opens the Parquet file.
+    """
+    wanted = list(columns) if columns is not None else None
+    data_cols = [c for c in wanted if c not in INTERNAL_COLUMNS] if wanted is not None else None
+    table = _empty_rows(ref.rows) if data_cols == [] else _parquet(store, ref).read(columns=data_cols)
+    if wanted is not None and any(c in INTERNAL_COLUMNS for c in wanted):
+        ids, hashes = read_ids(store, ref)
+        extra = {ID_COLUMN: ids, HASH_COLUMN: hashes}
+        for c in (ID_COLUMN, HASH_COLUMN):
+            if c in wanted:
+                table = table.append_column(c, extra[c])
+        table = table.select(wanted)
     if positions:
         table = table.append_column(POSITION, pa.array(np.arange(ref.rows, dtype=np.uint32)))
     return table.filter(live_mask(store, ref)) if ref.deleted else table
 
 
+def _empty_rows(n: int) -> pa.Table:
+    """A table of ``n`` rows and no columns."""
+    return pa.table({"_": pa.nulls(n)}).drop_columns(["_"])
+
+
 def scan_fragment(store: ObjectStore, ref: FragmentRef, columns: Sequence[str] | None,
                   batch_size: int) -> Iterator[pa.RecordBatch]:
     """Live rows of a fragment in record batches, reading one row group at a time."""
+    wanted = list(columns) if columns is not None else None
+    internal = [c for c in wanted or () if c in INTERNAL_COLUMNS]
+    if internal:  # ids come from the index; read whole and slice
+        table = read_fragment(store, ref, wanted)
+        yield from (b for b in table.to_batches(batch_size) if b.num_rows)
+        return
     pf = _parquet(store, ref)
     mask = live_mask(store, ref) if ref.deleted else None
     start = 0
-    for batch in pf.iter_batches(batch_size=batch_size, columns=list(columns) if columns else None):
+    for batch in pf.iter_batches(batch_size=batch_size, columns=wanted):
         if mask is not None:
             batch = batch.filter(pa.array(mask[start : start + batch.num_rows]))
         start += batch.num_rows
@@ -76,16 +131,16 @@ def with_deletions(store: ObjectStore, ref: FragmentRef, positions: np.ndarray) 
         return ref
     merged = np.union1d(deleted_positions(store, ref), positions.astype(np.uint32)).astype("<u4")
     if len(merged) == 0:
-        return FragmentRef(ref.oid, ref.rows, ref.bytes)
+        return ref.whole()
     oid = store.put(merged.tobytes())
-    return FragmentRef(ref.oid, ref.rows, ref.bytes, oid, len(merged))
+    return replace(ref, deleted=oid, deleted_rows=len(merged))
 
 
 def with_only(store: ObjectStore, ref: FragmentRef, keep: np.ndarray) -> FragmentRef:
     """``ref`` restricted to the rows at ``keep`` (all others deleted)."""
     mask = np.ones(ref.rows, bool)
     mask[keep] = False
-    return with_deletions(store, FragmentRef(ref.oid, ref.rows, ref.bytes), np.flatnonzero(mask))
+    return with_deletions(store, ref.whole(), np.flatnonzero(mask))
 
 
 def id_table(store: ObjectStore, fragments: Sequence[FragmentRef]) -> pa.Table:

@@ -19,11 +19,13 @@ INTERNAL_COLUMNS = (ID_COLUMN, HASH_COLUMN)
 
 @dataclass(frozen=True)
 class FragmentRef:
-    """One Parquet fragment of a dataset version and the rows of it that are deleted."""
+    """One fragment of a dataset version: a plain Parquet file of the rows, the id index giving each
+    row's sample id and content hash, and the rows of it that are deleted."""
 
-    oid: str
+    oid: str  # the Parquet file (the dataset's columns only)
     rows: int  # rows in the Parquet file
     bytes: int
+    ids: str  # the id index: for each row, 16-byte sample id then 16-byte content hash
     deleted: str | None = None  # oid of a deletion vector (sorted u32 row positions)
     deleted_rows: int = 0
 
@@ -31,15 +33,19 @@ class FragmentRef:
     def live_rows(self) -> int:
         return self.rows - self.deleted_rows
 
+    def whole(self) -> FragmentRef:
+        """The same fragment with no row deleted."""
+        return replace(self, deleted=None, deleted_rows=0)
+
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"oid": self.oid, "rows": self.rows, "bytes": self.bytes}
+        d: dict[str, Any] = {"oid": self.oid, "rows": self.rows, "bytes": self.bytes, "ids": self.ids}
         if self.deleted:
             d["deleted"], d["deleted_rows"] = self.deleted, self.deleted_rows
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FragmentRef:
-        return cls(d["oid"], d["rows"], d["bytes"], d.get("deleted"), d.get("deleted_rows", 0))
+        return cls(d["oid"], d["rows"], d["bytes"], d["ids"], d.get("deleted"), d.get("deleted_rows", 0))
 
 
 @dataclass(frozen=True)
