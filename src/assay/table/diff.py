@@ -4,6 +4,7 @@ and which columns changed. Rows in fragments that both versions share are never 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,13 +149,16 @@ def rows_at(store: ObjectStore, m: Manifest, frags: np.ndarray, positions: np.nd
 
     names = list(columns) if columns is not None else m.schema.names
     schema = pa.schema([m.schema.field(c) for c in names if c in m.schema.names])
-    parts, order = [], []
-    for fi in np.unique(frags):
-        sel = np.flatnonzero(frags == fi)
-        ref = m.fragments[int(fi)]
+    groups = [np.flatnonzero(frags == fi) for fi in np.unique(frags)]
+
+    def pick(sel: np.ndarray) -> pa.Table:
+        ref = m.fragments[int(frags[sel[0]])]
         whole = read_fragment(store, ref.whole(), schema.names)
-        parts.append(conform(whole.take(pa.array(positions[sel])), schema))
-        order.append(sel)
+        return conform(whole.take(pa.array(positions[sel])), schema)
+
+    with ThreadPoolExecutor(2) as pool:  # Parquet decoding releases the GIL
+        parts = list(pool.map(pick, groups))
+    order = groups
     if not parts:
         return schema.empty_table()
     table = pa.concat_tables(parts)
