@@ -424,3 +424,12 @@ def test_readding_current_content_after_an_upsert_stages_nothing(repo: assay.Rep
         assert repo.status().staged == {}
     with pytest.raises(assay.NothingToCommit):
         repo.commit("nothing")
+
+
+def test_diff_columns_treat_nan_and_null_as_unchanged(repo: assay.Repo) -> None:
+    t = pa.table({"id": [1, 2], "f": [float("nan"), None], "s": ["a", "b"]})
+    repo.add("t", t, key="id")
+    a = repo.commit("a")
+    repo.add("t", pa.table({"id": [1, 2], "f": [float("nan"), None], "s": ["x", "y"]}))
+    (d,) = repo.diff(a)
+    assert d.changed == 2 and d.column_changes == {"s": 2}

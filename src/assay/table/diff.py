@@ -67,8 +67,8 @@ def diff_manifests(store: ObjectStore, name: str, a: Manifest | None, b: Manifes
     counts = {s: int((status == s).sum()) for s in ("added", "removed", "changed")}
     rows_a, rows_b = (a.rows if a else 0), (b.rows if b else 0)
     unchanged = rows_b - counts["added"] - counts["changed"]
-    col_changes, per_sample = _column_changes(store, a, b, joined)
-    samples = _listing(store, a, b, joined, per_sample, limit)
+    col_changes, names, matrix = _column_changes(store, a, b, joined)
+    samples = _listing(store, a, b, joined, names, matrix, limit)
     return DatasetDiff(name, counts["added"], counts["removed"], counts["changed"], unchanged, rows_a, rows_b,
                        schema_changes(a, b), col_changes, samples)
 
@@ -166,49 +166,47 @@ def rows_at(store: ObjectStore, m: Manifest, frags: np.ndarray, positions: np.nd
 
 
 def _column_changes(store: ObjectStore, a: Manifest | None, b: Manifest | None,
-                    joined: dict[str, np.ndarray]) -> tuple[dict[str, int], list[tuple[str, ...]]]:
+                    joined: dict[str, np.ndarray]) -> tuple[dict[str, int], list[str], np.ndarray]:
+    """Per column, how many changed samples differ in it; and the (columns x changed samples) matrix."""
     changed = joined["status"] == "changed"
-    if a is None or b is None or not changed.any():
-        return {}, []
+    n = int(changed.sum())
+    if a is None or b is None or not n:
+        return {}, [], np.zeros((0, n), bool)
     common = [c for c in b.schema.names if c in a.schema.names]
     left = rows_at(store, a, joined["fa"][changed], joined["pa"][changed], common)
     right = rows_at(store, b, joined["fb"][changed], joined["pb"][changed], common)
-    counts: dict[str, int] = {}
-    differs = []
-    for c in common:
-        lc, rc = left.column(c), right.column(c)
-        if lc.type != rc.type:
-            rc = rc.cast(lc.type)
-        ne = np.array([x != y for x, y in zip(lc.to_pylist(), rc.to_pylist(), strict=True)], bool) \
-            if len(lc) <= 20000 else _ne_vectorized(lc, rc)
-        differs.append(ne)
-        if ne.any():
-            counts[c] = int(ne.sum())
+    differs = [_differs(left.column(c), right.column(c)) for c in common]
     only_one_side = [c for c in b.schema.names if c not in common] + [c for c in a.schema.names if c not in common]
-    for c in only_one_side:  # an added or removed column changes every sample
-        differs.append(np.ones(int(changed.sum()), bool))
-        counts[c] = int(changed.sum())
+    differs += [np.ones(n, bool)] * len(only_one_side)  # an added or removed column changes every sample
     names = common + only_one_side
-    matrix = np.vstack(differs) if differs else np.zeros((0, int(changed.sum())), bool)
-    per_sample = [tuple(c for c, d in zip(names, matrix[:, i], strict=True) if d) for i in range(matrix.shape[1])]
-    return counts, per_sample
+    matrix = np.vstack(differs) if differs else np.zeros((0, n), bool)
+    counts = {c: int(row.sum()) for c, row in zip(names, matrix, strict=True) if row.any()}
+    return counts, names, matrix
 
 
-def _ne_vectorized(lc: pa.ChunkedArray, rc: pa.ChunkedArray) -> np.ndarray:
+def _differs(lc: pa.ChunkedArray, rc: pa.ChunkedArray) -> np.ndarray:
+    """Per row, whether two columns differ (nulls equal nulls, NaN equals NaN)."""
     import pyarrow.compute as pc
 
-    eq = pc.equal(lc, rc)
-    both_null = pc.and_(pc.is_null(lc), pc.is_null(rc))
-    same = pc.or_(pc.fill_null(eq, False), both_null)
+    if lc.type != rc.type:
+        rc = rc.cast(lc.type)
+    t = lc.type
+    if pa.types.is_nested(t):
+        return np.array([x != y for x, y in zip(lc.to_pylist(), rc.to_pylist(), strict=True)], bool)
+    same = pc.fill_null(pc.equal(lc, rc), False)
+    same = pc.or_(same, pc.and_(pc.is_null(lc), pc.is_null(rc)))
+    if pa.types.is_floating(t):
+        same = pc.or_(same, pc.fill_null(pc.and_(pc.is_nan(lc), pc.is_nan(rc)), False))
     return ~same.to_numpy(zero_copy_only=False)
 
 
 def _listing(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined: dict[str, np.ndarray],
-             per_sample: list[tuple[str, ...]], limit: int) -> tuple[SampleChange, ...]:
+             names: list[str], matrix: np.ndarray, limit: int) -> tuple[SampleChange, ...]:
     status = joined["status"]
-    changed_idx = np.flatnonzero(status == "changed")
-    cols_of = {int(i): per_sample[j] for j, i in enumerate(changed_idx)} if per_sample else {}
     picked = np.arange(min(limit, len(status)))
+    changed_idx = np.flatnonzero(status == "changed")
+    column_of = {int(i): j for j, i in enumerate(changed_idx) if i < len(picked)}
+    cols_of = {i: tuple(c for c, d in zip(names, matrix[:, j], strict=True) if d) for i, j in column_of.items()}
     from_a = status[picked] == "removed"
     keys: dict[int, dict[str, Any]] = {}
     for m, sel, f, p in ((a, picked[from_a], joined["fa"], joined["pa"]),
