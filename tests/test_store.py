@@ -123,7 +123,8 @@ def test_crash_leftovers_in_tmp_are_ignored_and_cleaned(store: LocalObjectStore)
     (store.root / "tmp" / ".tmp-dead").write_bytes(b"partial")
     (store.root / "packs" / "deadbeef.pack").write_bytes(b"pack without index")
     assert list(store.iter_oids()) == []
-    assert store.clean_tmp(older_than=time.time() + 1) == 1
+    assert store.clean_tmp(older_than=time.time() + 1) == 2  # the temporary file and the index-less pack
+    assert not (store.root / "packs" / "deadbeef.pack").exists()
 
 
 def test_chunk_threshold_is_respected(store: LocalObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,8 +18,12 @@ def atomic_write(path: Path, data: bytes | memoryview, *, durable: bool = True,
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, *, durable: bool = True, tmp_dir: Path | None = None) -> Iterator[BinaryIO]:
-    """A file to write; renamed over ``path`` (after fsync when ``durable``) only if the block succeeds."""
+def atomic_file(path: Path, *, durable: bool = True, sync_folder: bool = True,
+                tmp_dir: Path | None = None) -> Iterator[BinaryIO]:
+    """A file to write; renamed over ``path`` (after fsync when ``durable``) only if the block succeeds.
+
+    With ``sync_folder`` False the caller syncs the folder itself (once for many files).
+    """
     folder = tmp_dir or path.parent
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     try:
@@ -32,7 +36,7 @@ def atomic_file(path: Path, *, durable: bool = True, tmp_dir: Path | None = None
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    if durable:
+    if durable and sync_folder:
         fsync_dir(path.parent)
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from assay.errors import CorruptObject, ObjectNotFound
 from assay.store import codec
 from assay.store.base import ObjectStore, StoredObject
-from assay.store.fs import atomic_file, atomic_write
+from assay.store.fs import atomic_file, fsync_dir
 from assay.store.hashing import hash_bytes, hash_file
 
 CHUNK_FROM = 8 << 20  # objects larger than this are split into content-defined chunks
@@ -55,6 +55,7 @@ class LocalObjectStore(ObjectStore):
         self._objects = str(self.root / "objects")
         self._packs: dict[str, tuple[str, int, int]] = {}
         self._loaded_packs: set[str] = set()
+        self._pending_packs: set[str] = set()  # written by this process, index not yet on disk
         self.damaged_packs: set[str] = set()  # packs whose index cannot be read
         self._lock = threading.Lock()
         self._cache: dict[str, bytes] | None = None
@@ -129,14 +130,11 @@ class LocalObjectStore(ObjectStore):
 
     def _prepare_files(self, paths: Sequence[str | os.PathLike[str]]) -> list[Encoded | None]:
         """Read, hash and encode small files (worker thread); None for each large file."""
-        out = []
+        out: list[Encoded | None] = []
         for path in paths:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                data = os.read(fd, PACK_OBJECT_MAX + 1)
-            finally:
-                os.close(fd)
-            out.append(self._prepare(data))
+            with open(path, "rb", buffering=0) as f:
+                # sized by fstat: reading into an oversized buffer and shrinking it costs more than the read
+                out.append(None if os.fstat(f.fileno()).st_size > PACK_OBJECT_MAX else self._prepare(f.read()))
         return out
 
     def _prepare(self, data: bytes) -> Encoded | None:
@@ -167,7 +165,11 @@ class LocalObjectStore(ObjectStore):
             f.write(bytes([kind]))
             f.write(payload)
 
-    def _write_pack(self, entries: list[Encoded]) -> None:
+    def _write_pack(self, entries: list[Encoded]) -> tuple[str, bytes]:
+        """Write (and sync) a pack file and index it in memory; returns its index.
+
+        The pack becomes visible to other processes when ``_publish_packs`` writes its index.
+        """
         entries.sort(key=lambda e: e[0])
         index = np.zeros(len(entries), dtype=_IDX_DTYPE)
         index["oid"] = np.frombuffer(b"".join(bytes.fromhex(e[0]) for e in entries), "V32")
@@ -176,13 +178,31 @@ class LocalObjectStore(ObjectStore):
         index["off"] = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.uint64)
         idx_bytes = _IDX_MAGIC + index.tobytes()
         name = hash_bytes(idx_bytes)[:40]
-        packs = self.root / "packs"
-        with atomic_file(packs / f"{name}.pack", durable=self.durable, tmp_dir=self.root / "tmp") as f:
+        with atomic_file(self.root / "packs" / f"{name}.pack", durable=self.durable, sync_folder=False,
+                         tmp_dir=self.root / "tmp") as f:
             buffers = [b for _, kind, payload in entries for b in (_CODEC_BYTE[kind], payload)]
             for i in range(0, len(buffers), 1024):
                 _write_all(f.fileno(), buffers[i : i + 1024])
-        atomic_write(packs / f"{name}.idx", idx_bytes, durable=self.durable, tmp_dir=self.root / "tmp")
+        with self._lock:
+            self._pending_packs.add(name)
         self._add_index(name, index)
+        return name, idx_bytes
+
+    def _publish_packs(self, written: list[tuple[str, bytes]]) -> None:
+        """Make written packs visible: write their indexes (synced), then sync the folder once.
+
+        The folder is synced once per batch, not once per pack; a crash before the indexes are written
+        leaves packs without index, which are ignored and removed by gc.
+        """
+        packs = self.root / "packs"
+        for name, idx_bytes in written:
+            with atomic_file(packs / f"{name}.idx", durable=self.durable, sync_folder=False,
+                             tmp_dir=self.root / "tmp") as f:
+                f.write(idx_bytes)
+        if self.durable and written:
+            fsync_dir(packs)
+        with self._lock:
+            self._pending_packs.difference_update(name for name, _ in written)
 
     def freshen(self, oids: Iterable[str]) -> None:
         wanted = set(oids)
@@ -345,7 +365,7 @@ class LocalObjectStore(ObjectStore):
         """Load indexes of packs written since the last look; True when any was new."""
         names = {p.stem for p in (self.root / "packs").glob("*.idx")}
         new = names - self._loaded_packs - self.damaged_packs
-        for gone in self._loaded_packs - names:
+        for gone in self._loaded_packs - names - self._pending_packs:
             self._forget_pack(gone)
         for name in new:
             try:
@@ -399,20 +419,24 @@ class LocalObjectStore(ObjectStore):
             return 0
         keep = [oid for oid, e in list(self._packs.items()) if e[0] == name and oid not in dead]
         if keep:
-            self._write_pack([(oid, *self._read_stored(oid)) for oid in keep])
+            self._publish_packs([self._write_pack([(oid, *self._read_stored(oid)) for oid in keep])])
         idx_path.unlink()  # the index goes first: a pack without index is ignored
         (self.root / "packs" / f"{name}.pack").unlink(missing_ok=True)
         self._forget_pack(name)
         return len(dead)
 
     def clean_tmp(self, older_than: float | None = None) -> int:
-        """Remove temporary files left by writers that died (older than ``older_than``)."""
+        """Remove temporary files and index-less packs left by writers that died (older than ``older_than``)."""
         limit = older_than if older_than is not None else time.time() - 3600
+        leftovers = list((self.root / "tmp").iterdir())
+        leftovers += [p for p in (self.root / "packs").glob("*.pack")
+                      if not p.with_suffix(".idx").exists() and p.stem not in self._pending_packs]
         n = 0
-        for f in (self.root / "tmp").iterdir():
-            if f.stat().st_mtime < limit:
-                f.unlink(missing_ok=True)
-                n += 1
+        for f in leftovers:
+            with contextlib.suppress(FileNotFoundError):
+                if f.stat().st_mtime < limit:
+                    f.unlink()
+                    n += 1
         return n
 
 
@@ -420,7 +444,8 @@ class _PackWriter:
     """Collects new small objects and writes them as packs of about PACK_TARGET bytes.
 
     Packs are written by a background thread (one at a time), so that reading the next objects overlaps
-    with writing the previous pack; at most two packs are held in memory.
+    with writing the previous pack; at most two packs are held in memory. When the batch ends, all
+    packs are synced and published together.
     """
 
     def __init__(self, store: LocalObjectStore):
@@ -429,8 +454,9 @@ class _PackWriter:
         self.size = 0
         self.oids: set[str] = set()
         self.known: list[str] = []
+        self.written: list[tuple[str, bytes]] = []
         self._pool = ThreadPoolExecutor(1)
-        self._writing: Future[None] | None = None
+        self._writing: Future[tuple[str, bytes]] | None = None
 
     def add(self, encoded: Encoded) -> None:
         oid, kind, payload = encoded
@@ -455,7 +481,7 @@ class _PackWriter:
 
     def _wait(self) -> None:
         if self._writing is not None:
-            self._writing.result()
+            self.written.append(self._writing.result())
             self._writing = None
 
     def __enter__(self) -> _PackWriter:
@@ -466,6 +492,8 @@ class _PackWriter:
             if exc_type is None:
                 self.flush()
             self._wait()
+            if exc_type is None:
+                self.store._publish_packs(self.written)
         finally:
             self._pool.shutdown(wait=True)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import mimetypes
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
@@ -77,9 +78,10 @@ class StatCache:
 
     def remember(self, root: Path, entries: list[FileEntry], oids: list[str]) -> None:
         """Replace the folder's snapshot with ``entries`` and their addresses."""
-        snap = pa.table({"rel": [e.rel for e in entries], "size": [e.size for e in entries],
-                         "mtime_ns": [e.mtime_ns for e in entries], "inode": [e.inode for e in entries],
-                         "oid": oids})
+        rel, _, size, mtime, inode = zip(*entries, strict=True) if entries else ((),) * 5
+        snap = pa.table({"rel": pa.array(rel, pa.string()), "size": np.array(size, np.int64),
+                         "mtime_ns": np.array(mtime, np.int64), "inode": np.array(inode, np.int64),
+                         "oid": pa.array(oids, pa.string())})
         sink = pa.BufferOutputStream()
         with pa.ipc.new_file(sink, snap.schema) as writer:
             writer.write_table(snap)
@@ -107,22 +109,29 @@ def _walk(root: Path, folder: Path, prefix: str, out: list[FileEntry], seen: set
         return
     seen.add(real)
     subfolders = []
-    with os.scandir(folder) as it:
-        for d in it:
-            name = d.name
+    base = str(folder)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in os.listdir(fd):
             if name[0] == ".":
                 continue
-            if d.is_symlink():
-                _check_link(root, Path(d.path), prefix + name)
-                if d.is_dir():  # a linked folder inside the dataset folder: its files are listed where they are
+            st = os.lstat(name, dir_fd=fd)  # one call per entry: type, size, mtime and inode
+            mode = st.st_mode
+            if stat.S_ISLNK(mode):
+                path = f"{base}/{name}"
+                _check_link(root, Path(path), prefix + name)
+                if os.path.isdir(path):  # a linked folder inside the dataset: its files are listed where they are
                     continue
-            if d.is_file():
-                st = d.stat()
-                out.append(FileEntry(prefix + name, d.path, st.st_size, st.st_mtime_ns, st.st_ino))
-            elif d.is_dir():
-                subfolders.append(d)
-    for d in subfolders:
-        _walk(root, Path(d.path), f"{prefix}{d.name}/", out, seen)
+                st = os.stat(path)
+                mode = st.st_mode
+            if stat.S_ISREG(mode):
+                out.append(FileEntry(prefix + name, f"{base}/{name}", st.st_size, st.st_mtime_ns, st.st_ino))
+            elif stat.S_ISDIR(mode):
+                subfolders.append(name)
+    finally:
+        os.close(fd)
+    for name in sorted(subfolders):
+        _walk(root, folder / name, f"{prefix}{name}/", out, seen)
 
 
 def _check_link(root: Path, link: Path, rel: str) -> None:
