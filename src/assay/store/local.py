@@ -178,11 +178,12 @@ class LocalObjectStore(ObjectStore):
         index["off"] = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.uint64)
         idx_bytes = _IDX_MAGIC + index.tobytes()
         name = hash_bytes(idx_bytes)[:40]
-        with atomic_file(self.root / "packs" / f"{name}.pack", durable=self.durable, sync_folder=False,
-                         tmp_dir=self.root / "tmp") as f:
+        with atomic_file(self.root / "packs" / f"{name}.pack", durable=False, tmp_dir=self.root / "tmp") as f:
             buffers = [b for _, kind, payload in entries for b in (_CODEC_BYTE[kind], payload)]
             for i in range(0, len(buffers), 1024):
                 _write_all(f.fileno(), buffers[i : i + 1024])
+            if self.durable and hasattr(os, "posix_fadvise"):  # start writing back now; synced when published
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         with self._lock:
             self._pending_packs.add(name)
         self._add_index(name, index)
@@ -195,6 +196,13 @@ class LocalObjectStore(ObjectStore):
         leaves packs without index, which are ignored and removed by gc.
         """
         packs = self.root / "packs"
+        if self.durable:
+            for name, _ in written:
+                fd = os.open(packs / f"{name}.pack", os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
         for name, idx_bytes in written:
             with atomic_file(packs / f"{name}.idx", durable=self.durable, sync_folder=False,
                              tmp_dir=self.root / "tmp") as f:

@@ -13,8 +13,8 @@ import mimetypes
 import os
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -30,14 +30,18 @@ FILE_SCHEMA = pa.schema([("path", pa.string()), ("blob", pa.string()), ("size", 
                          ("media_type", pa.string()), ("label", pa.string())])
 
 
-class FileEntry(NamedTuple):
-    """One file found in a dataset folder."""
+@dataclass
+class Listing:
+    """The files found in a dataset folder, column by column, in tree order (names sorted per folder)."""
 
-    rel: str
-    full: str
-    size: int
-    mtime_ns: int
-    inode: int
+    rels: list[str] = field(default_factory=list)
+    fulls: list[str] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    mtimes: list[int] = field(default_factory=list)
+    inodes: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rels)
 
 
 class StatCache:
@@ -53,34 +57,32 @@ class StatCache:
     def _file(self, root: Path) -> Path:
         return self.folder / f"{hash_bytes(str(root.resolve()).encode())[:32]}.arrow"
 
-    def lookup(self, root: Path, entries: list[FileEntry]) -> dict[str, str]:
-        """Cached addresses (by relative path) of the entries whose stat still matches."""
+    def lookup(self, root: Path, files: Listing) -> dict[str, str]:
+        """Cached addresses (by relative path) of the files whose stat still matches."""
         try:
             with pa.memory_map(str(self._file(root))) as source:
                 snap = pa.ipc.open_file(source).read_all()
         except (FileNotFoundError, pa.ArrowInvalid):
             return {}
         rels = snap.column("rel").to_pylist()
-        columns = list(zip(*entries, strict=True)) if entries else [()] * 5
-        if rels == list(columns[0]):  # the usual case: same files, compare stats as arrays
+        if rels == files.rels:  # the usual case: same files, compare stats as arrays
             same = np.ones(len(rels), bool)
-            for i, c in ((2, "size"), (3, "mtime_ns"), (4, "inode")):
-                same &= np.array(columns[i], dtype=np.int64) == snap.column(c).to_numpy()
+            for now, c in ((files.sizes, "size"), (files.mtimes, "mtime_ns"), (files.inodes, "inode")):
+                same &= np.array(now, dtype=np.int64) == snap.column(c).to_numpy()
             oids = snap.column("oid").to_pylist()
             return {rels[i]: oids[i] for i in np.flatnonzero(same).tolist()}
         known = {r: (s, m, i, o) for r, s, m, i, o in zip(*(snap.column(c).to_pylist() for c in _SNAP), strict=True)}
         hits = {}
-        for e in entries:
-            cached = known.get(e.rel)
-            if cached is not None and cached[0] == e.size and cached[1] == e.mtime_ns and cached[2] == e.inode:
-                hits[e.rel] = cached[3]
+        for rel, size, mtime, inode in zip(files.rels, files.sizes, files.mtimes, files.inodes, strict=True):
+            cached = known.get(rel)
+            if cached is not None and cached[:3] == (size, mtime, inode):
+                hits[rel] = cached[3]
         return hits
 
-    def remember(self, root: Path, entries: list[FileEntry], oids: list[str]) -> None:
-        """Replace the folder's snapshot with ``entries`` and their addresses."""
-        rel, _, size, mtime, inode = zip(*entries, strict=True) if entries else ((),) * 5
-        snap = pa.table({"rel": pa.array(rel, pa.string()), "size": np.array(size, np.int64),
-                         "mtime_ns": np.array(mtime, np.int64), "inode": np.array(inode, np.int64),
+    def remember(self, root: Path, files: Listing, oids: list[str]) -> None:
+        """Replace the folder's snapshot with ``files`` and their addresses."""
+        snap = pa.table({"rel": pa.array(files.rels, pa.string()), "size": np.array(files.sizes, np.int64),
+                         "mtime_ns": np.array(files.mtimes, np.int64), "inode": np.array(files.inodes, np.int64),
                          "oid": pa.array(oids, pa.string())})
         sink = pa.BufferOutputStream()
         with pa.ipc.new_file(sink, snap.schema) as writer:
@@ -91,28 +93,25 @@ class StatCache:
 _SNAP = ("rel", "size", "mtime_ns", "inode", "oid")
 
 
-def scan_folder(root: Path) -> list[FileEntry]:
+def scan_folder(root: Path) -> Listing:
     """Every regular file under ``root`` (hidden names skipped), refusing links that leave it."""
     root = root.resolve()
     if not root.is_dir():
         raise InputError(f"{root} is not a folder")
-    entries: list[FileEntry] = []
-    seen_dirs: set[str] = set()
-    _walk(root, root, "", entries, seen_dirs)
-    entries.sort(key=lambda e: e.rel)
-    return entries
+    files = Listing()
+    _walk(root, root, "", files, set())
+    return files
 
 
-def _walk(root: Path, folder: Path, prefix: str, out: list[FileEntry], seen: set[str]) -> None:
+def _walk(root: Path, folder: Path, prefix: str, out: Listing, seen: set[str]) -> None:
     real = os.path.realpath(folder)
     if real in seen:
         return
     seen.add(real)
-    subfolders = []
     base = str(folder)
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        for name in os.listdir(fd):
+        for name in sorted(os.listdir(fd)):
             if name[0] == ".":
                 continue
             st = os.lstat(name, dir_fd=fd)  # one call per entry: type, size, mtime and inode
@@ -125,13 +124,15 @@ def _walk(root: Path, folder: Path, prefix: str, out: list[FileEntry], seen: set
                 st = os.stat(path)
                 mode = st.st_mode
             if stat.S_ISREG(mode):
-                out.append(FileEntry(prefix + name, f"{base}/{name}", st.st_size, st.st_mtime_ns, st.st_ino))
+                out.rels.append(prefix + name)
+                out.fulls.append(f"{base}/{name}")
+                out.sizes.append(st.st_size)
+                out.mtimes.append(st.st_mtime_ns)
+                out.inodes.append(st.st_ino)
             elif stat.S_ISDIR(mode):
-                subfolders.append(name)
+                _walk(root, folder / name, f"{prefix}{name}/", out, seen)
     finally:
         os.close(fd)
-    for name in sorted(subfolders):
-        _walk(root, folder / name, f"{prefix}{name}/", out, seen)
 
 
 def _check_link(root: Path, link: Path, rel: str) -> None:
@@ -146,13 +147,13 @@ def _check_link(root: Path, link: Path, rel: str) -> None:
 def folder_source(store: ObjectStore, root: Path, cache: StatCache | None, *,
                   labels: Path | None = None, progress: Callable[[str, int, int], None] | None = None) -> Source:
     """Store the folder's files (only those not already known) and describe them as a table."""
-    entries = scan_folder(root)
-    if not entries:
+    files = scan_folder(root)
+    if not files:
         raise InputError(f"{root} holds no files; nothing to add")
-    extra = _read_labels(labels, {e.rel for e in entries}) if labels is not None else None  # before storing
-    hits = cache.lookup(root, entries) if cache else {}
+    extra = _read_labels(labels, set(files.rels)) if labels is not None else None  # before storing
+    hits = cache.lookup(root, files) if cache else {}
     gone = store.missing(set(hits.values()))
-    todo = [e for e in entries if e.rel not in hits or hits[e.rel] in gone]
+    todo = [i for i, rel in enumerate(files.rels) if rel not in hits or hits[rel] in gone]
     store.freshen(set(hits.values()) - gone)
     if todo:
         done = 0
@@ -163,22 +164,23 @@ def folder_source(store: ObjectStore, root: Path, cache: StatCache | None, *,
             if progress:
                 progress("storing files", done, len(todo))
 
-        oids = store.put_files([e.full for e in todo], callback=tick)
-        hits.update({e.rel: o for e, o in zip(todo, oids, strict=True)})
-    blobs = [hits[e.rel] for e in entries]
+        oids = store.put_files([files.fulls[i] for i in todo], callback=tick)
+        hits.update({files.rels[i]: o for i, o in zip(todo, oids, strict=True)})
+    blobs = [hits[r] for r in files.rels]
     if cache and todo:
-        cache.remember(root, entries, blobs)
-    paths = [e.rel for e in entries]
+        cache.remember(root, files, blobs)
+    paths = pa.array(files.rels, pa.string())
+    blob_col = pa.array(blobs, pa.string())
     table = pa.table({
         "path": paths,
-        "blob": blobs,
-        "size": pa.array([e.size for e in entries], pa.int64()),
-        "media_type": [_media_type(p) for p in paths],
-        "label": [p.split("/", 1)[0] if "/" in p else None for p in paths],
+        "blob": blob_col,
+        "size": pa.array(np.array(files.sizes, np.int64)),
+        "media_type": _media_types(paths),
+        "label": pc.struct_field(pc.extract_regex(paths, r"^(?P<top>[^/]+)/"), "top"),
     }, schema=FILE_SCHEMA)
     if extra is not None:
         table = _join_labels(table, extra)
-    listing = hash_bytes("\n".join(f"{p}\t{b}" for p, b in zip(paths, blobs, strict=True)).encode())
+    listing = _listing_digest(paths, blob_col)
     labels_digest = hash_bytes(labels.read_bytes()) if labels else ""
     return Source(str(root), table.schema, lambda: iter(table.to_batches()),
                   digest=f"files:{listing}:{labels_digest}")
@@ -189,9 +191,18 @@ def _suffix_type(suffix: str) -> str:
     return mimetypes.guess_type(f"x{suffix}")[0] or "application/octet-stream"
 
 
-def _media_type(path: str) -> str:
-    name = path.rsplit("/", 1)[-1]
-    return _suffix_type(name[name.rfind("."):].lower() if "." in name else "")
+def _media_types(paths: pa.Array) -> pa.Array:
+    """Media type of each path from its suffix, looked up once per distinct suffix."""
+    suffix = pc.struct_field(pc.extract_regex(paths, r"(?P<s>\.[^./]*)$"), "s")
+    coded = pc.utf8_lower(suffix.fill_null("")).dictionary_encode()
+    names = pa.array([_suffix_type(x) for x in coded.dictionary.to_pylist()], pa.string())
+    return names.take(coded.indices)
+
+
+def _listing_digest(paths: pa.Array, blobs: pa.Array) -> str:
+    """BLAKE3 over the paths and blob addresses in order (their Arrow offsets and bytes)."""
+    parts = [b for col in (paths, blobs) for b in col.buffers()[1:] if b is not None]
+    return hash_bytes(b"".join(memoryview(b) for b in parts))
 
 
 def _read_labels(labels_path: Path, known: set[str]) -> pa.Table:
