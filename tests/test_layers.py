@@ -6,11 +6,12 @@ import ast
 from pathlib import Path
 
 import assay
+import assay.checks
 import assay.repo
 import assay.store
 import assay.table
 
-LAYERS = ["errors", "store", "table", "repo", "cli"]
+LAYERS = ["errors", "store", "table", "repo", "checks", "cli"]
 SRC = Path(assay.__file__).parent
 
 
@@ -53,7 +54,7 @@ def test_library_never_prints() -> None:
 
 
 def test_public_surfaces_are_sorted_and_importable() -> None:
-    for module in (assay, assay.store, assay.table, assay.repo):
+    for module in (assay, assay.store, assay.table, assay.repo, assay.checks):
         names = list(module.__all__)
         assert names == sorted(names), module.__name__
         for name in names:

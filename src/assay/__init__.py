@@ -1,7 +1,10 @@
 """assay: version control, tests and monitoring for the data and models of ML systems."""
 
+from assay._api import Repo, init
+from assay.checks import CheckResult, Suite, infer_suite, load_suite, run_suite
 from assay.errors import (
     AssayError,
+    CheckFailed,
     ConflictError,
     CorruptObject,
     FormatError,
@@ -16,13 +19,15 @@ from assay.errors import (
     RepositoryExists,
     SchemaConflict,
 )
-from assay.repo import Commit, MergeResult, Repo, Status, init
+from assay.repo import Commit, MergeResult, Status
 from assay.table import DatasetDiff, DatasetVersion, Manifest, UpdateResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AssayError",
+    "CheckFailed",
+    "CheckResult",
     "Commit",
     "ConflictError",
     "CorruptObject",
@@ -43,7 +48,11 @@ __all__ = [
     "RepositoryExists",
     "SchemaConflict",
     "Status",
+    "Suite",
     "UpdateResult",
     "__version__",
+    "infer_suite",
     "init",
+    "load_suite",
+    "run_suite",
 ]

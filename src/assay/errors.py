@@ -16,6 +16,7 @@ the subclass also derives from it::
     │   └── KeyViolation                                duplicate or null keys
     ├── ConflictError(AssayError, RuntimeError)        a ref moved under a writer
     ├── MergeConflict(AssayError)                      samples changed differently on both sides
+    ├── CheckFailed(AssayError)                        a commit refused by a dataset's suite
     └── NothingToCommit(AssayError)
 
 Messages say what happened, why, and what to do.
@@ -88,3 +89,11 @@ class MergeConflict(AssayError):
     def __init__(self, message: str, conflicts: Sequence[Any] = ()) -> None:
         super().__init__(message)
         self.conflicts = list(conflicts)
+
+
+class CheckFailed(AssayError):
+    """A commit refused because staged data fails its suite; ``results`` holds the check results."""
+
+    def __init__(self, message: str, results: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.results = dict(results or {})

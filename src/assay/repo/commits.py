@@ -25,6 +25,7 @@ class Commit:
     models: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     format: int = COMMIT_FORMAT
+    suites: dict[str, str] = field(default_factory=dict)  # dataset name -> suite oid (YAML)
 
     @property
     def when(self) -> dt.datetime:
@@ -35,6 +36,7 @@ class Commit:
             "format": self.format, "type": "commit", "parents": list(self.parents), "message": self.message,
             "author": self.author, "time": self.time, "datasets": dict(sorted(self.datasets.items())),
             "code": self.code, "models": self.models, "meta": self.meta,
+            "suites": dict(sorted(self.suites.items())),
         }
 
     def to_bytes(self) -> bytes:
@@ -52,4 +54,4 @@ class Commit:
             raise FormatError(f"commit {oid} has format {d['format']}, newer than this assay reads "
                               f"({COMMIT_FORMAT}); upgrade assay")
         return cls(tuple(d["parents"]), d["message"], d["author"], d["time"], d["datasets"], d.get("code"),
-                   d.get("models", {}), d.get("meta", {}), d["format"])
+                   d.get("models", {}), d.get("meta", {}), d["format"], d.get("suites", {}))

@@ -44,6 +44,9 @@ from assay.table.sources import load_source
 ASSAY_DIR = ".assay"
 CONFIG_FORMAT = 1
 Progress = Callable[[str, int, int], None]
+# Checks staged datasets before a commit: (repo, dataset -> manifest oid, dataset -> suite oid) -> what to
+# record in the commit's meta; raises to refuse the commit. Set by higher layers (assay.Repo).
+Verifier = Callable[["Repo", dict[str, str], dict[str, str]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class Repo:
         self.catalog = catalog or SqlCatalog(config["catalog"].replace("{assay_dir}", str(self.dir)))
         self.work = WorkState(self.dir)
         self._memo = AddMemo(self.dir / "cache.db")
+        self.verifier: Verifier | None = None
 
     def __repr__(self) -> str:
         return f"<Repo {self.root}>"
@@ -275,39 +279,52 @@ class Repo:
             self.work.write_staging(staging)
 
     def status(self) -> Status:
-        staged = {n: {**s.summary, "manifest": s.manifest} for n, s in self.work.read_staging().datasets.items()}
+        staging = self.work.read_staging()
+        staged = {n: {**s.summary, "manifest": s.manifest} for n, s in staging.datasets.items()}
+        for n, oid in staging.suites.items():
+            staged.setdefault(n, {})["suite"] = oid or "removed"
         return Status(self.branch, self.head(), staged)
 
     def reset(self, names: Sequence[str] | None = None) -> None:
         """Unstage changes (all, or those of ``names``)."""
         with self.work.locked():
             staging = self.work.read_staging()
-            for n in names or list(staging.datasets):
+            for n in names or list(set(staging.datasets) | set(staging.suites)):
                 staging.datasets.pop(n, None)
+                staging.suites.pop(n, None)
             self.work.write_staging(staging)
 
     # -- commits ------------------------------------------------------------------------------------------------
 
     def commit(self, message: str, *, author: str | None = None, meta: dict[str, Any] | None = None,
-               allow_empty: bool = False) -> str:
-        """Record the staged changes as a commit on the working branch; returns its oid."""
+               allow_empty: bool = False, no_verify: bool = False) -> str:
+        """Record the staged changes as a commit on the working branch; returns its oid.
+
+        When the repository has a verifier (``assay.Repo`` checks suites), staged datasets that have a
+        suite are checked first and a failure refuses the commit; ``no_verify`` skips that, and the
+        skip is recorded in the commit's ``meta``.
+        """
         if not message.strip():
             raise InputError("a commit needs a message: assay commit -m 'what changed and why'")
         with self.work.locked():
             staging = self.work.read_staging()
-            if not staging.datasets and not allow_empty:
+            if not staging and not allow_empty:
                 raise NothingToCommit("nothing to commit: stage changes with `assay add` first")
             head = self.work.read_head()
             code = code_reference(Path.cwd())
             who = author or default_author(self.root)
             for _ in range(20):
                 tip = self.head()
-                base = self.read_commit(tip).datasets if tip else {}
+                before = self.read_commit(tip) if tip else None
+                base = before.datasets if before else {}
                 datasets = self._apply_staged(base, staging, tip)
-                if datasets == base and not allow_empty:  # e.g. a writer died after moving the branch
-                    self.work.write_staging(type(staging)())
+                suites = self._apply_staged_suites(before.suites if before else {}, staging)
+                if datasets == base and suites == (before.suites if before else {}) and not allow_empty:
+                    self.work.write_staging(type(staging)())  # e.g. a writer died after moving the branch
                     raise NothingToCommit(f"nothing to commit: the staged changes are already in {str(tip)[:12]}")
-                c = Commit((tip,) if tip else (), message, who, time.time(), datasets, code, {}, meta or {})
+                extra = self._verify(staging, datasets, suites, no_verify)
+                c = Commit((tip,) if tip else (), message, who, time.time(), datasets, code, {},
+                           {**(meta or {}), **extra}, suites=suites)
                 oid = self._write_commit(c)
                 try:
                     self._move_head(head, tip, oid, f"commit: {message.splitlines()[0][:80]}")
@@ -316,6 +333,51 @@ class Repo:
                 self.work.write_staging(type(staging)())
                 return oid
             raise ConflictError("the branch kept moving while committing; try again")
+
+    def _verify(self, staging: Any, datasets: dict[str, str], suites: dict[str, str],
+                no_verify: bool) -> dict[str, Any]:
+        """Run the verifier over the staged datasets that have a suite; what to record in the commit."""
+        checked = sorted(n for n in set(staging.datasets) | set(staging.suites) if n in suites and n in datasets)
+        if not checked or self.verifier is None:
+            return {}
+        if no_verify:
+            return {"no_verify": True, "unchecked": checked}
+        return self.verifier(self, {n: datasets[n] for n in checked}, {n: suites[n] for n in checked})
+
+    @staticmethod
+    def _apply_staged_suites(base: dict[str, str], staging: Any) -> dict[str, str]:
+        out = dict(base)
+        for name, oid in staging.suites.items():
+            if oid:
+                out[name] = oid
+            else:
+                out.pop(name, None)
+        return out
+
+    # -- suites ---------------------------------------------------------------------------------------------------
+
+    def set_suite(self, dataset: str, text: str) -> str:
+        """Stage ``text`` (a suite's YAML) as the suite of ``dataset``; returns its oid."""
+        revisions.check_dataset_name(dataset)
+        oid = self.store.put(text.encode("utf-8"))
+        with self.work.locked():
+            staging = self.work.read_staging()
+            staging.suites[dataset] = oid
+            self.work.write_staging(staging)
+        return oid
+
+    def suites(self, rev: str | None = None) -> dict[str, str]:
+        """Dataset -> suite oid at a revision (HEAD plus staged suites when ``rev`` is None)."""
+        if rev is not None:
+            return dict(self.read_commit(self.resolve(rev)).suites)
+        head = self.head()
+        base = dict(self.read_commit(head).suites) if head else {}
+        return self._apply_staged_suites(base, self.work.read_staging())
+
+    def suite_text(self, dataset: str, rev: str | None = None) -> str | None:
+        """The YAML of the suite of ``dataset`` at a revision, or None."""
+        oid = self.suites(rev).get(dataset)
+        return self.store.get(oid).decode("utf-8") if oid else None
 
     def _apply_staged(self, base: dict[str, str], staging: Any, tip: str | None) -> dict[str, str]:
         out = dict(base)
@@ -452,7 +514,7 @@ class Repo:
     def checkout(self, rev: str, *, create: bool = False, force: bool = False) -> str | None:
         """Make ``rev`` the working version: a branch (commits go there) or any revision (detached)."""
         with self.work.locked():
-            if self.work.read_staging().datasets and not force:
+            if self.work.read_staging() and not force:
                 raise InputError("there are staged changes; commit them, unstage them with `assay reset`, or "
                                  "use --force to drop them")
             if create and self.head() is not None:
@@ -476,7 +538,7 @@ class Repo:
     def merge(self, rev: str, *, message: str | None = None, author: str | None = None) -> MergeResult:
         """Merge ``rev`` into the working branch: fast-forward when possible, else a three-way merge of samples."""
         with self.work.locked():
-            if self.work.read_staging().datasets:
+            if self.work.read_staging():
                 raise InputError("commit or unstage (`assay reset`) your staged changes before merging")
             head_info = self.work.read_head()
             ours, theirs = self.head(), self.resolve(rev)

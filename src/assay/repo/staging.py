@@ -28,16 +28,20 @@ class StagedDataset:
 @dataclass
 class Staging:
     datasets: dict[str, StagedDataset] = field(default_factory=dict)
+    suites: dict[str, str] = field(default_factory=dict)  # dataset -> suite oid ("" removes the suite)
+
+    def __bool__(self) -> bool:
+        return bool(self.datasets or self.suites)
 
     def to_bytes(self) -> bytes:
         d = {n: {"manifest": s.manifest, "base": s.base, "summary": s.summary} for n, s in self.datasets.items()}
-        return json.dumps({"format": 1, "datasets": d}, sort_keys=True, indent=1).encode()
+        return json.dumps({"format": 1, "datasets": d, "suites": self.suites}, sort_keys=True, indent=1).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Staging:
         d = json.loads(data)
         return cls({n: StagedDataset(s["manifest"], s["base"], s.get("summary", {}))
-                    for n, s in d.get("datasets", {}).items()})
+                    for n, s in d.get("datasets", {}).items()}, dict(d.get("suites", {})))
 
 
 class WorkState:

@@ -46,7 +46,9 @@ def walk_reachable(repo: Repo, report: FsckReport | None = None) -> Iterator[tup
     if "commit" in head:
         roots.append((head["commit"], "HEAD"))
     seen: set[str] = set()
-    manifests = [(s.manifest, f"staged {n}") for n, s in repo.work.read_staging().datasets.items() if s.manifest]
+    staging = repo.work.read_staging()
+    manifests = [(s.manifest, f"staged {n}") for n, s in staging.datasets.items() if s.manifest]
+    extra = [(oid, f"staged suite of {n}") for n, oid in staging.suites.items() if oid]
     stack = list(roots)
     while stack:
         oid, why = stack.pop()
@@ -59,6 +61,11 @@ def walk_reachable(repo: Repo, report: FsckReport | None = None) -> Iterator[tup
             continue
         stack.extend((p, f"parent of {oid[:12]}") for p in c.parents)
         manifests.extend((m, f"dataset {n} in {oid[:12]}") for n, m in c.datasets.items())
+        extra.extend((s, f"suite of {n} in {oid[:12]}") for n, s in c.suites.items())
+    for oid, why in extra:  # suites: plain objects
+        if oid not in seen:
+            seen.add(oid)
+            yield oid, why
     for oid, why in manifests:
         if oid in seen:
             continue

@@ -1,0 +1,19 @@
+"""Data tests: declarative suites of expectations, inference from a good version, and a runner."""
+
+from assay.checks.expectations import KINDS, Expectation
+from assay.checks.infer import infer_suite
+from assay.checks.runner import CheckResult, ExpectationResult, run_suite
+from assay.checks.suite import Suite, SuiteError, load_suite, parse_suite
+
+__all__ = [
+    "CheckResult",
+    "Expectation",
+    "ExpectationResult",
+    "KINDS",
+    "Suite",
+    "SuiteError",
+    "infer_suite",
+    "load_suite",
+    "parse_suite",
+    "run_suite",
+]

@@ -1,0 +1,398 @@
+"""Expectations: one small class per kind, with its arguments declared as data.
+
+Each expectation turns into SQL aggregates that the runner evaluates in one pass over the data, and,
+for expectations about single rows, a predicate that is true for a failing row (used to count failing
+samples and fetch some of their ids). Nulls are ignored by value expectations (as in Great
+Expectations); NaN is outside every range.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+NUMBER = (int, float)
+SEVERITIES = ("error", "warn")
+
+
+def q(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(value: Any) -> str:
+    """A SQL literal for a string, number or boolean."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, NUMBER):
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"'{value}'::DOUBLE"
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    success: bool
+    observed: Any
+    failing: int | None = None  # samples that fail (row expectations)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """Base: ``kind``, arguments, severity. Subclasses declare ``params`` and the SQL they need."""
+
+    kind: ClassVar[str] = ""
+    params: ClassVar[dict[str, tuple[tuple[type, ...], bool]]] = {}  # name -> (types, required)
+    args: dict[str, Any] = field(default_factory=dict)
+    severity: str = "error"
+    mostly: float = 1.0
+
+    @classmethod
+    def build(cls, raw: dict[str, Any]) -> Expectation:
+        args = dict(raw)
+        severity = args.pop("severity", "error")
+        mostly = args.pop("mostly", 1.0)
+        if severity not in SEVERITIES:
+            raise ValueError(f"severity must be 'error' or 'warn', not {severity!r}")
+        if not isinstance(mostly, NUMBER) or not 0 <= mostly <= 1:
+            raise ValueError(f"mostly must be a fraction between 0 and 1, not {mostly!r}")
+        for name in args:
+            if name not in cls.params:
+                raise ValueError(f"unknown argument {name!r}; it takes {', '.join(cls.params) or 'no arguments'}")
+        for name, (types, required) in cls.params.items():
+            if name not in args:
+                if required:
+                    raise ValueError(f"missing argument {name!r}")
+                continue
+            value = args[name]
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                wanted = " or ".join(t.__name__ for t in types)
+                raise ValueError(f"argument {name!r} must be {wanted}, not {type(value).__name__} {value!r}")
+        made = cls(args, severity, float(mostly))
+        made.validate()
+        return made
+
+    def validate(self) -> None:
+        """Checks across arguments (override)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"expect": self.kind, **self.args}
+        if self.severity != "error":
+            d["severity"] = self.severity
+        if self.mostly != 1.0:
+            d["mostly"] = self.mostly
+        return d
+
+    @property
+    def label(self) -> str:
+        target = self.args.get("column") or ",".join(self.args.get("columns", [])) or ""
+        return f"{self.kind}({target})" if target else self.kind
+
+    def columns(self) -> list[str]:
+        cols = [self.args["column"]] if "column" in self.args else []
+        return cols + list(self.args.get("columns", []))
+
+    def failing_predicate(self) -> str | None:
+        """SQL that is true for a failing row; None for expectations about the whole table."""
+        return None
+
+    def aggregates(self) -> dict[str, str]:
+        """Named SQL aggregates this expectation needs (beyond the count of failing rows)."""
+        return {}
+
+    def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
+        """Success from the aggregates; row expectations pass when few enough rows fail."""
+        assert failing is not None
+        considered = rows
+        allowed = (1.0 - self.mostly) * considered
+        return Outcome(failing <= allowed + 1e-9, {"failing_fraction": failing / rows if rows else 0.0}, failing)
+
+
+# -- row expectations ------------------------------------------------------------------------------------
+
+
+class NotNull(Expectation):
+    kind = "not_null"
+    params = {"column": ((str,), True)}
+
+    def failing_predicate(self) -> str:
+        return f"{q(self.args['column'])} IS NULL"
+
+
+class Between(Expectation):
+    kind = "between"
+    params = {"column": ((str,), True), "min": (NUMBER, False), "max": (NUMBER, False),
+              "strict_min": ((bool,), False), "strict_max": ((bool,), False)}
+
+    def validate(self) -> None:
+        if "min" not in self.args and "max" not in self.args:
+            raise ValueError("give min, max or both")
+
+    def failing_predicate(self) -> str:
+        c = q(self.args["column"])
+        parts = [f"isnan({c}::DOUBLE)"]
+        if "min" in self.args:
+            parts.append(f"{c} {'<=' if self.args.get('strict_min') else '<'} {lit(self.args['min'])}")
+        if "max" in self.args:
+            parts.append(f"{c} {'>=' if self.args.get('strict_max') else '>'} {lit(self.args['max'])}")
+        return f"{c} IS NOT NULL AND ({' OR '.join(parts)})"
+
+
+class InSet(Expectation):
+    kind = "in_set"
+    params = {"column": ((str,), True), "values": ((list,), True)}
+
+    def failing_predicate(self) -> str:
+        c = q(self.args["column"])
+        values = self.args["values"]
+        if not values:
+            return f"{c} IS NOT NULL"
+        return f"{c} IS NOT NULL AND {c} NOT IN ({', '.join(lit(v) for v in values)})"
+
+
+class Regex(Expectation):
+    kind = "regex"
+    params = {"column": ((str,), True), "pattern": ((str,), True)}
+
+    def validate(self) -> None:
+        try:
+            re.compile(self.args["pattern"])
+        except re.error as e:
+            raise ValueError(f"pattern {self.args['pattern']!r} is not a valid regular expression: {e}") from e
+
+    def failing_predicate(self) -> str:
+        c = q(self.args["column"])
+        return f"{c} IS NOT NULL AND NOT regexp_matches({c}::VARCHAR, {lit(self.args['pattern'])})"
+
+
+class LengthBetween(Expectation):
+    kind = "length_between"
+    params = {"column": ((str,), True), "min": ((int,), False), "max": ((int,), False)}
+
+    def validate(self) -> None:
+        if "min" not in self.args and "max" not in self.args:
+            raise ValueError("give min, max or both")
+
+    def failing_predicate(self) -> str:
+        c = f"length({q(self.args['column'])}::VARCHAR)"
+        parts = []
+        if "min" in self.args:
+            parts.append(f"{c} < {self.args['min']}")
+        if "max" in self.args:
+            parts.append(f"{c} > {self.args['max']}")
+        return f"{q(self.args['column'])} IS NOT NULL AND ({' OR '.join(parts)})"
+
+
+class RowCondition(Expectation):
+    """The escape hatch: a DuckDB SQL condition every row must meet (nulls make it fail)."""
+
+    kind = "sql"
+    params = {"condition": ((str,), True)}
+
+    def columns(self) -> list[str]:
+        return []
+
+    @property
+    def label(self) -> str:
+        return f"sql({self.args['condition']})"
+
+    def failing_predicate(self) -> str:
+        return f"NOT coalesce(({self.args['condition']}), FALSE)"
+
+
+# -- table expectations ------------------------------------------------------------------------------------
+
+
+class _TableExpectation(Expectation):
+    def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
+        raise NotImplementedError
+
+
+def _within(value: float | None, lo: float | None, hi: float | None) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return (lo is None or value >= lo) and (hi is None or value <= hi)
+
+
+class _Bounded(_TableExpectation):
+    """An aggregate that must lie in [min, max]."""
+
+    sql: ClassVar[str] = ""
+
+    def validate(self) -> None:
+        if "min" not in self.args and "max" not in self.args:
+            raise ValueError("give min, max or both")
+
+    def aggregates(self) -> dict[str, str]:
+        return {"value": self.sql.format(c=q(self.args.get("column", "")), **self.args)}
+
+    def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
+        value = values["value"]
+        value = float(value) if isinstance(value, NUMBER) else value
+        return Outcome(_within(value, self.args.get("min"), self.args.get("max")), value)
+
+
+class RowCount(_Bounded):
+    kind = "row_count"
+    params = {"min": ((int,), False), "max": ((int,), False)}
+    sql = "count(*)"
+
+    def aggregates(self) -> dict[str, str]:
+        return {"value": "count(*)"}
+
+
+class NullFraction(_Bounded):
+    kind = "null_fraction"
+    params = {"column": ((str,), True), "min": (NUMBER, False), "max": (NUMBER, False)}
+    sql = "coalesce(avg(({c} IS NULL)::INTEGER), 0)"
+
+
+class MeanBetween(_Bounded):
+    kind = "mean_between"
+    params = {"column": ((str,), True), "min": (NUMBER, False), "max": (NUMBER, False)}
+    sql = "avg({c}) FILTER (WHERE NOT isnan({c}::DOUBLE))"
+
+
+class StdBetween(_Bounded):
+    kind = "std_between"
+    params = {"column": ((str,), True), "min": (NUMBER, False), "max": (NUMBER, False)}
+    sql = "stddev_samp({c}) FILTER (WHERE NOT isnan({c}::DOUBLE))"
+
+
+class QuantileBetween(_Bounded):
+    kind = "quantile_between"
+    params = {"column": ((str,), True), "quantile": (NUMBER, True), "min": (NUMBER, False), "max": (NUMBER, False)}
+    sql = "quantile_cont({c}, {quantile}) FILTER (WHERE NOT isnan({c}::DOUBLE))"
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.args["quantile"] <= 1:
+            raise ValueError("quantile must be between 0 and 1")
+
+
+class Unique(_TableExpectation):
+    kind = "unique"
+    params = {"column": ((str,), False), "columns": ((list,), False)}
+
+    def validate(self) -> None:
+        if ("column" in self.args) == ("columns" in self.args):
+            raise ValueError("give 'column' (one) or 'columns' (a composite key), not both")
+
+    def aggregates(self) -> dict[str, str]:
+        cols = ", ".join(q(c) for c in self.columns())
+        present = " AND ".join(f"{q(c)} IS NOT NULL" for c in self.columns())
+        return {"dups": f"count(*) FILTER (WHERE {present}) - count(DISTINCT ({cols}))"}
+
+    def failing_predicate(self) -> str:  # rows whose key occurs more than once (second pass only)
+        cols = ", ".join(q(c) for c in self.columns())
+        return f"count(*) OVER (PARTITION BY {cols}) > 1 AND " + \
+            " AND ".join(f"{q(c)} IS NOT NULL" for c in self.columns())
+
+    def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
+        dups = int(values["dups"] or 0)
+        return Outcome(dups == 0, {"duplicates": dups}, None)
+
+
+class CategoryFrequency(_TableExpectation):
+    kind = "category_frequency"
+    params = {"column": ((str,), True), "value": ((str, int, float, bool), True),
+              "min": (NUMBER, False), "max": (NUMBER, False)}
+
+    def aggregates(self) -> dict[str, str]:
+        c = q(self.args["column"])
+        return {"value": f"coalesce(avg(({c} = {lit(self.args['value'])})::INTEGER), 0)"}
+
+    def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
+        v = float(values["value"] or 0.0)
+        return Outcome(_within(v, self.args.get("min"), self.args.get("max")), v)
+
+
+class LabelDistribution(_TableExpectation):
+    """Each label's share of the rows within ``tolerance`` of the given frequencies."""
+
+    kind = "label_distribution"
+    params = {"column": ((str,), True), "frequencies": ((dict,), True), "tolerance": (NUMBER, False)}
+
+    def aggregates(self) -> dict[str, str]:
+        c = q(self.args["column"])
+        return {"histogram": f"histogram({c}::VARCHAR)", "rows": "count(*)"}
+
+    def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
+        counts = dict(values["histogram"] or {})
+        n = values["rows"] or 0
+        tol = float(self.args.get("tolerance", 0.05))
+        observed = {str(k): (v / n if n else 0.0) for k, v in counts.items()}
+        wanted = {str(k): float(v) for k, v in self.args["frequencies"].items()}
+        ok = all(abs(observed.get(k, 0.0) - f) <= tol for k, f in wanted.items()) and \
+            all(k in wanted or share <= tol for k, share in observed.items())
+        return Outcome(ok, observed)
+
+
+class Fresh(_TableExpectation):
+    """The newest timestamp is at most ``max_age_seconds`` old."""
+
+    kind = "fresh"
+    params = {"column": ((str,), True), "max_age_seconds": (NUMBER, True)}
+
+    def aggregates(self) -> dict[str, str]:
+        c = q(self.args["column"])
+        return {"age": f"epoch(now()::TIMESTAMP) - epoch(max({c})::TIMESTAMP)"}
+
+    def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
+        age = values["age"]
+        return Outcome(age is not None and float(age) <= float(self.args["max_age_seconds"]),
+                       None if age is None else float(age))
+
+
+class ColumnType(_TableExpectation):
+    """The column exists (with the given Arrow type, when given). Checked on the schema."""
+
+    kind = "column"
+    params = {"column": ((str,), True), "type": ((str,), False)}
+
+    def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
+        actual = values.get("type")
+        return Outcome(actual is not None and ("type" not in self.args or actual == self.args["type"]), actual)
+
+
+class InDataset(_TableExpectation):
+    """Every (non-null) value appears in a column of another dataset (a foreign key)."""
+
+    kind = "in_dataset"
+    params = {"column": ((str,), True), "dataset": ((str,), True), "other_column": ((str,), False)}
+
+    def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
+        missing = int(values.get("missing", 0))
+        return Outcome(missing == 0, {"missing": missing}, missing)
+
+
+class Distribution(_TableExpectation):
+    """The column's distribution against a reference version of the dataset (drift, skew).
+
+    Numeric: Kolmogorov-Smirnov statistic and Wasserstein distance normalised by the reference's standard
+    deviation. Categorical: chi-squared p-value and Jensen-Shannon distance.
+    """
+
+    kind = "distribution"
+    params = {"column": ((str,), True), "reference": ((str,), True), "ks_max": (NUMBER, False),
+              "wasserstein_max": (NUMBER, False), "chi2_pvalue_min": (NUMBER, False), "js_max": (NUMBER, False)}
+
+    def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
+        stats = values.get("stats") or {}
+        limits = {"ks": ("ks_max", max), "wasserstein": ("wasserstein_max", max),
+                  "chi2_pvalue": ("chi2_pvalue_min", min), "js": ("js_max", max)}
+        ok = bool(stats)
+        for stat, (arg, kind) in limits.items():
+            if arg in self.args and stat in stats:
+                limit = float(self.args[arg])
+                ok = ok and (stats[stat] <= limit if kind is max else stats[stat] >= limit)
+        return Outcome(ok, stats)
+
+
+KINDS: dict[str, type[Expectation]] = {cls.kind: cls for cls in (
+    ColumnType, NotNull, NullFraction, Unique, Between, InSet, Regex, LengthBetween, RowCount, MeanBetween,
+    StdBetween, QuantileBetween, CategoryFrequency, LabelDistribution, InDataset, Fresh, RowCondition, Distribution,
+)}

@@ -1,0 +1,253 @@
+"""Running a suite: one streamed pass over the data for every aggregate, then the ids of failing samples.
+
+All aggregates of all expectations go into one DuckDB query over the version's record batches, so a
+table larger than memory is checked without loading it. Only when a row expectation fails is the data
+read again, to count and show the samples that fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from assay.checks.expectations import (
+    ColumnType,
+    Distribution,
+    Expectation,
+    InDataset,
+    Outcome,
+    RowCondition,
+    Unique,
+    q,
+)
+from assay.checks.suite import Suite
+from assay.table import DatasetVersion
+
+SAMPLE_IDS = 10
+DISTRIBUTION_SAMPLE = 200_000
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    """The outcome of one expectation."""
+
+    expectation: Expectation
+    success: bool
+    observed: Any = None
+    failing: int | None = None
+    sample_ids: tuple[str, ...] = ()
+    sample_keys: tuple[dict[str, Any], ...] = ()
+    message: str = ""
+
+    @property
+    def severity(self) -> str:
+        return self.expectation.severity
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"expectation": self.expectation.to_dict(), "label": self.expectation.label,
+                "severity": self.severity, "success": self.success, "observed": _plain(self.observed),
+                "failing": self.failing, "sample_ids": list(self.sample_ids),
+                "sample_keys": [_plain(k) for k in self.sample_keys], "message": self.message}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Every expectation's result for one dataset version."""
+
+    dataset: str
+    commit: str | None
+    rows: int
+    results: tuple[ExpectationResult, ...] = field(default_factory=tuple)
+
+    @property
+    def failures(self) -> list[ExpectationResult]:
+        """Failed error-level expectations: these block a commit."""
+        return [r for r in self.results if not r.success and r.severity == "error"]
+
+    @property
+    def warnings(self) -> list[ExpectationResult]:
+        return [r for r in self.results if not r.success and r.severity == "warn"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "commit": self.commit, "rows": self.rows, "ok": self.ok,
+                "failures": len(self.failures), "warnings": len(self.warnings),
+                "results": [r.to_dict() for r in self.results]}
+
+
+def run_suite(version: DatasetVersion, suite: Suite, *,
+              other: Callable[[str], DatasetVersion] | None = None,
+              reference: Callable[[str], DatasetVersion] | None = None) -> CheckResult:
+    """Check ``version`` against ``suite``; ``other`` and ``reference`` open datasets named by expectations."""
+    import duckdb
+
+    schema = {f.name: str(f.type) for f in version.schema}
+    con = duckdb.connect(config={"memory_limit": "1GB"})
+    try:
+        rows, values = _one_pass(con, version, suite, schema)
+        results = [_result(con, version, e, schema, rows, values.get(i, {}), other, reference)
+                   for i, e in enumerate(suite.expectations)]
+    finally:
+        con.close()
+    return CheckResult(version.name, version.commit, rows, tuple(results))
+
+
+def _missing(e: Expectation, schema: dict[str, str]) -> list[str]:
+    return [c for c in e.columns() if c not in schema]
+
+
+def _one_pass(con: Any, version: DatasetVersion, suite: Suite,
+              schema: dict[str, str]) -> tuple[int, dict[int, dict[str, Any]]]:
+    selects = ["count(*) AS _rows"]
+    names: list[tuple[int, str]] = []
+    for i, e in enumerate(suite.expectations):
+        if _missing(e, schema) or isinstance(e, ColumnType | InDataset | Distribution):
+            continue
+        pred = e.failing_predicate()
+        if pred is not None and not isinstance(e, Unique):
+            selects.append(f"count(*) FILTER (WHERE {pred}) AS e{i}__failing")
+            names.append((i, "failing"))
+        for name, sql in e.aggregates().items():
+            selects.append(f"{sql} AS e{i}__{name}")
+            names.append((i, name))
+    needed = _columns_for(suite, schema)
+    con.register("data", version.reader(needed))
+    row = con.sql(f"SELECT {', '.join(selects)} FROM data").fetchall()[0]
+    con.unregister("data")
+    values: dict[int, dict[str, Any]] = {}
+    for (i, name), value in zip(names, row[1:], strict=True):
+        values.setdefault(i, {})[name] = value
+    return int(row[0]), values
+
+
+def _columns_for(suite: Suite, schema: dict[str, str]) -> list[str]:
+    if any(isinstance(e, RowCondition) for e in suite.expectations):
+        return list(schema)
+    wanted = {c for e in suite.expectations for c in e.columns() if c in schema}
+    return [c for c in schema if c in wanted] or list(schema)[:1]
+
+
+def _result(con: Any, version: DatasetVersion, e: Expectation, schema: dict[str, str], rows: int,
+            values: dict[str, Any], other: Callable[[str], DatasetVersion] | None,
+            reference: Callable[[str], DatasetVersion] | None) -> ExpectationResult:
+    missing = _missing(e, schema)
+    if missing:
+        return ExpectationResult(e, False, None, None, message=f"column(s) {missing} not in dataset {version.name!r}; "
+                                 f"it has {list(schema)}")
+    try:
+        if isinstance(e, ColumnType):
+            outcome = e.evaluate({"type": schema.get(e.args["column"])}, rows, None)
+        elif isinstance(e, InDataset):
+            outcome = e.evaluate({"missing": _missing_in_other(con, version, e, other)}, rows, None)
+        elif isinstance(e, Distribution):
+            outcome = e.evaluate({"stats": _distribution(con, version, e, reference)}, rows, None)
+        else:
+            outcome = e.evaluate(values, rows, values.get("failing"))
+    except Exception as exc:  # an expectation that cannot run is a failure with a reason, not a crash
+        return ExpectationResult(e, False, None, None, message=f"could not be evaluated: {exc}")
+    return _with_samples(con, version, e, outcome)
+
+
+def _with_samples(con: Any, version: DatasetVersion, e: Expectation, outcome: Outcome) -> ExpectationResult:
+    pred = e.failing_predicate()
+    if outcome.success or pred is None:
+        return ExpectationResult(e, outcome.success, outcome.observed, outcome.failing)
+    key = list(version.key or ())
+    cols = list(dict.fromkeys([*e.columns(), *key])) if not isinstance(e, RowCondition) else list(version.schema.names)
+    con.register("data", _with_ids(version, cols))
+    picked = ", ".join(["_assay_id", *(q(k) for k in key)])
+    if isinstance(e, Unique):
+        sql = f"SELECT {picked} FROM (SELECT *, {pred} AS _bad FROM data) WHERE _bad LIMIT {SAMPLE_IDS}"
+    else:
+        sql = f"SELECT {picked} FROM data WHERE {pred} LIMIT {SAMPLE_IDS}"
+    found = con.sql(sql).fetchall()
+    con.unregister("data")
+    ids = tuple(bytes(r[0]).hex() for r in found)
+    keys = tuple(dict(zip(key, r[1:], strict=True)) for r in found) if key else ()
+    return ExpectationResult(e, False, outcome.observed, outcome.failing, ids, keys)
+
+
+def _with_ids(version: DatasetVersion, cols: list[str]) -> Any:
+    import pyarrow as pa
+
+    from assay.table.manifest import ID_COLUMN
+
+    schema = pa.schema([pa.field(ID_COLUMN, pa.binary(16)), *(version.schema.field(c) for c in cols)])
+    batches = (b.select([ID_COLUMN, *cols]) for b in version.scan([*cols], with_ids=True))
+    return pa.RecordBatchReader.from_batches(schema, batches)
+
+
+def _missing_in_other(con: Any, version: DatasetVersion, e: InDataset,
+                      other: Callable[[str], DatasetVersion] | None) -> int:
+    if other is None:
+        raise ValueError("no way to open other datasets here")
+    target = other(e.args["dataset"])
+    col = e.args.get("other_column", e.args["column"])
+    if col not in target.schema.names:
+        raise ValueError(f"dataset {target.name!r} has no column {col!r}")
+    con.register("data", version.reader([e.args["column"]]))
+    con.register("other_data", target.reader([col]))
+    c = q(e.args["column"])
+    n = con.sql(f"SELECT count(*) FROM data WHERE {c} IS NOT NULL AND {c} NOT IN "
+                f"(SELECT {q(col)} FROM other_data WHERE {q(col)} IS NOT NULL)").fetchall()[0][0]
+    con.unregister("data")
+    con.unregister("other_data")
+    return int(n)
+
+
+def _distribution(con: Any, version: DatasetVersion, e: Distribution,
+                  reference: Callable[[str], DatasetVersion] | None) -> dict[str, float]:
+    from scipy import stats
+    from scipy.spatial.distance import jensenshannon
+
+    if reference is None:
+        raise ValueError("no way to open the reference version here")
+    ref = reference(e.args["reference"])
+    col = e.args["column"]
+    current, base = _sample(con, version, col), _sample(con, ref, col)
+    if len(current) == 0 or len(base) == 0:
+        raise ValueError("no values to compare (empty or all-null column)")
+    if current.dtype.kind in "iufb" and base.dtype.kind in "iufb":
+        a, b = current.astype(float), base.astype(float)
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+        scale = float(np.std(b)) or 1.0
+        return {"ks": float(stats.ks_2samp(a, b).statistic),
+                "wasserstein": float(stats.wasserstein_distance(a, b) / scale)}
+    cats = sorted(set(current.astype(str)) | set(base.astype(str)))
+    now = np.array([np.sum(current.astype(str) == c) for c in cats], float)
+    then = np.array([np.sum(base.astype(str) == c) for c in cats], float)
+    expected = (then + 0.5) / (then + 0.5).sum() * now.sum()  # smoothed, so new categories are measurable
+    return {"chi2_pvalue": float(stats.chisquare(now, expected).pvalue),
+            "js": float(jensenshannon(now / now.sum(), then / then.sum(), base=2))}
+
+
+def _sample(con: Any, version: DatasetVersion, col: str) -> np.ndarray:
+    if col not in version.schema.names:
+        raise ValueError(f"the reference has no column {col!r}")
+    con.register("sample_src", version.reader([col]))
+    rel = con.sql(f"SELECT {q(col)} AS v FROM sample_src WHERE {q(col)} IS NOT NULL "
+                  f"USING SAMPLE reservoir({DISTRIBUTION_SAMPLE} ROWS) REPEATABLE (7)")
+    values = rel.to_arrow_table().column("v").to_numpy(zero_copy_only=False)
+    con.unregister("sample_src")
+    return np.asarray(values)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly values (numpy scalars, bytes, dates)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    return str(value)
