@@ -125,7 +125,7 @@ class NotNull(Expectation):
 class Between(Expectation):
     kind = "between"
     params = {"column": ((str,), True), "min": (NUMBER, False), "max": (NUMBER, False),
-              "strict_min": ((bool,), False), "strict_max": ((bool,), False)}
+              "strict_min": ((bool,), False), "strict_max": ((bool,), False), "allow_nan": ((bool,), False)}
 
     def validate(self) -> None:
         if "min" not in self.args and "max" not in self.args:
@@ -133,12 +133,16 @@ class Between(Expectation):
 
     def failing_predicate(self) -> str:
         c = q(self.args["column"])
-        parts = [f"isnan({c}::DOUBLE)"]
+        parts = []
         if "min" in self.args:
             parts.append(f"{c} {'<=' if self.args.get('strict_min') else '<'} {lit(self.args['min'])}")
         if "max" in self.args:
             parts.append(f"{c} {'>=' if self.args.get('strict_max') else '>'} {lit(self.args['max'])}")
-        return f"{c} IS NOT NULL AND ({' OR '.join(parts)})"
+        outside = " OR ".join(parts)
+        nan = f"isnan({c}::DOUBLE)"
+        if self.args.get("allow_nan"):  # NaN compares above every number in SQL: keep it out of the range test
+            return f"{c} IS NOT NULL AND NOT {nan} AND ({outside})"
+        return f"{c} IS NOT NULL AND ({nan} OR {outside})"
 
 
 class InSet(Expectation):
@@ -284,7 +288,7 @@ class Unique(_TableExpectation):
     def aggregates(self) -> dict[str, str]:
         cols = ", ".join(q(c) for c in self.columns())
         present = " AND ".join(f"{q(c)} IS NOT NULL" for c in self.columns())
-        return {"dups": f"count(*) FILTER (WHERE {present}) - count(DISTINCT ({cols}))"}
+        return {"dups": f"count(*) FILTER (WHERE {present}) - count(DISTINCT ({cols})) FILTER (WHERE {present})"}
 
     def failing_predicate(self) -> str:  # rows whose key occurs more than once (second pass only)
         cols = ", ".join(q(c) for c in self.columns())
@@ -303,7 +307,8 @@ class CategoryFrequency(_TableExpectation):
 
     def aggregates(self) -> dict[str, str]:
         c = q(self.args["column"])
-        return {"value": f"coalesce(avg(({c} = {lit(self.args['value'])})::INTEGER), 0)"}
+        # the share of all rows (nulls count as rows that are not the value)
+        return {"value": f"coalesce(sum(({c} = {lit(self.args['value'])})::INTEGER), 0) / greatest(count(*), 1)"}
 
     def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
         v = float(values["value"] or 0.0)

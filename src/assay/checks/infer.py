@@ -8,6 +8,7 @@ distribution of each column against the version it was inferred from.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pyarrow as pa
@@ -61,15 +62,16 @@ def _column_stats(con: Any, schema: pa.Schema) -> dict[str, dict[str, Any]]:
         selects += [f"count(*) FILTER (WHERE {c} IS NULL)", f"approx_count_distinct({c})"]
         if kind == "number":
             selects += [f"min({c}) FILTER (WHERE NOT isnan({c}::DOUBLE))",
-                        f"max({c}) FILTER (WHERE NOT isnan({c}::DOUBLE))"]
+                        f"max({c}) FILTER (WHERE NOT isnan({c}::DOUBLE))",
+                        f"count(*) FILTER (WHERE isnan({c}::DOUBLE))"]
         else:
-            selects += ["NULL", "NULL"]
+            selects += ["NULL", "NULL", "0"]
     row = con.sql(f"SELECT {', '.join(selects)} FROM data").fetchall()[0]
     out = {}
     for i, f in enumerate(schema):
-        nulls, distinct, lo, hi = row[1 + 4 * i : 5 + 4 * i]
+        nulls, distinct, lo, hi, nans = row[1 + 5 * i : 6 + 5 * i]
         out[f.name] = {"kind": _kind(f.type), "nulls": nulls, "distinct": distinct, "min": lo, "max": hi,
-                       "rows": row[0], "type": str(f.type)}
+                       "nans": nans, "rows": row[0], "type": str(f.type)}
     return out
 
 
@@ -105,10 +107,12 @@ def _for_column(field: pa.Field, s: dict[str, Any], rows: int, values: list[Any]
         out.append(KINDS["null_fraction"].build({"column": name, "max": round(min(1.0, fraction * 1.5 + 0.01), 4)}))
     if s["kind"] == "number" and s["min"] is not None:
         lo, hi = float(s["min"]), float(s["max"])
-        margin = (hi - lo) * 0.1
+        margin = (hi - lo) * 0.1 if math.isfinite(hi - lo) else 0.0
         integral = pa.types.is_integer(field.type)
         lo, hi = lo - margin, hi + margin
-        bounds = {"min": int(lo), "max": int(hi)} if integral else {"min": lo, "max": hi}
+        bounds: dict[str, Any] = {"min": int(lo), "max": int(hi)} if integral else {"min": lo, "max": hi}
+        if s["nans"]:
+            bounds["allow_nan"] = True
         out.append(KINDS["between"].build({"column": name, **bounds}))
     if values is not None:
         out.append(KINDS["in_set"].build({"column": name, "values": values}))

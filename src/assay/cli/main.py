@@ -37,7 +37,7 @@ def _root(repo: RepoOpt = ".") -> None:
 
 
 def _repo() -> Any:
-    from assay.repo import Repo
+    from assay import Repo
 
     return Repo(_state["repo"])
 
@@ -144,11 +144,12 @@ def status(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def commit(message: Annotated[str, typer.Option("--message", "-m", help="What changed and why.")],
-           author: Annotated[str | None, typer.Option(help="Author (default: git user, or ASSAY_AUTHOR).")] = None
-           ) -> None:
-    """Record the staged changes as a commit."""
+           author: Annotated[str | None, typer.Option(help="Author (default: git user, or ASSAY_AUTHOR).")] = None,
+           no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the datasets' suites (recorded in "
+                                                   "the commit).")] = False) -> None:
+    """Record the staged changes as a commit (datasets with a suite are checked first)."""
     repo = _repo()
-    oid = repo.commit(message, author=author)
+    oid = repo.commit(message, author=author, no_verify=no_verify)
     out.print(f"[{repo.branch or 'detached'} {_short(oid)}] {message}", markup=False)
 
 
@@ -362,6 +363,98 @@ def compact(names: Annotated[list[str] | None, typer.Argument(help="Datasets (de
         out.print(f"committed {_short(r.commit)}")
 
 
+suite_app = typer.Typer(help="Suites: the expectations a dataset must meet, versioned with it.",
+                        no_args_is_help=True)
+app.add_typer(suite_app, name="suite")
+
+
+@suite_app.command("infer")
+def suite_infer(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV of known-good data.")],
+                out_file: Annotated[str | None, typer.Option("--output", "-o", help="Write the YAML here.")] = None,
+                reference: Annotated[str | None, typer.Option(help="Also expect each column's distribution to stay "
+                                                              "close to this revision (warnings).")] = None,
+                stage: Annotated[bool, typer.Option(help="Stage it as the dataset's suite.")] = False) -> None:
+    """Write a suite inferred from a good version, to edit before use."""
+    from assay import infer_suite
+
+    repo = _repo()
+    text = infer_suite(repo.dataset(spec), reference=reference).to_yaml()
+    if out_file:
+        Path(out_file).write_text(text, encoding="utf-8")
+        err.print(f"wrote {out_file}")
+    else:
+        out.print(text, markup=False, highlight=False, end="")
+    if stage:
+        repo.set_suite(spec.partition("@")[0], text)
+        err.print(f"staged as the suite of {spec.partition('@')[0]}")
+
+
+@suite_app.command("set")
+def suite_set(dataset: Annotated[str, typer.Argument(help="Dataset the suite tests.")],
+              file: Annotated[str, typer.Argument(help="The suite's YAML file.")]) -> None:
+    """Stage a suite for a dataset (validated first); it is committed with the next commit."""
+    from assay import load_suite
+
+    suite = load_suite(Path(file))
+    _repo().set_suite(dataset, suite.source)
+    out.print(f"{dataset}: suite with {len(suite.expectations)} expectations staged")
+
+
+@suite_app.command("show")
+def suite_show(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")]) -> None:
+    """Print a dataset's suite."""
+    from assay.errors import RefNotFound
+
+    name, _, rev = spec.partition("@")
+    text = _repo().suite_text(name, rev or None)
+    if text is None:
+        raise RefNotFound(f"dataset {name!r} has no suite; write one with `assay suite infer {name} -o FILE`")
+    out.print(text, markup=False, highlight=False, end="")
+
+
+@app.command()
+def check(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV (default: working version).")],
+          suite: Annotated[str | None, typer.Option(help="Suite file (default: the dataset's own suite).")] = None,
+          as_json: JsonOpt = False) -> None:
+    """Check a dataset version against a suite; exits with 1 when an error-level expectation fails."""
+    from assay import load_suite, run_suite
+    from assay.errors import RefNotFound
+
+    repo = _repo()
+    name, _, rev = spec.partition("@")
+    if suite is None:
+        text = repo.suite_text(name, rev or None)
+        if text is None:
+            raise RefNotFound(f"dataset {name!r} has no suite; give --suite FILE or stage one with `assay suite set`")
+        loaded = load_suite(text)
+    else:
+        loaded = load_suite(Path(suite))
+    result = run_suite(repo.dataset(spec), loaded, other=repo.dataset,
+                       reference=lambda ref: repo.dataset(name, ref))
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        _print_check(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _print_check(result: Any) -> None:
+    from assay.checks.gate import describe
+
+    table = Table("", "expectation", "severity", "observed", "failing", title=f"{result.dataset}: {result.rows} rows")
+    for r in result.results:
+        mark = "[green]pass[/]" if r.success else ("[red]FAIL[/]" if r.severity == "error" else "[yellow]warn[/]")
+        observed = r.message or json.dumps(r.observed, default=str)[:60]
+        table.add_row(mark, escape(r.expectation.label), r.severity, escape(observed),
+                      "" if r.failing is None else str(r.failing))
+    out.print(table)
+    for r in result.failures + result.warnings:
+        out.print(escape(describe(r)))
+    verdict = "[green]ok[/]" if result.ok else f"[red]{len(result.failures)} error-level failure(s)[/]"
+    out.print(f"{verdict}, {len(result.warnings)} warning(s)")
+
+
 @app.command()
 def quickstart(path: Annotated[str, typer.Option(help="Folder for the demo repository.")] = "assay-quickstart"
                ) -> None:
@@ -376,7 +469,8 @@ def quickstart(path: Annotated[str, typer.Option(help="Folder for the demo repos
 def main() -> None:
     """Entry point: run the app, turning assay errors into messages and exit codes."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # without standalone mode, click returns typer.Exit's code
+        sys.exit(code if isinstance(code, int) else 0)
     except AssayError as e:
         err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(1 if not isinstance(e, MergeConflict) else 3)
