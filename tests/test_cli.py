@@ -87,7 +87,7 @@ def test_outside_a_repository(tmp_path: Path) -> None:
 def test_quickstart_runs_and_says_what_it_did(tmp_path: Path) -> None:
     r = _assay(tmp_path, "quickstart", "--path", "demo")
     assert r.returncode == 0, r.stderr
-    for expected in ("committed 1797 images", "relabelled", "merged branch more-data", "fsck", "ok"):
+    for expected in ("committed 1797 images", "suite refused", "relabelled", "merged branch more-data", "fsck", "ok"):
         assert expected in r.stdout
     again = _assay(tmp_path, "quickstart", "--path", "demo")
     assert again.returncode == 0

@@ -21,7 +21,7 @@ MARKER = ".assay-quickstart"
 
 def run(path: Path, progress: Callable[[str, int, int], None] | None = None) -> Iterator[str]:
     """Build the demo in ``path``, yielding what it did, line by line."""
-    from assay.repo import init
+    from assay import CheckFailed, infer_suite, init
 
     path = _fresh_folder(path)
     images, table_path = _write_digits(path / "data")
@@ -34,8 +34,19 @@ def run(path: Path, progress: Callable[[str, int, int], None] | None = None) -> 
     c1 = repo.commit("Add scikit-learn digits: images and pixel table")
     yield f"committed {r.manifest.rows} images (label from sub-folder) and the table as {c1[:12]}"
     repo.tag("v1")
+    suite = infer_suite(repo.dataset("digits", "v1"))
+    repo.set_suite("digits", suite.to_yaml())
+    repo.commit("Add a suite for digits, inferred from v1")
+    yield f"inferred a suite of {len(suite.expectations)} expectations from v1 and committed it"
 
     table = pq.read_table(table_path)
+    broken = table.slice(0, 3).set_column(1, "p0", pa.array([99, 99, 99], pa.int64()))
+    repo.add("digits", broken, mode="upsert")
+    try:
+        repo.commit("A batch with impossible pixel values")
+    except CheckFailed as e:
+        yield "the suite refused a batch with impossible pixel values: " + str(e).splitlines()[1].strip()
+    repo.reset()
     fix = _relabel(table, fraction=0.02, seed=0)
     res = repo.add("digits", fix, mode="upsert")
     c2 = repo.commit("Fix 2% of labels after review")
@@ -109,5 +120,5 @@ def _relabel(table: pa.Table, fraction: float, seed: int) -> pa.Table:
 def _new_rows(table: pa.Table, n: int, seed: int) -> pa.Table:
     rng = np.random.default_rng(seed)
     rows = table.take(pa.array(rng.choice(table.num_rows, n, replace=False)))
-    ids = pa.array(np.arange(n) + 100_000, pa.int64())
+    ids = pa.array(np.arange(n) + table.num_rows, pa.int64())  # the next ids
     return rows.set_column(0, "id", ids)
