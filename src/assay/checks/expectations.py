@@ -111,6 +111,11 @@ class Expectation:
         return Outcome(failing <= allowed + 1e-9, {"failing_fraction": failing / rows if rows else 0.0}, failing)
 
 
+def _require_a_bound(args: dict[str, Any]) -> None:
+    if "min" not in args and "max" not in args:
+        raise ValueError("give min, max or both")
+
+
 # -- row expectations ------------------------------------------------------------------------------------
 
 
@@ -128,8 +133,7 @@ class Between(Expectation):
               "strict_min": ((bool,), False), "strict_max": ((bool,), False), "allow_nan": ((bool,), False)}
 
     def validate(self) -> None:
-        if "min" not in self.args and "max" not in self.args:
-            raise ValueError("give min, max or both")
+        _require_a_bound(self.args)
 
     def failing_predicate(self) -> str:
         c = q(self.args["column"])
@@ -177,8 +181,7 @@ class LengthBetween(Expectation):
     params = {"column": ((str,), True), "min": ((int,), False), "max": ((int,), False)}
 
     def validate(self) -> None:
-        if "min" not in self.args and "max" not in self.args:
-            raise ValueError("give min, max or both")
+        _require_a_bound(self.args)
 
     def failing_predicate(self) -> str:
         c = f"length({q(self.args['column'])}::VARCHAR)"
@@ -227,8 +230,7 @@ class _Bounded(_TableExpectation):
     sql: ClassVar[str] = ""
 
     def validate(self) -> None:
-        if "min" not in self.args and "max" not in self.args:
-            raise ValueError("give min, max or both")
+        _require_a_bound(self.args)
 
     def aggregates(self) -> dict[str, str]:
         return {"value": self.sql.format(c=q(self.args.get("column", "")), **self.args)}

@@ -394,8 +394,12 @@ def suite_set(dataset: Annotated[str, typer.Argument(help="Dataset the suite tes
               file: Annotated[str, typer.Argument(help="The suite's YAML file.")]) -> None:
     """Stage a suite for a dataset (validated first); it is committed with the next commit."""
     from assay import load_suite
+    from assay.errors import InputError
 
     suite = load_suite(Path(file))
+    if suite.dataset != dataset:
+        raise InputError(f"{file} is a suite for dataset {suite.dataset!r}, not {dataset!r}; fix its 'dataset:' line "
+                         "or name the right dataset")
     _repo().set_suite(dataset, suite.source)
     out.print(f"{dataset}: suite with {len(suite.expectations)} expectations staged")
 
@@ -413,7 +417,7 @@ def suite_show(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.
 
 
 @app.command()
-def check(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV (default: working version).")],
+def check(spec: Annotated[str, typer.Argument(help="DATASET (the working version) or DATASET@REV.")],
           suite: Annotated[str | None, typer.Option(help="Suite file (default: the dataset's own suite).")] = None,
           as_json: JsonOpt = False) -> None:
     """Check a dataset version against a suite; exits with 1 when an error-level expectation fails."""
