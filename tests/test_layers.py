@@ -11,7 +11,7 @@ import assay.repo
 import assay.store
 import assay.table
 
-LAYERS = ["errors", "store", "table", "repo", "checks", "cli"]
+LAYERS = ["errors", "store", "table", "repo", "checks", "report", "cli"]
 SRC = Path(assay.__file__).parent
 
 

@@ -389,13 +389,14 @@ class Distribution(_TableExpectation):
 
     def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
         stats = values.get("stats") or {}
+        numbers = {k: v for k, v in stats.items() if isinstance(v, float)}
         limits = {"ks": ("ks_max", max), "wasserstein": ("wasserstein_max", max),
                   "chi2_pvalue": ("chi2_pvalue_min", min), "js": ("js_max", max)}
         ok = bool(stats)
         for stat, (arg, kind) in limits.items():
-            if arg in self.args and stat in stats:
+            if arg in self.args and stat in numbers:
                 limit = float(self.args[arg])
-                ok = ok and (stats[stat] <= limit if kind is max else stats[stat] >= limit)
+                ok = ok and (numbers[stat] <= limit if kind is max else numbers[stat] >= limit)
         return Outcome(ok, stats)
 
 

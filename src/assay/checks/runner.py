@@ -28,6 +28,7 @@ from assay.table import DatasetVersion
 
 SAMPLE_IDS = 10
 DISTRIBUTION_SAMPLE = 200_000
+HISTOGRAM_BINS = 30
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def _missing_in_other(con: Any, version: DatasetVersion, e: InDataset,
 
 
 def _distribution(con: Any, version: DatasetVersion, e: Distribution,
-                  reference: Callable[[str], DatasetVersion] | None) -> dict[str, float]:
+                  reference: Callable[[str], DatasetVersion] | None) -> dict[str, Any]:
     from scipy import stats
     from scipy.spatial.distance import jensenshannon
 
@@ -217,14 +218,22 @@ def _distribution(con: Any, version: DatasetVersion, e: Distribution,
         a, b = current.astype(float), base.astype(float)
         a, b = a[np.isfinite(a)], b[np.isfinite(b)]
         scale = float(np.std(b)) or 1.0
+        edges = np.histogram_bin_edges(np.concatenate([a, b]), bins=HISTOGRAM_BINS)
         return {"ks": float(stats.ks_2samp(a, b).statistic),
-                "wasserstein": float(stats.wasserstein_distance(a, b) / scale)}
-    cats = sorted(set(current.astype(str)) | set(base.astype(str)))
-    now = np.array([np.sum(current.astype(str) == c) for c in cats], float)
-    then = np.array([np.sum(base.astype(str) == c) for c in cats], float)
+                "wasserstein": float(stats.wasserstein_distance(a, b) / scale),
+                "histogram": {"edges": edges.tolist(), "current": np.histogram(a, edges)[0].tolist(),
+                              "reference": np.histogram(b, edges)[0].tolist()}}
+    cats, now_all = np.unique(current.astype(str), return_counts=True)
+    ref_cats, then_all = np.unique(base.astype(str), return_counts=True)
+    names = sorted(set(cats.tolist()) | set(ref_cats.tolist()))
+    now = np.array([dict(zip(cats.tolist(), now_all.tolist(), strict=True)).get(c, 0) for c in names], float)
+    then = np.array([dict(zip(ref_cats.tolist(), then_all.tolist(), strict=True)).get(c, 0) for c in names], float)
     expected = (then + 0.5) / (then + 0.5).sum() * now.sum()  # smoothed, so new categories are measurable
+    top = np.argsort(-(now + then))[:HISTOGRAM_BINS]
     return {"chi2_pvalue": float(stats.chisquare(now, expected).pvalue),
-            "js": float(jensenshannon(now / now.sum(), then / then.sum(), base=2))}
+            "js": float(jensenshannon(now / now.sum(), then / then.sum(), base=2)),
+            "histogram": {"categories": [names[i] for i in top], "current": now[top].astype(int).tolist(),
+                          "reference": then[top].astype(int).tolist()}}
 
 
 def _sample(con: Any, version: DatasetVersion, col: str) -> np.ndarray:

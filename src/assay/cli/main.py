@@ -419,6 +419,8 @@ def suite_show(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.
 @app.command()
 def check(spec: Annotated[str, typer.Argument(help="DATASET (the working version) or DATASET@REV.")],
           suite: Annotated[str | None, typer.Option(help="Suite file (default: the dataset's own suite).")] = None,
+          html_file: Annotated[str | None, typer.Option("--html", help="Also write a self-contained HTML report "
+                                                        "(with distribution charts) to this file.")] = None,
           as_json: JsonOpt = False) -> None:
     """Check a dataset version against a suite; exits with 1 when an error-level expectation fails."""
     from assay import load_suite, run_suite
@@ -435,6 +437,11 @@ def check(spec: Annotated[str, typer.Argument(help="DATASET (the working version
         loaded = load_suite(Path(suite))
     result = run_suite(repo.dataset(spec), loaded, other=repo.dataset,
                        reference=lambda ref: repo.dataset(name, ref))
+    if html_file:
+        from assay.report import check_report_html
+
+        Path(html_file).write_text(check_report_html(result), encoding="utf-8")
+        err.print(f"wrote {html_file}")
     if as_json:
         _print_json(result.to_dict())
     else:

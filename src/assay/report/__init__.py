@@ -1,0 +1,5 @@
+"""Rendering of results for people: self-contained HTML reports."""
+
+from assay.report.html import check_report_html
+
+__all__ = ["check_report_html"]

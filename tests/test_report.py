@@ -1,0 +1,76 @@
+"""The HTML check report: self-contained, small, and drawn by a real browser without console errors."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+import assay
+from assay.checks import infer_suite, run_suite
+from assay.report import check_report_html
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _wide_table(n: int, shift: float, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    cols: dict[str, object] = {"id": np.arange(n)}
+    for i in range(40):
+        cols[f"x{i}"] = rng.normal(shift * (i % 2), 1, n)
+    for i in range(9):
+        p = [0.6, 0.3, 0.1] if shift == 0 else [0.2, 0.3, 0.5]
+        cols[f"c{i}"] = pa.array(rng.choice(["red", "green", "blue"], n, p=p))
+    return pa.table(cols)
+
+
+def _report(repo: assay.Repo) -> tuple[str, assay.CheckResult]:
+    repo.add("wide", _wide_table(4000, 0.0, 1), key="id")
+    repo.commit("good")
+    suite = infer_suite(repo.dataset("wide", "HEAD"), reference="HEAD")
+    repo.add("wide", _wide_table(4000, 1.0, 2))
+    result = run_suite(repo.dataset("wide"), suite, reference=lambda r: repo.dataset("wide", r))
+    return check_report_html(result), result
+
+
+def test_report_is_self_contained_and_small(repo: assay.Repo) -> None:
+    page, result = _report(repo)
+    assert len(result.results) > 150
+    assert len(page.encode()) < 1_000_000
+    assert not re.search(r"""(src|href)=["']?https?:""", page) and "<script" not in page
+    drift = [r for r in result.results if r.expectation.kind == "distribution"]
+    assert len(drift) == 50 and page.count("<svg") == 50  # 40 numbers, 9 categories, the id
+    assert not result.ok or result.warnings  # the shifted columns drift
+    assert sum(not r.success for r in drift) >= 20 + 9
+
+
+def test_report_renders_in_headless_chromium(repo: assay.Repo, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    page_html, _ = _report(repo)
+    path = tmp_path / "report.html"
+    path.write_text(page_html, encoding="utf-8")
+    errors: list[str] = []
+    shot = tmp_path / "report.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS,
+                                    ignore_default_args=["--enable-automation"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.as_uri())
+        assert page.locator("svg").count() == 50
+        page.locator("svg").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert errors == []
+    image = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    blue = np.all(np.abs(image - [0x09, 0x69, 0xDA]) < 12, axis=1).sum()
+    amber = np.all(np.abs(image - [0xBF, 0x87, 0x00]) < 12, axis=1).sum()
+    assert blue > 2000 and amber > 2000  # both series of the charts are drawn
