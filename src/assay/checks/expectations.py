@@ -104,16 +104,29 @@ class Expectation:
         return {}
 
     def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
-        """Success from the aggregates; row expectations pass when few enough rows fail."""
+        """Success from the aggregates; row expectations pass when few enough rows fail.
+
+        ``mostly`` is a share of the rows considered: the non-null values for value expectations.
+        """
         assert failing is not None
-        considered = rows
+        considered = int(values.get("considered", rows))
         allowed = (1.0 - self.mostly) * considered
-        return Outcome(failing <= allowed + 1e-9, {"failing_fraction": failing / rows if rows else 0.0}, failing)
+        fraction = failing / considered if considered else 0.0
+        return Outcome(failing <= allowed + 1e-9, {"failing_fraction": fraction}, failing)
 
 
 def _require_a_bound(args: dict[str, Any]) -> None:
     if "min" not in args and "max" not in args:
         raise ValueError("give min, max or both")
+    if "min" in args and "max" in args and args["min"] > args["max"]:
+        raise ValueError(f"min ({args['min']}) is greater than max ({args['max']}); nothing could pass")
+
+
+class _ValueExpectation(Expectation):
+    """A row expectation about non-null values: ``mostly`` counts only those."""
+
+    def aggregates(self) -> dict[str, str]:
+        return {"considered": f"count({q(self.args['column'])})"}
 
 
 # -- row expectations ------------------------------------------------------------------------------------
@@ -127,7 +140,7 @@ class NotNull(Expectation):
         return f"{q(self.args['column'])} IS NULL"
 
 
-class Between(Expectation):
+class Between(_ValueExpectation):
     kind = "between"
     params = {"column": ((str,), True), "min": (NUMBER, False), "max": (NUMBER, False),
               "strict_min": ((bool,), False), "strict_max": ((bool,), False), "allow_nan": ((bool,), False)}
@@ -149,7 +162,7 @@ class Between(Expectation):
         return f"{c} IS NOT NULL AND ({nan} OR {outside})"
 
 
-class InSet(Expectation):
+class InSet(_ValueExpectation):
     kind = "in_set"
     params = {"column": ((str,), True), "values": ((list,), True)}
 
@@ -161,7 +174,7 @@ class InSet(Expectation):
         return f"{c} IS NOT NULL AND {c} NOT IN ({', '.join(lit(v) for v in values)})"
 
 
-class Regex(Expectation):
+class Regex(_ValueExpectation):
     kind = "regex"
     params = {"column": ((str,), True), "pattern": ((str,), True)}
 
@@ -176,7 +189,7 @@ class Regex(Expectation):
         return f"{c} IS NOT NULL AND NOT regexp_matches({c}::VARCHAR, {lit(self.args['pattern'])})"
 
 
-class LengthBetween(Expectation):
+class LengthBetween(_ValueExpectation):
     kind = "length_between"
     params = {"column": ((str,), True), "min": ((int,), False), "max": ((int,), False)}
 

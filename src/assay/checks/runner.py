@@ -105,26 +105,54 @@ def _missing(e: Expectation, schema: dict[str, str]) -> list[str]:
 
 def _one_pass(con: Any, version: DatasetVersion, suite: Suite,
               schema: dict[str, str]) -> tuple[int, dict[int, dict[str, Any]]]:
-    selects = ["count(*) AS _rows"]
-    names: list[tuple[int, str]] = []
+    """Every expectation's aggregates in one query over the data (one pass)."""
+    per_expectation: dict[int, list[tuple[str, str]]] = {}
     for i, e in enumerate(suite.expectations):
         if _missing(e, schema) or isinstance(e, ColumnType | InDataset | Distribution):
             continue
         pred = e.failing_predicate()
-        if pred is not None and not isinstance(e, Unique):
-            selects.append(f"count(*) FILTER (WHERE {pred}) AS e{i}__failing")
-            names.append((i, "failing"))
-        for name, sql in e.aggregates().items():
-            selects.append(f"{sql} AS e{i}__{name}")
-            names.append((i, name))
+        items = [] if pred is None or isinstance(e, Unique) else [("failing", f"count(*) FILTER (WHERE {pred})")]
+        per_expectation[i] = items + list(e.aggregates().items())
     needed = _columns_for(suite, schema)
+    broken = _unbindable(con, version, needed, per_expectation)
+    selects = ["count(*) AS _rows"]
+    names: list[tuple[int, str]] = []
+    for i, items in per_expectation.items():
+        if i not in broken:
+            selects += [f"{sql} AS e{i}__{name}" for name, sql in items]
+            names += [(i, name) for name, _ in items]
     con.register("data", version.reader(needed))
     row = con.sql(f"SELECT {', '.join(selects)} FROM data").fetchall()[0]
     con.unregister("data")
-    values: dict[int, dict[str, Any]] = {}
+    values: dict[int, dict[str, Any]] = {i: {"error": msg} for i, msg in broken.items()}
     for (i, name), value in zip(names, row[1:], strict=True):
         values.setdefault(i, {})[name] = value
     return int(row[0]), values
+
+
+def _unbindable(con: Any, version: DatasetVersion, needed: list[str],
+                per_expectation: dict[int, list[tuple[str, str]]]) -> dict[int, str]:
+    """Expectations whose SQL does not fit the data's types (e.g. a mean of text), with DuckDB's reason.
+
+    Bound against an empty table of the same schema, so one bad expectation never stops the others.
+    """
+    import duckdb
+
+    con.register("data", version.schema.empty_table().select(needed))
+    try:
+        everything = [sql for items in per_expectation.values() for _, sql in items] or ["1"]
+        con.sql(f"SELECT {', '.join(everything)} FROM data").fetchall()
+        return {}
+    except duckdb.Error:
+        broken = {}
+        for i, items in per_expectation.items():
+            try:
+                con.sql(f"SELECT {', '.join(sql for _, sql in items) or '1'} FROM data").fetchall()
+            except duckdb.Error as e:
+                broken[i] = str(e).splitlines()[0]
+        return broken
+    finally:
+        con.unregister("data")
 
 
 def _columns_for(suite: Suite, schema: dict[str, str]) -> list[str]:
@@ -141,6 +169,8 @@ def _result(con: Any, version: DatasetVersion, e: Expectation, schema: dict[str,
     if missing:
         return ExpectationResult(e, False, None, None, message=f"column(s) {missing} not in dataset {version.name!r}; "
                                  f"it has {list(schema)}")
+    if "error" in values:
+        return ExpectationResult(e, False, None, None, message=f"could not be evaluated: {values['error']}")
     try:
         if isinstance(e, ColumnType):
             outcome = e.evaluate({"type": schema.get(e.args["column"])}, rows, None)
