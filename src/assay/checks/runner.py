@@ -8,6 +8,7 @@ read again, to count and show the samples that fail.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,19 +116,50 @@ def _one_pass(con: Any, version: DatasetVersion, suite: Suite,
         per_expectation[i] = items + list(e.aggregates().items())
     needed = _columns_for(suite, schema)
     broken = _unbindable(con, version, needed, per_expectation)
-    selects = ["count(*) AS _rows"]
-    names: list[tuple[int, str]] = []
-    for i, items in per_expectation.items():
-        if i not in broken:
-            selects += [f"{sql} AS e{i}__{name}" for name, sql in items]
-            names += [(i, name) for name, _ in items]
-    con.register("data", version.reader(needed))
-    row = con.sql(f"SELECT {', '.join(selects)} FROM data").fetchall()[0]
-    con.unregister("data")
+    working = {i: items for i, items in per_expectation.items() if i not in broken}
+    groups = _split(working, suite, schema, needed)
+    with ThreadPoolExecutor(len(groups)) as pool:  # each group reads its columns and aggregates in its thread
+        parts = list(pool.map(lambda g: _aggregate(version, g[0], g[1]), groups))
     values: dict[int, dict[str, Any]] = {i: {"error": msg} for i, msg in broken.items()}
+    for _, part in parts:
+        for i, named in part.items():
+            values.setdefault(i, {}).update(named)
+    return parts[0][0], values
+
+
+def _split(working: dict[int, list[tuple[str, str]]], suite: Suite, schema: dict[str, str],
+           needed: list[str]) -> list[tuple[list[str], dict[int, list[tuple[str, str]]]]]:
+    """Two groups of expectations over (mostly) disjoint columns, so that two cores share the pass."""
+    if len(working) < 2 or any(isinstance(suite.expectations[i], RowCondition) for i in working):
+        return [(needed, working)]
+    by_load = sorted(working, key=lambda i: -len(working[i]))
+    groups: list[dict[int, list[tuple[str, str]]]] = [{}, {}]
+    columns: list[set[str]] = [set(), set()]
+    for i in by_load:
+        cols = {c for c in suite.expectations[i].columns() if c in schema}
+        # prefer the group that already reads these columns, else the lighter one
+        k = 0 if cols <= columns[0] else 1 if cols <= columns[1] else int(len(columns[1]) < len(columns[0]))
+        groups[k][i] = working[i]
+        columns[k] |= cols
+    return [([c for c in needed if c in cols] or needed[:1], g) for cols, g in zip(columns, groups, strict=True) if g]
+
+
+def _aggregate(version: DatasetVersion, needed: list[str],
+               items: dict[int, list[tuple[str, str]]]) -> tuple[int, dict[int, dict[str, Any]]]:
+    import duckdb
+
+    selects = ["count(*) AS _rows"] + [f"{sql} AS e{i}__{name}" for i, named in items.items() for name, sql in named]
+    names = [(i, name) for i, named in items.items() for name, _ in named]
+    con = duckdb.connect(config={"memory_limit": "1GB", "threads": 1})
+    try:
+        con.register("data", version.reader(needed))
+        row = con.sql(f"SELECT {', '.join(selects)} FROM data").fetchall()[0]
+    finally:
+        con.close()
+    out: dict[int, dict[str, Any]] = {}
     for (i, name), value in zip(names, row[1:], strict=True):
-        values.setdefault(i, {})[name] = value
-    return int(row[0]), values
+        out.setdefault(i, {})[name] = value
+    return int(row[0]), out
 
 
 def _unbindable(con: Any, version: DatasetVersion, needed: list[str],
