@@ -1,7 +1,8 @@
 """Running a suite: one streamed pass over the data for every aggregate, then the ids of failing samples.
 
-All aggregates of all expectations go into one DuckDB query over the version's record batches, so a
-table larger than memory is checked without loading it. Only when a row expectation fails is the data
+All aggregates go into DuckDB queries over the version's record batches (two groups of expectations
+over disjoint columns, one thread each), so a table larger than memory is checked in one pass without
+loading it. Only when a row expectation fails is the data
 read again, to count and show the samples that fail.
 """
 
@@ -106,7 +107,7 @@ def _missing(e: Expectation, schema: dict[str, str]) -> list[str]:
 
 def _one_pass(con: Any, version: DatasetVersion, suite: Suite,
               schema: dict[str, str]) -> tuple[int, dict[int, dict[str, Any]]]:
-    """Every expectation's aggregates in one query over the data (one pass)."""
+    """Every expectation's aggregates in one pass over the data (two column groups, one thread each)."""
     per_expectation: dict[int, list[tuple[str, str]]] = {}
     for i, e in enumerate(suite.expectations):
         if _missing(e, schema) or isinstance(e, ColumnType | InDataset | Distribution):
