@@ -249,3 +249,23 @@ def make_rows(seed: int, start: int, n: int) -> Any:
         codes = pa.array(rng.integers(0, m, n, dtype=np.int32))
         cols[f"cat{i}"] = pa.DictionaryArray.from_arrays(codes, vocab)
     return pa.table(cols)
+
+
+def run_measured(cmd: list[str]) -> tuple[str, int, float]:
+    """Run ``cmd`` as a child, polling its RSS every 20 ms: its stdout, peak RSS and wall seconds."""
+    import psutil
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    watched, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, watched.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.02)
+    out, _ = proc.communicate()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"the child failed ({proc.returncode}):\n{out}")
+    return out, peak, wall

@@ -12,14 +12,12 @@ Parquet file into pandas and on validating, shown apart.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-from _common import fmt_bytes, fmt_s, parser, print_table, scratch, setup
+from _common import fmt_bytes, fmt_s, parser, print_table, run_measured, scratch, setup
 from bench_memory import make_parquet
 
 GOAL_SECONDS = 15.0
@@ -113,17 +111,7 @@ print(json.dumps({"read": read, "validate": validate, "ok": bool(result.success)
 
 
 def child_measure(cmd: list[str]) -> tuple[dict[str, Any], int]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    watched, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, watched.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.02)
-    out, _ = proc.communicate()
-    if proc.returncode != 0:
-        raise SystemExit(f"child failed ({proc.returncode}): {out}")
+    out, peak, _ = run_measured(cmd)
     return json.loads(out.strip().splitlines()[-1]), peak
 
 

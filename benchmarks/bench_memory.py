@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import psutil
 import pyarrow.parquet as pq
-from _common import fmt_bytes, fmt_s, make_rows, parser, print_table, scratch, setup, timed, yes_no
+from _common import fmt_bytes, fmt_s, make_rows, parser, print_table, run_measured, scratch, setup, timed, yes_no
 
 GOAL_BYTES = 2 * 1000**3
 BATCH = 500_000
@@ -58,20 +56,7 @@ def child(source: str, repo_path: str, profile: bool) -> None:
 
 def measure(source: Path, repo_path: Path, profile: bool) -> tuple[dict[str, float], int, int, float]:
     cmd = [sys.executable, __file__, "--child", str(source), str(repo_path)] + (["--profile"] if profile else [])
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    peak = 0
-    watched = psutil.Process(proc.pid)
-    while proc.poll() is None:
-        try:
-            peak = max(peak, watched.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.02)
-    out, _ = proc.communicate()
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"the child failed ({proc.returncode}):\n{out}")
+    out, peak, wall = run_measured(cmd)
     print(out.rstrip())
     report = json.loads(out.strip().splitlines()[-1])
     maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024

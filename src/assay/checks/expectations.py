@@ -122,6 +122,16 @@ def _require_a_bound(args: dict[str, Any]) -> None:
         raise ValueError(f"min ({args['min']}) is greater than max ({args['max']}); nothing could pass")
 
 
+def _outside(value: str, args: dict[str, Any]) -> str:
+    """SQL true when ``value`` lies outside [min, max] (bounds exclusive with strict_min / strict_max)."""
+    parts = []
+    if "min" in args:
+        parts.append(f"{value} {'<=' if args.get('strict_min') else '<'} {lit(args['min'])}")
+    if "max" in args:
+        parts.append(f"{value} {'>=' if args.get('strict_max') else '>'} {lit(args['max'])}")
+    return " OR ".join(parts)
+
+
 class _ValueExpectation(Expectation):
     """A row expectation about non-null values: ``mostly`` counts only those."""
 
@@ -150,12 +160,7 @@ class Between(_ValueExpectation):
 
     def failing_predicate(self) -> str:
         c = q(self.args["column"])
-        parts = []
-        if "min" in self.args:
-            parts.append(f"{c} {'<=' if self.args.get('strict_min') else '<'} {lit(self.args['min'])}")
-        if "max" in self.args:
-            parts.append(f"{c} {'>=' if self.args.get('strict_max') else '>'} {lit(self.args['max'])}")
-        outside = " OR ".join(parts)
+        outside = _outside(c, self.args)
         nan = f"isnan({c}::DOUBLE)"
         if self.args.get("allow_nan"):  # NaN compares above every number in SQL: keep it out of the range test
             return f"{c} IS NOT NULL AND NOT {nan} AND ({outside})"
@@ -197,13 +202,8 @@ class LengthBetween(_ValueExpectation):
         _require_a_bound(self.args)
 
     def failing_predicate(self) -> str:
-        c = f"length({q(self.args['column'])}::VARCHAR)"
-        parts = []
-        if "min" in self.args:
-            parts.append(f"{c} < {self.args['min']}")
-        if "max" in self.args:
-            parts.append(f"{c} > {self.args['max']}")
-        return f"{q(self.args['column'])} IS NOT NULL AND ({' OR '.join(parts)})"
+        outside = _outside(f"length({q(self.args['column'])}::VARCHAR)", self.args)
+        return f"{q(self.args['column'])} IS NOT NULL AND ({outside})"
 
 
 class RowCondition(Expectation):

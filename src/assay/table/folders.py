@@ -25,7 +25,6 @@ from assay.store import ObjectStore, hash_bytes
 from assay.store.fs import atomic_write
 from assay.table.sources import Source, load_source
 
-FILE_COLUMNS = ("path", "blob", "size", "media_type", "label")
 FILE_SCHEMA = pa.schema([("path", pa.string()), ("blob", pa.string()), ("size", pa.int64()),
                          ("media_type", pa.string()), ("label", pa.string())])
 

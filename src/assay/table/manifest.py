@@ -66,10 +66,6 @@ class Manifest:
     def rows(self) -> int:
         return sum(f.live_rows for f in self.fragments)
 
-    @property
-    def stored_bytes(self) -> int:
-        return sum(f.bytes for f in self.fragments)
-
     def with_fragments(self, fragments: list[FragmentRef] | tuple[FragmentRef, ...], **changes: Any) -> Manifest:
         return replace(self, fragments=tuple(f for f in fragments if f.live_rows > 0), **changes)
 
@@ -122,8 +118,3 @@ def schema_to_text(schema: pa.Schema) -> str:
 
 def schema_from_text(text: str) -> pa.Schema:
     return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
-
-
-def user_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema without assay's internal columns."""
-    return pa.schema([f for f in schema if f.name not in INTERNAL_COLUMNS])
