@@ -7,11 +7,13 @@ from pathlib import Path
 
 import assay
 import assay.checks
+import assay.gate
 import assay.repo
+import assay.screens
 import assay.store
 import assay.table
 
-LAYERS = ["errors", "store", "table", "repo", "checks", "report", "cli"]
+LAYERS = ["errors", "store", "table", "repo", "checks", "screens", "gate", "report", "cli"]
 SRC = Path(assay.__file__).parent
 
 
@@ -54,7 +56,7 @@ def test_library_never_prints() -> None:
 
 
 def test_public_surfaces_are_sorted_and_importable() -> None:
-    for module in (assay, assay.store, assay.table, assay.repo, assay.checks):
+    for module in (assay, assay.store, assay.table, assay.repo, assay.checks, assay.screens, assay.gate):
         names = list(module.__all__)
         assert names == sorted(names), module.__name__
         for name in names:

@@ -1,9 +1,10 @@
 """assay: version control, tests and monitoring for the data and models of ML systems."""
 
-from assay._api import Repo, init
+from assay._api import Repo, init, screen
 from assay.checks import CheckResult, Suite, infer_suite, load_suite, run_suite
 from assay.errors import (
     AssayError,
+    BatchRejected,
     CheckFailed,
     ConflictError,
     CorruptObject,
@@ -14,18 +15,23 @@ from assay.errors import (
     NotARepository,
     NothingToCommit,
     ObjectNotFound,
+    PolicyError,
     RefExists,
     RefNotFound,
     RepositoryExists,
     SchemaConflict,
+    ScreenError,
 )
+from assay.gate import IngestReport, Policy, load_policy
 from assay.repo import Commit, MergeResult, Status
+from assay.screens import SCREENS, FeatureSpec, Screen, ScreenResult, ScreenRun
 from assay.table import DatasetDiff, DatasetVersion, Manifest, UpdateResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AssayError",
+    "BatchRejected",
     "CheckFailed",
     "CheckResult",
     "Commit",
@@ -33,7 +39,9 @@ __all__ = [
     "CorruptObject",
     "DatasetDiff",
     "DatasetVersion",
+    "FeatureSpec",
     "FormatError",
+    "IngestReport",
     "InputError",
     "KeyViolation",
     "Manifest",
@@ -42,17 +50,26 @@ __all__ = [
     "NotARepository",
     "NothingToCommit",
     "ObjectNotFound",
+    "Policy",
+    "PolicyError",
     "RefExists",
     "RefNotFound",
     "Repo",
     "RepositoryExists",
+    "SCREENS",
     "SchemaConflict",
+    "Screen",
+    "ScreenError",
+    "ScreenResult",
+    "ScreenRun",
     "Status",
     "Suite",
     "UpdateResult",
     "__version__",
     "infer_suite",
     "init",
+    "load_policy",
     "load_suite",
     "run_suite",
+    "screen",
 ]

@@ -13,10 +13,13 @@ the subclass also derives from it::
     ├── RefExists(AssayError, ValueError)
     ├── InputError(AssayError, ValueError)             bad user input: files, frames, arguments
     │   ├── SchemaConflict                              schema does not fit the dataset
-    │   └── KeyViolation                                duplicate or null keys
+    │   ├── KeyViolation                                duplicate or null keys
+    │   ├── ScreenError                                 data a screen cannot score (no labels, one class)
+    │   └── PolicyError                                 a gate policy file that cannot be read
     ├── ConflictError(AssayError, RuntimeError)        a ref moved under a writer
     ├── MergeConflict(AssayError)                      samples changed differently on both sides
     ├── CheckFailed(AssayError)                        a commit refused by a dataset's suite
+    ├── BatchRejected(AssayError)                      an ingested batch refused as a whole by the gate
     └── NothingToCommit(AssayError)
 
 Messages say what happened, why, and what to do.
@@ -75,6 +78,14 @@ class KeyViolation(InputError):
     """Duplicate or null sample keys."""
 
 
+class ScreenError(InputError):
+    """Data that a screen cannot score: missing labels, one class, too few samples."""
+
+
+class PolicyError(InputError):
+    """A gate policy file that cannot be read: invalid YAML, an unknown screen, an invalid threshold."""
+
+
 class ConflictError(AssayError, RuntimeError):
     """A ref moved between reading and updating it."""
 
@@ -97,3 +108,11 @@ class CheckFailed(AssayError):
     def __init__(self, message: str, results: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.results = dict(results or {})
+
+
+class BatchRejected(AssayError):
+    """A batch that the gate refused as a whole; ``report`` holds the ingest report."""
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report

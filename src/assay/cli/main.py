@@ -497,3 +497,6 @@ def main() -> None:
             e.show()
             sys.exit(e.exit_code)
         raise
+
+
+from assay.cli import gate_cmds  # noqa: E402,F401  (registers ingest, quarantine, scores, screen)

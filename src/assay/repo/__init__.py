@@ -1,7 +1,7 @@
 """Repositories: commits, refs, branches, tags, merges, the catalog, and upkeep (fsck, gc, compact)."""
 
-from assay.repo.catalog import Catalog, Ref, SqlCatalog
+from assay.repo.catalog import Catalog, Ref, RefUpdate, SqlCatalog
 from assay.repo.commits import Commit
 from assay.repo.repository import MergeResult, Repo, Status, init
 
-__all__ = ["Catalog", "Commit", "MergeResult", "Ref", "Repo", "SqlCatalog", "Status", "init"]
+__all__ = ["Catalog", "Commit", "MergeResult", "Ref", "RefUpdate", "Repo", "SqlCatalog", "Status", "init"]

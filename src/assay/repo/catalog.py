@@ -46,6 +46,16 @@ class Ref:
     commit: str
 
 
+@dataclass(frozen=True)
+class RefUpdate:
+    """Move ref ``name`` (of ``kind``) from ``expected`` (None: absent) to ``new`` (None: delete)."""
+
+    name: str
+    kind: str
+    new: str | None
+    expected: str | None
+
+
 class Catalog(abc.ABC):
     """Mutable names over immutable commits."""
 
@@ -60,6 +70,13 @@ class Catalog(abc.ABC):
         """Point ``name`` at ``new`` (None deletes it) if it now points at ``expected`` (None: absent).
 
         Raises ConflictError when the ref moved.
+        """
+
+    @abc.abstractmethod
+    def update_refs(self, updates: list[RefUpdate], message: str = "") -> None:
+        """Apply every update (each a compare-and-swap like ``update_ref``) or none of them.
+
+        Raises ConflictError, and changes nothing, when any ref moved.
         """
 
     @abc.abstractmethod
@@ -99,13 +116,17 @@ class SqlCatalog(Catalog):
             return [Ref(r.name, r.kind, r.commit) for r in c.execute(q)]
 
     def update_ref(self, name: str, kind: str, new: str | None, expected: str | None, message: str = "") -> None:
+        self.update_refs([RefUpdate(name, kind, new, expected)], message)
+
+    def update_refs(self, updates: list[RefUpdate], message: str = "") -> None:
         now = time.time()
         for attempt in range(50):
             try:
-                with self.engine.begin() as c:
-                    self._swap(c, name, kind, new, expected, now)
-                    c.execute(reflog_table.insert().values(name=name, old=expected, new=new, time=now,
-                                                           message=message))
+                with self.engine.begin() as c:  # one transaction: all refs move, or none
+                    for u in updates:
+                        self._swap(c, u.name, u.kind, u.new, u.expected, now)
+                        c.execute(reflog_table.insert().values(name=u.name, old=u.expected, new=u.new, time=now,
+                                                               message=message))
                 return
             except OperationalError as e:  # database locked for longer than the timeout: try again
                 if attempt == 49 or "locked" not in str(e):

@@ -23,7 +23,7 @@ from assay.errors import (
     RepositoryExists,
 )
 from assay.repo import revisions
-from assay.repo.catalog import Catalog, SqlCatalog
+from assay.repo.catalog import Catalog, RefUpdate, SqlCatalog
 from assay.repo.commits import Commit
 from assay.repo.gitinfo import code_reference, default_author
 from assay.repo.staging import AddMemo, StagedDataset, WorkState
@@ -223,31 +223,14 @@ class Repo:
             labels: str | os.PathLike[str] | None = None, format: str | None = None,
             progress: Progress | None = None) -> UpdateResult:
         """Stage a change to dataset ``name`` from a file, folder, or frame (see ``MODES``)."""
-        revisions.check_dataset_name(name)
-        keys = [key] if isinstance(key, str) else key
-        is_folder = isinstance(source, str | os.PathLike) and Path(source).is_dir()
         with self.work.locked():
             staging = self.work.read_staging()
             head = self.head()
             committed = self.read_commit(head).datasets.get(name) if head else None
             staged = staging.datasets.get(name)
             base_oid = staged.manifest if staged else committed
-            base = self.read_manifest(base_oid) if base_oid else None
-            if is_folder:
-                src = self._folder_source(Path(source), labels, progress)
-                blobs: tuple[str, ...] = ("blob",)
-                keys, kind = keys or ["path"], "files"
-            else:
-                if labels is not None:
-                    raise InputError("--labels applies to folders of files only")
-                src, kind, blobs = load_source(source, format=format), "table", ()
-            memo = self._memo.get(base_oid, src.digest, keys, mode)
-            if memo is not None and memo == base_oid and base is not None:
-                return UpdateResult(base, unchanged=base.rows)
-            result = apply_update(self.store, name, base, src, key=keys, mode=mode, kind=kind, blob_columns=blobs,
-                                  progress=progress)
-            new_oid = self.store.put(result.manifest.to_bytes())
-            self._memo.put(base_oid, src.digest, keys, mode, new_oid)
+            new_oid, result = self.build_version(name, source, base=base_oid, key=key, mode=mode, labels=labels,
+                                                 format=format, progress=progress)
             if new_oid == committed:
                 staging.datasets.pop(name, None)
             elif new_oid != base_oid or staged:
@@ -258,6 +241,49 @@ class Repo:
                 staging.datasets[name] = StagedDataset(new_oid, committed, summary)
             self.work.write_staging(staging)
         return result
+
+    def build_version(self, name: str, source: Any, *, base: str | None, key: Sequence[str] | str | None = None,
+                      mode: str = "replace", labels: str | os.PathLike[str] | None = None,
+                      format: str | None = None, progress: Progress | None = None) -> tuple[str, UpdateResult]:
+        """Write the version of ``name`` that applying ``source`` to manifest ``base`` gives; stages nothing.
+
+        Returns the new manifest's oid and what changed.
+        """
+        revisions.check_dataset_name(name)
+        keys = [key] if isinstance(key, str) else key
+        is_folder = isinstance(source, str | os.PathLike) and Path(source).is_dir()
+        base_manifest = self.read_manifest(base) if base else None
+        if is_folder:
+            src = self._folder_source(Path(source), labels, progress)
+            blobs: tuple[str, ...] = ("blob",)
+            keys, kind = keys or ["path"], "files"
+        else:
+            if labels is not None:
+                raise InputError("--labels applies to folders of files only")
+            src, kind, blobs = load_source(source, format=format), "table", ()
+        memo = self._memo.get(base, src.digest, keys, mode)
+        if memo is not None and memo == base and base_manifest is not None:
+            return memo, UpdateResult(base_manifest, unchanged=base_manifest.rows)
+        result = apply_update(self.store, name, base_manifest, src, key=keys, mode=mode, kind=kind,
+                              blob_columns=blobs, progress=progress)
+        new_oid = self.store.put(result.manifest.to_bytes())
+        self._memo.put(base, src.digest, keys, mode, new_oid)
+        return new_oid, result
+
+    def write_commit(self, parents: Sequence[str], datasets: dict[str, str], message: str, *,
+                     meta: dict[str, Any] | None = None, suites: dict[str, str] | None = None,
+                     author: str | None = None) -> str:
+        """Write a commit object (moving no ref); returns its oid. Move refs with ``move_refs``."""
+        c = Commit(tuple(parents), message, author or default_author(self.root), time.time(), dict(datasets),
+                   code_reference(Path.cwd()), {}, dict(meta or {}), suites=dict(suites or {}))
+        return self._write_commit(c)
+
+    def move_refs(self, updates: list[RefUpdate], message: str) -> None:
+        """Move several refs at once (each a compare-and-swap): all or none; ConflictError if one moved."""
+        for u in updates:
+            if u.new is not None:
+                revisions.check_ref_name(u.name, u.kind)
+        self.catalog.update_refs(updates, message)
 
     def _folder_source(self, folder: Path, labels: str | os.PathLike[str] | None,
                        progress: Progress | None) -> Any:

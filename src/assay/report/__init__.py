@@ -1,5 +1,6 @@
 """Rendering of results for people: self-contained HTML reports."""
 
 from assay.report.html import check_report_html
+from assay.report.ingest_html import ingest_report_html
 
-__all__ = ["check_report_html"]
+__all__ = ["check_report_html", "ingest_report_html"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from assay.checks import CheckResult, ExpectationResult
 
-_CSS = """
+CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1b1f24;background:#fff}
 h1{font-size:20px;margin:0 0 4px} .sub{color:#57606a;margin-bottom:16px}
 table{border-collapse:collapse;width:100%} th,td{padding:6px 8px;border-bottom:1px solid #d0d7de;
@@ -35,7 +35,7 @@ def check_report_html(result: CheckResult, title: str | None = None) -> str:
     charts = "".join(_chart(r) for r in result.results if _histogram(r))
     where = f" at {html.escape(result.commit[:12])}" if result.commit else " (working version)"
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(name)}</title>"
-            f"<style>{_CSS}</style></head><body><h1>{html.escape(name)}</h1>"
+            f"<style>{CSS}</style></head><body><h1>{html.escape(name)}</h1>"
             f'<div class=sub>dataset {html.escape(result.dataset)}{where}, {result.rows:,} rows</div>'
             f'<div class=verdict>{verdict}, {len(result.warnings)} warning(s)</div>'
             f"<table><tr><th></th><th>expectation</th><th>severity</th><th>observed</th><th>failing</th>"

@@ -1,0 +1,204 @@
+"""CLI commands of the gate and screens: ingest, quarantine, scores, screen. Thin: parse, call, render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from assay.cli.main import JsonOpt, _print_json, _progress, _repo, app, err, out
+
+quarantine_app = typer.Typer(help="The samples the gate held back, per dataset, on branch quarantine/DATASET.",
+                             no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+PolicyOpt = Annotated[str | None, typer.Option(help="Policy file: which screens run and what their flags do "
+                                                    "(default: every screen, see docs/screens.md).")]
+
+
+@app.command()
+def ingest(batch: Annotated[str, typer.Argument(help="File, folder or Parquet of new samples.")],
+           into: Annotated[str, typer.Option(help="Dataset the batch is for.")],
+           policy: PolicyOpt = None,
+           branch: Annotated[str | None, typer.Option(help="Branch to publish to (default: the working one).")]
+           = None,
+           key: Annotated[list[str] | None, typer.Option(help="Key column(s), for a new dataset.")] = None,
+           mode: Annotated[str, typer.Option(help="append (new samples) or upsert (new or changed).")] = "append",
+           labels: Annotated[str | None, typer.Option(help="Labels file, for a folder of files.")] = None,
+           message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
+           html_file: Annotated[str | None, typer.Option("--html", help="Also write an HTML report (with "
+                                                         "thumbnails of flagged images) to this file.")] = None,
+           as_json: JsonOpt = False) -> None:
+    """Audit a batch against the accepted data; publish what passes, quarantine what is flagged.
+
+    Exits with 1 when the whole batch is rejected.
+    """
+    from assay.gate import ingest as do_ingest
+    from assay.gate import load_policy
+
+    repo = _repo()
+    with _progress() as report:
+        result = do_ingest(repo, batch, into=into, policy=load_policy(policy), branch=branch, key=key, mode=mode,
+                           labels=labels, message=message, progress=report)
+    if html_file:
+        from assay.report import ingest_report_html
+
+        Path(html_file).write_text(ingest_report_html(result, repo.store.get), encoding="utf-8")
+        err.print(f"wrote {html_file}")
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        _print_ingest(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _print_ingest(r: Any) -> None:
+    table = Table("screen", "flagged in data", "summary", title=f"ingest into {r.dataset} ({r.batch_rows} new)")
+    for name, s in r.screens.get("screens", {}).items():
+        summary = ", ".join(f"{k}={v}" for k, v in s.items() if k not in ("screen", "samples", "flagged"))
+        table.add_row(name, str(s["flagged"]), escape(summary[:90]))
+    for name, why in r.screens.get("not_run", {}).items():
+        table.add_row(name, "[yellow]not run[/]", escape(why[:90]))
+    out.print(table)
+    for f in r.quarantined[:10]:
+        out.print(f"[red]quarantined[/] {f.sample[:12]} {escape(_key(f.key))}: {escape('; '.join(f.reasons))}")
+    if len(r.quarantined) > 10:
+        out.print(f"... and {len(r.quarantined) - 10} more: assay quarantine list {r.dataset}")
+    for w in r.warnings:
+        out.print(f"[yellow]warning:[/] {escape(w)}")
+    if r.ok:
+        out.print(f"[green]published[/] {r.accepted} sample(s) to {r.branch}; {len(r.quarantined)} quarantined, "
+                  f"{len(r.warned)} with warnings")
+    else:
+        out.print("[red]batch rejected[/]: " + escape("; ".join(r.rejected)))
+        out.print(f"nothing was published; the batch stays on branch staging/{r.dataset} for inspection")
+
+
+def _key(key: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in key.items())
+
+
+@quarantine_app.command("list")
+def quarantine_list(dataset: Annotated[str, typer.Argument(help="Dataset whose quarantine to list.")],
+                    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 50,
+                    as_json: JsonOpt = False) -> None:
+    """List the quarantined samples of a dataset with their reasons."""
+    from assay.gate import quarantined
+
+    rows = quarantined(_repo(), dataset).select(["sample", "batch", "reasons"]).to_pylist()
+    if as_json:
+        _print_json(rows[:limit])
+        return
+    table = Table("sample", "batch", "reasons", title=f"quarantine of {dataset}: {len(rows)} sample(s)")
+    for row in rows[:limit]:
+        table.add_row(row["sample"][:12], row["batch"], escape(row["reasons"] or ""))
+    out.print(table)
+
+
+@quarantine_app.command("show")
+def quarantine_show(dataset: Annotated[str, typer.Argument(help="Dataset.")],
+                    sample: Annotated[str, typer.Argument(help="Sample id (or its first characters).")],
+                    as_json: JsonOpt = False) -> None:
+    """Show one quarantined sample: its values, scores and reasons."""
+    from assay.gate import show
+
+    info = show(_repo(), dataset, sample)
+    if as_json:
+        _print_json(info)
+        return
+    out.print(f"sample {info['sample']}")
+    out.print("reasons: " + escape(info["scores"].get("reasons") or ""))
+    table = Table("field", "value")
+    for k, v in {**info["values"], **{k: v for k, v in info["scores"].items() if v is not None}}.items():
+        table.add_row(escape(k), escape(str(v))[:100])
+    out.print(table)
+
+
+SamplesArg = Annotated[list[str] | None, typer.Argument(help="Sample ids (or their first characters).")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every sample in the quarantine.")]
+
+
+@quarantine_app.command("release")
+def quarantine_release(dataset: Annotated[str, typer.Argument(help="Dataset.")], samples: SamplesArg = None,
+                       all_: AllOpt = False,
+                       branch: Annotated[str | None, typer.Option(help="Branch to release into (default: the "
+                                                                         "working one).")] = None) -> None:
+    """Release quarantined samples into the dataset (they join it with their scores)."""
+    from assay.gate import release
+
+    done = release(_repo(), dataset, _chosen(samples, all_), branch=branch)
+    out.print(f"released {done['samples']} sample(s) into {dataset}")
+
+
+@quarantine_app.command("drop")
+def quarantine_drop(dataset: Annotated[str, typer.Argument(help="Dataset.")], samples: SamplesArg = None,
+                    all_: AllOpt = False) -> None:
+    """Drop quarantined samples: they leave the quarantine (its history keeps them)."""
+    from assay.gate import drop
+
+    done = drop(_repo(), dataset, _chosen(samples, all_))
+    out.print(f"dropped {done['samples']} sample(s) from the quarantine of {dataset}")
+
+
+def _chosen(samples: list[str] | None, all_: bool) -> list[str] | None:
+    from assay.errors import InputError
+
+    if bool(samples) == all_:
+        raise InputError("name the samples to act on, or give --all (not both)")
+    return None if all_ else list(samples or [])
+
+
+@app.command()
+def scores(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")],
+           where: Annotated[str | None, typer.Option(help="DuckDB condition on the score columns.")] = None,
+           sort: Annotated[str | None, typer.Option(help="Column to sort by, e.g. value_score.")] = None,
+           desc: Annotated[bool, typer.Option("--desc", help="Sort descending.")] = False,
+           flagged: Annotated[str | None, typer.Option(help="Only samples this screen flagged ('any': any).")]
+           = None,
+           limit: Annotated[int, typer.Option(help="Show at most this many.")] = 20,
+           as_json: JsonOpt = False) -> None:
+    """Show the per-sample scores of a dataset version, filtered and sorted."""
+    from assay.gate import read_scores
+
+    table = read_scores(_repo(), spec, where=where, sort=sort, descending=desc, flagged=flagged, limit=limit)
+    if as_json:
+        _print_json(table.to_pylist())
+        return
+    shown = [c for c in table.column_names if c.endswith("_score")]
+    grid = Table("sample", "action", *shown, "reasons", title=f"scores of {spec}: {table.num_rows} shown")
+    for row in table.to_pylist():
+        grid.add_row(row["sample"][:12], row["action"], *(_num(row[c]) for c in shown),
+                     escape((row["reasons"] or "")[:80]))
+    out.print(grid)
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+@app.command()
+def screen(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")], policy: PolicyOpt = None,
+           save: Annotated[bool, typer.Option(help="Stage the scores as DATASET.scores (then commit).")] = False,
+           as_json: JsonOpt = False) -> None:
+    """Score every sample of a dataset version with the screens (duplicates, outliers, labels, value, poison)."""
+    from assay.gate import load_policy, screen_version
+
+    with _progress() as report:
+        run = screen_version(_repo(), spec, load_policy(policy), save=save, progress=report)
+    if as_json:
+        _print_json(run.to_dict())
+        return
+    table = Table("screen", "flagged", "summary", title=f"screens over {spec}: {run.data.n} samples")
+    for name, r in run.results.items():
+        summary = ", ".join(f"{k}={v}" for k, v in r.summary.items())
+        table.add_row(name, str(int(r.flag.sum())), escape(summary[:100]))
+    for name, why in run.errors.items():
+        table.add_row(name, "[yellow]not run[/]", escape(why[:100]))
+    out.print(table)
+    for note in run.data.notes:
+        out.print(f"[yellow]note:[/] {escape(note)}")
+    if save:
+        out.print(f"staged the scores as {spec.partition('@')[0]}.scores; commit them with assay commit")

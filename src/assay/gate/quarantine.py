@@ -1,0 +1,125 @@
+"""The quarantine of a dataset: samples the gate held back, on branch ``quarantine/DATASET``, with their
+scores and reasons in ``DATASET.scores`` there. List them, show one, release some into a branch (they join
+the dataset there, with their scores), or drop them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assay.errors import InputError, RefNotFound
+from assay.gate.ingest import quarantine_branch
+from assay.repo import RefUpdate
+from assay.screens import scores_name
+from assay.table import DatasetVersion
+from assay.table.select import select_ids, unite
+
+if TYPE_CHECKING:
+    from assay.repo import Repo
+
+
+def quarantined(repo: Repo, dataset: str) -> pa.Table:
+    """The scores and reasons of every sample in quarantine (empty when there is none)."""
+    commit = _tip(repo, dataset, missing_ok=True)
+    if commit is None:
+        from assay.screens import scores_schema
+
+        return scores_schema().empty_table()
+    return repo.dataset(scores_name(dataset), commit).to_arrow()
+
+
+def show(repo: Repo, dataset: str, sample: str) -> dict[str, Any]:
+    """One quarantined sample: its values, scores and reasons (``sample`` may be an id prefix)."""
+    commit = _tip(repo, dataset)
+    sid = resolve_samples(repo, dataset, [sample])[0]
+    scores = quarantined(repo, dataset)
+    row = scores.filter(pc.equal(scores.column("sample"), sid)).to_pylist()[0]
+    data = repo.dataset(dataset, commit).to_arrow(with_ids=True)
+    values = data.filter(pc.equal(data.column("_assay_id"), pa.scalar(bytes.fromhex(sid), data.schema.field(
+        "_assay_id").type))).drop_columns(["_assay_id", "_assay_hash"]).to_pylist()
+    return {"sample": sid, "values": values[0] if values else {}, "scores": row}
+
+
+def resolve_samples(repo: Repo, dataset: str, prefixes: list[str]) -> list[str]:
+    """Full sample ids for ``prefixes`` of quarantined samples; an unknown or ambiguous prefix is an error."""
+    ids = quarantined(repo, dataset).column("sample").to_pylist()
+    out = []
+    for p in prefixes:
+        hits = [i for i in ids if i.startswith(p.lower())]
+        if not hits:
+            raise RefNotFound(f"no quarantined sample of {dataset!r} starts with {p!r}; see `assay quarantine "
+                              f"list {dataset}`")
+        if len(hits) > 1:
+            raise InputError(f"{p!r} matches {len(hits)} quarantined samples of {dataset!r}; give more characters")
+        out.append(hits[0])
+    return out
+
+
+def release(repo: Repo, dataset: str, samples: list[str] | None, *, branch: str | None = None,
+            message: str | None = None) -> dict[str, Any]:
+    """Move quarantined samples (all when ``samples`` is None) into ``dataset`` on ``branch``."""
+    branch = branch or repo.branch
+    if branch is None:
+        raise InputError("HEAD is detached; name the branch to release into (--branch)")
+    return _move(repo, dataset, samples, branch, message or f"release from quarantine into {dataset}")
+
+
+def drop(repo: Repo, dataset: str, samples: list[str] | None, *, message: str | None = None) -> dict[str, Any]:
+    """Remove quarantined samples (all when ``samples`` is None) for good from the quarantine's tip."""
+    return _move(repo, dataset, samples, None, message or f"drop from quarantine of {dataset}")
+
+
+def _move(repo: Repo, dataset: str, samples: list[str] | None, branch: str | None, message: str) -> dict[str, Any]:
+    qname = quarantine_branch(dataset)
+    qtip = _tip(repo, dataset)
+    assert qtip is not None
+    qdata = dict(repo.read_commit(qtip).datasets)
+    ids = resolve_samples(repo, dataset, samples) if samples is not None else \
+        quarantined(repo, dataset).column("sample").to_pylist()
+    if not ids:
+        raise InputError(f"the quarantine of {dataset!r} is empty; nothing to do")
+    wanted = {bytes.fromhex(i) for i in ids}
+    held = repo.read_manifest(qdata[dataset])
+    moving = select_ids(repo.store, held, wanted)
+    staying = select_ids(repo.store, held, wanted, keep=False)
+    sname = scores_name(dataset)
+    scores = DatasetVersion(repo.store, repo.read_manifest(qdata[sname])).to_arrow()
+    moved_scores = scores.filter(pc.is_in(scores.column("sample"), value_set=pa.array(ids, pa.string())))
+    rest, _ = repo.build_version(sname, moved_scores.select(["sample"]), base=qdata[sname], mode="delete")
+    qnew = repo.write_commit((qtip,), {**qdata, dataset: repo.store.put(staying.to_bytes()), sname: rest},
+                             f"{message}: {len(ids)} sample(s)")
+    updates = [RefUpdate(qname, "branch", qnew, qtip)]
+    if branch is not None:
+        updates.append(_release_commit(repo, dataset, branch, moving, moved_scores, message, len(ids)))
+    repo.move_refs(updates, message)
+    return {"samples": len(ids), "commits": {u.name: u.new for u in updates}}
+
+
+def _release_commit(repo: Repo, dataset: str, branch: str, moving: Any, moved_scores: pa.Table, message: str,
+                    count: int) -> RefUpdate:
+    ref = repo.catalog.get_ref(branch)
+    if ref is None:
+        raise RefNotFound(f"no branch {branch!r} to release into")
+    commit = repo.read_commit(ref.commit)
+    datasets = dict(commit.datasets)
+    target = unite(repo.store, repo.read_manifest(datasets[dataset]), moving) if dataset in datasets else moving
+    released = moved_scores.set_column(moved_scores.column_names.index("action"), "action",
+                                       pa.array(["released"] * moved_scores.num_rows, pa.string()))
+    sname = scores_name(dataset)
+    scores, _ = repo.build_version(sname, released, base=datasets.get(sname), key=["sample"], mode="upsert")
+    oid = repo.write_commit((ref.commit,), {**datasets, dataset: repo.store.put(target.to_bytes()), sname: scores},
+                            f"{message}: {count} sample(s)", suites=commit.suites)
+    return RefUpdate(branch, "branch", oid, ref.commit)
+
+
+def _tip(repo: Repo, dataset: str, *, missing_ok: bool = False) -> str | None:
+    ref = repo.catalog.get_ref(quarantine_branch(dataset))
+    if ref is None:
+        if missing_ok:
+            return None
+        raise RefNotFound(f"dataset {dataset!r} has no quarantine (no branch {quarantine_branch(dataset)!r}); "
+                          "`assay ingest` creates it when it holds samples back")
+    return ref.commit

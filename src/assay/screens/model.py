@@ -1,0 +1,78 @@
+"""The model screens share: out-of-fold predicted probabilities and learned representations.
+
+When the user gives no probabilities, assay trains its own default model: a small multi-layer perceptron
+(scikit-learn) on the scaled features, in ``folds`` stratified folds, so that every sample is predicted by a
+model that never saw it. The same architecture fitted on all samples gives the representations (its hidden
+layer) that the poison screen clusters. Results are cached on the ``ScreenData`` so that screens share them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from assay.errors import ScreenError
+from assay.screens.data import ScreenData
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    probs: np.ndarray  # n x classes, out of fold
+    hidden: np.ndarray  # n x h: hidden layer of the model fitted on all samples
+    accuracy: float  # out-of-fold accuracy against the given labels
+    source: str  # "default model (...)" or "given"
+
+
+def model_outputs(data: ScreenData, *, folds: int = 5, seed: int = 0) -> ModelOutputs:
+    """Out-of-fold probabilities (given, or from the default model) and hidden representations, cached."""
+    key = f"model:{folds}:{seed}"
+    if key not in data.cache:
+        data.cache[key] = _fit(data, folds, seed)
+    out: ModelOutputs = data.cache[key]
+    return out
+
+
+def _fit(data: ScreenData, folds: int, seed: int) -> ModelOutputs:
+    from sklearn.model_selection import StratifiedKFold
+
+    y = data.require_labels("label model", min_per_class=2)
+    n_classes = len(data.classes)
+    counts = np.bincount(y, minlength=n_classes)
+    k = int(min(folds, counts[counts > 0].min()))
+    if k < 2:
+        raise ScreenError("too few samples per class for out-of-fold predictions (each class needs at least 2)")
+    x = data.features
+    if data.pred_probs is not None:
+        probs, source = _check_probs(data.pred_probs, data.n, n_classes), "given"
+    else:
+        probs = np.zeros((data.n, n_classes))
+        for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y):
+            model = _default_model(seed).fit(x[train], y[train])
+            probs[np.ix_(test, model.classes_)] = model.predict_proba(x[test])
+        source = f"default model (MLP, {k}-fold out-of-fold)"
+    full = _default_model(seed).fit(x, y)
+    hidden = np.maximum(x @ full.coefs_[0] + full.intercepts_[0], 0.0)
+    accuracy = float((probs.argmax(axis=1) == y).mean())
+    return ModelOutputs(probs, hidden.astype(np.float32), accuracy, source)
+
+
+def _default_model(seed: int):  # type: ignore[no-untyped-def]
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    warnings.filterwarnings("ignore", category=ConvergenceWarning, module="sklearn")
+    return MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-2, max_iter=300, random_state=seed)
+
+
+def _check_probs(probs: np.ndarray, n: int, n_classes: int) -> np.ndarray:
+    p = np.asarray(probs, np.float64)
+    if p.shape != (n, n_classes):
+        raise ScreenError(f"pred_probs has shape {p.shape}; expected ({n}, {n_classes}): one row per sample, one "
+                          "column per class in sorted order")
+    if not np.isfinite(p).all() or (p < 0).any():
+        raise ScreenError("pred_probs holds negative, NaN or infinite values; give probabilities")
+    sums = p.sum(axis=1, keepdims=True)
+    return np.asarray(p / np.where(sums > 0, sums, 1.0))

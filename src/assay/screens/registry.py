@@ -1,0 +1,57 @@
+"""The built-in screens by name, and running several over the same data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from assay.errors import AssayError
+from assay.screens._base import Screen, ScreenResult
+from assay.screens.data import ScreenData
+from assay.screens.duplicate import DuplicateScreen
+from assay.screens.label_issue import LabelIssueScreen
+from assay.screens.outlier import OutlierScreen
+from assay.screens.poison import PoisonScreen
+from assay.screens.value import ValueScreen
+
+SCREENS: Mapping[str, type[Screen]] = MappingProxyType({
+    s.name: s for s in (DuplicateScreen, OutlierScreen, LabelIssueScreen, ValueScreen, PoisonScreen)})
+Progress = Callable[[str, int, int], None]
+
+
+def make_screen(name: str, **params: Any) -> Screen:
+    """A built-in screen by name; unknown names and parameters raise ValueError/TypeError."""
+    if name not in SCREENS:
+        raise ValueError(f"unknown screen {name!r}; known: {', '.join(SCREENS)}")
+    return SCREENS[name](**params)
+
+
+@dataclass
+class ScreenRun:
+    """Results of several screens over one ScreenData; screens that could not run, with why."""
+
+    data: ScreenData
+    results: dict[str, ScreenResult] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"samples": self.data.n, "notes": list(self.data.notes),
+                "screens": {n: r.to_dict() for n, r in self.results.items()},
+                "not_run": dict(self.errors)}
+
+
+def run_screens(data: ScreenData, screens: list[Screen], *, progress: Progress | None = None) -> ScreenRun:
+    """Fit each screen on ``data``; one that cannot score this data is recorded in ``errors``, not raised."""
+    run = ScreenRun(data)
+    for i, screen in enumerate(screens):
+        if progress is not None:
+            progress(f"screen {screen.name}", i, len(screens))
+        try:
+            run.results[screen.name] = screen.fit(data).result_
+        except AssayError as e:
+            run.errors[screen.name] = str(e)
+    if progress is not None:
+        progress("screens", len(screens), len(screens))
+    return run
