@@ -1,7 +1,9 @@
 """``assay quickstart``: a demo repository built from data that scikit-learn ships (no download).
 
 It versions the digits images as a folder dataset and their pixel features as a table, then shows
-commits, a label fix, a diff, a branch with a three-way merge, a tag, an export and fsck.
+commits, a label fix, a diff, a branch with a three-way merge, a tag, an export and fsck. Then it feeds
+the images through the gate in three batches (clean; with flipped labels; with a backdoor-poisoned
+subset) and shows what the gate accepted, what it quarantined and why.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -72,8 +75,89 @@ def run(path: Path, progress: Callable[[str, int, int], None] | None = None) -> 
     stored = repo.store.stored_bytes()
     raw = sum(p.stat().st_size for p in (path / "data").rglob("*") if p.is_file())
     yield f"storage: {stored / 1e6:.2f} MB for {len(repo.log())} commits of {raw / 1e6:.2f} MB of input"
+    yield from _gate_demo(repo, path)
     yield f"try: assay -C {path} log; assay -C {path} diff v1 main --dataset digits"
+    yield f"     assay -C {path} quarantine list gated; assay -C {path} scores gated --flagged any"
     repo.close()
+
+
+def _gate_demo(repo: Any, path: Path) -> Iterator[str]:
+    """Three batches of digit images through ``assay ingest``, with what was planted in each."""
+    from assay.gate import load_policy
+
+    batches, planted = _write_batches(path / "batches")
+    policy_file = path / "gate.yaml"
+    policy_file.write_text(GATE_POLICY)
+    policy = load_policy(policy_file)
+    for name, folder in batches.items():
+        report = repo.ingest(folder, into="gated", policy=policy, message=f"ingest {name}")
+        held = {f.key["path"] for f in report.quarantined}
+        by_screen: dict[str, int] = {}
+        for f in report.quarantined:
+            for reason in f.reasons:
+                by_screen[reason.split(":")[0]] = by_screen.get(reason.split(":")[0], 0) + 1
+        caught = f", caught {len(held & planted[name])} of {len(planted[name])} planted" if planted[name] else ""
+        yield (f"gate, {name}: {report.batch_rows} images, {report.accepted} published to main, "
+               f"{len(held)} quarantined ({', '.join(f'{k} {v}' for k, v in sorted(by_screen.items())) or 'none'})"
+               f"{caught}")
+        if report.quarantined:
+            f = report.quarantined[0]
+            yield f"  e.g. {f.key['path']}: {f.reasons[0]}"
+    report_path = path / "ingest-report.html"
+    from assay.report import ingest_report_html
+
+    report_path.write_text(ingest_report_html(report, repo.store.get), encoding="utf-8")
+    yield f"the last batch's report, with thumbnails of the quarantined images: {report_path}"
+
+
+GATE_POLICY = """\
+# What the gate does with a new batch of digits (see docs/screens.md)
+screens:
+  duplicate: {action: quarantine}
+  outlier: {action: warn}
+  label_issue: {action: quarantine}
+  poison: {action: quarantine}
+  value: {action: warn}
+"""
+
+
+def _write_batches(folder: Path) -> tuple[dict[str, Path], dict[str, set[str]]]:
+    """Digit images in three batch folders (label = sub-folder); the paths of the planted bad samples."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(7)
+    order = rng.permutation(len(digits.target))
+    parts = {"clean batch": order[:1000], "batch with flipped labels": order[1000:1400],
+             "batch with a backdoor": order[1400:]}
+    batches: dict[str, Path] = {}
+    planted: dict[str, set[str]] = {}
+    for name, rows in parts.items():
+        target = folder / name.replace(" ", "-")
+        labels = digits.target[rows].copy()
+        images = digits.images[rows].copy()
+        bad: set[int] = set()
+        if "flipped" in name:
+            bad = set(rng.choice(len(rows), len(rows) // 10, replace=False).tolist())
+            for i in bad:
+                labels[i] = (labels[i] + rng.integers(1, 10)) % 10
+        if "backdoor" in name:
+            others = np.flatnonzero(labels != 0)
+            bad = set(rng.choice(others, int(0.1 * (digits.target == 0).sum()), replace=False).tolist())
+            for i in bad:
+                images[i, 5:8, 5:8] = 16.0  # the trigger: a bright 3x3 patch in a corner
+                labels[i] = 0  # relabelled to the target class
+        planted[name] = set()
+        for i, (img, label) in enumerate(zip(images, labels, strict=True)):
+            rel = f"{label}/{rows[i]:04d}.png"
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((img * 255 / 16).astype(np.uint8)).resize((32, 32), Image.Resampling.NEAREST) \
+                .save(target / rel)
+            if i in bad:
+                planted[name].add(rel)
+        batches[name] = target
+    return batches, planted
 
 
 def _fresh_folder(path: Path) -> Path:

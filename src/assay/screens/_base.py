@@ -110,6 +110,7 @@ class Screen(abc.ABC):
 
     def fit(self, data: ScreenData) -> Screen:
         """Score every sample of ``data``; the result is in ``result_``."""
+        require_sklearn()
         result = self._score(data)
         if len(result.score) != data.n:
             raise AssertionError(f"screen {self.name!r} scored {len(result.score)} of {data.n} samples")
@@ -120,5 +121,10 @@ class Screen(abc.ABC):
     def _score(self, data: ScreenData) -> ScreenResult: ...
 
 
-def clip01(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.nan_to_num(values.astype(np.float64), nan=0.0), 0.0, 1.0)
+def require_sklearn() -> None:
+    try:
+        import sklearn  # noqa: F401
+    except ImportError as e:
+        from assay.errors import InputError
+
+        raise InputError("screens need scikit-learn (and pillow for images): pip install 'assay[screens]'") from e

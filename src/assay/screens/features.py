@@ -47,6 +47,9 @@ class FeatureSpec:
 def screen_data(version: DatasetVersion, spec: FeatureSpec | None = None, *,
                 progress: Progress | None = None) -> ScreenData:
     """Read ``version`` and build the features that screens score."""
+    from assay.screens._base import require_sklearn
+
+    require_sklearn()
     spec = spec or FeatureSpec()
     table = version.to_arrow(with_ids=True)
     return table_features(table, spec, key=version.key or (), blob_columns=version.manifest.blob_columns,
