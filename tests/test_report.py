@@ -74,3 +74,49 @@ def test_report_renders_in_headless_chromium(repo: assay.Repo, tmp_path: Path) -
     blue = np.all(np.abs(image - [0x09, 0x69, 0xDA]) < 12, axis=1).sum()
     amber = np.all(np.abs(image - [0xBF, 0x87, 0x00]) < 12, axis=1).sum()
     assert blue > 2000 and amber > 2000  # both series of the charts are drawn
+
+
+def test_ingest_report_shows_thumbnails_of_flagged_images_in_headless_chromium(repo: assay.Repo,
+                                                                               tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from assay.gate import ingest, parse_policy
+    from assay.report import ingest_report_html
+
+    rng = np.random.default_rng(0)
+    for label in ("dark", "light"):
+        for i in range(25):
+            pixels = (rng.random((8, 8)) * 50 + (200 if label == "light" else 0)).astype(np.uint8)
+            target = tmp_path / "first" / label / f"{i}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).resize((32, 32)).save(target)
+    policy = parse_policy("max_quarantined: 1.0\nscreens:\n  duplicate: {action: quarantine}\n")
+    assert ingest(repo, tmp_path / "first", into="images", policy=policy).ok
+    for i in range(3):  # copies of light images: quarantined
+        (tmp_path / "second" / "light").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "second" / "light" / f"copy{i}.png").write_bytes((tmp_path / "first" / "light" / f"{i}.png")
+                                                                      .read_bytes())
+    report = ingest(repo, tmp_path / "second", into="images", policy=policy)
+    path = tmp_path / "ingest.html"
+    path.write_text(ingest_report_html(report, repo.store.get), encoding="utf-8")
+    assert "<script" not in path.read_text() and not re.search(r"""(src|href)=["']?https?:""", path.read_text())
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS,
+                                    ignore_default_args=["--enable-automation"])
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.as_uri())
+        images = page.locator(".card img")
+        assert images.count() == 3
+        widths = [images.nth(i).evaluate("img => img.naturalWidth") for i in range(3)]
+        box = images.first.bounding_box()
+        shot = tmp_path / "ingest.png"
+        page.screenshot(path=str(shot))
+        browser.close()
+    assert errors == [] and all(w > 0 for w in widths) and box is not None
+    pixels = np.asarray(Image.open(shot).convert("L")).astype(int)
+    top, left = int(box["y"]) + 2, int(box["x"]) + 2
+    inside = pixels[top:int(box["y"] + box["height"]) - 2, left:int(box["x"] + box["width"]) - 2]
+    assert inside.size > 1000 and inside.std() > 5  # the thumbnail's noisy pixels are drawn, not a blank box
