@@ -35,6 +35,25 @@ def test_incompressible_data_is_stored_raw(store: LocalObjectStore) -> None:
     assert store.stat(oid).stored == len(data) + 1
 
 
+def test_ranges_of_raw_compressed_and_packed_objects(store: LocalObjectStore) -> None:
+    data = b"abcdefgh" * 5000
+    spans = [(0, 3), (100, 50), (len(data) - 5, 5), (len(data) - 2, 10)]
+    wanted = [data[o : o + n] for o, n in spans]
+    raw = store.put(data, compress=False)
+    assert store.stat(raw).stored == len(data) + 1 and store.get_ranges(raw, spans) == wanted
+    small = os.urandom(2000)
+    packed = store.put_many([small])[0]
+    assert store.stat(packed).location.startswith("pack:") and store.get_ranges(packed, [(5, 10)]) == [small[5:15]]
+    with store.cache_scope():
+        store.get(raw)
+        assert store.get_ranges(raw, spans) == wanted
+    other = LocalObjectStore(store.root / "other")
+    compressed = other.put(data)
+    assert other.stat(compressed).stored < len(data) and other.get_ranges(compressed, spans) == wanted
+    with pytest.raises(ObjectNotFound):
+        other.get_ranges("0" * 64, spans)
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.binary(max_size=3000), max_size=30))
 def test_put_many_roundtrip(tmp_path_factory: pytest.TempPathFactory, items: list[bytes]) -> None:

@@ -29,9 +29,11 @@ class ObjectStore(abc.ABC):
     """Immutable, content-addressed bytes."""
 
     @abc.abstractmethod
-    def put(self, data: bytes, *, chunk: bool = True) -> str:
+    def put(self, data: bytes, *, chunk: bool = True, compress: bool = True) -> str:
         """Store ``data`` and return its address. Large data is split into content-defined chunks
-        (so that a changed large file stores only the changed chunks) unless ``chunk`` is False."""
+        (so that a changed large file stores only the changed chunks) unless ``chunk`` is False; with
+        ``compress=False`` the bytes are kept as they are (for data compressed already, whose byte
+        ranges are then read directly by ``get_ranges``)."""
 
     @abc.abstractmethod
     def put_many(self, items: Iterable[bytes]) -> list[str]:
@@ -54,6 +56,13 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def get(self, oid: str) -> bytes:
         """The verified bytes of ``oid``; raises ObjectNotFound or CorruptObject."""
+
+    def get_ranges(self, oid: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The bytes at ``(offset, length)`` ranges of ``oid``, NOT verified: for partial reads of large
+        objects by a caller that keeps digests of those ranges and checks them. By default, slices of the
+        whole object (verified); stores that can read ranges directly override this."""
+        data = self.get(oid)
+        return [data[o : o + n] for o, n in ranges]
 
     @abc.abstractmethod
     def has(self, oid: str) -> bool:

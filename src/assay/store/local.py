@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import fastcdc
 import numpy as np
@@ -63,14 +64,14 @@ class LocalObjectStore(ObjectStore):
 
     # -- writing -------------------------------------------------------------------------------------
 
-    def put(self, data: bytes, *, chunk: bool = True) -> str:
+    def put(self, data: bytes, *, chunk: bool = True, compress: bool = True) -> str:
         oid = hash_bytes(data)
         if self.has(oid):
             self.freshen([oid])
         elif chunk and len(data) > CHUNK_FROM:
             self._write_loose(oid, codec.CHUNKS, self._store_chunks(memoryview(data)))
         else:
-            self._write_loose(oid, *codec.encode(data))
+            self._write_loose(oid, *(codec.encode(data) if compress else (codec.RAW, data)))
         return oid
 
     def put_many(self, items: Iterable[bytes]) -> list[str]:
@@ -268,6 +269,22 @@ class LocalObjectStore(ObjectStore):
                 "Run `assay fsck` to list every damaged object; restore it from a copy of the repository."
             )
         return data
+
+    def get_ranges(self, oid: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        cache = self._cache
+        if cache is not None and oid in cache:
+            return [cache[oid][o : o + n] for o, n in ranges]
+        path, start = self._loose_str(oid), 0
+        if not os.path.exists(path) and (entry := self._pack_entry(oid)) is not None:
+            path, start = str(self.root / "packs" / f"{entry[0]}.pack"), entry[1]
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                if f.read(1) == bytes([codec.RAW]):
+                    return [_read_at(f, start + 1 + o, n) for o, n in ranges]
+        except OSError:
+            pass
+        return super().get_ranges(oid, ranges)  # compressed, chunked or missing: read whole
 
     def has(self, oid: str) -> bool:
         return self._has_known(oid) or self._pack_entry(oid) is not None
@@ -515,6 +532,11 @@ def _write_all(fd: int, buffers: list[bytes | memoryview]) -> None:
             n -= len(views.pop(0))
         if views and n:
             views[0] = views[0][n:]
+
+
+def _read_at(f: BinaryIO, offset: int, length: int) -> bytes:
+    f.seek(offset)
+    return bytes(f.read(length))
 
 
 def _split(head: bytes, payload: bytes, oid: str) -> tuple[int, bytes]:
