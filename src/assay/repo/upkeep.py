@@ -79,7 +79,7 @@ def walk_reachable(repo: Repo, report: FsckReport | None = None) -> Iterator[tup
 def _manifest_objects(repo: Repo, m: Manifest, oid: str, seen: set[str],
                       report: FsckReport | None) -> Iterator[tuple[str, str]]:
     for f in m.fragments:
-        for o in (f.oid, f.ids, f.deleted):
+        for o in f.objects:
             if o and o not in seen:
                 seen.add(o)
                 yield o, f"manifest {oid[:12]} ({m.name})"

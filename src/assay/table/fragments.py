@@ -1,7 +1,9 @@
-"""Fragments: plain Parquet files of rows, id indexes (sample id and content hash per row), deletion vectors."""
+"""Fragments: plain Parquet files of rows, id indexes (sample id and content hash per row), deletion vectors,
+statistics."""
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
@@ -9,10 +11,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assay.errors import CorruptObject
+from assay.errors import CorruptObject, FormatError, ObjectNotFound
 from assay.store import ObjectStore
 from assay.table.ids import ID_BYTES
 from assay.table.manifest import HASH_COLUMN, ID_COLUMN, INTERNAL_COLUMNS, FragmentRef
+from assay.table.stats import ColumnStats, FragmentStats, column_stats, fragment_stats
 
 FRAGMENT_ROWS = 1 << 18  # rows per fragment
 ROW_GROUP_ROWS = 1 << 16
@@ -20,14 +23,31 @@ POSITION = "_assay_pos"
 
 
 def write_fragment(store: ObjectStore, table: pa.Table) -> FragmentRef:
-    """Write ``table`` (id and hash columns first) as a Parquet object of its data and an id index."""
+    """Write ``table`` (id and hash columns first) as a Parquet object of its data, an id index and the
+    statistics of its columns."""
     data_table = table.drop_columns([ID_COLUMN, HASH_COLUMN])
     sink = pa.BufferOutputStream()
-    pq.write_table(data_table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    pq.write_table(data_table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS,
+                   use_dictionary=_dictionary_columns(data_table.schema))
     data = sink.getvalue()
     index = _id_index(table.column(ID_COLUMN), table.column(HASH_COLUMN))
     ids = store.put(index, chunk=False)
-    return FragmentRef(store.put(data.to_pybytes(), chunk=False), table.num_rows, data.size + len(index), ids)
+    stats = store.put(fragment_stats(data_table, data).to_bytes())
+    oid = store.put(data.to_pybytes(), chunk=False, compress=False)  # stored as it is: its columns read apart
+    return FragmentRef(oid, table.num_rows, data.size + len(index), ids, stats=stats)
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str] | bool:
+    """Columns worth dictionary encoding: text and binary (numbers compress better plainly, and faster)."""
+    names = [f.name for f in schema if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)
+             or pa.types.is_large_string(f.type) or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    return names or False
+
+
+def read_stats(store: ObjectStore, ref: FragmentRef) -> FragmentStats | None:
+    """The statistics of all rows of a fragment (deleted rows included); None for fragments written before
+    statistics were kept."""
+    return FragmentStats.from_bytes(store.get(ref.stats), ref.stats) if ref.stats else None
 
 
 def _id_index(ids: pa.ChunkedArray, hashes: pa.ChunkedArray) -> bytes:
@@ -58,6 +78,19 @@ def _as_ids(block: np.ndarray) -> pa.Array:
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(ID_BYTES), len(block), [None, buf])
 
 
+def live_stats(store: ObjectStore, ref: FragmentRef, columns: Sequence[str]) -> dict[str, ColumnStats] | None:
+    """Summaries of the live rows of a fragment, for those of ``columns`` it holds: its statistics when
+    no row is deleted, else computed from the live rows (read). None when it has no statistics."""
+    stats = read_stats(store, ref)
+    if stats is None:
+        return None
+    present = [c for c in dict.fromkeys(columns) if c in stats.columns]
+    if not ref.deleted:
+        return {c: stats.columns[c] for c in present}
+    table = read_fragment(store, ref, present)
+    return {c: column_stats(table.column(c)) for c in present}
+
+
 def read_fragment(store: ObjectStore, ref: FragmentRef, columns: Sequence[str] | None = None,
                   *, positions: bool = False) -> pa.Table:
     """The live rows of a fragment (deleted rows removed), optionally with their row positions.
@@ -67,7 +100,7 @@ def read_fragment(store: ObjectStore, ref: FragmentRef, columns: Sequence[str] |
     """
     wanted = list(columns) if columns is not None else None
     data_cols = [c for c in wanted if c not in INTERNAL_COLUMNS] if wanted is not None else None
-    table = _empty_rows(ref.rows) if data_cols == [] else _parquet(store, ref).read(columns=data_cols)
+    table = _empty_rows(ref.rows) if data_cols == [] else _parquet(store, ref, data_cols).read(columns=data_cols)
     if wanted is not None and any(c in INTERNAL_COLUMNS for c in wanted):
         ids, hashes = read_ids(store, ref)
         extra = {ID_COLUMN: ids, HASH_COLUMN: hashes}
@@ -94,7 +127,7 @@ def scan_fragment(store: ObjectStore, ref: FragmentRef, columns: Sequence[str] |
         table = read_fragment(store, ref, wanted)
         yield from (b for b in table.to_batches(batch_size) if b.num_rows)
         return
-    pf = _parquet(store, ref)
+    pf = _parquet(store, ref, wanted)
     mask = live_mask(store, ref) if ref.deleted else None
     start = 0
     for batch in pf.iter_batches(batch_size=batch_size, columns=wanted):
@@ -105,11 +138,39 @@ def scan_fragment(store: ObjectStore, ref: FragmentRef, columns: Sequence[str] |
             yield batch
 
 
-def _parquet(store: ObjectStore, ref: FragmentRef) -> pq.ParquetFile:
+def _parquet(store: ObjectStore, ref: FragmentRef, columns: Sequence[str] | None = None) -> pq.ParquetFile:
+    """The fragment's Parquet file; when ``columns`` are a small part of it, only their bytes (and the
+    footer's) are read, each verified against the digests its statistics keep."""
+    data = None
+    if columns is not None and ref.stats:
+        try:
+            data = _partial(store, ref, columns)
+        except (CorruptObject, ObjectNotFound, FormatError):
+            data = None  # read the whole object: its own check says what is damaged
     try:
-        return pq.ParquetFile(pa.BufferReader(store.get(ref.oid)))
+        return pq.ParquetFile(pa.BufferReader(data if data is not None else store.get(ref.oid)))
     except pa.ArrowInvalid as e:
         raise CorruptObject(f"fragment {ref.oid} is not a readable Parquet file: {e}; run `assay fsck`") from e
+
+
+def _partial(store: ObjectStore, ref: FragmentRef, columns: Sequence[str]) -> pa.Buffer | None:
+    """A buffer the size of the fragment's Parquet file holding only the footer and ``columns`` (verified);
+    None when reading the whole file is as good (or the layout is unknown)."""
+    stats = read_stats(store, ref)
+    layout = stats.layout if stats else None
+    if layout is None or any(c not in layout.columns for c in columns):
+        return None
+    parts = [layout.footer, *(layout.columns[c] for c in dict.fromkeys(columns))]
+    if sum(p.size for p in parts) > layout.size // 2:
+        return None
+    buffer = mmap.mmap(-1, layout.size)  # anonymous: pages never written stay unallocated
+    spans = [span for p in parts for span in p.ranges]
+    fetched = iter(store.get_ranges(ref.oid, spans))
+    for p in parts:
+        for (offset, _), piece in zip(p.ranges, p.verified([next(fetched) for _ in p.ranges], f"fragment {ref.oid}"),
+                                      strict=True):
+            buffer[offset : offset + len(piece)] = piece
+    return pa.py_buffer(buffer)
 
 
 def live_mask(store: ObjectStore, ref: FragmentRef) -> np.ndarray:

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from assay.errors import FormatError
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: fragments may name a statistics object
 ID_COLUMN = "_assay_id"
 HASH_COLUMN = "_assay_hash"
 INTERNAL_COLUMNS = (ID_COLUMN, HASH_COLUMN)
@@ -20,7 +20,7 @@ INTERNAL_COLUMNS = (ID_COLUMN, HASH_COLUMN)
 @dataclass(frozen=True)
 class FragmentRef:
     """One fragment of a dataset version: a plain Parquet file of the rows, the id index giving each
-    row's sample id and content hash, and the rows of it that are deleted."""
+    row's sample id and content hash, the rows of it that are deleted, and its statistics."""
 
     oid: str  # the Parquet file (the dataset's columns only)
     rows: int  # rows in the Parquet file
@@ -28,10 +28,16 @@ class FragmentRef:
     ids: str  # the id index: for each row, 16-byte sample id then 16-byte content hash
     deleted: str | None = None  # oid of a deletion vector (sorted u32 row positions)
     deleted_rows: int = 0
+    stats: str | None = None  # oid of its statistics (of all its rows) and layout; None when written before them
 
     @property
     def live_rows(self) -> int:
         return self.rows - self.deleted_rows
+
+    @property
+    def objects(self) -> tuple[str, ...]:
+        """The objects this fragment is made of."""
+        return tuple(o for o in (self.oid, self.ids, self.deleted, self.stats) if o)
 
     def whole(self) -> FragmentRef:
         """The same fragment with no row deleted."""
@@ -41,11 +47,14 @@ class FragmentRef:
         d: dict[str, Any] = {"oid": self.oid, "rows": self.rows, "bytes": self.bytes, "ids": self.ids}
         if self.deleted:
             d["deleted"], d["deleted_rows"] = self.deleted, self.deleted_rows
+        if self.stats:
+            d["stats"] = self.stats
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FragmentRef:
-        return cls(d["oid"], d["rows"], d["bytes"], d["ids"], d.get("deleted"), d.get("deleted_rows", 0))
+        return cls(d["oid"], d["rows"], d["bytes"], d["ids"], d.get("deleted"), d.get("deleted_rows", 0),
+                   d.get("stats"))
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,9 @@ class Manifest:
         return sum(f.live_rows for f in self.fragments)
 
     def with_fragments(self, fragments: list[FragmentRef] | tuple[FragmentRef, ...], **changes: Any) -> Manifest:
-        return replace(self, fragments=tuple(f for f in fragments if f.live_rows > 0), **changes)
+        """A new version with these fragments (written in the current format)."""
+        return replace(self, fragments=tuple(f for f in fragments if f.live_rows > 0), format=MANIFEST_FORMAT,
+                       **changes)
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()

@@ -9,8 +9,9 @@ import pyarrow as pa
 
 from assay.errors import InputError
 from assay.store import ObjectStore
-from assay.table.fragments import read_fragment, scan_fragment
+from assay.table.fragments import live_stats, read_fragment, scan_fragment
 from assay.table.manifest import HASH_COLUMN, ID_COLUMN, Manifest
+from assay.table.stats import ColumnStats, combine
 
 
 class DatasetVersion:
@@ -84,6 +85,24 @@ class DatasetVersion:
         """A one-pass Arrow stream of the version, for engines that consume readers (DuckDB, Polars)."""
         return pa.RecordBatchReader.from_batches(self._out_schema(self._columns(columns, False)),
                                                  self.scan(columns))
+
+    def column_stats(self, columns: Sequence[str]) -> dict[str, ColumnStats | None]:
+        """Summaries of ``columns`` over the live rows of the version, from the statistics kept with each
+        fragment (a fragment with deleted rows is summarised from its live rows, read for the purpose).
+        None for a column when a fragment has no statistics (written before they were kept) or holds the
+        column with another type than the version's schema."""
+        types = {c: str(self.schema.field(c).type) for c in self._columns(columns, False)}
+        out: dict[str, ColumnStats | None] = {c: ColumnStats.all_null(t, 0) for c, t in types.items()}
+        for f in self.manifest.fragments:
+            types = {c: t for c, t in types.items() if out[c] is not None}
+            if not types:
+                break
+            known = live_stats(self._store, f, list(types))
+            for c, t in types.items():
+                merged = out[c]
+                part = known.get(c, ColumnStats.all_null(t, f.live_rows)) if known is not None else None
+                out[c] = combine(merged, part) if merged is not None and part is not None else None
+        return out
 
     def read_blob(self, oid: str) -> bytes:
         """The bytes of a blob referenced by this dataset (verified)."""
