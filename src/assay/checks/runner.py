@@ -1,14 +1,17 @@
-"""Running a suite: one streamed pass over the data for every aggregate, then the ids of failing samples.
+"""Running a suite: answers from the fragments' statistics where they decide, one streamed pass over the
+data for every other aggregate, then the ids of failing samples.
 
-All aggregates go into DuckDB queries over the version's record batches (two groups of expectations
-over disjoint columns, one thread each), so a table larger than memory is checked in one pass without
-loading it. Only when a row expectation fails is the data
-read again, to count and show the samples that fail.
+Expectations that the statistics kept with each fragment decide exactly (counts of nulls, ranges that
+hold, values from few distinct ones, means and deviations clear of their bounds) read no data. The
+aggregates of the others go into DuckDB queries over the version's record batches, reading only the
+columns they need (two groups of expectations over disjoint columns, one thread each), so a table
+larger than memory is checked in one pass without loading it. Only when a row expectation fails is the
+data read again, to count and show the samples that fail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +28,7 @@ from assay.checks.expectations import (
     Unique,
     q,
 )
+from assay.checks.statistics import answer_from_statistics
 from assay.checks.suite import Suite
 from assay.table import DatasetVersion
 
@@ -86,14 +90,19 @@ class CheckResult:
 
 def run_suite(version: DatasetVersion, suite: Suite, *,
               other: Callable[[str], DatasetVersion] | None = None,
-              reference: Callable[[str], DatasetVersion] | None = None) -> CheckResult:
-    """Check ``version`` against ``suite``; ``other`` and ``reference`` open datasets named by expectations."""
+              reference: Callable[[str], DatasetVersion] | None = None,
+              statistics: bool = True) -> CheckResult:
+    """Check ``version`` against ``suite``; ``other`` and ``reference`` open datasets named by expectations.
+
+    ``statistics=False`` answers every expectation from the data, not from the fragments' statistics
+    (the results are the same; this is for verifying that).
+    """
     import duckdb
 
     schema = {f.name: str(f.type) for f in version.schema}
     con = duckdb.connect(config={"memory_limit": "1GB"})
     try:
-        rows, values = _one_pass(con, version, suite, schema)
+        rows, values = _one_pass(con, version, suite, schema, statistics)
         results = [_result(con, version, e, schema, rows, values.get(i, {}), other, reference)
                    for i, e in enumerate(suite.expectations)]
     finally:
@@ -105,9 +114,10 @@ def _missing(e: Expectation, schema: dict[str, str]) -> list[str]:
     return [c for c in e.columns() if c not in schema]
 
 
-def _one_pass(con: Any, version: DatasetVersion, suite: Suite,
-              schema: dict[str, str]) -> tuple[int, dict[int, dict[str, Any]]]:
-    """Every expectation's aggregates in one pass over the data (two column groups, one thread each)."""
+def _one_pass(con: Any, version: DatasetVersion, suite: Suite, schema: dict[str, str],
+              statistics: bool = True) -> tuple[int, dict[int, dict[str, Any]]]:
+    """Every expectation's aggregates: from statistics where they decide, the others in one pass over the
+    data (two column groups, one thread each)."""
     per_expectation: dict[int, list[tuple[str, str]]] = {}
     for i, e in enumerate(suite.expectations):
         if _missing(e, schema) or isinstance(e, ColumnType | InDataset | Distribution):
@@ -115,13 +125,18 @@ def _one_pass(con: Any, version: DatasetVersion, suite: Suite,
         pred = e.failing_predicate()
         items = [] if pred is None or isinstance(e, Unique) else [("failing", f"count(*) FILTER (WHERE {pred})")]
         per_expectation[i] = items + list(e.aggregates().items())
-    needed = _columns_for(suite, schema)
-    broken = _unbindable(con, version, needed, per_expectation)
+    broken = _unbindable(con, version, _columns_for(suite.expectations, schema), per_expectation)
+    values: dict[int, dict[str, Any]] = {i: {"error": msg} for i, msg in broken.items()}
     working = {i: items for i, items in per_expectation.items() if i not in broken}
+    if statistics:
+        values.update(answer_from_statistics(con, version, {i: suite.expectations[i] for i in working}))
+    working = {i: items for i, items in working.items() if i not in values}
+    if not working:
+        return version.num_rows, values
+    needed = _columns_for([suite.expectations[i] for i in working], schema)
     groups = _split(working, suite, schema, needed)
     with ThreadPoolExecutor(len(groups)) as pool:  # each group reads its columns and aggregates in its thread
         parts = list(pool.map(lambda g: _aggregate(version, g[0], g[1]), groups))
-    values: dict[int, dict[str, Any]] = {i: {"error": msg} for i, msg in broken.items()}
     for _, part in parts:
         for i, named in part.items():
             values.setdefault(i, {}).update(named)
@@ -188,10 +203,10 @@ def _unbindable(con: Any, version: DatasetVersion, needed: list[str],
         con.unregister("data")
 
 
-def _columns_for(suite: Suite, schema: dict[str, str]) -> list[str]:
-    if any(isinstance(e, RowCondition) for e in suite.expectations):
+def _columns_for(expectations: Sequence[Expectation], schema: dict[str, str]) -> list[str]:
+    if any(isinstance(e, RowCondition) for e in expectations):
         return list(schema)
-    wanted = {c for e in suite.expectations for c in e.columns() if c in schema}
+    wanted = {c for e in expectations for c in e.columns() if c in schema}
     return [c for c in schema if c in wanted] or list(schema)[:1]
 
 
