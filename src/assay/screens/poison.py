@@ -4,14 +4,15 @@ Representations are the hidden layer of the model fitted for ``label_issue`` (or
 ``representation: features``). Within each class, two detectors look for a small group that the model
 learned apart from the rest:
 
+- activation clustering (Chen et al., 2018): the representations reduced to ``components`` principal
+  components and split in two by k-means; the class is suspicious when the smaller cluster holds less than
+  ``max_share`` of it and the split is clear (silhouette at least ``min_silhouette``);
 - spectral signatures (Tran et al., 2018): the squared projection of each centred representation on the
-  class's top singular vector, as a robust z-score;
-- activation clustering (Chen et al., 2018): the representations reduced to a few principal components and
-  split in two by k-means; the smaller cluster is suspicious when it holds less than ``max_share`` of the
-  class and the split is clear (silhouette at least ``min_silhouette``).
+  class's top singular vector.
 
-A sample is flagged when both agree (in the small cluster and spectral z above ``spectral_z``), or when
-the spectral score alone is extreme (above twice ``spectral_z``).
+In a suspicious class, the small cluster is flagged, and so are the ``spectral_factor`` x (its size)
+samples with the highest spectral scores. Classes where the activations do not split cleanly are left
+alone, which keeps clean data nearly unflagged.
 """
 
 from __future__ import annotations
@@ -36,17 +37,18 @@ class PoisonScreen(Screen):
     params: ClassVar = {
         "representation": Param(str, "model", choices=("model", "features"),
                                 doc="model: hidden layer of the label model; features: the features"),
-        "spectral_z": Param(float, 3.0, 0.5, 100.0, doc="robust z of the spectral score that counts"),
         "max_share": Param(float, 0.35, 0.01, 0.5, doc="largest share of a class a poisoned cluster may hold"),
-        "min_silhouette": Param(float, 0.1, -1.0, 1.0, doc="how clear the two-way split must be"),
+        "min_silhouette": Param(float, 0.5, -1.0, 1.0, doc="how clear the two-way split must be"),
+        "spectral_factor": Param(float, 1.0, 0.0, 10.0, doc="also flag this many times the cluster's size of "
+                                                          "the class's top spectral scores"),
         "components": Param(int, 10, 2, 100, doc="principal components for activation clustering"),
         "folds": Param(int, 5, 2, 20, doc="folds of the label model (shared with label_issue)"),
         "seed": Param(int, 0, 0, None),
     }
     representation: str
-    spectral_z: float
     max_share: float
     min_silhouette: float
+    spectral_factor: float
     components: int
     folds: int
     seed: int
@@ -56,24 +58,31 @@ class PoisonScreen(Screen):
         reps = (model_outputs(data, folds=self.folds, seed=self.seed).hidden if self.representation == "model"
                 else data.features)
         z = np.zeros(data.n)
+        flag = np.zeros(data.n, bool)
         small = np.zeros(data.n, bool)
-        skipped = []
+        skipped, suspicious = [], []
         for c in np.unique(y):
             members = np.flatnonzero(y == c)
             if len(members) < MIN_CLASS:
-                skipped.append(data.classes[c])
+                skipped.append(str(data.classes[c]))
                 continue
             r = reps[members].astype(np.float64)
-            z[members] = _spectral(r)
-            small[members] = self._small_cluster(r)
-        flag = (small & (z > self.spectral_z)) | (z > 2 * self.spectral_z)
+            spectral = _spectral(r)
+            z[members] = _robust_z(spectral)
+            minor = self._small_cluster(r)
+            if not minor.any():
+                continue
+            suspicious.append(str(data.classes[c]))
+            small[members[minor]] = True
+            top = int(np.ceil(self.spectral_factor * minor.sum()))
+            flag[members[minor]] = True
+            flag[members[np.argsort(-spectral, kind="stable")[:top]]] = True
         reason: list[str | None] = [
-            f"apart from the rest of class {data.classes[y[i]]!r} in the learned representation (spectral "
-            f"z {z[i]:.1f}{', in a small separate cluster' if small[i] else ''})" if flag[i] else None
+            f"apart from the rest of class {data.classes[y[i]]!r} in the learned representation ("
+            + ("in a small separate cluster, " if small[i] else "") + f"spectral z {z[i]:.1f})" if flag[i] else None
             for i in range(data.n)]
-        score = 1.0 / (1.0 + np.maximum(z, 0.0) / self.spectral_z) * np.where(small, 0.75, 1.0)
-        score = np.where(flag, np.minimum(score, 0.49), np.maximum(score, 0.5))
-        summary = {"classes_skipped": [str(c) for c in skipped], "small_clusters": int(small.sum())}
+        score = np.where(flag, 0.49 / (1.0 + np.maximum(z, 0.0) / 10.0), 1.0 - 0.5 * np.clip(z, 0, 10) / 10.0)
+        summary = {"suspicious_classes": suspicious, "classes_skipped": skipped}
         return ScreenResult(self.name, score, flag, reason, summary, {"poison_spectral_z": z})
 
     def _small_cluster(self, r: np.ndarray) -> np.ndarray:
@@ -96,11 +105,15 @@ class PoisonScreen(Screen):
 
 
 def _spectral(r: np.ndarray) -> np.ndarray:
+    """Squared projections of the centred rows on their top singular vector."""
     centred = r - r.mean(axis=0)
     if not centred.any():
         return np.zeros(len(r))
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    s = (centred @ vt[0]) ** 2
+    return np.asarray((centred @ vt[0]) ** 2)
+
+
+def _robust_z(s: np.ndarray) -> np.ndarray:
     median = float(np.median(s))
     spread = 1.4826 * float(np.median(np.abs(s - median))) or float(s.std()) or 1.0
     return np.asarray((s - median) / spread)
