@@ -89,20 +89,21 @@ def _gate_demo(repo: Any, path: Path) -> Iterator[str]:
     policy_file = path / "gate.yaml"
     policy_file.write_text(GATE_POLICY)
     policy = load_policy(policy_file)
+    holding = {r.screen for r in policy.rules if r.action == "quarantine"}
     for name, folder in batches.items():
         report = repo.ingest(folder, into="gated", policy=policy, message=f"ingest {name}")
         held = {f.key["path"] for f in report.quarantined}
         by_screen: dict[str, int] = {}
         for f in report.quarantined:
-            for reason in f.reasons:
-                by_screen[reason.split(":")[0]] = by_screen.get(reason.split(":")[0], 0) + 1
+            for screen in {reason.split(":")[0] for reason in f.reasons} & holding:
+                by_screen[screen] = by_screen.get(screen, 0) + 1
         caught = f", caught {len(held & planted[name])} of {len(planted[name])} planted" if planted[name] else ""
         yield (f"gate, {name}: {report.batch_rows} images, {report.accepted} published to main, "
                f"{len(held)} quarantined ({', '.join(f'{k} {v}' for k, v in sorted(by_screen.items())) or 'none'})"
                f"{caught}")
         if report.quarantined:
             f = report.quarantined[0]
-            yield f"  e.g. {f.key['path']}: {f.reasons[0]}"
+            yield f"  e.g. {f.key['path']}: " + next(r for r in f.reasons if r.split(":")[0] in holding)
     report_path = path / "ingest-report.html"
     from assay.report import ingest_report_html
 

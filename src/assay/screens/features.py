@@ -218,15 +218,19 @@ def _image_pixels(col: pa.ChunkedArray, read_blob: Callable[[str], bytes], size:
 
 
 def _reduce(matrix: np.ndarray, dims: int) -> np.ndarray:
-    """Standardised principal components of ``matrix``: the featurizer fitted on the data itself."""
+    """Principal components of ``matrix``: the featurizer fitted on the data itself.
+
+    All components share one scale (unit variance on average), so that the weak ones, mostly noise, stay
+    weak; whitening them would drown the strong ones.
+    """
     from sklearn.decomposition import PCA
 
     k = min(dims, matrix.shape[1], max(matrix.shape[0] - 1, 1))
     if matrix.shape[0] < 3:
         return np.zeros((matrix.shape[0], k), np.float32)
     comps = PCA(n_components=k, random_state=0).fit_transform(matrix)
-    std = comps.std(axis=0)
-    return (comps / np.where(std > 0, std, 1.0)).astype(np.float32)
+    scale = float(np.sqrt(comps.var(axis=0).mean())) or 1.0
+    return (comps / scale).astype(np.float32)
 
 
 def _text_features(strings: list[str], spec: FeatureSpec) -> np.ndarray:

@@ -1,15 +1,18 @@
 """The model screens share: out-of-fold predicted probabilities and learned representations.
 
-When the user gives no probabilities, assay trains its own default model: a one-hidden-layer perceptron
-(scikit-learn; 256 units, L2 penalty 1.0, 60 epochs) on the scaled features, in ``folds`` stratified
-folds, so that every sample is predicted by a model that never saw it. The same architecture fitted on
-all samples gives the representations (its hidden layer) that the poison screen clusters. Results are
-cached on the ``ScreenData`` so that screens share them.
+When the user gives no probabilities, assay trains its own default model on the scaled features, in
+``folds`` stratified folds, so that every sample is predicted by a model that never saw it: the average of
+a one-hidden-layer perceptron (scikit-learn; 256 units, L2 penalty 1.0, 60 epochs) and, up to 10,000
+samples, an RBF-kernel SVC calibrated by isotonic regression. The perceptron fitted on all samples gives the
+representations (its hidden layer) that the poison screen clusters. Results are cached on the
+``ScreenData`` so that screens share them.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +37,9 @@ def model_outputs(data: ScreenData, *, folds: int = 5, seed: int = 0) -> ModelOu
     return out
 
 
+SVC_LIMIT = 10_000  # an RBF-kernel SVC joins the ensemble up to this many samples (its cost grows with n^2)
+
+
 def _fit(data: ScreenData, folds: int, seed: int) -> ModelOutputs:
     from sklearn.model_selection import StratifiedKFold
 
@@ -47,26 +53,32 @@ def _fit(data: ScreenData, folds: int, seed: int) -> ModelOutputs:
     if data.pred_probs is not None:
         probs, source = _check_probs(data.pred_probs, data.n, n_classes), "given"
     else:
+        kinds = ["mlp", "svc"] if data.n <= SVC_LIMIT else ["mlp"]
         probs = np.zeros((data.n, n_classes))
         for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y):
-            model = _default_model(seed).fit(x[train], y[train])
-            probs[np.ix_(test, model.classes_)] = model.predict_proba(x[test])
-        source = f"default model (MLP, {k}-fold out-of-fold)"
-    full = _default_model(seed).fit(x, y)
+            for kind in kinds:
+                model = _fitted(kind, x[train], y[train], seed)
+                probs[np.ix_(test, model.classes_)] += model.predict_proba(x[test]) / len(kinds)
+        source = f"default model ({' + '.join(k.upper() for k in kinds)}, {k}-fold out-of-fold)"
+    full = _fitted("mlp", x, y, seed)
     hidden = np.maximum(x @ full.coefs_[0] + full.intercepts_[0], 0.0)
     accuracy = float((probs.argmax(axis=1) == y).mean())
     return ModelOutputs(probs, hidden.astype(np.float32), accuracy, source)
 
 
-def _default_model(seed: int):  # type: ignore[no-untyped-def]
-    import warnings
-
+def _fitted(kind: str, x: np.ndarray, y: np.ndarray, seed: int) -> Any:
+    """One of the default models, fitted: the MLP (strongly regularised and briefly trained, so that it does
+    not learn the noisy labels it judges) or an RBF-kernel SVC with probabilities calibrated by isotonic regression."""
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
+    from sklearn.svm import SVC
 
-    warnings.filterwarnings("ignore", category=ConvergenceWarning, module="sklearn")
-    # strongly regularised and briefly trained, so that it does not learn the noisy labels it is judging
-    return MLPClassifier(hidden_layer_sizes=(256,), alpha=1.0, max_iter=60, random_state=seed)
+    model = MLPClassifier(hidden_layer_sizes=(256,), alpha=1.0, max_iter=60, random_state=seed) if kind == "mlp" \
+        else CalibratedClassifierCV(SVC(random_state=seed), method="isotonic", ensemble=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(x, y)
 
 
 def _check_probs(probs: np.ndarray, n: int, n_classes: int) -> np.ndarray:
