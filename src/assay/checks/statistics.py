@@ -41,6 +41,7 @@ from assay.table import DatasetVersion
 from assay.table.stats import ColumnStats
 
 _EPS = sys.float_info.epsilon
+_TINY = 1e-300  # and subnormal results: no bound that near zero is decided here
 _NESTED = (pa.types.is_nested, pa.types.is_union)
 _BY_VALUE = (Between, InSet, Regex, LengthBetween, CategoryFrequency, LabelDistribution, Unique)
 _BY_COUNTS = (NotNull, NullFraction, MeanBetween, StdBetween)
@@ -51,16 +52,16 @@ def answer_from_statistics(con: Any, version: DatasetVersion,
     """The aggregates (as the scan would name them) of each expectation the statistics decide."""
     usable = {i: e for i, e in expectations.items() if isinstance(e, (RowCount, *_BY_VALUE, *_BY_COUNTS))}
     columns = list(dict.fromkeys(c for e in usable.values() for c in e.columns()))
-    stats = version.column_stats(columns) if columns else {}
+    known = _Known(con, version, version.column_stats(columns) if columns else {})
     out = {}
     for i, e in usable.items():
-        values = _answer(_Column(con, version, stats), e)
+        values = _answer(known, e)
         if values is not None:
             out[i] = values
     return out
 
 
-class _Column:
+class _Known:
     """What the answers need: the statistics, the version's schema and rows, DuckDB for predicates."""
 
     def __init__(self, con: Any, version: DatasetVersion, stats: dict[str, ColumnStats | None]):
@@ -101,7 +102,7 @@ class _Column:
             self.con.unregister("assay_stats")
 
 
-def _answer(col: _Column, e: Expectation) -> dict[str, Any] | None:
+def _answer(col: _Known, e: Expectation) -> dict[str, Any] | None:
     if isinstance(e, RowCount):
         return {"value": col.rows}
     if isinstance(e, Unique):
@@ -127,7 +128,7 @@ def _answer(col: _Column, e: Expectation) -> dict[str, Any] | None:
 # -- row expectations ----------------------------------------------------------------------------------------
 
 
-def _row_values(col: _Column, e: Expectation, s: ColumnStats) -> dict[str, Any] | None:
+def _row_values(col: _Known, e: Expectation, s: ColumnStats) -> dict[str, Any] | None:
     """``failing`` and ``considered`` of a value expectation (between, in_set, regex, length_between)."""
     failing = _from_range(col, e, s)
     if failing is None and s.values is not None:
@@ -138,7 +139,7 @@ def _row_values(col: _Column, e: Expectation, s: ColumnStats) -> dict[str, Any] 
     return {"failing": failing, "considered": s.rows - s.nulls}
 
 
-def _from_range(col: _Column, e: Expectation, s: ColumnStats) -> int | None:
+def _from_range(col: _Known, e: Expectation, s: ColumnStats) -> int | None:
     """Failing rows when the range of the values shows that none fails (NaN aside); else None."""
     if isinstance(e, Between):
         nan_fails = 0 if e.args.get("allow_nan") else s.nans
@@ -166,7 +167,7 @@ def _mean(e: Expectation, s: ColumnStats) -> dict[str, Any] | None:
     scale = max(abs(s.min), abs(s.max))
     if scale * s.count > 1e300:  # the scan's running sum could overflow
         return None
-    margin = 2 * s.count * _EPS * scale  # the worst rounding of a running sum of the values, over the count
+    margin = 2 * s.count * _EPS * scale + _TINY  # the worst rounding of a running sum of the values, over the count
     return {"value": s.mean} if _clear(s.mean - margin, s.mean + margin, e.args) else None
 
 
@@ -177,7 +178,7 @@ def _std(e: Expectation, s: ColumnStats) -> dict[str, Any] | None:
         return None
     variance = max(s.m2, 0.0) / (s.count - 1)
     scale = max(abs(s.min), abs(s.max))
-    margin = 4 * s.count * _EPS * scale * scale  # rounding of the scan's streamed variance, at worst
+    margin = 4 * s.count * _EPS * scale * scale + _TINY  # rounding of the scan's streamed variance, at worst
     if not math.isfinite(margin):
         return None
     low, high = math.sqrt(max(variance - margin, 0.0)), math.sqrt(variance + margin)
@@ -189,7 +190,7 @@ def _clear(low: float, high: float, args: dict[str, Any]) -> bool:
     return all(not low <= float(args[b]) <= high for b in ("min", "max") if b in args)
 
 
-def _category_frequency(col: _Column, e: Expectation, s: ColumnStats) -> dict[str, Any] | None:
+def _category_frequency(col: _Known, e: Expectation, s: ColumnStats) -> dict[str, Any] | None:
     if s.values is None:
         return None
     c = e.columns()[0]
@@ -197,14 +198,14 @@ def _category_frequency(col: _Column, e: Expectation, s: ColumnStats) -> dict[st
     return None if hits is None else {"value": hits / max(col.rows, 1)}
 
 
-def _label_distribution(col: _Column, e: Expectation, s: ColumnStats) -> dict[str, Any] | None:
+def _label_distribution(col: _Known, e: Expectation, s: ColumnStats) -> dict[str, Any] | None:
     if s.values is None:
         return None
     histogram = col.histogram(e.columns()[0], s)
     return None if histogram is None else {"histogram": histogram, "rows": col.rows}
 
 
-def _unique(col: _Column, e: Unique) -> dict[str, Any] | None:
+def _unique(col: _Known, e: Unique) -> dict[str, Any] | None:
     """Keyed datasets never hold two samples with one key (the table layer refuses them); a column with few
     distinct values has as many duplicates as values beyond the first of each."""
     key = col.version.key
@@ -216,7 +217,7 @@ def _unique(col: _Column, e: Unique) -> dict[str, Any] | None:
     return {"dups": s.rows - s.nulls - len(s.values)}
 
 
-def _keyable(col: _Column, k: str) -> bool:
+def _keyable(col: _Known, k: str) -> bool:
     """Key column ``k`` is held with the schema's type in every fragment, a type whose sample ids are
     equal exactly when DuckDB's values are."""
     t = col.value_type(k)
