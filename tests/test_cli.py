@@ -87,8 +87,13 @@ def test_outside_a_repository(tmp_path: Path) -> None:
 def test_quickstart_runs_and_says_what_it_did(tmp_path: Path) -> None:
     r = _assay(tmp_path, "quickstart", "--path", "demo")
     assert r.returncode == 0, r.stderr
-    for expected in ("committed 1797 images", "suite refused", "relabelled", "merged branch more-data", "fsck", "ok"):
+    for expected in ("committed 1797 images", "suite refused", "relabelled", "merged branch more-data", "fsck", "ok",
+                     "gate, clean batch", "gate, batch with flipped labels", "gate, batch with a backdoor"):
         assert expected in r.stdout
+    backdoor = next(line for line in r.stdout.splitlines() if line.startswith("gate, batch with a backdoor"))
+    caught, planted = map(int, backdoor.split("caught ")[1].split(" planted")[0].split(" of "))
+    assert planted >= 10 and caught >= 0.9 * planted  # the gate holds the poisoned images back
+    assert (tmp_path / "demo" / "ingest-report.html").read_text().count("data:image/png") >= caught
     again = _assay(tmp_path, "quickstart", "--path", "demo")
     assert again.returncode == 0
     (tmp_path / "other").mkdir()

@@ -474,7 +474,7 @@ def quickstart(path: Annotated[str, typer.Option(help="Folder for the demo repos
 
     with _progress() as report:
         for line in run(Path(path), progress=report):
-            out.print(line, markup=False, highlight=False)
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:
