@@ -37,3 +37,15 @@ def make_table(n: int = 100, seed: int = 0, start: int = 0) -> pa.Table:
 @pytest.fixture
 def table() -> pa.Table:
     return make_table()
+
+
+def write_images(folder: Path, brightness: dict[str, int], per_label: int, *, size: int = 8, seed: int = 0) -> None:
+    """Noisy grey PNGs in one sub-folder per label, each label at its own ``brightness`` (0-205)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for label, level in brightness.items():
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_label):
+            pixels = (rng.random((8, 8)) * 50 + level).astype(np.uint8)
+            Image.fromarray(pixels).resize((size, size)).save(folder / label / f"{i}.png")

@@ -22,6 +22,7 @@ from assay.gate import (
     show,
 )
 from assay.repo import RefUpdate
+from tests.conftest import write_images
 
 FAST = parse_policy("screens:\n  duplicate: {action: quarantine}\n  outlier: {action: warn}\n")
 LABELS = parse_policy("screens:\n  duplicate: {action: quarantine}\n  label_issue: {action: quarantine}\n"
@@ -208,17 +209,9 @@ def test_refs_move_together_or_not_at_all(accepted: assay.Repo) -> None:
 
 
 def test_ingest_of_image_folders_reports_thumbnails(repo: assay.Repo, tmp_path: Path) -> None:
-    from PIL import Image
-
     from assay.report import ingest_report_html
 
-    rng = np.random.default_rng(0)
-    for label in ("a", "b"):
-        for i in range(30):
-            pixels = (rng.random((8, 8)) * 60 + (180 if label == "a" else 0)).astype(np.uint8)
-            target = tmp_path / "first" / label / f"{i}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels).save(target)
+    write_images(tmp_path / "first", {"a": 180, "b": 0}, 30)
     assert ingest(repo, tmp_path / "first", into="images", policy=FAST).ok
     (tmp_path / "second" / "a").mkdir(parents=True)
     (tmp_path / "second" / "a" / "copy.png").write_bytes((tmp_path / "first" / "a" / "3.png").read_bytes())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -13,10 +16,28 @@ from PIL import Image
 import assay
 from assay.checks import infer_suite, run_suite
 from assay.report import check_report_html
+from tests.conftest import write_images
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def _opened(path: Path, width: int, height: int) -> Iterator[tuple[Any, list[str]]]:
+    """``path`` loaded in headless Chromium: the page, and the console errors it reports."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS,
+                                    ignore_default_args=["--enable-automation"])
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.as_uri())
+        yield page, errors
+        browser.close()
 
 
 def _wide_table(n: int, shift: float, seed: int) -> pa.Table:
@@ -51,24 +72,14 @@ def test_report_is_self_contained_and_small(repo: assay.Repo) -> None:
 
 
 def test_report_renders_in_headless_chromium(repo: assay.Repo, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     page_html, _ = _report(repo)
     path = tmp_path / "report.html"
     path.write_text(page_html, encoding="utf-8")
-    errors: list[str] = []
     shot = tmp_path / "report.png"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS,
-                                    ignore_default_args=["--enable-automation"])
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(path.as_uri())
+    with _opened(path, 1300, 900) as (page, errors):
         assert page.locator("svg").count() == 50
         page.locator("svg").first.scroll_into_view_if_needed()
         page.screenshot(path=str(shot), full_page=True)
-        browser.close()
     assert errors == []
     image = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
     blue = np.all(np.abs(image - [0x09, 0x69, 0xDA]) < 12, axis=1).sum()
@@ -78,18 +89,10 @@ def test_report_renders_in_headless_chromium(repo: assay.Repo, tmp_path: Path) -
 
 def test_ingest_report_shows_thumbnails_of_flagged_images_in_headless_chromium(repo: assay.Repo,
                                                                                tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     from assay.gate import ingest, parse_policy
     from assay.report import ingest_report_html
 
-    rng = np.random.default_rng(0)
-    for label in ("dark", "light"):
-        for i in range(25):
-            pixels = (rng.random((8, 8)) * 50 + (200 if label == "light" else 0)).astype(np.uint8)
-            target = tmp_path / "first" / label / f"{i}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels).resize((32, 32)).save(target)
+    write_images(tmp_path / "first", {"dark": 0, "light": 200}, 25, size=32)
     policy = parse_policy("max_quarantined: 1.0\nscreens:\n  duplicate: {action: quarantine}\n")
     assert ingest(repo, tmp_path / "first", into="images", policy=policy).ok
     for i in range(3):  # copies of light images: quarantined
@@ -100,21 +103,13 @@ def test_ingest_report_shows_thumbnails_of_flagged_images_in_headless_chromium(r
     path = tmp_path / "ingest.html"
     path.write_text(ingest_report_html(report, repo.store.get), encoding="utf-8")
     assert "<script" not in path.read_text() and not re.search(r"""(src|href)=["']?https?:""", path.read_text())
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS,
-                                    ignore_default_args=["--enable-automation"])
-        page = browser.new_page(viewport={"width": 1000, "height": 700})
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(path.as_uri())
+    shot = tmp_path / "ingest.png"
+    with _opened(path, 1000, 700) as (page, errors):
         images = page.locator(".card img")
         assert images.count() == 3
         widths = [images.nth(i).evaluate("img => img.naturalWidth") for i in range(3)]
         box = images.first.bounding_box()
-        shot = tmp_path / "ingest.png"
         page.screenshot(path=str(shot))
-        browser.close()
     assert errors == [] and all(w > 0 for w in widths) and box is not None
     pixels = np.asarray(Image.open(shot).convert("L")).astype(int)
     top, left = int(box["y"]) + 2, int(box["x"]) + 2

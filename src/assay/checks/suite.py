@@ -61,14 +61,19 @@ def load_suite(text_or_path: str | Path) -> Suite:
     return parse_suite(str(text_or_path), "<suite>")
 
 
-def parse_suite(text: str, where: str = "<suite>") -> Suite:
-    """Parse and validate a suite; errors name ``where`` and the line."""
+def compose_yaml(text: str, where: str, error: type[InputError]) -> yaml.Node | None:
+    """The YAML node tree of ``text`` (with line numbers); invalid YAML raises ``error`` naming the line."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
-        raise SuiteError(f"{where}{line}: invalid YAML ({getattr(e, 'problem', e)}); fix the syntax") from e
+        raise error(f"{where}{line}: invalid YAML ({getattr(e, 'problem', e)}); fix the syntax") from e
+
+
+def parse_suite(text: str, where: str = "<suite>") -> Suite:
+    """Parse and validate a suite; errors name ``where`` and the line."""
+    root = compose_yaml(text, where, SuiteError)
     if not isinstance(root, yaml.MappingNode):
         raise SuiteError(f"{where}: a suite is a mapping with 'dataset' and 'expectations'")
     top = _mapping(root)

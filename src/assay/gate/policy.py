@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from assay.checks.suite import compose_yaml
 from assay.errors import PolicyError
 from assay.screens import SCREENS, FeatureSpec, Screen
 from assay.screens.features import reject_unknown
@@ -85,12 +86,7 @@ def load_policy(path: str | Path | None) -> Policy:
 
 def parse_policy(text: str, where: str = "<policy>") -> Policy:
     """Parse and validate a policy; every error names ``where`` and the line."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise PolicyError(f"{where}{line}: invalid YAML ({getattr(e, 'problem', e)}); fix the syntax") from e
+    root = compose_yaml(text, where, PolicyError)
     if root is None:
         return default_policy()
     if not isinstance(root, yaml.MappingNode):
