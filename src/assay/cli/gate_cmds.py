@@ -167,16 +167,21 @@ def scores(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")],
     if as_json:
         _print_json(table.to_pylist())
         return
-    shown = [c for c in table.column_names if c.endswith("_score")]
-    grid = Table("sample", "action", *shown, "reasons", title=f"scores of {spec}: {table.num_rows} shown")
+    screens = [c.removesuffix("_score") for c in table.column_names if c.endswith("_score")]
+    grid = Table("sample", "action", *screens, "flagged by",
+                 title=f"scores of {spec}: {table.num_rows} shown (low is bad; * flagged)")
+    for column in grid.columns[2:2 + len(screens)]:
+        column.no_wrap = True
     for row in table.to_pylist():
-        grid.add_row(row["sample"][:12], row["action"], *(_num(row[c]) for c in shown),
-                     escape((row["reasons"] or "")[:80]))
+        by = [s for s in screens if row.get(f"{s}_flag")]
+        grid.add_row(row["sample"][:12], row["action"], *(_num(row[f"{s}_score"], s in by) for s in screens),
+                     ", ".join(by) or "-")
     out.print(grid)
+    out.print("the reasons: --json; for a quarantined sample also `assay quarantine show DATASET SAMPLE`")
 
 
-def _num(v: float | None) -> str:
-    return "-" if v is None else f"{v:.3f}"
+def _num(v: float | None, flagged: bool) -> str:
+    return "-" if v is None else f"[red]{v:.2f}*[/]" if flagged else f"{v:.2f}"
 
 
 @app.command()
