@@ -56,12 +56,15 @@ def ingest(batch: Annotated[str, typer.Argument(help="File, folder or Parquet of
 
 
 def _print_ingest(r: Any) -> None:
-    table = Table("screen", "flagged in data", "summary", title=f"ingest into {r.dataset} ({r.batch_rows} new)")
+    table = Table("screen", "flagged: batch", "accepted data", "summary",
+                  title=f"ingest into {r.dataset}: {r.batch_rows} new sample(s)")
     for name, s in r.screens.get("screens", {}).items():
-        summary = ", ".join(f"{k}={v}" for k, v in s.items() if k not in ("screen", "samples", "flagged"))
-        table.add_row(name, str(s["flagged"]), escape(summary[:90]))
+        summary = ", ".join(f"{k}={_short(v)}" for k, v in s.items()
+                            if k not in ("screen", "samples", "flagged", "batch_flagged"))
+        batch = s.get("batch_flagged", 0)
+        table.add_row(name, str(batch), str(s["flagged"] - batch), escape(summary[:120]))
     for name, why in r.screens.get("not_run", {}).items():
-        table.add_row(name, "[yellow]not run[/]", escape(why[:90]))
+        table.add_row(name, "[yellow]not run[/]", "", escape(why[:120]))
     out.print(table)
     for f in r.quarantined[:10]:
         out.print(f"[red]quarantined[/] {f.sample[:12]} {escape(_key(f.key))}: {escape('; '.join(f.reasons))}")
@@ -75,6 +78,10 @@ def _print_ingest(r: Any) -> None:
     else:
         out.print("[red]batch rejected[/]: " + escape("; ".join(r.rejected)))
         out.print(f"nothing was published; the batch stays on branch staging/{r.dataset} for inspection")
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _key(key: dict[str, Any]) -> str:

@@ -196,6 +196,7 @@ def _decide(report: IngestReport, policy: Policy, run: ScreenRun, in_batch: np.n
         if result is None:
             continue
         flagged = result.flag & in_batch
+        report.screens["screens"][rule.screen]["batch_flagged"] = int(flagged.sum())
         share = flagged.sum() / size
         if rule.action == "reject" and flagged.any():
             report.rejected.append(f"screen {rule.screen} flagged {int(flagged.sum())} sample(s) and its action is "
