@@ -228,3 +228,26 @@ def test_text_features_from_the_offline_minilm_model(monkeypatch: pytest.MonkeyP
     v = data.features[:3]
     assert float(v[0] @ v[1]) > 0.7 > float(v[0] @ v[2])  # paraphrases are close, other topics are not
     assert capfd.readouterr().err == ""  # no progress bar from the library
+
+
+def test_poison_finds_a_backdoor_in_learned_representations_despite_label_noise() -> None:
+    from sklearn.datasets import load_digits
+    from threadpoolctl import threadpool_limits
+
+    digits = load_digits()
+    rng = np.random.default_rng(0)
+    x, y = digits.data.copy(), digits.target.copy()
+    noisy = rng.choice(len(y), len(y) // 10, replace=False)  # 10% of labels wrong besides the attack
+    y[noisy] = (y[noisy] + rng.integers(1, 10, len(noisy))) % 10
+    victims = rng.choice(np.setdiff1d(np.flatnonzero(y != 0), noisy), 18, replace=False)
+    images = x[victims].reshape(-1, 8, 8)
+    images[:, 0:2, 0:2] = 16.0  # a 2x2 trigger in the top-left corner, relabelled to 0
+    x[victims] = images.reshape(-1, 64)
+    y[victims] = 0
+    std = x.std(axis=0)
+    data = data_of(((x - x.mean(axis=0)) / np.where(std > 0, std, 1)).astype(np.float32), y)
+    with threadpool_limits(1):
+        r = make_screen("poison").fit(data).result_
+    assert r.flag[victims].mean() >= 0.9 and r.summary["representations"] == 2
+    clean = np.setdiff1d(np.arange(len(y)), np.concatenate([victims, noisy]))
+    assert r.flag[clean].mean() <= 0.01

@@ -6,10 +6,11 @@ for each flagged sample, and a summary.
 """
 
 from assay.screens._base import Param, Screen, ScreenResult
+from assay.screens.confident import find_label_issues
 from assay.screens.data import ScreenData
 from assay.screens.duplicate import DuplicateScreen
 from assay.screens.features import FeatureSpec, screen_data, table_features
-from assay.screens.label_issue import LabelIssueScreen, find_label_issues
+from assay.screens.label_issue import LabelIssueScreen
 from assay.screens.model import ModelOutputs, model_outputs
 from assay.screens.outlier import OutlierScreen
 from assay.screens.poison import PoisonScreen

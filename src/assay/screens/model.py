@@ -3,8 +3,9 @@
 When the user gives no probabilities, assay trains its own default model on the scaled features, in
 ``folds`` stratified folds, so that every sample is predicted by a model that never saw it: the average of
 a one-hidden-layer perceptron (scikit-learn; 256 units, L2 penalty 1.0, 60 epochs) and, up to 10,000
-samples, an RBF-kernel SVC calibrated by isotonic regression. The perceptron fitted on all samples gives the
-representations (its hidden layer) that the poison screen clusters. Results are cached on the
+samples, an RBF-kernel SVC calibrated by isotonic regression. The perceptron fitted on all samples gives
+representations (its hidden layer) that the poison screen clusters, and so does a lighter-regularised one
+(L2 0.1, 200 epochs) fitted on the samples that confident learning does not flag. Results are cached on the
 ``ScreenData`` so that screens share them.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from assay.errors import ScreenError
+from assay.screens.confident import find_label_issues
 from assay.screens.data import ScreenData
 
 
@@ -26,6 +28,8 @@ class ModelOutputs:
     hidden: np.ndarray  # n x h: hidden layer of the model fitted on all samples
     accuracy: float  # out-of-fold accuracy against the given labels
     source: str  # "default model (...)" or "given"
+    hidden_clean: np.ndarray | None = None  # n x h: hidden layer of a lighter-regularised MLP fitted without
+    clean: np.ndarray | None = None  # the samples confident learning flags; ``clean`` marks the others
 
 
 def model_outputs(data: ScreenData, *, folds: int = 5, seed: int = 0) -> ModelOutputs:
@@ -61,9 +65,15 @@ def _fit(data: ScreenData, folds: int, seed: int) -> ModelOutputs:
                 probs[np.ix_(test, model.classes_)] += model.predict_proba(x[test]) / len(kinds)
         source = f"default model ({' + '.join(k.upper() for k in kinds)}, {k}-fold out-of-fold)"
     full = _fitted("mlp", x, y, seed)
-    hidden = np.maximum(x @ full.coefs_[0] + full.intercepts_[0], 0.0)
+    clean = ~find_label_issues(y, probs)
+    second = _fitted("mlp-light", x[clean], y[clean], seed) if len(np.unique(y[clean])) > 1 else None
     accuracy = float((probs.argmax(axis=1) == y).mean())
-    return ModelOutputs(probs, hidden.astype(np.float32), accuracy, source)
+    return ModelOutputs(probs, _hidden(full, x), accuracy, source,
+                        _hidden(second, x) if second is not None else None, clean)
+
+
+def _hidden(model: Any, x: np.ndarray) -> np.ndarray:
+    return np.asarray(np.maximum(x @ model.coefs_[0] + model.intercepts_[0], 0.0), np.float32)
 
 
 def _fitted(kind: str, x: np.ndarray, y: np.ndarray, seed: int) -> Any:
@@ -74,8 +84,12 @@ def _fitted(kind: str, x: np.ndarray, y: np.ndarray, seed: int) -> Any:
     from sklearn.neural_network import MLPClassifier
     from sklearn.svm import SVC
 
-    model = MLPClassifier(hidden_layer_sizes=(256,), alpha=1.0, max_iter=60, random_state=seed) if kind == "mlp" \
-        else CalibratedClassifierCV(SVC(random_state=seed), method="isotonic", ensemble=False)
+    if kind == "svc":
+        model: Any = CalibratedClassifierCV(SVC(random_state=seed), method="isotonic", ensemble=False)
+    else:  # "mlp-light" learns finer representations, on data without the likely label errors
+        light = kind == "mlp-light"
+        model = MLPClassifier(hidden_layer_sizes=(256,), alpha=0.1 if light else 1.0, max_iter=200 if light else 60,
+                              random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return model.fit(x, y)

@@ -1,8 +1,9 @@
 """``poison``: signs of backdoor and label-flip poisoning in learned representations, per class.
 
-Representations are the hidden layer of the model fitted for ``label_issue`` (or the features, with
-``representation: features``). Within each class, two detectors look for a small group that the model
-learned apart from the rest:
+Representations are the hidden layers of the label model fitted on all samples and of a lighter-regularised
+one fitted without the likely label errors (see ``assay.screens.model``), or the features (``representation:
+features``); each is examined, and what either flags is flagged. Within each class, two detectors look for
+a small group that the model learned apart from the rest:
 
 - activation clustering (Chen et al., 2018): the representations reduced to ``components`` principal
   components and split in two by k-means; the class is suspicious when the smaller cluster holds less than
@@ -55,34 +56,41 @@ class PoisonScreen(Screen):
 
     def _score(self, data: ScreenData) -> ScreenResult:
         y = data.require_labels(self.name, min_per_class=2)
-        reps = (model_outputs(data, folds=self.folds, seed=self.seed).hidden if self.representation == "model"
-                else data.features)
+        outputs = model_outputs(data, folds=self.folds, seed=self.seed) if self.representation == "model" else None
+        views = [(outputs.hidden, np.ones(data.n, bool))] if outputs is not None else [(data.features,
+                                                                                      np.ones(data.n, bool))]
+        if outputs is not None and outputs.hidden_clean is not None and outputs.clean is not None:
+            views.append((outputs.hidden_clean, outputs.clean))
         z = np.zeros(data.n)
         flag = np.zeros(data.n, bool)
         small = np.zeros(data.n, bool)
-        skipped, suspicious = [], []
-        for c in np.unique(y):
-            members = np.flatnonzero(y == c)
-            if len(members) < MIN_CLASS:
-                skipped.append(str(data.classes[c]))
-                continue
-            r = reps[members].astype(np.float64)
-            spectral = _spectral(r)
-            z[members] = _robust_z(spectral)
-            minor = self._small_cluster(r)
-            if not minor.any():
-                continue
-            suspicious.append(str(data.classes[c]))
-            small[members[minor]] = True
-            top = int(np.ceil(self.spectral_factor * minor.sum()))
-            flag[members[minor]] = True
-            flag[members[np.argsort(-spectral, kind="stable")[:top]]] = True
+        skipped: set[str] = set()
+        suspicious: set[str] = set()
+        for view, (reps, included) in enumerate(views):
+            for c in np.unique(y):
+                members = np.flatnonzero((y == c) & included)
+                if len(members) < MIN_CLASS:
+                    skipped.add(str(data.classes[c]))
+                    continue
+                r = reps[members].astype(np.float64)
+                spectral = _spectral(r)
+                if view == 0:
+                    z[members] = _robust_z(spectral)
+                minor = self._small_cluster(r)
+                if not minor.any():
+                    continue
+                suspicious.add(str(data.classes[c]))
+                small[members[minor]] = True
+                top = int(np.ceil(self.spectral_factor * minor.sum()))
+                flag[members[minor]] = True
+                flag[members[np.argsort(-spectral, kind="stable")[:top]]] = True
         reason: list[str | None] = [
             f"apart from the rest of class {data.classes[y[i]]!r} in the learned representation ("
             + ("in a small separate cluster, " if small[i] else "") + f"spectral z {z[i]:.1f})" if flag[i] else None
             for i in range(data.n)]
         score = np.where(flag, 0.49 / (1.0 + np.maximum(z, 0.0) / 10.0), 1.0 - 0.5 * np.clip(z, 0, 10) / 10.0)
-        summary = {"suspicious_classes": suspicious, "classes_skipped": skipped}
+        summary = {"suspicious_classes": sorted(suspicious), "classes_skipped": sorted(skipped),
+                   "representations": len(views)}
         return ScreenResult(self.name, score, flag, reason, summary, {"poison_spectral_z": z})
 
     def _small_cluster(self, r: np.ndarray) -> np.ndarray:
