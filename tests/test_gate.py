@@ -219,3 +219,23 @@ def test_ingest_of_image_folders_reports_thumbnails(repo: assay.Repo, tmp_path: 
     assert [f.key["path"] for f in report.quarantined] == ["a/copy.png"]
     page = ingest_report_html(report, repo.store.get)
     assert page.count("data:image/png;base64,") == 1 and "exact copy of sample" in page
+
+
+def test_a_held_update_keeps_the_old_version_until_it_is_released(accepted: assay.Repo) -> None:
+    repo = accepted
+    first = samples(300)
+    before = first.slice(5, 1).to_pylist()[0]
+    update = first.slice(5, 1).set_column(1, "f0", first.slice(6, 1).column("f0"))
+    for c in first.column_names[2:7]:  # sample 5 becomes an exact copy of sample 6: held back
+        update = update.set_column(update.column_names.index(c), c, first.slice(6, 1).column(c))
+    allow = parse_policy("max_quarantined: 1.0\nscreens:\n  duplicate: {action: quarantine}\n")
+    report = ingest(repo, update, into="points", policy=allow, mode="upsert")
+    assert [f.key["id"] for f in report.quarantined] == [5]
+    main = repo.dataset("points", "main").to_arrow()
+    row = main.filter(pa.compute.equal(main.column("id"), 5)).to_pylist()
+    assert row == [before]  # the published version still holds the old sample
+    release(repo, "points", None)
+    main = repo.dataset("points", "main").to_arrow()
+    row = main.filter(pa.compute.equal(main.column("id"), 5)).to_pylist()
+    assert len(row) == 1 and row[0]["f0"] == first.column("f0")[6].as_py() and main.num_rows == 300
+    assert repo.fsck().ok

@@ -25,7 +25,7 @@ from assay.screens.data import ScreenData
 from assay.screens.scores import flagged_reasons
 from assay.table import DatasetVersion
 from assay.table.manifest import HASH_COLUMN, ID_COLUMN, Manifest
-from assay.table.select import select_rows, unite
+from assay.table.select import select_ids, select_rows, unite
 
 if TYPE_CHECKING:
     from assay.repo import Repo
@@ -220,7 +220,8 @@ def _publish(repo: Repo, report: IngestReport, run: ScreenRun, staged: Manifest,
     store = repo.store
     accepted_rows = np.flatnonzero(in_batch & ~quarantine)
     held_rows = np.flatnonzero(in_batch & quarantine)
-    accepted = store.put(select_rows(store, staged, ~in_batch | ~quarantine).to_bytes())
+    accepted = store.put(_accepted(repo, staged, ~in_batch | ~quarantine, datasets.get(into),
+                                   {bytes.fromhex(run.data.ids[i]) for i in held_rows}).to_bytes())
     actions = ["warned" if warn[i] else "accepted" for i in accepted_rows]
     published = {**datasets, into: accepted}
     if len(accepted_rows):
@@ -243,6 +244,15 @@ def _publish(repo: Repo, report: IngestReport, run: ScreenRun, staged: Manifest,
     report.accepted = len(accepted_rows)
     report.quarantined = _examples(repo, run, staged, held_rows, "quarantined")
     report.warned = _examples(repo, run, staged, np.flatnonzero(in_batch & warn), "warned")
+
+
+def _accepted(repo: Repo, staged: Manifest, keep: np.ndarray, base: str | None, held: set[bytes]) -> Manifest:
+    """The staged version without the held rows; a held update of a sample keeps the sample's old version."""
+    out = select_rows(repo.store, staged, keep)
+    if base is None or not held:
+        return out
+    previous = select_ids(repo.store, repo.read_manifest(base), held)
+    return unite(repo.store, out, previous) if previous.rows else out
 
 
 def _quarantine_commit(repo: Repo, run: ScreenRun, staged: Manifest, held: np.ndarray, rows: np.ndarray,

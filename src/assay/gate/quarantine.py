@@ -105,7 +105,13 @@ def _release_commit(repo: Repo, dataset: str, branch: str, moving: Any, moved_sc
         raise RefNotFound(f"no branch {branch!r} to release into")
     commit = repo.read_commit(ref.commit)
     datasets = dict(commit.datasets)
-    target = unite(repo.store, repo.read_manifest(datasets[dataset]), moving) if dataset in datasets else moving
+    if dataset in datasets:  # a released update replaces the version the branch kept meanwhile
+        ids = set(pa.chunked_array(DatasetVersion(repo.store, moving).to_arrow([], with_ids=True)
+                                   .column("_assay_id")).to_pylist())
+        kept = select_ids(repo.store, repo.read_manifest(datasets[dataset]), ids, keep=False)
+        target = unite(repo.store, kept, moving)
+    else:
+        target = moving
     released = moved_scores.set_column(moved_scores.column_names.index("action"), "action",
                                        pa.array(["released"] * moved_scores.num_rows, pa.string()))
     sname = scores_name(dataset)
