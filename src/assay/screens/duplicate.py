@@ -10,8 +10,6 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from assay.screens._base import Param, Screen, ScreenResult
 from assay.screens._neighbors import neighbors, typical_distance
@@ -80,6 +78,9 @@ def _same_group_edges(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _clusters(n: int, exact: tuple[np.ndarray, np.ndarray], near: list[tuple[np.ndarray, np.ndarray]],
               groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cluster ids (-1: alone), flags (all members but the first), the kept sample each copies, exactness."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     rows = np.concatenate([exact[0], *(e[0] for e in near)]).astype(np.int64)
     cols = np.concatenate([exact[1], *(e[1] for e in near)]).astype(np.int64)
     graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
