@@ -117,7 +117,7 @@ def ingest(repo: Repo, batch: Any, *, into: str, policy: Policy | None = None, b
     version = DatasetVersion(repo.store, staged, commit=staging_commit)
     in_batch = _batch_mask(repo, staged, repo.read_manifest(base) if base else None)
     report.batch_rows = int(in_batch.sum())
-    _run_checks(repo, report, policy, version, suites.get(into), into, tip)
+    _run_checks(repo, report, policy, version, suites.get(into), into)
     run = _run_screens(report, policy, version, progress)
     quarantine, warn = _decide(report, policy, run, in_batch)
     if report.rejected:
@@ -152,7 +152,7 @@ def _row_keys(repo: Repo, manifest: Manifest) -> pa.Array:
 
 
 def _run_checks(repo: Repo, report: IngestReport, policy: Policy, version: DatasetVersion, suite_oid: str | None,
-                into: str, tip: str | None) -> None:
+                into: str) -> None:
     if suite_oid is None or policy.checks == "skip":
         return
     suite = parse_suite(repo.store.get(suite_oid).decode("utf-8"), f"suite of {into}")

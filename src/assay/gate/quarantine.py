@@ -34,8 +34,8 @@ def quarantined(repo: Repo, dataset: str) -> pa.Table:
 def show(repo: Repo, dataset: str, sample: str) -> dict[str, Any]:
     """One quarantined sample: its values, scores and reasons (``sample`` may be an id prefix)."""
     commit = _tip(repo, dataset)
-    sid = resolve_samples(repo, dataset, [sample])[0]
     scores = quarantined(repo, dataset)
+    sid = _resolve(scores, dataset, [sample])[0]
     row = scores.filter(pc.equal(scores.column("sample"), sid)).to_pylist()[0]
     data = repo.dataset(dataset, commit).to_arrow(with_ids=True)
     values = data.filter(pc.equal(data.column("_assay_id"), pa.scalar(bytes.fromhex(sid), data.schema.field(
@@ -45,7 +45,11 @@ def show(repo: Repo, dataset: str, sample: str) -> dict[str, Any]:
 
 def resolve_samples(repo: Repo, dataset: str, prefixes: list[str]) -> list[str]:
     """Full sample ids for ``prefixes`` of quarantined samples; an unknown or ambiguous prefix is an error."""
-    ids = quarantined(repo, dataset).column("sample").to_pylist()
+    return _resolve(quarantined(repo, dataset), dataset, prefixes)
+
+
+def _resolve(scores: pa.Table, dataset: str, prefixes: list[str]) -> list[str]:
+    ids = scores.column("sample").to_pylist()
     out = []
     for p in prefixes:
         hits = [i for i in ids if i.startswith(p.lower())]
@@ -77,37 +81,34 @@ def _move(repo: Repo, dataset: str, samples: list[str] | None, branch: str | Non
     qtip = _tip(repo, dataset)
     assert qtip is not None
     qdata = dict(repo.read_commit(qtip).datasets)
-    ids = resolve_samples(repo, dataset, samples) if samples is not None else \
-        quarantined(repo, dataset).column("sample").to_pylist()
+    sname = scores_name(dataset)
+    scores = DatasetVersion(repo.store, repo.read_manifest(qdata[sname])).to_arrow()
+    ids = _resolve(scores, dataset, samples) if samples is not None else scores.column("sample").to_pylist()
     if not ids:
         raise InputError(f"the quarantine of {dataset!r} is empty; nothing to do")
     wanted = {bytes.fromhex(i) for i in ids}
     held = repo.read_manifest(qdata[dataset])
     moving = select_ids(repo.store, held, wanted)
     staying = select_ids(repo.store, held, wanted, keep=False)
-    sname = scores_name(dataset)
-    scores = DatasetVersion(repo.store, repo.read_manifest(qdata[sname])).to_arrow()
     moved_scores = scores.filter(pc.is_in(scores.column("sample"), value_set=pa.array(ids, pa.string())))
     rest, _ = repo.build_version(sname, moved_scores.select(["sample"]), base=qdata[sname], mode="delete")
     qnew = repo.write_commit((qtip,), {**qdata, dataset: repo.store.put(staying.to_bytes()), sname: rest},
                              f"{message}: {len(ids)} sample(s)")
     updates = [RefUpdate(qname, "branch", qnew, qtip)]
     if branch is not None:
-        updates.append(_release_commit(repo, dataset, branch, moving, moved_scores, message, len(ids)))
+        updates.append(_release_commit(repo, dataset, branch, moving, wanted, moved_scores, message))
     repo.move_refs(updates, message)
     return {"samples": len(ids), "commits": {u.name: u.new for u in updates}}
 
 
-def _release_commit(repo: Repo, dataset: str, branch: str, moving: Any, moved_scores: pa.Table, message: str,
-                    count: int) -> RefUpdate:
+def _release_commit(repo: Repo, dataset: str, branch: str, moving: Any, ids: set[bytes], moved_scores: pa.Table,
+                    message: str) -> RefUpdate:
     ref = repo.catalog.get_ref(branch)
     if ref is None:
         raise RefNotFound(f"no branch {branch!r} to release into")
     commit = repo.read_commit(ref.commit)
     datasets = dict(commit.datasets)
     if dataset in datasets:  # a released update replaces the version the branch kept meanwhile
-        ids = set(pa.chunked_array(DatasetVersion(repo.store, moving).to_arrow([], with_ids=True)
-                                   .column("_assay_id")).to_pylist())
         kept = select_ids(repo.store, repo.read_manifest(datasets[dataset]), ids, keep=False)
         target = unite(repo.store, kept, moving)
     else:
@@ -117,7 +118,7 @@ def _release_commit(repo: Repo, dataset: str, branch: str, moving: Any, moved_sc
     sname = scores_name(dataset)
     scores, _ = repo.build_version(sname, released, base=datasets.get(sname), key=["sample"], mode="upsert")
     oid = repo.write_commit((ref.commit,), {**datasets, dataset: repo.store.put(target.to_bytes()), sname: scores},
-                            f"{message}: {count} sample(s)", suites=commit.suites)
+                            f"{message}: {len(ids)} sample(s)", suites=commit.suites)
     return RefUpdate(branch, "branch", oid, ref.commit)
 
 

@@ -28,8 +28,10 @@ class ModelOutputs:
     hidden: np.ndarray  # n x h: hidden layer of the model fitted on all samples
     accuracy: float  # out-of-fold accuracy against the given labels
     source: str  # "default model (...)" or "given"
-    hidden_clean: np.ndarray | None = None  # n x h: hidden layer of a lighter-regularised MLP fitted without
-    clean: np.ndarray | None = None  # the samples confident learning flags; ``clean`` marks the others
+    # n x h: hidden layer of a lighter-regularised MLP fitted on the ``clean`` samples only (those that
+    # confident learning does not flag); None when they hold fewer than two classes
+    hidden_clean: np.ndarray | None = None
+    clean: np.ndarray | None = None
 
 
 def model_outputs(data: ScreenData, *, folds: int = 5, seed: int = 0) -> ModelOutputs:
