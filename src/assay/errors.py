@@ -20,7 +20,8 @@ the subclass also derives from it::
     ├── MergeConflict(AssayError)                      samples changed differently on both sides
     ├── CheckFailed(AssayError)                        a commit refused by a dataset's suite
     ├── BatchRejected(AssayError)                      an ingested batch refused as a whole by the gate
-    └── NothingToCommit(AssayError)
+    ├── NothingToCommit(AssayError)
+    └── OutOfSpace(AssayError, OSError)                the filesystem filled up during a write; nothing changed
 
 Messages say what happened, why, and what to do.
 """
@@ -116,3 +117,10 @@ class BatchRejected(AssayError):
     def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class OutOfSpace(AssayError, OSError):
+    """A write found its filesystem (or the user's quota) full; the write left nothing behind."""
+
+    def __str__(self) -> str:
+        return self.strerror or "no space left on device"

@@ -321,8 +321,17 @@ def merge(rev: Annotated[str, typer.Argument(help="Branch or revision to merge i
 
 
 @app.command()
-def fsck(as_json: JsonOpt = False) -> None:
-    """Verify every object's hash and every reference."""
+def fsck(as_json: JsonOpt = False,
+         repair: Annotated[str | None, typer.Option(
+             "--repair", metavar="SOURCE",
+             help="Replace damaged or missing objects with good bytes from SOURCE: a copy of the repository "
+                  "(a folder with .assay) or a file or folder of the original files.")] = None) -> None:
+    """Verify every object's hash and every reference; with --repair, mend what is damaged."""
+    if repair is not None:
+        with _progress() as report:
+            fixed = _repo().repair(repair, progress=report)
+        if not as_json:
+            out.print(f"repaired {len(fixed.repaired)} of {fixed.wanted} damaged or missing objects from {repair}")
     with _progress() as report:
         r = _repo().fsck(progress=report)
     if as_json:
@@ -493,10 +502,28 @@ def main() -> None:
     except Exception as e:  # click usage errors
         import click
 
+        if _disk_full(e):
+            err.print(f"[red]error:[/] {escape(str(_full_error(e)))}", highlight=False, markup=True, soft_wrap=True)
+            sys.exit(1)
+
         if isinstance(e, click.ClickException):
             e.show()
             sys.exit(e.exit_code)
         raise
+
+
+def _disk_full(e: BaseException) -> bool:
+    """A full filesystem seen by the store (OSError ENOSPC) or by SQLite ("database or disk is full")."""
+    from assay.store.fs import is_full
+
+    return is_full(e) or "database or disk is full" in str(e)
+
+
+def _full_error(e: BaseException) -> BaseException:
+    from assay.store.fs import out_of_space
+
+    where = getattr(e, "filename", None) or "the repository"
+    return out_of_space(where) if not isinstance(e, AssayError) else e
 
 
 from assay.cli import gate_cmds  # noqa: E402,F401  (registers ingest, quarantine, scores, screen)

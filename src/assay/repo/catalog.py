@@ -6,6 +6,7 @@ A small base class, so that the SQLite default can be swapped for PostgreSQL (an
 from __future__ import annotations
 
 import abc
+import os
 import time
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from assay.errors import ConflictError
+from assay.store.fs import out_of_space
 
 _meta = sa.MetaData()
 refs_table = sa.Table(
@@ -97,11 +99,38 @@ class SqlCatalog(Catalog):
 
     def __init__(self, url: str):
         self.url = url
+        self.read_only = False  # True when a local SQLite file could only be opened for reading (a full disk)
         args = {"timeout": 60} if url.startswith("sqlite") else {}
         self.engine = sa.create_engine(url, connect_args=args, poolclass=sa.pool.NullPool)
         if url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        _meta.create_all(self.engine)
+        try:
+            _meta.create_all(self.engine)
+        except OperationalError as e:
+            if not self._open_read_only(e):
+                raise
+
+    def _open_read_only(self, error: OperationalError) -> bool:
+        """On a full disk SQLite cannot create the files that a WAL reader needs (``-shm``): open the file
+        as immutable instead, so that read-only commands still work; writes then fail as a full disk."""
+        path = self._sqlite_path()
+        if path is None or not os.path.exists(path) or not any(
+                m in str(error) for m in ("disk I/O error", "database or disk is full", "unable to open")):
+            return False
+        self.engine.dispose()
+        self.engine = sa.create_engine(f"sqlite:///file:{path}?immutable=1&uri=true", poolclass=sa.pool.NullPool)
+        self.read_only = True
+        return True
+
+    def _sqlite_path(self) -> str | None:
+        prefix = "sqlite:///"
+        if not self.url.startswith(prefix) or ":memory:" in self.url:
+            return None
+        return self.url[len(prefix):].split("?", 1)[0]
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise out_of_space(self._sqlite_path() or self.url)
 
     def get_ref(self, name: str) -> Ref | None:
         with self.engine.connect() as c:
@@ -119,6 +148,7 @@ class SqlCatalog(Catalog):
         self.update_refs([RefUpdate(name, kind, new, expected)], message)
 
     def update_refs(self, updates: list[RefUpdate], message: str = "") -> None:
+        self._writable()
         now = time.time()
         for attempt in range(50):
             try:
@@ -155,6 +185,7 @@ class SqlCatalog(Catalog):
             )
 
     def record_commit(self, oid: str, when: float, message: str) -> None:
+        self._writable()
         try:
             with self.engine.begin() as c:
                 c.execute(commits_table.insert().values(oid=oid, time=when, message=message[:1000]))

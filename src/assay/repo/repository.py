@@ -643,6 +643,12 @@ class Repo:
 
         return fsck(self, progress=progress)
 
+    def repair(self, source: str | os.PathLike[str], *, progress: Progress | None = None) -> Any:
+        """Replace damaged or missing objects with good bytes from ``source`` (another repository, or files)."""
+        from assay.repo.repair import repair
+
+        return repair(self, source, progress=progress)
+
     def gc(self, *, grace: float = 3600.0, dry_run: bool = False) -> Any:
         from assay.repo.upkeep import gc
 

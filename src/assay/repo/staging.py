@@ -6,6 +6,7 @@ processes working in one repository do not lose each other's changes.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import sqlite3
@@ -83,10 +84,22 @@ class AddMemo:
     """
 
     def __init__(self, path: Path):
-        self._con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("CREATE TABLE IF NOT EXISTS adds (base TEXT, digest TEXT, key TEXT, mode TEXT, "
-                          "result TEXT, PRIMARY KEY (base, digest, key, mode))")
+        try:
+            self._con = self._open(str(path))
+        except sqlite3.Error:  # a full disk or a damaged cache file: work without the cache
+            self._con = self._open(":memory:")
+
+    @staticmethod
+    def _open(path: str) -> sqlite3.Connection:
+        con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("CREATE TABLE IF NOT EXISTS adds (base TEXT, digest TEXT, key TEXT, mode TEXT, "
+                        "result TEXT, PRIMARY KEY (base, digest, key, mode))")
+        except sqlite3.Error:
+            con.close()
+            raise
+        return con
 
     def get(self, base: str | None, digest: str | None, key: Sequence[str] | None, mode: str) -> str | None:
         if digest is None:
@@ -97,8 +110,9 @@ class AddMemo:
 
     def put(self, base: str | None, digest: str | None, key: Sequence[str] | None, mode: str, result: str) -> None:
         if digest is not None:
-            self._con.execute("INSERT OR REPLACE INTO adds VALUES (?, ?, ?, ?, ?)",
-                              (base or "", digest, json.dumps(list(key or [])), mode, result))
+            with contextlib.suppress(sqlite3.OperationalError):  # a full disk: the cache only saves time
+                self._con.execute("INSERT OR REPLACE INTO adds VALUES (?, ?, ?, ?, ?)",
+                                  (base or "", digest, json.dumps(list(key or [])), mode, result))
 
     def close(self) -> None:
         self._con.close()

@@ -30,7 +30,7 @@ import numpy as np
 from assay.errors import CorruptObject, ObjectNotFound
 from assay.store import codec
 from assay.store.base import ObjectStore, StoredObject
-from assay.store.fs import atomic_file, fsync_dir
+from assay.store.fs import atomic_file, fsync_dir, is_full, out_of_space, write_all
 from assay.store.hashing import hash_bytes, hash_file
 
 CHUNK_FROM = 8 << 20  # objects larger than this are split into content-defined chunks
@@ -66,13 +66,55 @@ class LocalObjectStore(ObjectStore):
 
     def put(self, data: bytes, *, chunk: bool = True, compress: bool = True) -> str:
         oid = hash_bytes(data)
-        if self.has(oid):
+        if self.has(oid) and self._whole(oid, len(data)):
             self.freshen([oid])
-        elif chunk and len(data) > CHUNK_FROM:
-            self._write_loose(oid, codec.CHUNKS, self._store_chunks(memoryview(data)))
+        else:  # absent, or stored damaged (a short file, a lost chunk): the good bytes replace it
+            self._write(oid, data, chunk=chunk, compress=compress)
+        return oid
+
+    def repair(self, data: bytes) -> str:
+        """Store ``data`` as a loose object whatever is stored under its address now (damaged or not).
+
+        A loose object is read before a packed copy, so this also shadows a damaged entry in a pack.
+        """
+        oid = hash_bytes(data)
+        self._write(oid, data, chunk=True, compress=True, heal_chunks=True)
+        return oid
+
+    def _write(self, oid: str, data: bytes, *, chunk: bool, compress: bool, heal_chunks: bool = False) -> None:
+        if chunk and len(data) > CHUNK_FROM:
+            self._write_loose(oid, codec.CHUNKS, self._store_chunks(memoryview(data), heal=heal_chunks))
         else:
             self._write_loose(oid, *(codec.encode(data) if compress else (codec.RAW, data)))
-        return oid
+
+    def _whole(self, oid: str, size: int) -> bool:
+        """Whether the stored ``oid`` can be trusted to be whole: a loose object of the right length with its
+        chunks present (packed objects are published only after their pack is synced, and checked on read).
+
+        Costs a stat for raw objects, a decompression for compressed ones (at most CHUNK_FROM bytes) and a
+        look-up per chunk for chunked ones; the full hash check is left to reads and fsck.
+        """
+        path = self._loose_str(oid)
+        try:
+            stored = os.stat(path).st_size
+        except FileNotFoundError:
+            return True  # packed
+        try:
+            if stored == 1 + size and self._codec_of(path) == codec.RAW:
+                return True
+            kind, payload = self._read_stored(oid)
+            if kind == codec.CHUNKS:
+                chunks = codec.decode_chunk_list(payload)
+                return sum(n for _, n in chunks) == size and not self.missing(c for c, _ in chunks)
+            return kind != codec.RAW and len(codec.decode(kind, payload, oid)) == size
+        except (CorruptObject, OSError):
+            return False
+
+    @staticmethod
+    def _codec_of(path: str) -> int | None:
+        with open(path, "rb") as f:
+            head = f.read(1)
+        return head[0] if head else None
 
     def put_many(self, items: Iterable[bytes]) -> list[str]:
         self._refresh_packs()
@@ -88,14 +130,20 @@ class LocalObjectStore(ObjectStore):
 
     def put_file(self, path: str | os.PathLike[str]) -> str:
         path = Path(path)
-        if path.stat().st_size <= CHUNK_FROM:
+        size = path.stat().st_size
+        if size <= CHUNK_FROM:
             return self.put(path.read_bytes())
         oid = hash_file(path)
-        if self.has(oid):
+        if self.has(oid) and self._whole(oid, size):
             self.freshen([oid])
             return oid
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            chunk_list = self._store_chunks(memoryview(mm))
+        with open(path, "rb") as f:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            try:
+                chunk_list = self._store_chunks(memoryview(mm))
+            finally:
+                with contextlib.suppress(BufferError):  # views held by a failure's traceback: freed with it
+                    mm.close()
         self._write_loose(oid, codec.CHUNKS, chunk_list)
         return oid
 
@@ -144,11 +192,15 @@ class LocalObjectStore(ObjectStore):
             return None
         oid = hash_bytes(data)
         if self._has_known(oid):
+            if not self._whole(oid, len(data)):
+                return None  # stored damaged: written again by put, which replaces it
             return oid, -1, b""
         return (oid, *codec.encode(data))
 
-    def _store_chunks(self, view: memoryview) -> bytes:
-        """Split a large object into content-defined chunks, store them in packs; the chunk list payload."""
+    def _store_chunks(self, view: memoryview, *, heal: bool = False) -> bytes:
+        """Split a large object into content-defined chunks, store them in packs; the chunk list payload.
+
+        With ``heal`` every chunk is written again (repair of a damaged object)."""
         chunks: list[tuple[str, int]] = []
         with _PackWriter(self) as packer:
             for c in fastcdc.fastcdc(view, min_size=CHUNK_MIN, avg_size=CHUNK_AVG, max_size=CHUNK_MAX):
@@ -156,12 +208,17 @@ class LocalObjectStore(ObjectStore):
                 coid = hash_bytes(part)
                 if not self._has_known(coid):
                     packer.add((coid, *codec.encode(part)))
+                elif heal or not self._whole(coid, len(part)):  # a loose copy is read before a packed one
+                    self._write_loose(coid, *codec.encode(part))
                 chunks.append((coid, c.length))
         return codec.encode_chunk_list(chunks)
 
     def _write_loose(self, oid: str, kind: int, payload: bytes | memoryview) -> None:
         path = self._loose_path(oid)
-        path.parent.mkdir(exist_ok=True)
+        try:
+            path.parent.mkdir(exist_ok=True)
+        except OSError as e:
+            raise (out_of_space(path.parent) if is_full(e) else e) from e
         with atomic_file(path, durable=self.durable, tmp_dir=self.root / "tmp") as f:
             f.write(bytes([kind]))
             f.write(payload)
@@ -182,7 +239,7 @@ class LocalObjectStore(ObjectStore):
         with atomic_file(self.root / "packs" / f"{name}.pack", durable=False, tmp_dir=self.root / "tmp") as f:
             buffers = [b for _, kind, payload in entries for b in (_CODEC_BYTE[kind], payload)]
             for i in range(0, len(buffers), 1024):
-                _write_all(f.fileno(), buffers[i : i + 1024])
+                write_all(f.fileno(), buffers[i : i + 1024])
             if self.durable and hasattr(os, "posix_fadvise"):  # start writing back now; synced when published
                 os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         with self._lock:
@@ -212,6 +269,16 @@ class LocalObjectStore(ObjectStore):
             fsync_dir(packs)
         with self._lock:
             self._pending_packs.difference_update(name for name, _ in written)
+
+    def _discard_packs(self, names: list[str]) -> None:
+        """Forget and remove packs written by this process whose index was never published (a failed batch):
+        their objects must not count as stored."""
+        for name in names:
+            self._forget_pack(name)
+            with self._lock:
+                self._pending_packs.discard(name)
+            if not (self.root / "packs" / f"{name}.idx").exists():
+                (self.root / "packs" / f"{name}.pack").unlink(missing_ok=True)
 
     def freshen(self, oids: Iterable[str]) -> None:
         wanted = set(oids)
@@ -513,25 +580,18 @@ class _PackWriter:
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
+        published = False
         try:
             if exc_type is None:
                 self.flush()
             self._wait()
             if exc_type is None:
                 self.store._publish_packs(self.written)
+                published = True
         finally:
             self._pool.shutdown(wait=True)
-
-
-def _write_all(fd: int, buffers: list[bytes | memoryview]) -> None:
-    """``os.writev`` until every buffer is written (a write may stop short)."""
-    views = [memoryview(b) for b in buffers]
-    while views:
-        n = os.writev(fd, views)
-        while views and n >= len(views[0]):
-            n -= len(views.pop(0))
-        if views and n:
-            views[0] = views[0][n:]
+            if not published:
+                self.store._discard_packs([name for name, _ in self.written])
 
 
 def _read_at(f: BinaryIO, offset: int, length: int) -> bytes:
