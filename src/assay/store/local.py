@@ -27,7 +27,7 @@ from typing import BinaryIO
 import fastcdc
 import numpy as np
 
-from assay.errors import CorruptObject, ObjectNotFound
+from assay.errors import CorruptObject, ObjectNotFound, OutOfSpace
 from assay.store import codec
 from assay.store.base import ObjectStore, StoredObject
 from assay.store.fs import atomic_file, fsync_dir, is_full, out_of_space, write_all
@@ -502,7 +502,10 @@ class LocalObjectStore(ObjectStore):
             if entry is not None:
                 by_pack.setdefault(entry[0], set()).add(oid)
         for name, dead in by_pack.items():
-            removed += self._repack_without(name, dead, older_than)
+            try:
+                removed += self._repack_without(name, dead, older_than)
+            except OutOfSpace:  # no room to rewrite what this pack keeps: leave it whole for a later gc
+                continue
         return removed
 
     def _repack_without(self, name: str, dead: set[str], older_than: float) -> int:
