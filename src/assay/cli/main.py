@@ -321,8 +321,14 @@ def merge(rev: Annotated[str, typer.Argument(help="Branch or revision to merge i
 
 
 @app.command()
-def fsck(as_json: JsonOpt = False) -> None:
+def fsck(as_json: JsonOpt = False,
+         rebuild_catalog: Annotated[bool, typer.Option(
+             "--rebuild-catalog", help="Rebuild a damaged catalog (branches, tags) from the commits in the object "
+             "store; the old file is kept, renamed.")] = False) -> None:
     """Verify every object's hash and every reference."""
+    if rebuild_catalog:
+        _rebuild_catalog(as_json)
+        return
     with _progress() as report:
         r = _repo().fsck(progress=report)
     if as_json:
@@ -338,6 +344,32 @@ def fsck(as_json: JsonOpt = False) -> None:
         out.print("[green]ok[/]" if r.ok else "[red]repository is damaged[/]")
     if not r.ok:
         raise typer.Exit(1)
+
+
+def _rebuild_catalog(as_json: bool) -> None:
+    from assay.repo.upkeep import rebuild_catalog
+
+    with _progress() as report:
+        r = rebuild_catalog(_state["repo"], progress=report)
+    if as_json:
+        _print_json(r.to_dict())
+        return
+    for moved in r.moved_to:
+        out.print(f"moved the old catalog file to {moved}", markup=False, soft_wrap=True)
+    out.print(f"created a new catalog {r.catalog}", markup=False, soft_wrap=True)
+    out.print(f"found {r.commits} commits in {r.objects} objects, {len(r.heads)} of them heads")
+    for kind, name, oid, how in r.refs:
+        why = {"kept": "read from the old catalog", "head": "a head commit",
+               "newest head": "the newest head commit"}[how]
+        out.print(f"{kind} {name} -> {_short(oid)} ({why})", markup=False)
+    for name, oid in r.dropped:
+        out.print(f"[yellow]dropped[/] {escape(name)} -> {_short(oid)}: that commit is not in the object store")
+    if r.unreadable:
+        out.print(f"[yellow]{r.unreadable} objects could not be read[/]; run `assay fsck`")
+    if r.head_note:
+        out.print(escape(r.head_note))
+    if not r.heads:
+        out.print("no commits found: the new catalog is empty")
 
 
 @app.command()
