@@ -250,10 +250,12 @@ def diff(a: Annotated[str | None, typer.Argument(help="From revision (default HE
 @app.command()
 def export(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")],
            to: Annotated[str, typer.Option("--to", help="A .parquet/.csv/.jsonl file, or a folder (folder "
-                                           "datasets: recreates the files).")]) -> None:
+                                           "datasets: recreates the files).")],
+           force: Annotated[bool, typer.Option("--force", help="Replace the file TO if it exists (a folder "
+                                               "must be new or empty).")] = False) -> None:
     """Write a dataset version to a file or folder."""
     with _progress() as report:
-        path = _repo().export(spec, to, progress=report)
+        path = _repo().export(spec, to, force=force, progress=report)
     out.print(f"wrote {spec} to {path}")
 
 
