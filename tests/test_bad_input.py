@@ -494,6 +494,25 @@ def case_symlink_to_the_folders_parent(d: Path, images: Path) -> Case:
     return Case("images", images, InputError, ("cat/up is a symbolic link", "outside the dataset folder"))
 
 
+# file and folder names that are not UTF-8 (made with bytes paths, as a Latin-1 system or a zip would)
+
+@case
+def case_file_name_not_utf8(d: Path, images: Path) -> Case:
+    with open(os.fsencode(images / "cat") + b"/bad\xff.png", "wb") as f:  # Path takes no bytes
+        f.write(b"a picture with a Latin-1 name")
+    return Case("images", images, InputError, ("cat/bad\\xff.png", "not valid UTF-8", "Rename it",
+                                               "nothing was added"))
+
+
+@case
+def case_folder_name_not_utf8(d: Path, images: Path) -> Case:
+    folder = os.fsencode(images) + b"/caf\xe9"
+    os.mkdir(folder)
+    with open(folder + b"/c.png", "wb") as f:
+        f.write(b"a picture in a Latin-1 folder")
+    return Case("images", images, InputError, ("/caf\\xe9", "not valid UTF-8", "Rename it"))
+
+
 # -- the tests -----------------------------------------------------------------------------------------------
 
 
@@ -565,6 +584,7 @@ def run_cli(repo: assay.Repo, *args: str | os.PathLike[str]) -> subprocess.Compl
     "labels_path_with_dotdot",
     "labels_absolute_path",
     "symlinked_folder_outside",
+    "file_name_not_utf8",
 ])
 def test_cli_refuses_bad_input(work: tuple[assay.Repo, Path], name: str) -> None:
     repo, inputs = work

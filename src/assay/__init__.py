@@ -5,6 +5,7 @@ from assay.checks import CheckResult, Suite, infer_suite, load_suite, run_suite
 from assay.errors import (
     AssayError,
     BatchRejected,
+    CatalogDamaged,
     CheckFailed,
     ConflictError,
     CorruptObject,
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AssayError",
     "BatchRejected",
+    "CatalogDamaged",
     "CheckFailed",
     "CheckResult",
     "Commit",

@@ -9,6 +9,7 @@ the subclass also derives from it::
     ├── FormatError(AssayError, ValueError)            stored format newer than this assay
     ├── ObjectNotFound(AssayError, KeyError)
     ├── CorruptObject(AssayError, ValueError)          bytes do not match their address
+    ├── CatalogDamaged(AssayError)                     the catalog database (refs) cannot be read
     ├── RefNotFound(AssayError, KeyError)              branch, tag, commit or dataset unknown
     ├── RefExists(AssayError, ValueError)
     ├── InputError(AssayError, ValueError)             bad user input: files, frames, arguments
@@ -57,6 +58,17 @@ class ObjectNotFound(AssayError, KeyError):
 
 class CorruptObject(AssayError, ValueError):
     """Stored bytes whose hash does not match their address."""
+
+
+class CatalogDamaged(AssayError):
+    """The catalog database is damaged (truncated, malformed, not a database); ``path`` names it.
+
+    ``assay fsck --rebuild-catalog`` rebuilds the refs from the commits in the object store.
+    """
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class RefNotFound(AssayError, KeyError):

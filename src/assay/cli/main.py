@@ -250,10 +250,12 @@ def diff(a: Annotated[str | None, typer.Argument(help="From revision (default HE
 @app.command()
 def export(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")],
            to: Annotated[str, typer.Option("--to", help="A .parquet/.csv/.jsonl file, or a folder (folder "
-                                           "datasets: recreates the files).")]) -> None:
+                                           "datasets: recreates the files).")],
+           force: Annotated[bool, typer.Option("--force", help="Replace the file TO if it exists (a folder "
+                                               "must be new or empty).")] = False) -> None:
     """Write a dataset version to a file or folder."""
     with _progress() as report:
-        path = _repo().export(spec, to, progress=report)
+        path = _repo().export(spec, to, force=force, progress=report)
     out.print(f"wrote {spec} to {path}")
 
 
@@ -325,8 +327,14 @@ def fsck(as_json: JsonOpt = False,
          repair: Annotated[str | None, typer.Option(
              "--repair", metavar="SOURCE",
              help="Replace damaged or missing objects with good bytes from SOURCE: a copy of the repository "
-                  "(a folder with .assay) or a file or folder of the original files.")] = None) -> None:
-    """Verify every object's hash and every reference; with --repair, mend what is damaged."""
+                  "(a folder with .assay) or a file or folder of the original files.")] = None,
+         rebuild_catalog: Annotated[bool, typer.Option(
+             "--rebuild-catalog", help="Rebuild a damaged catalog (branches, tags) from the commits in the object "
+             "store; the old file is kept, renamed.")] = False) -> None:
+    """Verify every object's hash and every reference; --repair mends damaged objects, --rebuild-catalog refs."""
+    if rebuild_catalog:
+        _rebuild_catalog(as_json)
+        return
     if repair is not None:
         with _progress() as report:
             fixed = _repo().repair(repair, progress=report)
@@ -347,6 +355,32 @@ def fsck(as_json: JsonOpt = False,
         out.print("[green]ok[/]" if r.ok else "[red]repository is damaged[/]")
     if not r.ok:
         raise typer.Exit(1)
+
+
+def _rebuild_catalog(as_json: bool) -> None:
+    from assay.repo.upkeep import rebuild_catalog
+
+    with _progress() as report:
+        r = rebuild_catalog(_state["repo"], progress=report)
+    if as_json:
+        _print_json(r.to_dict())
+        return
+    for moved in r.moved_to:
+        out.print(f"moved the old catalog file to {moved}", markup=False, soft_wrap=True)
+    out.print(f"created a new catalog {r.catalog}", markup=False, soft_wrap=True)
+    out.print(f"found {r.commits} commits in {r.objects} objects, {len(r.heads)} of them heads")
+    for kind, name, oid, how in r.refs:
+        why = {"kept": "read from the old catalog", "head": "a head commit",
+               "newest head": "the newest head commit"}[how]
+        out.print(f"{kind} {name} -> {_short(oid)} ({why})", markup=False)
+    for name, oid in r.dropped:
+        out.print(f"[yellow]dropped[/] {escape(name)} -> {_short(oid)}: that commit is not in the object store")
+    if r.unreadable:
+        out.print(f"[yellow]{r.unreadable} objects could not be read[/]; run `assay fsck`")
+    if r.head_note:
+        out.print(escape(r.head_note))
+    if not r.heads:
+        out.print("no commits found: the new catalog is empty")
 
 
 @app.command()

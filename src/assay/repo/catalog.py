@@ -6,15 +6,20 @@ A small base class, so that the SQLite default can be swapped for PostgreSQL (an
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
-from assay.errors import ConflictError
+from assay.errors import CatalogDamaged, ConflictError
 from assay.store.fs import out_of_space
+
+# What SQLite says about a file that is not (or no longer) a whole database.
+_DAMAGE = ("malformed", "not a database", "file is encrypted", "database disk image", "database corrupt")
 
 _meta = sa.MetaData()
 refs_table = sa.Table(
@@ -105,7 +110,8 @@ class SqlCatalog(Catalog):
         if url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            _meta.create_all(self.engine)
+            with self._damage():
+                _meta.create_all(self.engine)
         except OperationalError as e:
             if not self._open_read_only(e):
                 raise
@@ -132,8 +138,27 @@ class SqlCatalog(Catalog):
         if self.read_only:
             raise out_of_space(self._sqlite_path() or self.url)
 
+    @property
+    def path(self) -> str | None:
+        """The database file of a SQLite catalog (None for other databases or in memory)."""
+        return self._sqlite_path()
+
+    @contextlib.contextmanager
+    def _damage(self) -> Iterator[None]:
+        """Turn the database's "malformed" / "not a database" errors into CatalogDamaged."""
+        try:
+            yield
+        except DatabaseError as e:
+            if not any(d in str(e.orig).lower() for d in _DAMAGE):
+                raise
+            where = self.path or self.engine.url.render_as_string(hide_password=True)
+            raise CatalogDamaged(
+                f"the catalog {where} is damaged ({e.orig}); the branches and tags it holds cannot be read. "
+                "Rebuild it from the commits in the object store with `assay fsck --rebuild-catalog` "
+                "(which keeps the damaged file beside it, renamed)", where) from e
+
     def get_ref(self, name: str) -> Ref | None:
-        with self.engine.connect() as c:
+        with self._damage(), self.engine.connect() as c:
             row = c.execute(sa.select(refs_table).where(refs_table.c.name == name)).first()
         return Ref(row.name, row.kind, row.commit) if row else None
 
@@ -141,7 +166,7 @@ class SqlCatalog(Catalog):
         q = sa.select(refs_table).order_by(refs_table.c.name)
         if kind:
             q = q.where(refs_table.c.kind == kind)
-        with self.engine.connect() as c:
+        with self._damage(), self.engine.connect() as c:
             return [Ref(r.name, r.kind, r.commit) for r in c.execute(q)]
 
     def update_ref(self, name: str, kind: str, new: str | None, expected: str | None, message: str = "") -> None:
@@ -152,7 +177,7 @@ class SqlCatalog(Catalog):
         now = time.time()
         for attempt in range(50):
             try:
-                with self.engine.begin() as c:  # one transaction: all refs move, or none
+                with self._damage(), self.engine.begin() as c:  # one transaction: all refs move, or none
                     for u in updates:
                         self._swap(c, u.name, u.kind, u.new, u.expected, now)
                         c.execute(reflog_table.insert().values(name=u.name, old=u.expected, new=u.new, time=now,
@@ -187,19 +212,19 @@ class SqlCatalog(Catalog):
     def record_commit(self, oid: str, when: float, message: str) -> None:
         self._writable()
         try:
-            with self.engine.begin() as c:
+            with self._damage(), self.engine.begin() as c:
                 c.execute(commits_table.insert().values(oid=oid, time=when, message=message[:1000]))
         except IntegrityError:
             pass
 
     def find_commits(self, prefix: str) -> list[str]:
-        with self.engine.connect() as c:
+        with self._damage(), self.engine.connect() as c:
             rows = c.execute(sa.select(commits_table.c.oid).where(commits_table.c.oid.like(prefix + "%")).limit(5))
             return [r.oid for r in rows]
 
     def reflog(self, name: str, limit: int = 50) -> list[tuple[str | None, str | None, float, str]]:
         t = reflog_table
-        with self.engine.connect() as c:
+        with self._damage(), self.engine.connect() as c:
             rows = c.execute(sa.select(t).where(t.c.name == name).order_by(t.c.seq.desc()).limit(limit))
             return [(r.old, r.new, r.time, r.message or "") for r in rows]
 

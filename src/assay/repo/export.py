@@ -18,21 +18,40 @@ from assay.table import DatasetVersion
 Progress = Callable[[str, int, int], None]
 
 
-def export_dataset(version: DatasetVersion, to: Path, *, progress: Progress | None = None) -> Path:
-    """Write ``version`` to ``to``: a file by its suffix, or a folder (files of a folder dataset)."""
+def export_dataset(version: DatasetVersion, to: Path, *, force: bool = False,
+                   progress: Progress | None = None) -> Path:
+    """Write ``version`` to ``to``: a file by its suffix, or a folder (files of a folder dataset).
+
+    An existing file is replaced only with ``force``; a folder must be new or empty. What is written gets the
+    usual permissions (``0o666 & ~umask``, folders ``0o777 & ~umask``).
+    """
     suffix = to.suffix.lower()
     if suffix in (".parquet", ".pq", ".csv", ".jsonl"):
-        return _export_file(version, to, suffix)
+        return _export_file(version, to, suffix, force)
     if version.manifest.kind != "files":
         raise InputError(f"export {version.name} to a .parquet, .csv or .jsonl file; only folder datasets export "
                          "to a folder")
     return _export_folder(version, to, progress)
 
 
-def _export_file(version: DatasetVersion, to: Path, suffix: str) -> Path:
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _export_file(version: DatasetVersion, to: Path, suffix: str, force: bool) -> Path:
+    if to.is_dir():
+        raise InputError(f"{to} is a folder; export {version.name} to a file name (ending in {suffix})")
+    if to.exists() and not force:
+        raise InputError(f"{to} already exists; give --force (force=True) to replace it, or export to another "
+                         "file; nothing was written")
     to.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=to.parent, prefix=".tmp-export-")
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600
+    finally:
+        os.close(fd)
     try:
         if suffix in (".parquet", ".pq"):
             with pq.ParquetWriter(tmp, version.schema, compression="zstd") as w:
@@ -61,16 +80,21 @@ def _write_jsonl(version: DatasetVersion, path: Path) -> None:
 
 
 def _export_folder(version: DatasetVersion, to: Path, progress: Progress | None) -> Path:
+    if to.exists() and not to.is_dir():
+        raise InputError(f"{to} is a file; export the files of {version.name} into a new or empty folder")
     if to.exists() and any(to.iterdir()):
         raise InputError(f"{to} exists and is not empty; export into a new or empty folder")
     staging = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=to.parent if to.parent.exists() else None))
+    umask = _umask()
     try:
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700
         done, total = 0, version.num_rows
         for batch in version.scan(["path", "blob"]):
             for path, blob in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
                 target = staging / _safe_relative(path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(target, version.read_blob(blob), durable=False)
+                os.chmod(target, 0o666 & ~umask)  # the temporary file's 0600 otherwise
                 done += 1
             if progress:
                 progress("writing files", done, total)

@@ -483,11 +483,15 @@ class Repo:
                 out.append(diff_manifests(self.store, n, ma, mb, limit=limit))
         return out
 
-    def export(self, spec: str, to: str | os.PathLike[str], *, progress: Progress | None = None) -> Path:
-        """Write ``DATASET[@REV]`` to a Parquet file, or (folder datasets) recreate its files in a folder."""
+    def export(self, spec: str, to: str | os.PathLike[str], *, force: bool = False,
+               progress: Progress | None = None) -> Path:
+        """Write ``DATASET[@REV]`` to a Parquet file, or (folder datasets) recreate its files in a folder.
+
+        An existing file is replaced only with ``force``; a folder must be new or empty.
+        """
         from assay.repo.export import export_dataset
 
-        return export_dataset(self.dataset(spec), Path(to), progress=progress)
+        return export_dataset(self.dataset(spec), Path(to), force=force, progress=progress)
 
     # -- branches and tags -----------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -245,3 +246,154 @@ def _schema(m: Manifest) -> pa.Schema:
     from assay.table.ids import ID_TYPE
 
     return pa.schema([pa.field(ID_COLUMN, ID_TYPE), pa.field(HASH_COLUMN, ID_TYPE), *m.schema])
+
+
+# -- rebuilding a damaged catalog ----------------------------------------------------------------------------------
+
+_COMMIT_MAX = 8 << 20  # a commit is a small JSON object; larger objects are data, not read while scanning
+RECOVERED_PREFIX = "recovered/"
+
+
+@dataclass
+class RebuildReport:
+    """What ``rebuild_catalog`` did: where the old file went, the commits found, the refs it created."""
+
+    catalog: str
+    moved_to: list[str]  # the old database file (and its -wal/-shm/-journal files), renamed
+    objects: int  # objects scanned
+    commits: int
+    heads: list[str]  # commits that are no other commit's parent, newest first
+    refs: list[tuple[str, str, str, str]]  # (kind, name, commit, how: "kept" | "head" | "newest head")
+    dropped: list[tuple[str, str]]  # refs read from the old file that name no stored commit: (name, commit)
+    unreadable: int  # objects that could not be read while scanning (see `assay fsck`)
+    head_note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"catalog": self.catalog, "moved_to": self.moved_to, "objects": self.objects,
+                "commits": self.commits, "heads": self.heads,
+                "refs": [{"kind": k, "name": n, "commit": c, "how": h} for k, n, c, h in self.refs],
+                "dropped": [{"name": n, "commit": c} for n, c in self.dropped], "unreadable": self.unreadable,
+                "head_note": self.head_note}
+
+
+def rebuild_catalog(path: str | Path = ".", *, progress: Progress | None = None) -> RebuildReport:
+    """Rebuild a SQLite catalog (refs and the commit index) from the commits in the object store.
+
+    The old database file is renamed to ``catalog.db.damaged-<time>`` (never deleted) and a fresh one made. Refs
+    still readable in the old file are kept where their commit exists; every head commit (one that is no other
+    commit's parent) without a branch gets a branch ``recovered/<short id>``; ``main`` points at the newest head
+    when it could not be kept. The reflog is not recovered.
+    """
+    import json
+
+    import sqlalchemy as sa
+
+    from assay.errors import InputError
+    from assay.repo.catalog import RefUpdate, SqlCatalog
+    from assay.repo.repository import ASSAY_DIR, find_root
+    from assay.repo.staging import WorkState
+    from assay.store import LocalObjectStore
+
+    adir = find_root(Path(path).resolve()) / ASSAY_DIR
+    url = json.loads((adir / "config.json").read_text())["catalog"].replace("{assay_dir}", str(adir))
+    parsed = sa.engine.make_url(url)
+    if not url.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+        raise InputError(f"the catalog is {parsed.render_as_string(hide_password=True)}, not a SQLite file; "
+                         "restore that database from its backup (rebuilding works for the default SQLite catalog)")
+    db = Path(parsed.database)
+    store = LocalObjectStore(adir)
+    with WorkState(adir).locked():
+        commits, objects, unreadable = _scan_commits(store, progress)
+        old = _salvage_refs(db)
+        moved = _move_aside(db)
+        parents = {p for c in commits.values() for p in c.parents}
+        heads = sorted((o for o in commits if o not in parents), key=lambda o: (-commits[o].time, o))
+        refs: list[tuple[str, str, str, str]] = []
+        dropped: list[tuple[str, str]] = []
+        for kind, name, oid in old:
+            if oid in commits:
+                refs.append((kind, name, oid, "kept"))
+            else:
+                dropped.append((name, oid))
+        tips = {oid for kind, _, oid, _ in refs if kind == "branch"}
+        names = {name for _, name, _, _ in refs}
+        if heads and "main" not in names:
+            refs.append(("branch", "main", heads[0], "newest head"))
+            names.add("main")
+            tips.add(heads[0])
+        for h in heads:
+            name = RECOVERED_PREFIX + h[:12]
+            if h not in tips and name not in names:
+                refs.append(("branch", name, h, "head"))
+        catalog = SqlCatalog(url)
+        try:
+            for oid, c in commits.items():
+                catalog.record_commit(oid, c.time, c.message)
+            catalog.update_refs([RefUpdate(n, k, o, None) for k, n, o, _ in refs],
+                                "rebuilt from the commits in the object store")
+        finally:
+            catalog.close()
+        head = WorkState(adir).read_head()
+        note = None
+        if "branch" in head and head["branch"] not in names and heads:
+            note = (f"HEAD is on branch {head['branch']!r}, which could not be recovered; "
+                    "`assay checkout` one of the branches above")
+    return RebuildReport(str(db), moved, objects, len(commits), heads, refs, dropped, unreadable, note)
+
+
+def _scan_commits(store: Any, progress: Progress | None) -> tuple[dict[str, Commit], int, int]:
+    commits: dict[str, Commit] = {}
+    oids = list(store.iter_oids())
+    unreadable = 0
+    for i, oid in enumerate(oids):
+        if progress and i % 256 == 0:
+            progress("scanning objects for commits", i, len(oids))
+        try:
+            if store.stat(oid).size > _COMMIT_MAX:
+                continue
+            data = store.get(oid)
+        except AssayError:
+            unreadable += 1
+            continue
+        if data[:1] != b"{" or b'"type":"commit"' not in data:
+            continue
+        try:
+            commits[oid] = Commit.from_bytes(data, oid)
+        except (FormatError, ValueError, KeyError, TypeError):
+            unreadable += 1
+    return commits, len(oids), unreadable
+
+
+def _salvage_refs(db: Path) -> list[tuple[str, str, str]]:
+    """The refs still readable in the old database file, best effort: (kind, name, commit)."""
+    import sqlite3
+
+    if not db.exists():
+        return []
+    try:
+        con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT kind, name, \"commit\" FROM refs ORDER BY name").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
+    return [(str(k), str(n), str(c)) for k, n, c in rows if k in ("branch", "tag") and n and c]
+
+
+def _move_aside(db: Path) -> list[str]:
+    """Rename the database and its side files to ``<name>.damaged-<time>``; never delete them."""
+    import os
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    base, n = f"{db.name}.damaged-{stamp}", 1
+    while any((db.parent / (base + s)).exists() for s in ("", "-wal", "-shm", "-journal")):
+        n += 1
+        base = f"{db.name}.damaged-{stamp}-{n}"
+    moved = []
+    for suffix in ("", "-wal", "-shm", "-journal"):  # SQLite finds a database's side files by its name
+        src = db.parent / (db.name + suffix)
+        if src.exists():
+            os.rename(src, db.parent / (base + suffix))
+            moved.append(str(db.parent / (base + suffix)))
+    return moved

@@ -96,7 +96,8 @@ def scan_folder(root: Path) -> Listing:
     """Every regular file under ``root`` (hidden names skipped), refusing links that leave it."""
     root = root.resolve()
     if not root.is_dir():
-        raise InputError(f"{root} is not a folder")
+        raise InputError(f"{_shown(str(root))} is not a folder")
+    _check_utf8(str(root), str(root))
     files = Listing()
     _walk(root, root, "", files, set())
     return files
@@ -113,6 +114,7 @@ def _walk(root: Path, folder: Path, prefix: str, out: Listing, seen: set[str]) -
         for name in sorted(os.listdir(fd)):
             if name[0] == ".":
                 continue
+            _check_utf8(name, f"{base}/{name}")
             st = os.lstat(name, dir_fd=fd)  # one call per entry: type, size, mtime and inode
             mode = st.st_mode
             if stat.S_ISLNK(mode):
@@ -132,6 +134,20 @@ def _walk(root: Path, folder: Path, prefix: str, out: Listing, seen: set[str]) -
                 _walk(root, folder / name, f"{prefix}{name}/", out, seen)
     finally:
         os.close(fd)
+
+
+def _check_utf8(name: str, path: str) -> None:
+    """Refuse a name that is not valid UTF-8 (``os.listdir`` gives its bad bytes as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{_shown(path)}: the name is not valid UTF-8 (its bad bytes shown as \\xNN); assay "
+                         "stores paths as UTF-8 text. Rename it and add again; nothing was added.") from None
+
+
+def _shown(path: str) -> str:
+    """A path printable as text, bytes that are not UTF-8 escaped as \\xNN."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _check_link(root: Path, link: Path, rel: str) -> None:
