@@ -21,6 +21,7 @@ from assay.errors import (
     RepositoryExists,
     SchemaConflict,
     ScreenError,
+    SQLConditionError,
 )
 from assay.gate import IngestReport, Policy, load_policy
 from assay.repo import Commit, MergeResult, Status
@@ -57,6 +58,7 @@ __all__ = [
     "Repo",
     "RepositoryExists",
     "SCREENS",
+    "SQLConditionError",
     "SchemaConflict",
     "Screen",
     "ScreenError",
