@@ -74,7 +74,7 @@ def test_a_suite_condition_that_reaches_beyond_the_data_is_refused(repo_with_dat
     result = CliRunner().invoke(app, ["--repo", str(repo_with_data.root), "check", "t", "--suite", str(suite)])
     assert isinstance(result.exception, SuiteError), result.output
     message = str(result.exception)
-    assert f"{suite} line 5: sql: condition" in message and "is not allowed" in message
+    assert f"{suite} line 6: sql: condition" in message and "is not allowed" in message
     assert "may only use the columns of the dataset" in message
     with pytest.raises(SuiteError, match="not allowed"):
         run_suite(repo_with_data.dataset("t"), parse_suite(suite.read_text()))
@@ -98,7 +98,7 @@ def test_the_issue_s_suite_does_not_leak_the_line_count_through_the_cli(repo_wit
     suite = _suite_file(tmp_path, ATTACKS["read_csv"])
     r = _assay(repo_with_data.root, "check", "t", "--suite", str(suite), "--json")
     assert r.returncode == 1 and r.stdout == ""
-    assert "line 5: sql: condition" in r.stderr and "not allowed: it holds a subquery" in r.stderr
+    assert "line 6: sql: condition" in r.stderr and "not allowed: it holds a subquery" in r.stderr
     r = _assay(repo_with_data.root, "scores", "t", "--where", "outlier_score > 0; COPY scores TO 'out.csv'")
     assert r.returncode == 1 and "--where" in r.stderr and r.stdout == ""
     assert not (repo_with_data.root / "out.csv").exists()
