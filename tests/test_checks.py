@@ -39,6 +39,8 @@ def check(version: assay.DatasetVersion, body: str) -> list[tuple[bool, int | No
 
 @pytest.mark.parametrize("text, line, words", [
     ("dataset: t\nexpectations:\n  - expect: nope\n    column: a\n", 3, "unknown expectation 'nope'"),
+    ("dataset: t\nexpectations:\n  - column: a\n    expect: nope\n", 4, "unknown expectation 'nope'"),
+    ("dataset: t\nexpectations:\n  -\n    column: a\n\n    expect: nope\n", 6, "unknown expectation 'nope'"),
     ("dataset: t\nexpectations:\n  - expect: between\n    column: a\n    min: low\n", 3, "'min' must be"),
     ("dataset: t\nexpectations:\n  - expect: not_null\n", 3, "missing argument 'column'"),
     ("dataset: t\nexpectations:\n  - expect: between\n    column: a\n", 3, "give min, max or both"),

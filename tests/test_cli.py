@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,7 +17,8 @@ from typer.testing import CliRunner
 from assay.cli.main import app
 from tests.conftest import make_table
 
-README = Path(__file__).parents[1] / "README.md"
+ROOT = Path(__file__).parents[1]
+README = ROOT / "README.md"
 runner = CliRunner()
 
 
@@ -84,8 +87,44 @@ def test_outside_a_repository(tmp_path: Path) -> None:
     assert r.returncode == 1 and "assay init" in r.stderr
 
 
+def _readme_commands() -> tuple[str, str]:
+    first, second = (b.strip() for b in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S)[:2])
+    return first, second
+
+
+def test_the_readme_installs_the_quickstart_first_and_ci_runs_its_second_command() -> None:
+    first, second = _readme_commands()
+    assert "pip install -e '.[quickstart]' && assay quickstart" in first and "dev" not in first
+    steps = [step.strip() for step in second.split("&&")]
+    assert "pip install -e '.[dev]'" in steps and steps[-1] == "python -m pytest -q"
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert "apt-get update -qq && apt-get install -y -qq chromium >/dev/null" in ci
+    assert ci[ci.index(steps[0]):] == steps  # after installing chromium, exactly the README's second command
+
+
+def _dev_only_modules() -> set[str]:
+    """The top-level modules of the dev extra's packages that the quickstart extra and the base do not install."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    names = {"scikit-learn": "sklearn", "pillow": "PIL"}
+    installed = {re.split(r"[<>=!~ ]", d)[0] for d in [*extras["quickstart"], *project["dependencies"]]}
+    dev = {re.split(r"[<>=!~ ]", d)[0] for d in extras["dev"]} - installed
+    return {names.get(d, d.replace("-", "_")) for d in dev} | {"transformers"}  # sentence-transformers' own
+
+
 def test_quickstart_runs_and_says_what_it_did(tmp_path: Path) -> None:
-    r = _assay(tmp_path, "quickstart", "--path", "demo")
+    blocked = sorted(_dev_only_modules())
+    assert {"torch", "sentence_transformers", "pandas", "playwright"} <= set(blocked)
+    only_the_quickstart_extra = (  # as if installed with pip install -e '.[quickstart]'
+        "import importlib.abc, runpy, sys\n"
+        "class DevOnly(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {blocked!r}:\n"
+        "            raise ModuleNotFoundError(f'{name} is a dev extra, not in the quickstart extra')\n"
+        "sys.meta_path.insert(0, DevOnly())\n"
+        "runpy.run_module('assay.cli', run_name='__main__')\n")
+    r = subprocess.run([sys.executable, "-c", only_the_quickstart_extra, "quickstart", "--path", "demo"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     for expected in ("committed 1797 images", "suite refused", "relabelled", "merged branch more-data", "fsck", "ok",
                      "gate, clean batch", "gate, batch with flipped labels", "gate, batch with a backdoor"):

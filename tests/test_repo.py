@@ -264,7 +264,10 @@ def test_merge_conflict_is_reported_by_sample(repo: assay.Repo, table: pa.Table)
         repo.merge("b")
     keys = sorted(c.key["id"] for c in info.value.conflicts if c.key)
     assert keys == [5, 6]
-    assert "id=5" in str(info.value)
+    message = str(info.value)
+    assert message.startswith("CONFLICT: 2 sample(s) changed differently on both sides")  # the word git users grep for
+    assert "  CONFLICT (changed/changed): t: sample id=5: ours changed, theirs changed" in message.splitlines()
+    assert "  CONFLICT (changed/removed): t: sample id=6: ours changed, theirs removed" in message.splitlines()
     assert repo.head() == head  # nothing merged
 
 

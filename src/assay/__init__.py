@@ -22,6 +22,7 @@ from assay.errors import (
     RepositoryExists,
     SchemaConflict,
     ScreenError,
+    SQLConditionError,
 )
 from assay.gate import IngestReport, Policy, load_policy
 from assay.repo import Commit, MergeResult, Status
@@ -59,6 +60,7 @@ __all__ = [
     "Repo",
     "RepositoryExists",
     "SCREENS",
+    "SQLConditionError",
     "SchemaConflict",
     "Screen",
     "ScreenError",

@@ -16,7 +16,8 @@ the subclass also derives from it::
     │   ├── SchemaConflict                              schema does not fit the dataset
     │   ├── KeyViolation                                duplicate or null keys
     │   ├── ScreenError                                 data a screen cannot score (no labels, one class)
-    │   └── PolicyError                                 a gate policy file that cannot be read
+    │   ├── PolicyError                                 a gate policy file that cannot be read
+    │   └── SQLConditionError                           user SQL that is not one expression over the data
     ├── ConflictError(AssayError, RuntimeError)        a ref moved under a writer
     ├── MergeConflict(AssayError)                      samples changed differently on both sides
     ├── CheckFailed(AssayError)                        a commit refused by a dataset's suite
@@ -97,6 +98,11 @@ class ScreenError(InputError):
 
 class PolicyError(InputError):
     """A gate policy file that cannot be read: invalid YAML, an unknown screen, an invalid threshold."""
+
+
+class SQLConditionError(InputError):
+    """A user's SQL condition (a suite's ``sql`` expectation, ``scores --where``) that is not one expression over
+    the columns of the data: a second statement, a comment, a subquery, a table or file function."""
 
 
 class ConflictError(AssayError, RuntimeError):

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from assay.table.sandbox import check_condition
+
 NUMBER = (int, float)
 SEVERITIES = ("error", "warn")
 
@@ -211,6 +213,9 @@ class RowCondition(Expectation):
 
     kind = "sql"
     params = {"condition": ((str,), True)}
+
+    def validate(self) -> None:
+        check_condition(self.args["condition"], "condition")
 
     def columns(self) -> list[str]:
         return []

@@ -6,7 +6,8 @@ hold, values from few distinct ones, means and deviations clear of their bounds)
 aggregates of the others go into DuckDB queries over the version's record batches, reading only the
 columns they need (two groups of expectations over disjoint columns, one thread each), so a table
 larger than memory is checked in one pass without loading it. Only when a row expectation fails is the
-data read again, to count and show the samples that fail.
+data read again, to count and show the samples that fail. Every query runs on a sandboxed connection
+(``assay.table.sandbox``): a suite's SQL reads only the data registered there, no file and no network.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from assay.checks.expectations import (
     q,
 )
 from assay.checks.statistics import answer_from_statistics
-from assay.checks.suite import Suite
+from assay.checks.suite import Suite, SuiteError
+from assay.errors import SQLConditionError
 from assay.table import DatasetVersion
+from assay.table.sandbox import sandbox
 
 SAMPLE_IDS = 10
 DISTRIBUTION_SAMPLE = 200_000
@@ -97,10 +100,14 @@ def run_suite(version: DatasetVersion, suite: Suite, *,
     ``statistics=False`` answers every expectation from the data, not from the fragments' statistics
     (the results are the same; this is for verifying that).
     """
-    import duckdb
-
+    for i, e in enumerate(suite.expectations):  # built without validation (not from a suite file): check here
+        if isinstance(e, RowCondition):
+            try:
+                e.validate()
+            except SQLConditionError as exc:
+                raise SuiteError(f"expectation {i + 1} ({e.label}): {exc}") from exc
     schema = {f.name: str(f.type) for f in version.schema}
-    con = duckdb.connect(config={"memory_limit": "1GB"})
+    con = sandbox()
     try:
         rows, values = _one_pass(con, version, suite, schema, statistics)
         results = [_result(con, version, e, schema, rows, values.get(i, {}), other, reference)
@@ -162,11 +169,9 @@ def _split(working: dict[int, list[tuple[str, str]]], suite: Suite, schema: dict
 
 def _aggregate(version: DatasetVersion, needed: list[str],
                items: dict[int, list[tuple[str, str]]]) -> tuple[int, dict[int, dict[str, Any]]]:
-    import duckdb
-
     selects = ["count(*) AS _rows"] + [f"{sql} AS e{i}__{name}" for i, named in items.items() for name, sql in named]
     names = [(i, name) for i, named in items.items() for name, _ in named]
-    con = duckdb.connect(config={"memory_limit": "1GB", "threads": 1})
+    con = sandbox(threads=1)
     try:
         con.register("data", version.reader(needed))
         row = con.sql(f"SELECT {', '.join(selects)} FROM data").fetchall()[0]

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from assay.checks.expectations import KINDS, Expectation
-from assay.errors import InputError
+from assay.errors import InputError, SQLConditionError
 
 SUITE_FORMAT = 1
 
@@ -100,14 +100,18 @@ def _expectation(node: yaml.Node, where: str) -> Expectation:
     line = node.start_mark.line + 1
     if not isinstance(node, yaml.MappingNode):
         raise SuiteError(f"{where} line {line}: each expectation is a mapping with 'expect' and its arguments")
+    keys = {k.value: k for k, _ in node.value}
     fields = _mapping(node)
     kind = _value(fields.pop("expect", None), None)
     if kind not in KINDS:
         near = ", ".join(sorted(KINDS))
-        raise SuiteError(f"{where} line {line}: unknown expectation {kind!r}; known: {near}")
+        raise SuiteError(f"{where} line {_line(keys.get('expect'), node)}: unknown expectation {kind!r}; "
+                         f"known: {near}")
     args = {k: yaml.safe_load(yaml.serialize(v)) for k, v in fields.items()}
     try:
         return KINDS[kind].build(args)
+    except SQLConditionError as e:  # at the condition itself
+        raise SuiteError(f"{where} line {_line(fields.get('condition'), node)}: {kind}: {e}") from e
     except (TypeError, ValueError) as e:
         raise SuiteError(f"{where} line {line}: {kind}: {e}") from e
 

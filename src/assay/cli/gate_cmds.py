@@ -160,7 +160,8 @@ def _chosen(samples: list[str] | None, all_: bool) -> list[str] | None:
 
 @app.command()
 def scores(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")],
-           where: Annotated[str | None, typer.Option(help="DuckDB condition on the score columns.")] = None,
+           where: Annotated[str | None, typer.Option(help="DuckDB condition on the score columns: one expression "
+                                                     "(docs/checks.md, What SQL may do).")] = None,
            sort: Annotated[str | None, typer.Option(help="Column to sort by, e.g. value_score.")] = None,
            desc: Annotated[bool, typer.Option("--desc", help="Sort descending.")] = False,
            flagged: Annotated[str | None, typer.Option(help="Only samples this screen flagged ('any': any).")]

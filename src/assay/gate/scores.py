@@ -10,6 +10,7 @@ from assay.errors import InputError, RefNotFound
 from assay.gate.policy import Policy, default_policy
 from assay.repo import revisions
 from assay.screens import SCREENS, ScreenRun, run_screens, scores_name, scores_table, screen_data
+from assay.table.sandbox import check_condition, sandbox
 
 if TYPE_CHECKING:
     from assay.gate.ingest import Progress
@@ -24,6 +25,8 @@ def read_scores(repo: Repo, spec: str, *, where: str | None = None, sort: str | 
     """
     import duckdb
 
+    if where is not None:
+        check_condition(where, "the --where condition")
     name, rev = revisions.split_dataset_rev(spec)
     try:
         table = repo.dataset(scores_name(name), rev).to_arrow()
@@ -44,7 +47,7 @@ def read_scores(repo: Repo, spec: str, *, where: str | None = None, sort: str | 
         query += f' ORDER BY "{sort}" {"DESC" if descending else "ASC"} NULLS LAST'
     if limit is not None:
         query += f" LIMIT {int(limit)}"
-    con = duckdb.connect()
+    con = sandbox()  # the condition reads only the scores registered here
     con.register("scores", table)
     try:
         return con.sql(query).to_arrow_table()

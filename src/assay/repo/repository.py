@@ -612,10 +612,11 @@ class Repo:
             if m is not None:
                 merged[name], origin[name] = self.store.put(m.to_bytes()), "merged"
         if conflicts:
-            listing = "\n".join(f"  {c}" for c in conflicts[:20])
+            listing = "\n".join(f"  CONFLICT ({c.ours}/{c.theirs}): {c}" for c in conflicts[:20])  # as git words it
             more = f"\n  ... and {len(conflicts) - 20} more" if len(conflicts) > 20 else ""
             raise MergeConflict(
-                f"{len(conflicts)} sample(s) changed differently on both sides; nothing was merged:\n{listing}{more}\n"
+                f"CONFLICT: {len(conflicts)} sample(s) changed differently on both sides; automatic merge failed, "
+                f"nothing was merged:\n{listing}{more}\n"
                 "Make the two sides agree (update the samples on one branch), then merge again.", conflicts)
         return merged, origin
 
