@@ -361,11 +361,13 @@ def test_fast_forward_that_passes_moves_the_branch(repo: assay.Repo) -> None:
     tip = repo.commit("fine")
     repo.checkout("main")
     result = repo.merge("good")
-    assert result.fast_forward and repo.head() == tip
+    assert result.fast_forward and repo.head() == tip and not result.up_to_date
+    assert repo.merge("good").up_to_date
 
 
 def test_entries_of_an_unregistered_kind_are_kept_as_plain_objects(repo: assay.Repo) -> None:
-    tip = repo.add("t", make_table(5), key="id") and repo.commit("base")
+    repo.add("t", make_table(5), key="id")
+    tip = repo.commit("base")
     note = repo.store.put(b"a note")
     new = repo.derive(parents=(tip,), message="a note", kinds={"notes": {"n": note}})
     repo.move_refs([RefUpdate("main", "branch", new, tip)], "note")

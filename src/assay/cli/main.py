@@ -314,8 +314,10 @@ def merge(rev: Annotated[str, typer.Argument(help="Branch or revision to merge i
     result = _repo().merge(rev, message=message, no_verify=no_verify)
     if result.fast_forward:
         out.print(f"fast-forward to {_short(result.commit)}")
-    elif not result.datasets:
+    elif result.up_to_date:
         out.print(f"already up to date at {_short(result.commit)}")
+    elif not result.datasets:
+        out.print(f"merged {rev} as {_short(result.commit)} (no dataset changed)")
     else:
         out.print(f"merged {rev} as {_short(result.commit)}: " +
                   ", ".join(f"{n} ({how})" for n, how in sorted(result.datasets.items())))

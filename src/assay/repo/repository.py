@@ -66,9 +66,11 @@ class MergeResult:
     commit: str
     fast_forward: bool
     datasets: dict[str, str] = field(default_factory=dict)  # dataset -> "ours", "theirs" or "merged"
+    up_to_date: bool = False  # the branch already held everything: nothing moved
 
     def to_dict(self) -> dict[str, Any]:
-        return {"commit": self.commit, "fast_forward": self.fast_forward, "datasets": self.datasets}
+        return {"commit": self.commit, "fast_forward": self.fast_forward, "datasets": self.datasets,
+                "up_to_date": self.up_to_date}
 
 
 def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None) -> Repo:
@@ -582,7 +584,7 @@ class Repo:
             head_info = self.work.read_head()
             ours, theirs = self.head(), self.resolve(rev)
             if ours is not None and theirs in self._ancestors(ours):
-                return MergeResult(ours, False)  # already up to date
+                return MergeResult(ours, False, up_to_date=True)
             mine = self.read_commit(ours) if ours else None
             if ours is None or ours in self._ancestors(theirs):
                 return self._fast_forward(head_info, mine, ours, theirs, rev, no_verify, message, author)
@@ -609,7 +611,8 @@ class Repo:
         oid = self._write_commit(c)
         self._move_head(head_info, ours, oid, f"merge {rev}: --no-verify")
         before = mine.datasets if mine else {}
-        return MergeResult(oid, False, {n: "theirs" for n, m in target.datasets.items() if before.get(n) != m})
+        changed = {n for n, m in target.datasets.items() if before.get(n) != m} | set(extra["unchecked"])
+        return MergeResult(oid, False, {n: "theirs" for n in sorted(changed)})
 
     def _verify_merge(self, mine: Commit | None, datasets: Mapping[str, str], suites: Mapping[str, str], rev: str,
                       no_verify: bool) -> dict[str, Any]:
