@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
-import time
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -320,12 +319,13 @@ def race_ref(root: str, worker: int, barrier: Any) -> list[tuple[str, bool]]:
     with assay.Repo(root) as repo:
         base = repo.head()
         assert base is not None
-        datasets = repo.read_commit(base).datasets
+        head = repo.read_commit(base)
         for r in range(REF_ROUNDS + 1):
             barrier.wait()  # the previous round is over everywhere
             ref = repo.catalog.get_ref("race")
             expected = ref.commit if ref else None
-            c = assay.Commit((expected or base,), f"round {r} worker {worker}", "racer", time.time(), datasets)
+            c = assay.Commit.child(parent=head, parents=(expected or base,), message=f"round {r} worker {worker}",
+                                   author="racer")
             new = repo.store.put(c.to_bytes())
             repo.catalog.record_commit(new, c.time, c.message)
             barrier.wait()  # start together

@@ -20,7 +20,7 @@ the subclass also derives from it::
     │   └── SQLConditionError                           user SQL that is not one expression over the data
     ├── ConflictError(AssayError, RuntimeError)        a ref moved under a writer
     ├── MergeConflict(AssayError)                      samples changed differently on both sides
-    ├── CheckFailed(AssayError)                        a commit refused by a dataset's suite
+    ├── CheckFailed(AssayError)                        a commit or merge refused by a dataset's suite
     ├── BatchRejected(AssayError)                      an ingested batch refused as a whole by the gate
     ├── NothingToCommit(AssayError)
     └── OutOfSpace(AssayError, OSError)                the filesystem filled up during a write; nothing changed
@@ -122,7 +122,7 @@ class MergeConflict(AssayError):
 
 
 class CheckFailed(AssayError):
-    """A commit refused because staged data fails its suite; ``results`` holds the check results."""
+    """A commit (or merge) refused because its data fails its suite; ``results`` holds the check results."""
 
     def __init__(self, message: str, results: dict[str, Any] | None = None) -> None:
         super().__init__(message)

@@ -309,14 +309,17 @@ def tag(name: Annotated[str | None, typer.Argument(help="Tag to create (none: li
 
 @app.command()
 def merge(rev: Annotated[str, typer.Argument(help="Branch or revision to merge into the working branch.")],
-          message: Annotated[str | None, typer.Option("--message", "-m", help="Merge commit message.")] = None
-          ) -> None:
-    """Merge a branch: fast-forward when possible, else three-way on samples."""
-    result = _repo().merge(rev, message=message)
+          message: Annotated[str | None, typer.Option("--message", "-m", help="Merge commit message.")] = None,
+          no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the datasets' suites (recorded in "
+                                                  "a merge commit).")] = False) -> None:
+    """Merge a branch: fast-forward when possible, else three-way on samples (datasets with a suite are checked)."""
+    result = _repo().merge(rev, message=message, no_verify=no_verify)
     if result.fast_forward:
         out.print(f"fast-forward to {_short(result.commit)}")
-    elif not result.datasets:
+    elif result.up_to_date:
         out.print(f"already up to date at {_short(result.commit)}")
+    elif not result.datasets:
+        out.print(f"merged {rev} as {_short(result.commit)} (no dataset changed)")
     else:
         out.print(f"merged {rev} as {_short(result.commit)}: " +
                   ", ".join(f"{n} ({how})" for n, how in sorted(result.datasets.items())))

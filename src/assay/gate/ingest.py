@@ -129,8 +129,8 @@ def ingest(repo: Repo, batch: Any, *, into: str, policy: Policy | None = None, b
 def _write_staging(repo: Repo, into: str, tip: str | None, datasets: dict[str, str], suites: dict[str, str],
                    staged_oid: str, message: str | None) -> str:
     name = staging_branch(into)
-    oid = repo.write_commit((tip,) if tip else (), {**datasets, into: staged_oid},
-                            f"ingest {into}: staged batch" + (f" ({message})" if message else ""), suites=suites)
+    oid = repo.derive(parents=(tip,) if tip else (), datasets={**datasets, into: staged_oid}, suites=suites,
+                      message=f"ingest {into}: staged batch" + (f" ({message})" if message else ""))
     current = repo.catalog.get_ref(name)
     repo.move_refs([RefUpdate(name, "branch", oid, current.commit if current else None)], f"ingest: stage {into}")
     return oid
@@ -231,9 +231,8 @@ def _publish(repo: Repo, report: IngestReport, run: ScreenRun, staged: Manifest,
     summary = {"batch": batch, "rows": report.batch_rows, "accepted": len(accepted_rows),
                "quarantined": len(held_rows), "warned": int((warn & in_batch).sum())}
     text = message or f"ingest into {into}"
-    target = repo.write_commit((tip,) if tip else (), published,
-                               f"{text}: {len(accepted_rows)} accepted, {len(held_rows)} quarantined",
-                               meta={"ingest": summary}, suites=suites)
+    target = repo.derive(parents=(tip,) if tip else (), datasets=published, suites=suites, meta={"ingest": summary},
+                         message=f"{text}: {len(accepted_rows)} accepted, {len(held_rows)} quarantined")
     updates = [RefUpdate(branch, "branch", target, tip)]
     if len(held_rows):
         updates.append(_quarantine_commit(repo, run, staged, in_batch & quarantine, held_rows, into, batch, text,
@@ -266,9 +265,9 @@ def _quarantine_commit(repo: Repo, run: ScreenRun, staged: Manifest, held: np.nd
     table = scores_table(run, rows, batch=batch[:12], actions=["quarantined"] * len(rows))
     scores, _ = repo.build_version(scores_name(into), table, base=before.get(scores_name(into)), key=["sample"],
                                    mode="upsert")
-    oid = repo.write_commit((ref.commit,) if ref else (),
-                            {**before, into: repo.store.put(new.to_bytes()), scores_name(into): scores},
-                            f"{text}: {len(rows)} quarantined", meta={"ingest": summary})
+    oid = repo.derive(parents=(ref.commit,) if ref else (), message=f"{text}: {len(rows)} quarantined",
+                      datasets={**before, into: repo.store.put(new.to_bytes()), scores_name(into): scores},
+                      meta={"ingest": summary})
     return RefUpdate(name, "branch", oid, ref.commit if ref else None)
 
 

@@ -92,8 +92,8 @@ def _move(repo: Repo, dataset: str, samples: list[str] | None, branch: str | Non
     staying = select_ids(repo.store, held, wanted, keep=False)
     moved_scores = scores.filter(pc.is_in(scores.column("sample"), value_set=pa.array(ids, pa.string())))
     rest, _ = repo.build_version(sname, moved_scores.select(["sample"]), base=qdata[sname], mode="delete")
-    qnew = repo.write_commit((qtip,), {**qdata, dataset: repo.store.put(staying.to_bytes()), sname: rest},
-                             f"{message}: {len(ids)} sample(s)")
+    qnew = repo.derive(parents=(qtip,), datasets={**qdata, dataset: repo.store.put(staying.to_bytes()), sname: rest},
+                       message=f"{message}: {len(ids)} sample(s)")
     updates = [RefUpdate(qname, "branch", qnew, qtip)]
     if branch is not None:
         updates.append(_release_commit(repo, dataset, branch, moving, wanted, moved_scores, message))
@@ -117,8 +117,8 @@ def _release_commit(repo: Repo, dataset: str, branch: str, moving: Any, ids: set
                                        pa.array(["released"] * moved_scores.num_rows, pa.string()))
     sname = scores_name(dataset)
     scores, _ = repo.build_version(sname, released, base=datasets.get(sname), key=["sample"], mode="upsert")
-    oid = repo.write_commit((ref.commit,), {**datasets, dataset: repo.store.put(target.to_bytes()), sname: scores},
-                            f"{message}: {len(ids)} sample(s)", suites=commit.suites)
+    oid = repo.derive(parents=(ref.commit,), datasets={**datasets, dataset: repo.store.put(target.to_bytes()),
+                                                       sname: scores}, message=f"{message}: {len(ids)} sample(s)")
     return RefUpdate(branch, "branch", oid, ref.commit)
 
 

@@ -6,13 +6,13 @@ import json
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from assay.errors import (
+    CheckFailed,
     ConflictError,
     InputError,
     MergeConflict,
@@ -24,7 +24,7 @@ from assay.errors import (
 )
 from assay.repo import revisions
 from assay.repo.catalog import Catalog, RefUpdate, SqlCatalog
-from assay.repo.commits import Commit
+from assay.repo.commits import Commit, ContentConflict, merge_entries
 from assay.repo.gitinfo import code_reference, default_author
 from assay.repo.staging import AddMemo, StagedDataset, WorkState
 from assay.store import LocalObjectStore, ObjectStore
@@ -66,9 +66,11 @@ class MergeResult:
     commit: str
     fast_forward: bool
     datasets: dict[str, str] = field(default_factory=dict)  # dataset -> "ours", "theirs" or "merged"
+    up_to_date: bool = False  # the branch already held everything: nothing moved
 
     def to_dict(self) -> dict[str, Any]:
-        return {"commit": self.commit, "fast_forward": self.fast_forward, "datasets": self.datasets}
+        return {"commit": self.commit, "fast_forward": self.fast_forward, "datasets": self.datasets,
+                "up_to_date": self.up_to_date}
 
 
 def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None) -> Repo:
@@ -270,12 +272,19 @@ class Repo:
         self._memo.put(base, src.digest, keys, mode, new_oid)
         return new_oid, result
 
-    def write_commit(self, parents: Sequence[str], datasets: dict[str, str], message: str, *,
-                     meta: dict[str, Any] | None = None, suites: dict[str, str] | None = None,
-                     author: str | None = None) -> str:
-        """Write a commit object (moving no ref); returns its oid. Move refs with ``move_refs``."""
-        c = Commit(tuple(parents), message, author or default_author(self.root), time.time(), dict(datasets),
-                   code_reference(Path.cwd()), {}, dict(meta or {}), suites=dict(suites or {}))
+    def derive(self, *, parents: Sequence[str], message: str, author: str | None = None,
+               meta: dict[str, Any] | None = None, datasets: Mapping[str, str] | None = None,
+               suites: Mapping[str, str] | None = None, models: Mapping[str, str] | None = None,
+               kinds: Mapping[str, Mapping[str, str]] | None = None) -> str:
+        """Write a child of ``parents`` (moving no ref); returns its oid. Move refs with ``move_refs``.
+
+        It carries every kind of content of the first parent except the kinds given, each of which replaces
+        that kind's whole mapping (see ``Commit.child``).
+        """
+        parent = self.read_commit(parents[0]) if parents else None
+        c = Commit.child(parent=parent, parents=parents, message=message, author=author or default_author(self.root),
+                         code=code_reference(Path.cwd()), meta=meta, datasets=datasets, suites=suites,
+                         models=models, kinds=kinds)
         return self._write_commit(c)
 
     def move_refs(self, updates: list[RefUpdate], message: str) -> None:
@@ -348,9 +357,9 @@ class Repo:
                 if datasets == base and suites == (before.suites if before else {}) and not allow_empty:
                     self.work.write_staging(type(staging)())  # e.g. a writer died after moving the branch
                     raise NothingToCommit(f"nothing to commit: the staged changes are already in {str(tip)[:12]}")
-                extra = self._verify(staging, datasets, suites, no_verify)
-                c = Commit((tip,) if tip else (), message, who, time.time(), datasets, code, {},
-                           {**(meta or {}), **extra}, suites=suites)
+                extra = self._verify(set(staging.datasets) | set(staging.suites), datasets, suites, no_verify)
+                c = Commit.child(parent=before, parents=(tip,) if tip else (), message=message, author=who, code=code,
+                                 meta={**(meta or {}), **extra}, datasets=datasets, suites=suites)
                 oid = self._write_commit(c)
                 try:
                     self._move_head(head, tip, oid, f"commit: {message.splitlines()[0][:80]}")
@@ -360,10 +369,10 @@ class Repo:
                 return oid
             raise ConflictError("the branch kept moving while committing; try again")
 
-    def _verify(self, staging: Any, datasets: dict[str, str], suites: dict[str, str],
+    def _verify(self, changed: Iterable[str], datasets: Mapping[str, str], suites: Mapping[str, str],
                 no_verify: bool) -> dict[str, Any]:
-        """Run the verifier over the staged datasets that have a suite; what to record in the commit."""
-        checked = sorted(n for n in set(staging.datasets) | set(staging.suites) if n in suites and n in datasets)
+        """Run the verifier over the changed datasets that have a suite; what to record in the commit."""
+        checked = sorted(n for n in set(changed) if n in suites and n in datasets)
         if not checked or self.verifier is None:
             return {}
         if no_verify:
@@ -565,29 +574,78 @@ class Repo:
 
     # -- merge -----------------------------------------------------------------------------------------------------
 
-    def merge(self, rev: str, *, message: str | None = None, author: str | None = None) -> MergeResult:
-        """Merge ``rev`` into the working branch: fast-forward when possible, else a three-way merge of samples."""
+    def merge(self, rev: str, *, message: str | None = None, author: str | None = None,
+              no_verify: bool = False) -> MergeResult:
+        """Merge ``rev`` into the working branch: fast-forward when possible, else a three-way merge of samples.
+
+        Like a commit, the merge passes the gate: each dataset it changes on the branch that has a suite is
+        checked, and an error-level failure refuses the merge (nothing moves). ``no_verify`` skips that and
+        records it in a merge commit (made even where a fast-forward would do, so that the skip is kept).
+        """
         with self.work.locked():
             if self.work.read_staging():
                 raise InputError("commit or unstage (`assay reset`) your staged changes before merging")
             head_info = self.work.read_head()
             ours, theirs = self.head(), self.resolve(rev)
-            if ours is None or theirs in self._ancestors(ours):
-                if ours is None:
-                    self._move_head(head_info, None, theirs, f"merge {rev}: fast-forward")
-                    return MergeResult(theirs, True)
-                return MergeResult(ours, False)  # already up to date
-            if ours in self._ancestors(theirs):
-                self._move_head(head_info, ours, theirs, f"merge {rev}: fast-forward")
-                return MergeResult(theirs, True)
+            if ours is not None and theirs in self._ancestors(ours):
+                return MergeResult(ours, False, up_to_date=True)
+            mine = self.read_commit(ours) if ours else None
+            if ours is None or ours in self._ancestors(theirs):
+                return self._fast_forward(head_info, mine, ours, theirs, rev, no_verify, message, author)
             base = self.merge_base(ours, theirs)
+            content = self._merge_content(base, ours, theirs)
             merged, origin = self._merge_datasets(base, ours, theirs)
+            extra = self._verify_merge(mine, merged, content["suites"], rev, no_verify)
             text = message or f"Merge {rev} into {self.branch or ours[:12]}"
-            c = Commit((ours, theirs), text, author or default_author(self.root), time.time(), merged,
-                       code_reference(Path.cwd()), {}, {"merge_base": base})
-            oid = self._write_commit(c)
+            oid = self.derive(parents=(ours, theirs), message=text, author=author,
+                              meta={"merge_base": base, **extra}, datasets=merged, kinds=content)
             self._move_head(head_info, ours, oid, f"merge {rev}")
             return MergeResult(oid, False, origin)
+
+    def _fast_forward(self, head_info: dict[str, str], mine: Commit | None, ours: str | None, theirs: str,
+                      rev: str, no_verify: bool, message: str | None, author: str | None) -> MergeResult:
+        target = self.read_commit(theirs)
+        extra = self._verify_merge(mine, target.datasets, target.suites, rev, no_verify)
+        if not extra.get("no_verify"):
+            self._move_head(head_info, ours, theirs, f"merge {rev}: fast-forward")
+            return MergeResult(theirs, True)
+        text = message or f"Merge {rev} into {self.branch or str(ours)[:12]} (suites not checked)"
+        c = Commit.child(parent=target, parents=(ours, theirs) if ours else (theirs,), message=text,
+                         author=author or default_author(self.root), code=code_reference(Path.cwd()), meta=extra)
+        oid = self._write_commit(c)
+        self._move_head(head_info, ours, oid, f"merge {rev}: --no-verify")
+        before = mine.datasets if mine else {}
+        changed = {n for n, m in target.datasets.items() if before.get(n) != m} | set(extra["unchecked"])
+        return MergeResult(oid, False, {n: "theirs" for n in sorted(changed)})
+
+    def _verify_merge(self, mine: Commit | None, datasets: Mapping[str, str], suites: Mapping[str, str], rev: str,
+                      no_verify: bool) -> dict[str, Any]:
+        """The gate on a merge: the datasets (or suites) it changes on the branch are checked."""
+        before_data, before_suites = (mine.datasets, mine.suites) if mine else ({}, {})
+        changed = [n for n in datasets if (datasets[n], suites.get(n)) != (before_data.get(n), before_suites.get(n))]
+        try:
+            return self._verify(changed, datasets, suites, no_verify)
+        except CheckFailed as e:
+            found = str(e).rpartition("\nNothing was committed")[0] or str(e)
+            raise CheckFailed(f"{found}\nNothing was merged. Fix the data (or the suite) on {rev}, or merge with "
+                              "--no-verify to override; the override is recorded in the merge commit.",
+                              e.results) from e
+
+    def _merge_content(self, base: str | None, ours: str, theirs: str) -> dict[str, dict[str, str]]:
+        """Every kind of content but datasets, merged three-way by name; MergeConflict if both sides differ."""
+        b = self.read_commit(base).content() if base else {}
+        o, t = self.read_commit(ours).content(), self.read_commit(theirs).content()
+        out: dict[str, dict[str, str]] = {}
+        conflicts: list[ContentConflict] = []
+        for kind in sorted((set(b) | set(o) | set(t)) - {"datasets"}):
+            out[kind], found = merge_entries(kind, b.get(kind, {}), o.get(kind, {}), t.get(kind, {}))
+            conflicts.extend(found)
+        if conflicts:
+            listing = "\n".join(f"  {c}" for c in conflicts)
+            raise MergeConflict(f"{len(conflicts)} entr(ies) changed differently on both sides; nothing was merged:\n"
+                                f"{listing}\nMake the two sides agree (e.g. `assay suite set` on one branch), then "
+                                "merge again.", conflicts)
+        return out
 
     def _merge_datasets(self, base: str | None, ours: str, theirs: str) -> tuple[dict[str, str], dict[str, str]]:
         b = self.read_commit(base).datasets if base else {}

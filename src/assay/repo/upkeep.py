@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from assay.errors import AssayError, CorruptObject, FormatError, ObjectNotFound
-from assay.repo.commits import Commit
+from assay.errors import AssayError, CorruptObject, ObjectNotFound
+from assay.repo.graph import COMMIT, MANIFEST, Edge, kind_of, walk
 from assay.table.fragments import FRAGMENT_ROWS, read_fragment, write_fragment
 from assay.table.manifest import HASH_COLUMN, ID_COLUMN, Manifest
 
@@ -42,89 +42,27 @@ class FsckReport:
 
 def walk_reachable(repo: Repo, report: FsckReport | None = None) -> Iterator[tuple[str, str]]:
     """Yield every object reachable from refs, HEAD and staging, with what refers to it."""
-    roots = [(r.commit, f"{r.kind} {r.name}") for r in repo.catalog.list_refs()]
+    roots = [Edge(r.commit, COMMIT, f"{r.kind} {r.name}") for r in repo.catalog.list_refs()]
     head = repo.work.read_head()
     if "commit" in head:
-        roots.append((head["commit"], "HEAD"))
-    seen: set[str] = set()
+        roots.append(Edge(head["commit"], COMMIT, "HEAD"))
     staging = repo.work.read_staging()
-    manifests = [(s.manifest, f"staged {n}") for n, s in staging.datasets.items() if s.manifest]
-    extra = [(oid, f"staged suite of {n}") for n, oid in staging.suites.items() if oid]
-    stack = list(roots)
-    while stack:
-        oid, why = stack.pop()
-        if oid in seen:
-            continue
-        seen.add(oid)
-        yield oid, why
-        c = _load(repo, oid, why, report, Commit.from_bytes)
-        if c is None:
-            continue
-        stack.extend((p, f"parent of {oid[:12]}") for p in c.parents)
-        manifests.extend((m, f"dataset {n} in {oid[:12]}") for n, m in c.datasets.items())
-        extra.extend((s, f"suite of {n} in {oid[:12]}") for n, s in c.suites.items())
-    for oid, why in extra:  # suites: plain objects
-        if oid not in seen:
-            seen.add(oid)
-            yield oid, why
-    for oid, why in manifests:
-        if oid in seen:
-            continue
-        seen.add(oid)
-        yield oid, why
-        m = _load(repo, oid, why, report, Manifest.from_bytes)
-        if m is not None:
-            yield from _manifest_objects(repo, m, oid, seen, report)
+    roots += [Edge(s.manifest, MANIFEST, f"staged {n}") for n, s in staging.datasets.items() if s.manifest]
+    roots += [Edge(oid, kind_of("suites").node, f"staged suite of {n}") for n, oid in staging.suites.items() if oid]
+    return walk(repo.store, roots, on_error=_reporter(report) if report is not None else None)
 
 
-def _manifest_objects(repo: Repo, m: Manifest, oid: str, seen: set[str],
-                      report: FsckReport | None) -> Iterator[tuple[str, str]]:
-    for f in m.fragments:
-        for o in f.objects:
-            if o and o not in seen:
-                seen.add(o)
-                yield o, f"manifest {oid[:12]} ({m.name})"
-                yield from _chunks(repo, o, seen, report)
-    if m.blob_columns:
-        try:
-            for ref in m.fragments:
-                t = read_fragment(repo.store, ref, list(m.blob_columns))
-                for col in m.blob_columns:
-                    for b in t.column(col).to_pylist():
-                        if b and b not in seen:
-                            seen.add(b)
-                            yield b, f"blob of dataset {m.name}"
-                            yield from _chunks(repo, b, seen, report)
-        except AssayError:
-            pass  # the fragment itself is reported
-
-
-def _chunks(repo: Repo, oid: str, seen: set[str], report: FsckReport | None) -> Iterator[tuple[str, str]]:
-    try:
-        for c in repo.store.children(oid):
-            if c not in seen:
-                seen.add(c)
-                yield c, f"chunk of {oid[:12]}"
-    except ObjectNotFound:
-        return
-    except AssayError as e:
-        if report is not None:
-            report.unreadable.append((oid, str(e)))
-
-
-def _load(repo: Repo, oid: str, why: str, report: FsckReport | None, parse: Callable[[bytes, str], Any]) -> Any:
-    try:
-        return parse(repo.store.get(oid), oid)
-    except ObjectNotFound:
-        if report is not None:
+def _reporter(report: FsckReport) -> Callable[[str, str, Exception], None]:
+    def record(oid: str, why: str, error: Exception) -> None:
+        if isinstance(error, ObjectNotFound):
             report.missing.append((oid, why))
-    except CorruptObject:
-        if report is not None and oid not in report.corrupt:
-            report.corrupt.append(oid)
-    except (FormatError, ValueError, KeyError) as e:
-        if report is not None:
-            report.unreadable.append((oid, str(e)))
-    return None
+        elif isinstance(error, CorruptObject):
+            if oid not in report.corrupt:
+                report.corrupt.append(oid)
+        else:
+            report.unreadable.append((oid, str(error)))
+
+    return record
 
 
 def fsck(repo: Repo, *, progress: Progress | None = None) -> FsckReport:
