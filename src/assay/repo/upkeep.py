@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from assay.errors import AssayError, CorruptObject, ObjectNotFound
+from assay.errors import AssayError, CorruptObject, FormatError, ObjectNotFound
+from assay.repo.commits import Commit
 from assay.repo.graph import COMMIT, MANIFEST, Edge, kind_of, walk
 from assay.table.fragments import FRAGMENT_ROWS, read_fragment, write_fragment
 from assay.table.manifest import HASH_COLUMN, ID_COLUMN, Manifest
