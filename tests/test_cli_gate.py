@@ -31,6 +31,10 @@ def test_ingest_quarantine_and_scores_through_the_cli(tmp_path: Path) -> None:
     assert len(listed) == 4 and all("duplicate: exact copy" in row["reasons"] for row in listed)
     shown = _assay(tmp_path, "quarantine", "show", "points", listed[0]["sample"][:10])
     assert shown.returncode == 0 and "exact copy" in shown.stdout
+    assert sorted(row["label"] for row in listed) == ["id=900", "id=901", "id=902", "id=903"]
+    assert "id=900" in _assay(tmp_path, "quarantine", "list", "points").stdout  # the key, in the table too
+    by_key = _assay(tmp_path, "quarantine", "show", "points", "id=901")
+    assert by_key.returncode == 0 and "id=901" in by_key.stdout
     assert _assay(tmp_path, "quarantine", "release", "points", listed[0]["sample"]).returncode == 0
     assert "dropped 3 sample(s)" in _assay(tmp_path, "quarantine", "drop", "points", "--all").stdout
     r = _assay(tmp_path, "quarantine", "drop", "points")

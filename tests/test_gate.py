@@ -219,6 +219,26 @@ def test_ingest_of_image_folders_reports_thumbnails(repo: assay.Repo, tmp_path: 
     assert [f.key["path"] for f in report.quarantined] == ["a/copy.png"]
     page = ingest_report_html(report, repo.store.get)
     assert page.count("data:image/png;base64,") == 1 and "exact copy of sample" in page
+    assert quarantined(repo, "images").column("label").to_pylist() == ["a/copy.png"]  # by path
+    assert show(repo, "images", "a/copy.png")["sample"] == report.quarantined[0].sample
+    release(repo, "images", ["a/copy.png"])
+    assert "a/copy.png" in repo.dataset("images", "main").to_arrow().column("path").to_pylist()
+
+
+def test_quarantined_samples_are_named_by_their_key(accepted: assay.Repo) -> None:
+    repo = accepted
+    copies = samples(300).slice(0, 3).set_column(0, "id", pa.array([900, 901, 902], pa.int64()))
+    allow = parse_policy("max_quarantined: 1.0\nscreens:\n  duplicate: {action: quarantine}\n")
+    ingest(repo, copies, into="points", policy=allow)
+    assert sorted(quarantined(repo, "points").column("label").to_pylist()) == ["id=900", "id=901", "id=902"]
+    assert show(repo, "points", "id=901")["values"]["id"] == 901
+    assert show(repo, "points", "902")["label"] == "id=902"  # the bare value of a one-column key
+    release(repo, "points", ["id=900"])
+    drop(repo, "points", ["901"])
+    assert ids_of(repo, "points@quarantine/points") == {902}
+    assert 900 in ids_of(repo, "points@main") and 901 not in ids_of(repo, "points@main")
+    with pytest.raises(RefNotFound, match="key, path or id"):
+        show(repo, "points", "id=5")
 
 
 def test_a_held_update_keeps_the_old_version_until_it_is_released(accepted: assay.Repo) -> None:

@@ -95,19 +95,20 @@ def quarantine_list(dataset: Annotated[str, typer.Argument(help="Dataset whose q
     """List the quarantined samples of a dataset with their reasons."""
     from assay.gate import quarantined
 
-    rows = quarantined(_repo(), dataset).select(["sample", "batch", "reasons"]).to_pylist()
+    rows = quarantined(_repo(), dataset).select(["label", "sample", "batch", "reasons"]).to_pylist()
     if as_json:
         _print_json(rows[:limit])
         return
-    table = Table("sample", "batch", "reasons", title=f"quarantine of {dataset}: {len(rows)} sample(s)")
+    table = Table("sample", "id", "batch", "reasons", title=f"quarantine of {dataset}: {len(rows)} sample(s)")
     for row in rows[:limit]:
-        table.add_row(row["sample"][:12], row["batch"], escape(row["reasons"] or ""))
+        table.add_row(escape(row["label"] or ""), row["sample"][:12], row["batch"], escape(row["reasons"] or ""))
     out.print(table)
 
 
 @quarantine_app.command("show")
 def quarantine_show(dataset: Annotated[str, typer.Argument(help="Dataset.")],
-                    sample: Annotated[str, typer.Argument(help="Sample id (or its first characters).")],
+                    sample: Annotated[str, typer.Argument(
+                        help="The sample's key (id=80, or 80), its path, or the first characters of its id.")],
                     as_json: JsonOpt = False) -> None:
     """Show one quarantined sample: its values, scores and reasons."""
     from assay.gate import show
@@ -116,7 +117,8 @@ def quarantine_show(dataset: Annotated[str, typer.Argument(help="Dataset.")],
     if as_json:
         _print_json(info)
         return
-    out.print(f"sample {info['sample']}")
+    out.print(f"sample {escape(info['label'] or '')} (id {info['sample']})" if info["label"]
+              else f"sample {info['sample']}")
     out.print("reasons: " + escape(info["scores"].get("reasons") or ""))
     table = Table("field", "value")
     for k, v in {**info["values"], **{k: v for k, v in info["scores"].items() if v is not None}}.items():
@@ -124,7 +126,8 @@ def quarantine_show(dataset: Annotated[str, typer.Argument(help="Dataset.")],
     out.print(table)
 
 
-SamplesArg = Annotated[list[str] | None, typer.Argument(help="Sample ids (or their first characters).")]
+SamplesArg = Annotated[list[str] | None, typer.Argument(
+    help="Samples by key (id=80, or 80), path, or the first characters of their ids.")]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every sample in the quarantine.")]
 
 

@@ -22,13 +22,32 @@ if TYPE_CHECKING:
 
 
 def quarantined(repo: Repo, dataset: str) -> pa.Table:
-    """The scores and reasons of every sample in quarantine (empty when there is none)."""
+    """The scores and reasons of every sample in quarantine (empty when there is none), with a ``label``
+    column: what the user knows the sample by (its key, ``id=80``, or its path in a folder dataset)."""
     commit = _tip(repo, dataset, missing_ok=True)
     if commit is None:
         from assay.screens import scores_schema
 
-        return scores_schema().empty_table()
-    return repo.dataset(scores_name(dataset), commit).to_arrow()
+        empty = scores_schema().empty_table()
+        return empty.append_column("label", pa.array([], pa.string()))
+    scores = repo.dataset(scores_name(dataset), commit).to_arrow()
+    labels = sample_labels(repo.dataset(dataset, commit))
+    return scores.append_column("label", pa.array([labels.get(s) for s in scores.column("sample").to_pylist()],
+                                                  pa.string()))
+
+
+def sample_labels(version: DatasetVersion) -> dict[str, str]:
+    """Sample id (hex) -> the key columns as ``col=value`` (joined by ``,``), or the path of a folder dataset."""
+    cols = list(version.key or ()) or (["path"] if "path" in version.schema.names else [])
+    if not cols:
+        return {}
+    t = version.to_arrow(cols, with_ids=True)
+    ids = [b.hex() for b in t.column("_assay_id").to_pylist()]
+    values = [t.column(c).to_pylist() for c in cols]
+    if cols == ["path"]:
+        return dict(zip(ids, [str(v) for v in values[0]], strict=True))
+    return {i: ",".join(f"{c}={v}" for c, v in zip(cols, row, strict=True))
+            for i, row in zip(ids, zip(*values, strict=True), strict=True)}
 
 
 def show(repo: Repo, dataset: str, sample: str) -> dict[str, Any]:
@@ -37,10 +56,12 @@ def show(repo: Repo, dataset: str, sample: str) -> dict[str, Any]:
     scores = quarantined(repo, dataset)
     sid = _resolve(scores, dataset, [sample])[0]
     row = scores.filter(pc.equal(scores.column("sample"), sid)).to_pylist()[0]
+    row.pop("label", None)
     data = repo.dataset(dataset, commit).to_arrow(with_ids=True)
     values = data.filter(pc.equal(data.column("_assay_id"), pa.scalar(bytes.fromhex(sid), data.schema.field(
         "_assay_id").type))).drop_columns(["_assay_id", "_assay_hash"]).to_pylist()
-    return {"sample": sid, "values": values[0] if values else {}, "scores": row}
+    label = scores.filter(pc.equal(scores.column("sample"), sid)).column("label")[0].as_py()
+    return {"sample": sid, "label": label, "values": values[0] if values else {}, "scores": row}
 
 
 def resolve_samples(repo: Repo, dataset: str, prefixes: list[str]) -> list[str]:
@@ -49,13 +70,22 @@ def resolve_samples(repo: Repo, dataset: str, prefixes: list[str]) -> list[str]:
 
 
 def _resolve(scores: pa.Table, dataset: str, prefixes: list[str]) -> list[str]:
+    """Sample ids for what the user typed: a key (``id=80``, or ``80`` for a one-column key), a path, or the
+    first characters of a sample id, tried in that order."""
     ids = scores.column("sample").to_pylist()
+    labels = scores.column("label").to_pylist() if "label" in scores.column_names else [None] * len(ids)
+    by_label: dict[str, list[str]] = {}
+    for i, label in zip(ids, labels, strict=True):
+        if label is not None:
+            by_label.setdefault(label, []).append(i)
+            if "=" in label and "," not in label:  # one key column: its bare value too
+                by_label.setdefault(label.split("=", 1)[1], []).append(i)
     out = []
     for p in prefixes:
-        hits = [i for i in ids if i.startswith(p.lower())]
+        hits = by_label.get(p) or [i for i in ids if i.startswith(p.lower())]
         if not hits:
-            raise RefNotFound(f"no quarantined sample of {dataset!r} starts with {p!r}; see `assay quarantine "
-                              f"list {dataset}`")
+            raise RefNotFound(f"no quarantined sample of {dataset!r} has the key, path or id {p!r}; see "
+                              f"`assay quarantine list {dataset}`")
         if len(hits) > 1:
             raise InputError(f"{p!r} matches {len(hits)} quarantined samples of {dataset!r}; give more characters")
         out.append(hits[0])
@@ -83,7 +113,13 @@ def _move(repo: Repo, dataset: str, samples: list[str] | None, branch: str | Non
     qdata = dict(repo.read_commit(qtip).datasets)
     sname = scores_name(dataset)
     scores = DatasetVersion(repo.store, repo.read_manifest(qdata[sname])).to_arrow()
-    ids = _resolve(scores, dataset, samples) if samples is not None else scores.column("sample").to_pylist()
+    if samples is not None:
+        labels = sample_labels(DatasetVersion(repo.store, repo.read_manifest(qdata[dataset])))
+        labelled = scores.append_column("label", pa.array([labels.get(s) for s in scores.column("sample").to_pylist()],
+                                                          pa.string()))
+        ids = _resolve(labelled, dataset, samples)
+    else:
+        ids = scores.column("sample").to_pylist()
     if not ids:
         raise InputError(f"the quarantine of {dataset!r} is empty; nothing to do")
     wanted = {bytes.fromhex(i) for i in ids}
