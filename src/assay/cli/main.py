@@ -21,8 +21,11 @@ from rich.table import Table
 
 from assay.errors import AssayError, MergeConflict
 
+EXIT_CODES = """Exit codes: 0 done; 1 an error, a failed check or fsck, or a batch the gate rejected;
+2 a usage error (unknown command or option, missing argument); 3 a merge conflict; 130 interrupted."""
+
 app = typer.Typer(help="assay: version control, tests and monitoring for ML data and models.",
-                  no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+                  epilog=EXIT_CODES, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 out = Console()
 err = Console(stderr=True)
 _state: dict[str, Any] = {"repo": "."}
@@ -31,8 +34,18 @@ RepoOpt = Annotated[str, typer.Option("--repo", "-C", help="Repository folder (d
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"assay {version('assay')}", markup=False, highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root(repo: RepoOpt = ".") -> None:
+def _root(repo: RepoOpt = ".",
+          _: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False) -> None:
     _state["repo"] = repo
 
 
@@ -478,25 +491,25 @@ def quickstart(path: Annotated[str, typer.Option(help="Folder for the demo repos
 
 
 def main() -> None:
-    """Entry point: run the app, turning assay errors into messages and exit codes."""
+    """Entry point: run the app, turning assay errors and usage errors into messages and exit codes."""
     try:
-        code = app(standalone_mode=False)  # without standalone mode, click returns typer.Exit's code
+        code = app(standalone_mode=False, prog_name="assay")  # click returns typer.Exit's code
         sys.exit(code if isinstance(code, int) else 0)
     except AssayError as e:
         err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(1 if not isinstance(e, MergeConflict) else 3)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+    except typer.TyperException as e:  # usage errors (typer's own click): the usage, the error, exit code 2
+        show = getattr(e, "show", None)
+        if callable(show):
+            show()
+        else:
+            err.print(f"error: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
 
 
 from assay.cli import gate_cmds  # noqa: E402,F401  (registers ingest, quarantine, scores, screen)
