@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
 import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -72,3 +77,77 @@ def test_exit_codes_are_documented_in_the_readme_and_the_help() -> None:
     for code, meaning in [("0", "done"), ("1", "an error"), ("2", "a usage error"), ("3", "a merge conflict")]:
         assert f"| {code} " in readme and meaning.removeprefix("a ") in readme
         assert f"{code} {meaning}" in help_text, help_text
+
+
+def test_an_output_file_gets_its_folders(tmp_path: Path) -> None:
+    pq.write_table(make_table(20), tmp_path / "t.parquet")
+    _assay(tmp_path, "init")
+    _assay(tmp_path, "add", "t", "t.parquet", "--key", "id")
+    _assay(tmp_path, "commit", "-m", "first")
+    r = _assay(tmp_path, "suite", "infer", "t@HEAD", "-o", "suites/new/t.yaml")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "suites/new/t.yaml").read_text().startswith("format: 1")
+    r = _assay(tmp_path, "check", "t", "--suite", "suites/new/t.yaml", "--html", "reports/x/check.html")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "reports/x/check.html").stat().st_size > 0
+    assert _assay(tmp_path, "export", "t", "--to", "out/deep/t.parquet").returncode == 0
+    assert pq.read_table(tmp_path / "out/deep/t.parquet").num_rows == 20
+
+
+# -- every command of README.md, in order ------------------------------------------------------------------------
+
+SKIPPED = {  # README lines not run here, and why
+    "python3 -m venv": "installs the package (needs the network)",
+    ". .venv/bin/activate": "runs the linters and this test suite",
+}
+
+
+def _readme_commands() -> list[str]:
+    """The commands of README.md's bash blocks, in order (``a; b`` is two commands; comments dropped)."""
+    commands, in_bash = [], False
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            in_bash = line == "```bash"
+            continue
+        if not in_bash or any(line.startswith(s) for s in SKIPPED):
+            continue
+        commands += [c.strip() for c in re.split(r"\s#", line)[0].split("; ") if c.strip()]
+    return commands
+
+
+def _write_readme_data(folder: Path) -> None:
+    """The files README.md's commands name: data/train.parquet, data/images/, fixes.csv, other.yaml, the gate's."""
+    from tests.conftest import write_images
+
+    (folder / "data").mkdir()
+    train = make_table(200)
+    pq.write_table(train, folder / "data/train.parquet")
+    write_images(folder / "data/images", {"dark": 20, "light": 180}, 12)
+    fixes = make_table(5, seed=1)
+    pcsv.write_csv(fixes.set_column(4, "label", fixes.column("label").cast(pa.string())), folder / "fixes.csv")
+    copies = train.slice(10, 2).set_column(0, "id", pa.array([900, 901], pa.int64()))  # two copies: quarantined
+    pq.write_table(pa.concat_tables([make_table(30, seed=5, start=200), copies]), folder / "batch.parquet")
+    write_images(folder / "new-images", {"dark": 20, "light": 180}, 18, seed=3)
+    for old in folder.glob("new-images/*/*.png"):  # new files only: the first 12 of each label are in data/images
+        if int(old.stem) < 12:
+            old.unlink()
+    (folder / "gate.yaml").write_text("format: 1\nchecks: warn\nscreens:\n"
+                                      "  duplicate: {action: quarantine, near: 0, text_similarity: 1}\n"
+                                      "  outlier: {action: warn}\n  label_issue: {action: warn}\n")
+    (folder / "other.yaml").write_text("format: 1\ndataset: train\nexpectations:\n"
+                                       "- {expect: not_null, column: id}\n")
+
+
+@pytest.mark.slow
+def test_every_command_of_the_readme_runs_in_order(tmp_path: Path) -> None:
+    _write_readme_data(tmp_path)
+    commands = _readme_commands()
+    assert len(commands) > 30 and commands[0] == "assay init"
+    for command in commands:
+        args = shlex.split(command)
+        assert args[0] == "assay", command
+        if "3f2a9c" in args:  # the README's example sample id: the first one the gate held back
+            listed = json.loads(_assay(tmp_path, "quarantine", "list", "train", "--json").stdout)
+            args[args.index("3f2a9c")] = listed[0]["sample"][:6]
+        r = _assay(tmp_path, *args[1:])
+        assert r.returncode == 0, f"{command}: exit code {r.returncode}\n{r.stdout}\n{r.stderr}"

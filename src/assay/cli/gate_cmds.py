@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from assay.cli.main import JsonOpt, _print_json, _progress, _repo, app, err, out
+from assay.cli.main import JsonOpt, _output, _print_json, _progress, _repo, app, err, out
 
 quarantine_app = typer.Typer(help="The samples the gate held back, per dataset, on branch quarantine/DATASET.",
                              no_args_is_help=True)
@@ -45,7 +44,7 @@ def ingest(batch: Annotated[str, typer.Argument(help="File, folder or Parquet of
     if html_file:
         from assay.report import ingest_report_html
 
-        Path(html_file).write_text(ingest_report_html(result, repo.store.get), encoding="utf-8")
+        _output(html_file).write_text(ingest_report_html(result, repo.store.get), encoding="utf-8")
         err.print(f"wrote {html_file}")
     if as_json:
         _print_json(result.to_dict())

@@ -71,6 +71,13 @@ def _progress() -> Iterator[Callable[[str, int, int], None]]:
         yield report
 
 
+def _output(file: str) -> Path:
+    """An output file named by an option (-o, --html): its folders are created."""
+    path = Path(file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _print_json(data: Any) -> None:
     out.print_json(json.dumps(data, default=str))
 
@@ -393,7 +400,7 @@ def suite_infer(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV
     repo = _repo()
     text = infer_suite(repo.dataset(spec), reference=reference).to_yaml()
     if out_file:
-        Path(out_file).write_text(text, encoding="utf-8")
+        _output(out_file).write_text(text, encoding="utf-8")
         err.print(f"wrote {out_file}")
     else:
         out.print(text, markup=False, highlight=False, end="")
@@ -453,7 +460,7 @@ def check(spec: Annotated[str, typer.Argument(help="DATASET (the working version
     if html_file:
         from assay.report import check_report_html
 
-        Path(html_file).write_text(check_report_html(result), encoding="utf-8")
+        _output(html_file).write_text(check_report_html(result), encoding="utf-8")
         err.print(f"wrote {html_file}")
     if as_json:
         _print_json(result.to_dict())
