@@ -151,3 +151,20 @@ def test_every_command_of_the_readme_runs_in_order(tmp_path: Path) -> None:
             args[args.index("3f2a9c")] = listed[0]["sample"][:6]
         r = _assay(tmp_path, *args[1:])
         assert r.returncode == 0, f"{command}: exit code {r.returncode}\n{r.stdout}\n{r.stderr}"
+
+
+def test_status_shows_a_staged_suite_and_a_staged_removal(tmp_path: Path) -> None:
+    pq.write_table(make_table(20), tmp_path / "t.parquet")
+    pq.write_table(make_table(5), tmp_path / "u.parquet")
+    for args in (["init"], ["add", "t", "t.parquet", "--key", "id"], ["add", "u", "u.parquet"],
+                 ["commit", "-m", "first"], ["suite", "infer", "t", "-o", "t.yaml"], ["suite", "set", "t", "t.yaml"],
+                 ["rm", "u"]):
+        assert _assay(tmp_path, *args).returncode == 0, args
+    r = _assay(tmp_path, "status")
+    rows = {line.split()[1]: line for line in r.stdout.splitlines() if line.startswith("│")}
+    assert "suite staged" in rows["t"] and "+0" not in rows["t"] and "()" not in rows["t"]
+    assert "dataset removed" in rows["u"]
+    staged = json.loads(_assay(tmp_path, "status", "--json").stdout)["staged"]
+    assert len(staged["t"]["suite"]) == 64 and staged["u"]["removed_dataset"] is True
+    assert _assay(tmp_path, "commit", "-m", "suite").returncode == 0
+    assert "Nothing staged" in _assay(tmp_path, "status").stdout

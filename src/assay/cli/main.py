@@ -156,10 +156,22 @@ def status(as_json: JsonOpt = False) -> None:
         return
     table = Table("dataset", "change", "samples", title="Staged")
     for n, s in sorted(st.staged.items()):
-        change = "removed" if s.get("removed_dataset") else \
-            f"+{s.get('added', 0)} ~{s.get('updated', 0)} -{s.get('removed', 0)} ({s.get('mode', '')})"
-        table.add_row(n, change, str(s.get("rows", "")))
+        table.add_row(n, _staged_change(s), str(s.get("rows", "")))
     out.print(table)
+    out.print("commit them with `assay commit -m MESSAGE`; unstage with `assay reset [DATASET...]`")
+
+
+def _staged_change(s: dict[str, Any]) -> str:
+    """What is staged for one dataset: its removal or its samples' changes, and its suite."""
+    parts = []
+    if s.get("removed_dataset"):
+        parts.append("dataset removed")
+    elif "manifest" in s:
+        parts.append(f"+{s.get('added', 0)} ~{s.get('updated', 0)} -{s.get('removed', 0)} samples"
+                     + (f" ({s['mode']})" if s.get("mode") else ""))
+    if "suite" in s:
+        parts.append("suite removed" if s["suite"] == "removed" else f"suite staged ({_short(s['suite'])})")
+    return "; ".join(parts)
 
 
 @app.command()
