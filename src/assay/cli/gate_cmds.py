@@ -76,7 +76,8 @@ def _print_ingest(r: Any) -> None:
                   f"{len(r.warned)} with warnings")
     else:
         out.print("[red]batch rejected[/]: " + escape("; ".join(r.rejected)))
-        out.print(f"nothing was published; the batch stays on branch staging/{r.dataset} for inspection")
+        out.print(f"nothing was published; the staged batch is commit {r.staged[:12] if r.staged else '-'} (until "
+                  "`assay gc`); --json or --html FILE keep this report")
 
 
 def _short(v: Any) -> str:

@@ -29,6 +29,7 @@ app = typer.Typer(help="assay: version control, tests and monitoring for ML data
 out = Console()
 err = Console(stderr=True)
 _state: dict[str, Any] = {"repo": "."}
+GATE_BRANCHES = ("quarantine/", "staging/")  # the gate's own branches: listed by `branch --all` only
 
 RepoOpt = Annotated[str, typer.Option("--repo", "-C", help="Repository folder (default: current folder).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -293,13 +294,16 @@ def export(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")],
 def branch(name: Annotated[str | None, typer.Argument(help="Branch to create (none: list branches).")] = None,
            start: Annotated[str | None, typer.Option("--from", help="Start revision (default HEAD).")] = None,
            delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete NAME.")] = False,
-           force: Annotated[bool, typer.Option(help="With -d: delete even if not merged.")] = False) -> None:
+           force: Annotated[bool, typer.Option(help="With -d: delete even if not merged.")] = False,
+           all_: Annotated[bool, typer.Option("--all", "-a", help="Also list the gate's branches (quarantine/*, "
+                                              "staging/*).")] = False) -> None:
     """List, create or delete branches."""
     repo = _repo()
     if name is None:
         current = repo.branch
         for n, oid in repo.branches().items():
-            out.print(f"{'*' if n == current else ' '} {n}  {_short(oid)}")
+            if all_ or n == current or not n.startswith(GATE_BRANCHES):
+                out.print(f"{'*' if n == current else ' '} {n}  {_short(oid)}", markup=False, highlight=False)
         return
     if delete:
         repo.delete_branch(name, force=force)
