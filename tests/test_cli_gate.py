@@ -27,6 +27,9 @@ def test_ingest_quarantine_and_scores_through_the_cli(tmp_path: Path) -> None:
     report = json.loads(r.stdout)
     assert r.returncode == 0 and report["accepted"] == 40 and report["quarantined"] == 4
     assert "exact copy of sample" in (tmp_path / "report.html").read_text()
+    assert _assay(tmp_path, "branch").stdout.split() == ["*", "main", report["commits"]["main"][:12]]
+    listed_all = _assay(tmp_path, "branch", "--all").stdout
+    assert "quarantine/points" in listed_all and "staging/" not in listed_all  # removed once published
     listed = json.loads(_assay(tmp_path, "quarantine", "list", "points", "--json").stdout)
     assert len(listed) == 4 and all("duplicate: exact copy" in row["reasons"] for row in listed)
     shown = _assay(tmp_path, "quarantine", "show", "points", listed[0]["sample"][:10])
@@ -58,6 +61,7 @@ def test_a_rejected_batch_exits_with_1_and_a_bad_policy_names_its_line(tmp_path:
     _assay(tmp_path, "ingest", "first.parquet", "--into", "points", "--key", "id", "--policy", "gate.yaml")
     r = _assay(tmp_path, "ingest", "copies.parquet", "--into", "points", "--policy", "gate.yaml")
     assert r.returncode == 1 and "batch rejected" in r.stdout and "max_quarantined" in r.stdout
+    assert "staging/" not in _assay(tmp_path, "branch", "--all").stdout  # removed once rejected
     r = _assay(tmp_path, "ingest", "copies.parquet", "--into", "points", "--policy", "bad.yaml")
     assert r.returncode == 1 and r.stderr.startswith("error:") and "bad.yaml line 3: unknown screen 'outliers'" \
         in r.stderr.replace("\n", "")

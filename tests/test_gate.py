@@ -66,7 +66,8 @@ def test_a_clean_batch_is_published_with_its_scores(accepted: assay.Repo) -> Non
     assert scores.num_rows == 400 and set(scores.column("action").to_pylist()) <= {"accepted", "warned"}
     head = repo.read_commit(repo.resolve("main"))
     assert head.meta["ingest"]["accepted"] == 100 and head.message.startswith("batch 2")
-    assert repo.catalog.get_ref("staging/points") is not None
+    assert repo.catalog.get_ref("staging/points") is None  # removed with the publication
+    assert report.staged is not None and repo.read_commit(report.staged).datasets["points"]
     assert repo.catalog.get_ref("quarantine/points") is None
     assert repo.fsck().ok
 
@@ -123,7 +124,8 @@ def test_a_batch_that_fails_the_suite_is_rejected_and_nothing_is_published(accep
     report = ingest(repo, bad, into="points", policy=FAST)
     assert not report.ok and "between" in report.rejected[0]
     assert repo.resolve("main") == before
-    assert ids_of(repo, "points@staging/points") == set(range(320))  # kept for inspection
+    assert repo.catalog.get_ref("staging/points") is None  # removed; the report keeps the staged commit
+    assert report.staged is not None and ids_of(repo, f"points@{report.staged}") == set(range(320))
     warn = parse_policy("checks: warn\nscreens:\n  duplicate: {}\n")
     assert ingest(repo, bad, into="points", policy=warn).ok
 

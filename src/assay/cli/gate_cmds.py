@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from assay.cli.main import JsonOpt, _print_json, _progress, _repo, app, err, out
+from assay.cli.main import JsonOpt, _output, _print_json, _progress, _repo, app, err, out
 
 quarantine_app = typer.Typer(help="The samples the gate held back, per dataset, on branch quarantine/DATASET.",
                              no_args_is_help=True)
@@ -45,7 +44,7 @@ def ingest(batch: Annotated[str, typer.Argument(help="File, folder or Parquet of
     if html_file:
         from assay.report import ingest_report_html
 
-        Path(html_file).write_text(ingest_report_html(result, repo.store.get), encoding="utf-8")
+        _output(html_file).write_text(ingest_report_html(result, repo.store.get), encoding="utf-8")
         err.print(f"wrote {html_file}")
     if as_json:
         _print_json(result.to_dict())
@@ -77,7 +76,8 @@ def _print_ingest(r: Any) -> None:
                   f"{len(r.warned)} with warnings")
     else:
         out.print("[red]batch rejected[/]: " + escape("; ".join(r.rejected)))
-        out.print(f"nothing was published; the batch stays on branch staging/{r.dataset} for inspection")
+        out.print(f"nothing was published; the staged batch is commit {r.staged[:12] if r.staged else '-'} (until "
+                  "`assay gc`); --json or --html FILE keep this report")
 
 
 def _short(v: Any) -> str:

@@ -21,18 +21,32 @@ from rich.table import Table
 
 from assay.errors import AssayError, MergeConflict
 
+EXIT_CODES = """Exit codes: 0 done; 1 an error, a failed check or fsck, or a batch the gate rejected;
+2 a usage error (unknown command or option, missing argument); 3 a merge conflict; 130 interrupted."""
+
 app = typer.Typer(help="assay: version control, tests and monitoring for ML data and models.",
-                  no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+                  epilog=EXIT_CODES, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 out = Console()
 err = Console(stderr=True)
 _state: dict[str, Any] = {"repo": "."}
+GATE_BRANCHES = ("quarantine/", "staging/")  # the gate's own branches: listed by `branch --all` only
 
 RepoOpt = Annotated[str, typer.Option("--repo", "-C", help="Repository folder (default: current folder).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"assay {version('assay')}", markup=False, highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root(repo: RepoOpt = ".") -> None:
+def _root(repo: RepoOpt = ".",
+          _: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False) -> None:
     _state["repo"] = repo
 
 
@@ -56,6 +70,13 @@ def _progress() -> Iterator[Callable[[str, int, int], None]]:
 
     with bars:
         yield report
+
+
+def _output(file: str) -> Path:
+    """An output file named by an option (-o, --html): its folders are created."""
+    path = Path(file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _print_json(data: Any) -> None:
@@ -136,10 +157,22 @@ def status(as_json: JsonOpt = False) -> None:
         return
     table = Table("dataset", "change", "samples", title="Staged")
     for n, s in sorted(st.staged.items()):
-        change = "removed" if s.get("removed_dataset") else \
-            f"+{s.get('added', 0)} ~{s.get('updated', 0)} -{s.get('removed', 0)} ({s.get('mode', '')})"
-        table.add_row(n, change, str(s.get("rows", "")))
+        table.add_row(n, _staged_change(s), str(s.get("rows", "")))
     out.print(table)
+    out.print("commit them with `assay commit -m MESSAGE`; unstage with `assay reset [DATASET...]`")
+
+
+def _staged_change(s: dict[str, Any]) -> str:
+    """What is staged for one dataset: its removal or its samples' changes, and its suite."""
+    parts = []
+    if s.get("removed_dataset"):
+        parts.append("dataset removed")
+    elif "manifest" in s:
+        parts.append(f"+{s.get('added', 0)} ~{s.get('updated', 0)} -{s.get('removed', 0)} samples"
+                     + (f" ({s['mode']})" if s.get("mode") else ""))
+    if "suite" in s:
+        parts.append("suite removed" if s["suite"] == "removed" else f"suite staged ({_short(s['suite'])})")
+    return "; ".join(parts)
 
 
 @app.command()
@@ -263,13 +296,16 @@ def export(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")],
 def branch(name: Annotated[str | None, typer.Argument(help="Branch to create (none: list branches).")] = None,
            start: Annotated[str | None, typer.Option("--from", help="Start revision (default HEAD).")] = None,
            delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete NAME.")] = False,
-           force: Annotated[bool, typer.Option(help="With -d: delete even if not merged.")] = False) -> None:
+           force: Annotated[bool, typer.Option(help="With -d: delete even if not merged.")] = False,
+           all_: Annotated[bool, typer.Option("--all", "-a", help="Also list the gate's branches (quarantine/*, "
+                                              "staging/*).")] = False) -> None:
     """List, create or delete branches."""
     repo = _repo()
     if name is None:
         current = repo.branch
         for n, oid in repo.branches().items():
-            out.print(f"{'*' if n == current else ' '} {n}  {_short(oid)}")
+            if all_ or n == current or not n.startswith(GATE_BRANCHES):
+                out.print(f"{'*' if n == current else ' '} {n}  {_short(oid)}", markup=False, highlight=False)
         return
     if delete:
         repo.delete_branch(name, force=force)
@@ -426,7 +462,7 @@ def suite_infer(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV
     repo = _repo()
     text = infer_suite(repo.dataset(spec), reference=reference).to_yaml()
     if out_file:
-        Path(out_file).write_text(text, encoding="utf-8")
+        _output(out_file).write_text(text, encoding="utf-8")
         err.print(f"wrote {out_file}")
     else:
         out.print(text, markup=False, highlight=False, end="")
@@ -486,7 +522,7 @@ def check(spec: Annotated[str, typer.Argument(help="DATASET (the working version
     if html_file:
         from assay.report import check_report_html
 
-        Path(html_file).write_text(check_report_html(result), encoding="utf-8")
+        _output(html_file).write_text(check_report_html(result), encoding="utf-8")
         err.print(f"wrote {html_file}")
     if as_json:
         _print_json(result.to_dict())
@@ -524,28 +560,29 @@ def quickstart(path: Annotated[str, typer.Option(help="Folder for the demo repos
 
 
 def main() -> None:
-    """Entry point: run the app, turning assay errors into messages and exit codes."""
+    """Entry point: run the app, turning assay errors and usage errors into messages and exit codes."""
     try:
-        code = app(standalone_mode=False)  # without standalone mode, click returns typer.Exit's code
+        code = app(standalone_mode=False, prog_name="assay")  # click returns typer.Exit's code
         sys.exit(code if isinstance(code, int) else 0)
     except AssayError as e:
         err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(1 if not isinstance(e, MergeConflict) else 3)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
-
+    except typer.TyperException as e:  # usage errors (typer's own click): the usage, the error, exit code 2
+        show = getattr(e, "show", None)
+        if callable(show):
+            show()
+        else:
+            err.print(f"error: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except Exception as e:
         if _disk_full(e):
             err.print(f"[red]error:[/] {escape(str(_full_error(e)))}", highlight=False, markup=True, soft_wrap=True)
             sys.exit(1)
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
         raise
 
 

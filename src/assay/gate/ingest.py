@@ -2,11 +2,13 @@
 then publish the accepted samples to the target branch and hold the flagged ones in ``quarantine/DATASET``.
 
 Both branches move in one catalog transaction, so a crash leaves the repository as it was or fully
-updated; the staging branch keeps the last batch for inspection, whether it was published or rejected.
+updated. The staging branch holds the batch while it is audited and is removed once the batch is published
+(in that same transaction) or rejected; the report keeps the staged commit and everything the audit found.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,7 +19,7 @@ import pyarrow.compute as pc
 
 from assay.checks import parse_suite, run_suite
 from assay.checks.gate import describe
-from assay.errors import AssayError, InputError
+from assay.errors import AssayError, ConflictError, InputError
 from assay.gate.policy import Policy, default_policy
 from assay.repo import RefUpdate
 from assay.screens import ScreenRun, run_screens, scores_name, scores_table, screen_data
@@ -73,6 +75,7 @@ class IngestReport:
     checks: dict[str, Any] | None = None
     screens: dict[str, Any] = field(default_factory=dict)
     commits: dict[str, str] = field(default_factory=dict)  # branch -> new commit
+    staged: str | None = None  # the commit that staged the batch (its staging branch is gone once decided)
     policy: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -84,7 +87,8 @@ class IngestReport:
         return {"dataset": self.dataset, "branch": self.branch, "ok": self.ok, "batch_rows": self.batch_rows,
                 "accepted": self.accepted, "quarantined": len(self.quarantined), "warned": len(self.warned),
                 "rejected": self.rejected, "warnings": self.warnings, "checks": self.checks,
-                "screens": self.screens, "commits": self.commits, "policy": self.policy,
+                "screens": self.screens, "commits": self.commits, "staged": self.staged,
+                "policy": self.policy,
                 "quarantined_samples": [f.to_dict() for f in self.quarantined],
                 "warned_samples": [f.to_dict() for f in self.warned]}
 
@@ -113,7 +117,7 @@ def ingest(repo: Repo, batch: Any, *, into: str, policy: Policy | None = None, b
         return report
     staged = repo.read_manifest(staged_oid)
     staging_commit = _write_staging(repo, into, tip, datasets, suites, staged_oid, message)
-    report.commits[staging_branch(into)] = staging_commit
+    report.staged = staging_commit
     version = DatasetVersion(repo.store, staged, commit=staging_commit)
     in_batch = _batch_mask(repo, staged, repo.read_manifest(base) if base else None)
     report.batch_rows = int(in_batch.sum())
@@ -121,6 +125,7 @@ def ingest(repo: Repo, batch: Any, *, into: str, policy: Policy | None = None, b
     run = _run_screens(report, policy, version, progress)
     quarantine, warn = _decide(report, policy, run, in_batch)
     if report.rejected:
+        _drop_staging(repo, into, staging_commit)
         return report
     _publish(repo, report, run, staged, in_batch, quarantine, warn, datasets, suites, tip, staging_commit, message)
     return report
@@ -134,6 +139,16 @@ def _write_staging(repo: Repo, into: str, tip: str | None, datasets: dict[str, s
     current = repo.catalog.get_ref(name)
     repo.move_refs([RefUpdate(name, "branch", oid, current.commit if current else None)], f"ingest: stage {into}")
     return oid
+
+
+def _staging_removal(into: str, staging_commit: str) -> RefUpdate:
+    return RefUpdate(staging_branch(into), "branch", None, staging_commit)
+
+
+def _drop_staging(repo: Repo, into: str, staging_commit: str) -> None:
+    """A rejected batch: its staging branch goes (the report keeps the staged commit and the findings)."""
+    with contextlib.suppress(ConflictError):  # another ingest staged its batch since: the branch is that one's
+        repo.move_refs([_staging_removal(into, staging_commit)], f"ingest: {into} rejected")
 
 
 def _batch_mask(repo: Repo, staged: Manifest, base: Manifest | None) -> np.ndarray:
@@ -233,7 +248,7 @@ def _publish(repo: Repo, report: IngestReport, run: ScreenRun, staged: Manifest,
     text = message or f"ingest into {into}"
     target = repo.derive(parents=(tip,) if tip else (), datasets=published, suites=suites, meta={"ingest": summary},
                          message=f"{text}: {len(accepted_rows)} accepted, {len(held_rows)} quarantined")
-    updates = [RefUpdate(branch, "branch", target, tip)]
+    updates = [RefUpdate(branch, "branch", target, tip), _staging_removal(into, batch)]
     if len(held_rows):
         updates.append(_quarantine_commit(repo, run, staged, in_batch & quarantine, held_rows, into, batch, text,
                                           summary))

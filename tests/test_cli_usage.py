@@ -1,0 +1,170 @@
+"""The command line as a user meets it: usage errors, exit codes, --version, help text, output folders."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+
+from assay.cli.main import app
+from tests.conftest import make_table
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def _assay(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "assay.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--version-typo"], "No such option: --version-typo"),
+    (["add", "train"], "Missing argument 'SOURCE'"),
+    (["add", "--bogus", "x", "y"], "No such option: --bogus"),
+    (["nocommand"], "No such command 'nocommand'"),
+    (["suite", "infer"], "Missing argument"),
+])
+def test_a_usage_error_is_the_usage_and_one_line_with_exit_code_2(tmp_path: Path, args: list[str],
+                                                                   message: str) -> None:
+    r = _assay(tmp_path, *args)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 4
+    assert r.stderr.startswith("Usage: assay")
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and message.lower() in last.lower()
+
+
+def test_version() -> None:
+    r = _assay(Path.cwd(), "--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"assay {version('assay')}"
+
+
+def test_exit_codes_0_1_2_3_through_the_cli(tmp_path: Path) -> None:
+    pq.write_table(make_table(10), tmp_path / "t.parquet")
+    pq.write_table(make_table(1, seed=1, start=5), tmp_path / "theirs.parquet")
+    pq.write_table(make_table(1, seed=2, start=5), tmp_path / "ours.parquet")
+    assert _assay(tmp_path, "init").returncode == 0
+    assert _assay(tmp_path, "add", "t", "t.parquet", "--key", "id").returncode == 0
+    assert _assay(tmp_path, "commit", "-m", "base").returncode == 0
+    r = _assay(tmp_path, "commit", "-m", "again")
+    assert r.returncode == 1 and r.stderr.startswith("error:")
+    assert _assay(tmp_path, "add", "--mode").returncode == 2
+    assert _assay(tmp_path, "checkout", "-b", "b").returncode == 0
+    assert _assay(tmp_path, "add", "t", "theirs.parquet", "--mode", "upsert").returncode == 0
+    assert _assay(tmp_path, "commit", "-m", "theirs").returncode == 0
+    assert _assay(tmp_path, "checkout", "main").returncode == 0
+    assert _assay(tmp_path, "add", "t", "ours.parquet", "--mode", "upsert").returncode == 0
+    assert _assay(tmp_path, "commit", "-m", "ours").returncode == 0
+    r = _assay(tmp_path, "merge", "b")
+    assert r.returncode == 3 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+
+
+def test_exit_codes_are_documented_in_the_readme_and_the_help() -> None:
+    from typer.testing import CliRunner
+
+    readme = README.read_text()
+    help_text = " ".join(CliRunner().invoke(app, ["--help"]).output.split())
+    assert "Exit codes:" in readme and "Exit codes:" in help_text
+    for code, meaning in [("0", "done"), ("1", "an error"), ("2", "a usage error"), ("3", "a merge conflict")]:
+        assert f"| {code} " in readme and meaning.removeprefix("a ") in readme
+        assert f"{code} {meaning}" in help_text, help_text
+
+
+def test_an_output_file_gets_its_folders(tmp_path: Path) -> None:
+    pq.write_table(make_table(20), tmp_path / "t.parquet")
+    _assay(tmp_path, "init")
+    _assay(tmp_path, "add", "t", "t.parquet", "--key", "id")
+    _assay(tmp_path, "commit", "-m", "first")
+    r = _assay(tmp_path, "suite", "infer", "t@HEAD", "-o", "suites/new/t.yaml")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "suites/new/t.yaml").read_text().startswith("format: 1")
+    r = _assay(tmp_path, "check", "t", "--suite", "suites/new/t.yaml", "--html", "reports/x/check.html")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "reports/x/check.html").stat().st_size > 0
+    assert _assay(tmp_path, "export", "t", "--to", "out/deep/t.parquet").returncode == 0
+    assert pq.read_table(tmp_path / "out/deep/t.parquet").num_rows == 20
+
+
+# -- every command of README.md, in order ------------------------------------------------------------------------
+
+SKIPPED = {  # README lines not run here, and why
+    "python3 -m venv": "installs the package (needs the network)",
+    ". .venv/bin/activate": "runs the linters and this test suite",
+}
+
+
+def _readme_commands() -> list[str]:
+    """The commands of README.md's bash blocks, in order (``a; b`` is two commands; comments dropped)."""
+    commands, in_bash = [], False
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            in_bash = line == "```bash"
+            continue
+        if not in_bash or any(line.startswith(s) for s in SKIPPED):
+            continue
+        commands += [c.strip() for c in re.split(r"\s#", line)[0].split("; ") if c.strip()]
+    return commands
+
+
+def _write_readme_data(folder: Path) -> None:
+    """The files README.md's commands name: data/train.parquet, data/images/, fixes.csv, other.yaml, the gate's."""
+    from tests.conftest import write_images
+
+    (folder / "data").mkdir()
+    train = make_table(200)
+    pq.write_table(train, folder / "data/train.parquet")
+    write_images(folder / "data/images", {"dark": 20, "light": 180}, 12)
+    fixes = make_table(5, seed=1)
+    pcsv.write_csv(fixes.set_column(4, "label", fixes.column("label").cast(pa.string())), folder / "fixes.csv")
+    copies = train.slice(10, 2).set_column(0, "id", pa.array([900, 901], pa.int64()))  # two copies: quarantined
+    pq.write_table(pa.concat_tables([make_table(30, seed=5, start=200), copies]), folder / "batch.parquet")
+    write_images(folder / "new-images", {"dark": 20, "light": 180}, 18, seed=3)
+    for old in folder.glob("new-images/*/*.png"):  # new files only: the first 12 of each label are in data/images
+        if int(old.stem) < 12:
+            old.unlink()
+    (folder / "gate.yaml").write_text("format: 1\nchecks: warn\nscreens:\n"
+                                      "  duplicate: {action: quarantine, near: 0, text_similarity: 1}\n"
+                                      "  outlier: {action: warn}\n  label_issue: {action: warn}\n")
+    (folder / "other.yaml").write_text("format: 1\ndataset: train\nexpectations:\n"
+                                       "- {expect: not_null, column: id}\n")
+
+
+@pytest.mark.slow
+def test_every_command_of_the_readme_runs_in_order(tmp_path: Path) -> None:
+    _write_readme_data(tmp_path)
+    commands = _readme_commands()
+    assert len(commands) > 30 and commands[0] == "assay init"
+    for command in commands:
+        args = shlex.split(command)
+        assert args[0] == "assay", command
+        if "3f2a9c" in args:  # the README's example sample id: the first one the gate held back
+            listed = json.loads(_assay(tmp_path, "quarantine", "list", "train", "--json").stdout)
+            args[args.index("3f2a9c")] = listed[0]["sample"][:6]
+        r = _assay(tmp_path, *args[1:])
+        assert r.returncode == 0, f"{command}: exit code {r.returncode}\n{r.stdout}\n{r.stderr}"
+
+
+def test_status_shows_a_staged_suite_and_a_staged_removal(tmp_path: Path) -> None:
+    pq.write_table(make_table(20), tmp_path / "t.parquet")
+    pq.write_table(make_table(5), tmp_path / "u.parquet")
+    for args in (["init"], ["add", "t", "t.parquet", "--key", "id"], ["add", "u", "u.parquet"],
+                 ["commit", "-m", "first"], ["suite", "infer", "t", "-o", "t.yaml"], ["suite", "set", "t", "t.yaml"],
+                 ["rm", "u"]):
+        assert _assay(tmp_path, *args).returncode == 0, args
+    r = _assay(tmp_path, "status")
+    rows = {line.split()[1]: line for line in r.stdout.splitlines() if line.startswith("│")}
+    assert "suite staged" in rows["t"] and "+0" not in rows["t"] and "()" not in rows["t"]
+    assert "dataset removed" in rows["u"]
+    staged = json.loads(_assay(tmp_path, "status", "--json").stdout)["staged"]
+    assert len(staged["t"]["suite"]) == 64 and staged["u"]["removed_dataset"] is True
+    assert _assay(tmp_path, "commit", "-m", "suite").returncode == 0
+    assert "Nothing staged" in _assay(tmp_path, "status").stdout
