@@ -9,6 +9,7 @@ import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -168,3 +169,53 @@ def test_status_shows_a_staged_suite_and_a_staged_removal(tmp_path: Path) -> Non
     assert len(staged["t"]["suite"]) == 64 and staged["u"]["removed_dataset"] is True
     assert _assay(tmp_path, "commit", "-m", "suite").returncode == 0
     assert "Nothing staged" in _assay(tmp_path, "status").stdout
+
+
+def _all_commands() -> list[list[str]]:
+    from typer.main import get_command
+
+    def walk(cmd: Any, path: list[str]) -> list[list[str]]:
+        below = [p for n, c in getattr(cmd, "commands", {}).items() for p in walk(c, [*path, n])]
+        return [*below, path]
+
+    return walk(get_command(app), [])
+
+
+def test_help_names_values_as_a_user_reads_them() -> None:
+    from typer.testing import CliRunner
+
+    commands = _all_commands()
+    assert ["add"] in commands and ["suite", "infer"] in commands and ["quarantine", "release"] in commands
+    for path in commands:
+        result = CliRunner().invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert "<" not in result.output and "{" not in result.output, (path, result.output)
+        assert "docs/" not in result.output, path  # an installed copy has no docs folder
+    add = CliRunner().invoke(app, ["add", "--help"]).output
+    assert "Usage: root add [OPTIONS] NAME SOURCE" in add and "-k, --key COLUMN" in add
+
+
+def test_help_screens_tells_the_policy_file_and_every_parameter() -> None:
+    from assay.screens import SCREENS
+
+    r = _assay(Path.cwd(), "help", "screens")
+    assert r.returncode == 0 and "max_quarantined" in r.stdout and "action" in r.stdout
+    for name, screen in SCREENS.items():
+        assert f"  {name}: " in r.stdout
+        assert all(f"    {param} (default " in r.stdout for param in screen.params)
+    r = _assay(Path.cwd(), "help", "nothing")
+    assert r.returncode == 1 and "the topics: screens" in r.stderr
+
+
+def test_tables_are_not_cut_when_not_on_a_terminal(tmp_path: Path) -> None:
+    from tests.test_gate import samples
+
+    pq.write_table(samples(120), tmp_path / "first.parquet")
+    _assay(tmp_path, "init")
+    assert _assay(tmp_path, "ingest", "first.parquet", "--into", "points", "--key", "id").returncode == 0
+    r = _assay(tmp_path, "scores", "points", "--limit", "3")  # five screens: wider than 80 columns
+    assert r.returncode == 0 and "…" not in r.stdout and "..." not in r.stdout
+    ids = [row["sample"] for row in json.loads(_assay(tmp_path, "scores", "points", "--limit", "3",
+                                                      "--json").stdout)]
+    assert all(f"│ {i[:12]} │ accepted" in r.stdout for i in ids), r.stdout
+    assert max(len(line) for line in r.stdout.splitlines()) > 80

@@ -8,27 +8,35 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from assay.cli._help import Typer
 from assay.cli.main import JsonOpt, _output, _print_json, _progress, _repo, app, err, out
 
-quarantine_app = typer.Typer(help="The samples the gate held back, per dataset, on branch quarantine/DATASET.",
-                             no_args_is_help=True)
+quarantine_app = Typer(help="The samples the gate held back, per dataset, on branch quarantine/DATASET.",
+                       no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
-PolicyOpt = Annotated[str | None, typer.Option(help="Policy file: which screens run and what their flags do "
-                                                    "(default: every screen, see docs/screens.md).")]
+PolicyOpt = Annotated[str | None, typer.Option(metavar="FILE",
+                                               help="Policy file: which screens run and what their flags do "
+                                                    "(default: every screen; see `assay help screens`).")]
 
 
 @app.command()
 def ingest(batch: Annotated[str, typer.Argument(help="File, folder or Parquet of new samples.")],
-           into: Annotated[str, typer.Option(help="Dataset the batch is for.")],
+           into: Annotated[str, typer.Option(metavar="DATASET", help="Dataset the batch is for.")],
            policy: PolicyOpt = None,
-           branch: Annotated[str | None, typer.Option(help="Branch to publish to (default: the working one).")]
+           branch: Annotated[str | None, typer.Option(metavar="BRANCH",
+                                                      help="Branch to publish to (default: the working one).")]
            = None,
-           key: Annotated[list[str] | None, typer.Option(help="Key column(s), for a new dataset.")] = None,
-           mode: Annotated[str, typer.Option(help="append (new samples) or upsert (new or changed).")] = "append",
-           labels: Annotated[str | None, typer.Option(help="Labels file, for a folder of files.")] = None,
-           message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
-           html_file: Annotated[str | None, typer.Option("--html", help="Also write an HTML report (with "
-                                                         "thumbnails of flagged images) to this file.")] = None,
+           key: Annotated[list[str] | None, typer.Option(metavar="COLUMN",
+                                                         help="Key column(s), for a new dataset.")] = None,
+           mode: Annotated[str, typer.Option(metavar="MODE",
+                                             help="append (new samples) or upsert (new or changed).")] = "append",
+           labels: Annotated[str | None, typer.Option(metavar="FILE",
+                                                      help="Labels file, for a folder of files.")] = None,
+           message: Annotated[str | None, typer.Option("--message", "-m", metavar="MESSAGE",
+                                                       help="Commit message.")] = None,
+           html_file: Annotated[str | None, typer.Option("--html", metavar="FILE",
+                                                         help="Also write an HTML report (with "
+                                                              "thumbnails of flagged images) to this file.")] = None,
            as_json: JsonOpt = False) -> None:
     """Audit a batch against the accepted data; publish what passes, quarantine what is flagged.
 
@@ -90,7 +98,7 @@ def _key(key: dict[str, Any]) -> str:
 
 @quarantine_app.command("list")
 def quarantine_list(dataset: Annotated[str, typer.Argument(help="Dataset whose quarantine to list.")],
-                    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 50,
+                    limit: Annotated[int, typer.Option(metavar="N", help="Show at most this many.")] = 50,
                     as_json: JsonOpt = False) -> None:
     """List the quarantined samples of a dataset with their reasons."""
     from assay.gate import quarantined
@@ -108,6 +116,7 @@ def quarantine_list(dataset: Annotated[str, typer.Argument(help="Dataset whose q
 @quarantine_app.command("show")
 def quarantine_show(dataset: Annotated[str, typer.Argument(help="Dataset.")],
                     sample: Annotated[str, typer.Argument(
+                        metavar="SAMPLE",
                         help="The sample's key (id=80, or 80), its path, or the first characters of its id.")],
                     as_json: JsonOpt = False) -> None:
     """Show one quarantined sample: its values, scores and reasons."""
@@ -127,15 +136,16 @@ def quarantine_show(dataset: Annotated[str, typer.Argument(help="Dataset.")],
 
 
 SamplesArg = Annotated[list[str] | None, typer.Argument(
-    help="Samples by key (id=80, or 80), path, or the first characters of their ids.")]
+    metavar="SAMPLE", help="Samples by key (id=80, or 80), path, or the first characters of their ids.")]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every sample in the quarantine.")]
 
 
 @quarantine_app.command("release")
 def quarantine_release(dataset: Annotated[str, typer.Argument(help="Dataset.")], samples: SamplesArg = None,
                        all_: AllOpt = False,
-                       branch: Annotated[str | None, typer.Option(help="Branch to release into (default: the "
-                                                                         "working one).")] = None) -> None:
+                       branch: Annotated[str | None, typer.Option(metavar="BRANCH",
+                                                                  help="Branch to release into (default: the "
+                                                                       "working one).")] = None) -> None:
     """Release quarantined samples into the dataset (they join it with their scores)."""
     from assay.gate import release
 
@@ -162,14 +172,17 @@ def _chosen(samples: list[str] | None, all_: bool) -> list[str] | None:
 
 
 @app.command()
-def scores(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")],
-           where: Annotated[str | None, typer.Option(help="DuckDB condition on the score columns: one expression "
-                                                     "(docs/checks.md, What SQL may do).")] = None,
-           sort: Annotated[str | None, typer.Option(help="Column to sort by, e.g. value_score.")] = None,
+def scores(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]", help="DATASET or DATASET@REV.")],
+           where: Annotated[str | None, typer.Option(
+               metavar="SQL", help="DuckDB condition on the score columns: one expression, no files, subqueries "
+                                   "or table functions.")] = None,
+           sort: Annotated[str | None, typer.Option(metavar="COLUMN",
+                                                    help="Column to sort by, e.g. value_score.")] = None,
            desc: Annotated[bool, typer.Option("--desc", help="Sort descending.")] = False,
-           flagged: Annotated[str | None, typer.Option(help="Only samples this screen flagged ('any': any).")]
+           flagged: Annotated[str | None, typer.Option(metavar="SCREEN",
+                                                       help="Only samples this screen flagged ('any': any).")]
            = None,
-           limit: Annotated[int, typer.Option(help="Show at most this many.")] = 20,
+           limit: Annotated[int, typer.Option(metavar="N", help="Show at most this many.")] = 20,
            as_json: JsonOpt = False) -> None:
     """Show the per-sample scores of a dataset version, filtered and sorted."""
     from assay.gate import read_scores
@@ -196,7 +209,8 @@ def _num(v: float | None, flagged: bool) -> str:
 
 
 @app.command()
-def screen(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")], policy: PolicyOpt = None,
+def screen(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
+                                               help="DATASET or DATASET@REV.")], policy: PolicyOpt = None,
            save: Annotated[bool, typer.Option(help="Stage the scores as DATASET.scores (then commit).")] = False,
            as_json: JsonOpt = False) -> None:
     """Score every sample of a dataset version with the screens (duplicates, outliers, labels, value, poison)."""
@@ -218,3 +232,40 @@ def screen(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")],
         out.print(f"[yellow]note:[/] {escape(note)}")
     if save:
         out.print(f"staged the scores as {spec.partition('@')[0]}.scores; commit them with assay commit")
+
+
+@app.command("help")
+def help_(topic: Annotated[str, typer.Argument(metavar="TOPIC", help="screens: the gate's policy file and every "
+                                               "screen's parameters.")]) -> None:
+    """Print a topic of the manual (installed copies have no docs folder): assay help screens."""
+    from assay.errors import InputError
+
+    if topic != "screens":
+        raise InputError(f"no help topic {topic!r}; the topics: screens")
+    out.print(_screens_text(), markup=False, highlight=False, soft_wrap=True)
+
+
+def _screens_text() -> str:
+    """The policy file (the docstring of assay.gate.policy) and each screen's parameters, from the screens."""
+    import textwrap
+
+    from assay.gate import policy
+    from assay.screens import SCREENS
+
+    head, _, body = (policy.__doc__ or "").partition("\n")
+    lines = [head, textwrap.dedent(body).replace("::\n", "A policy file (assay ingest --policy FILE):\n"),
+             "The screens (a per-sample score in [0, 1], low is bad) and their parameters:"]
+    for name, screen in SCREENS.items():
+        lines.append(f"\n  {name}: {screen.description}")
+        for param, p in screen.params.items():
+            lines.append(f"    {param} (default {p.default}{_allowed(p)})" + (f": {p.doc}" if p.doc else ""))
+    return "\n".join(lines).replace("``", "`")
+
+
+def _allowed(p: Any) -> str:
+    if p.choices:
+        return f", one of {', '.join(map(str, p.choices))}"
+    if p.low is not None and p.high is not None:
+        return f", from {p.low} to {p.high}"
+    return f", at least {p.low}" if p.low is not None else f", at most {p.high}" if p.high is not None else ""
+

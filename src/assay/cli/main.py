@@ -19,19 +19,28 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from assay.cli._help import Typer
 from assay.errors import AssayError, MergeConflict
 
 EXIT_CODES = """Exit codes: 0 done; 1 an error, a failed check or fsck, or a batch the gate rejected;
 2 a usage error (unknown command or option, missing argument); 3 a merge conflict; 130 interrupted."""
 
-app = typer.Typer(help="assay: version control, tests and monitoring for ML data and models.",
-                  epilog=EXIT_CODES, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
-out = Console()
-err = Console(stderr=True)
+app = Typer(help="assay: version control, tests and monitoring for ML data and models.",
+            epilog=EXIT_CODES, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+
+
+def _console(stream: Any, **kwargs: Any) -> Console:
+    """A terminal's width on a terminal; elsewhere (pipes, CI) wide enough that no value is cut or wrapped."""
+    return Console(width=None if stream.isatty() else 100_000, **kwargs)
+
+
+out = _console(sys.stdout)
+err = _console(sys.stderr, stderr=True)
 _state: dict[str, Any] = {"repo": "."}
 GATE_BRANCHES = ("quarantine/", "staging/")  # the gate's own branches: listed by `branch --all` only
 
-RepoOpt = Annotated[str, typer.Option("--repo", "-C", help="Repository folder (default: current folder).")]
+RepoOpt = Annotated[str, typer.Option("--repo", "-C", metavar="FOLDER",
+                                      help="Repository folder (default: current folder).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -96,7 +105,8 @@ def _when(t: float) -> str:
 
 @app.command()
 def init(path: Annotated[str, typer.Argument(help="Folder to create the repository in.")] = ".",
-         catalog: Annotated[str | None, typer.Option(help="SQLAlchemy URL of a shared catalog.")] = None) -> None:
+         catalog: Annotated[str | None, typer.Option(metavar="URL",
+                                                     help="SQLAlchemy URL of a shared catalog.")] = None) -> None:
     """Create a repository (a .assay folder) in PATH."""
     from assay.repo import init as do_init
 
@@ -108,12 +118,15 @@ def init(path: Annotated[str, typer.Argument(help="Folder to create the reposito
 def add(
     name: Annotated[str, typer.Argument(help="Dataset name.")],
     source: Annotated[str, typer.Argument(help="Parquet, CSV, TSV, JSONL or Arrow file, or a folder of files.")],
-    key: Annotated[list[str] | None, typer.Option("--key", "-k", help="Key column(s); repeat or separate by "
-                                                  "commas. Default: the row's content (files: the path).")] = None,
-    mode: Annotated[str, typer.Option(help="replace | append | upsert | delete")] = "replace",
-    labels: Annotated[str | None, typer.Option(help="Folders only: a CSV/JSONL/Parquet with a 'path' column "
-                                               "and label columns, joined on the path.")] = None,
-    format: Annotated[str | None, typer.Option(help="Input format when the suffix does not tell.")] = None,
+    key: Annotated[list[str] | None, typer.Option("--key", "-k", metavar="COLUMN",
+                                                  help="Key column(s); repeat or separate by "
+                                                       "commas. Default: the row's content (files: the path).")] = None,
+    mode: Annotated[str, typer.Option(metavar="MODE", help="replace | append | upsert | delete")] = "replace",
+    labels: Annotated[str | None, typer.Option(metavar="FILE",
+                                               help="Folders only: a CSV/JSONL/Parquet with a 'path' column "
+                                                    "and label columns, joined on the path.")] = None,
+    format: Annotated[str | None, typer.Option(metavar="FORMAT",
+                                               help="Input format when the suffix does not tell.")] = None,
 ) -> None:
     """Stage a change to dataset NAME from SOURCE."""
     keys = [k.strip() for part in key or [] for k in part.split(",") if k.strip()] or None
@@ -129,14 +142,15 @@ def add(
 
 
 @app.command()
-def rm(name: Annotated[str, typer.Argument(help="Dataset to remove.")]) -> None:
+def rm(name: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset to remove.")]) -> None:
     """Stage the removal of a dataset."""
     _repo().remove(name)
     out.print(f"{name}: removal staged")
 
 
 @app.command()
-def reset(names: Annotated[list[str] | None, typer.Argument(help="Datasets to unstage (default: all).")] = None
+def reset(names: Annotated[list[str] | None, typer.Argument(metavar="DATASET",
+                                                            help="Datasets to unstage (default: all).")] = None
           ) -> None:
     """Unstage staged changes."""
     _repo().reset(names)
@@ -176,8 +190,9 @@ def _staged_change(s: dict[str, Any]) -> str:
 
 
 @app.command()
-def commit(message: Annotated[str, typer.Option("--message", "-m", help="What changed and why.")],
-           author: Annotated[str | None, typer.Option(help="Author (default: git user, or ASSAY_AUTHOR).")] = None,
+def commit(message: Annotated[str, typer.Option("--message", "-m", metavar="MESSAGE", help="What changed and why.")],
+           author: Annotated[str | None, typer.Option(metavar="AUTHOR",
+                                                      help="Author (default: git user, or ASSAY_AUTHOR).")] = None,
            no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the datasets' suites (recorded in "
                                                    "the commit).")] = False) -> None:
     """Record the staged changes as a commit (datasets with a suite are checked first)."""
@@ -188,8 +203,10 @@ def commit(message: Annotated[str, typer.Option("--message", "-m", help="What ch
 
 @app.command()
 def log(rev: Annotated[str | None, typer.Argument(help="Revision to start from (default HEAD).")] = None,
-        limit: Annotated[int | None, typer.Option("--limit", "-n", help="At most this many commits.")] = None,
-        dataset: Annotated[str | None, typer.Option(help="Only commits that changed this dataset.")] = None,
+        limit: Annotated[int | None, typer.Option("--limit", "-n", metavar="N",
+                                                  help="At most this many commits.")] = None,
+        dataset: Annotated[str | None, typer.Option(metavar="DATASET",
+                                                    help="Only commits that changed this dataset.")] = None,
         as_json: JsonOpt = False) -> None:
     """List commits, newest first."""
     entries = _repo().log(rev, limit=limit, dataset=dataset)
@@ -250,10 +267,10 @@ def datasets(rev: Annotated[str | None, typer.Argument(help="Revision (default: 
 
 
 @app.command()
-def diff(a: Annotated[str | None, typer.Argument(help="From revision (default HEAD).")] = None,
-         b: Annotated[str | None, typer.Argument(help="To revision (default: working version).")] = None,
-         dataset: Annotated[str | None, typer.Option(help="Only this dataset.")] = None,
-         limit: Annotated[int, typer.Option(help="List at most this many samples per dataset.")] = 20,
+def diff(a: Annotated[str | None, typer.Argument(metavar="FROM", help="From revision (default HEAD).")] = None,
+         b: Annotated[str | None, typer.Argument(metavar="TO", help="To revision (default: working version).")] = None,
+         dataset: Annotated[str | None, typer.Option(metavar="DATASET", help="Only this dataset.")] = None,
+         limit: Annotated[int, typer.Option(metavar="N", help="List at most this many samples per dataset.")] = 20,
          as_json: JsonOpt = False) -> None:
     """Show added, removed and changed samples between two versions."""
     diffs = _repo().diff(a, b, dataset=dataset, limit=limit)
@@ -281,9 +298,10 @@ def diff(a: Annotated[str | None, typer.Argument(help="From revision (default HE
 
 
 @app.command()
-def export(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")],
-           to: Annotated[str, typer.Option("--to", help="A .parquet/.csv/.jsonl file, or a folder (folder "
-                                           "datasets: recreates the files).")],
+def export(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]", help="DATASET or DATASET@REV.")],
+           to: Annotated[str, typer.Option("--to", metavar="PATH",
+                                           help="A .parquet/.csv/.jsonl file, or a folder (folder "
+                                                "datasets: recreates the files).")],
            force: Annotated[bool, typer.Option("--force", help="Replace the file TO if it exists (a folder "
                                                "must be new or empty).")] = False) -> None:
     """Write a dataset version to a file or folder."""
@@ -294,7 +312,8 @@ def export(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")],
 
 @app.command()
 def branch(name: Annotated[str | None, typer.Argument(help="Branch to create (none: list branches).")] = None,
-           start: Annotated[str | None, typer.Option("--from", help="Start revision (default HEAD).")] = None,
+           start: Annotated[str | None, typer.Option("--from", metavar="REV",
+                                                     help="Start revision (default HEAD).")] = None,
            delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete NAME.")] = False,
            force: Annotated[bool, typer.Option(help="With -d: delete even if not merged.")] = False,
            all_: Annotated[bool, typer.Option("--all", "-a", help="Also list the gate's branches (quarantine/*, "
@@ -345,7 +364,8 @@ def tag(name: Annotated[str | None, typer.Argument(help="Tag to create (none: li
 
 @app.command()
 def merge(rev: Annotated[str, typer.Argument(help="Branch or revision to merge into the working branch.")],
-          message: Annotated[str | None, typer.Option("--message", "-m", help="Merge commit message.")] = None,
+          message: Annotated[str | None, typer.Option("--message", "-m", metavar="MESSAGE",
+                                                      help="Merge commit message.")] = None,
           no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the datasets' suites (recorded in "
                                                   "a merge commit).")] = False) -> None:
     """Merge a branch: fast-forward when possible, else three-way on samples (datasets with a suite are checked)."""
@@ -423,7 +443,8 @@ def _rebuild_catalog(as_json: bool) -> None:
 
 
 @app.command()
-def gc(grace: Annotated[float, typer.Option(help="Keep unreachable objects younger than this many seconds.")]
+def gc(grace: Annotated[float, typer.Option(metavar="SECONDS",
+                                            help="Keep unreachable objects younger than this many seconds.")]
        = 3600.0,
        dry_run: Annotated[bool, typer.Option(help="Only count what would be removed.")] = False) -> None:
     """Remove objects that no branch, tag or staged change reaches."""
@@ -433,7 +454,8 @@ def gc(grace: Annotated[float, typer.Option(help="Keep unreachable objects young
 
 
 @app.command()
-def compact(names: Annotated[list[str] | None, typer.Argument(help="Datasets (default: all).")] = None) -> None:
+def compact(names: Annotated[list[str] | None, typer.Argument(metavar="DATASET",
+                                                              help="Datasets (default: all).")] = None) -> None:
     """Rewrite many small fragments (and deleted rows) into fewer, full fragments; commits the result."""
     with _progress() as report:
         r = _repo().compact(names, progress=report)
@@ -445,16 +467,19 @@ def compact(names: Annotated[list[str] | None, typer.Argument(help="Datasets (de
         out.print(f"committed {_short(r.commit)}")
 
 
-suite_app = typer.Typer(help="Suites: the expectations a dataset must meet, versioned with it.",
-                        no_args_is_help=True)
+suite_app = Typer(help="Suites: the expectations a dataset must meet, versioned with it.",
+                  no_args_is_help=True)
 app.add_typer(suite_app, name="suite")
 
 
 @suite_app.command("infer")
-def suite_infer(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV of known-good data.")],
-                out_file: Annotated[str | None, typer.Option("--output", "-o", help="Write the YAML here.")] = None,
-                reference: Annotated[str | None, typer.Option(help="Also expect each column's distribution to stay "
-                                                              "close to this revision (warnings).")] = None,
+def suite_infer(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
+                                                    help="DATASET or DATASET@REV of known-good data.")],
+                out_file: Annotated[str | None, typer.Option("--output", "-o", metavar="FILE",
+                                                             help="Write the YAML here.")] = None,
+                reference: Annotated[str | None, typer.Option(metavar="REV",
+                                                              help="Also expect each column's distribution to stay "
+                                                                   "close to this revision (warnings).")] = None,
                 stage: Annotated[bool, typer.Option(help="Stage it as the dataset's suite.")] = False) -> None:
     """Write a suite inferred from a good version, to edit before use."""
     from assay import infer_suite
@@ -487,7 +512,7 @@ def suite_set(dataset: Annotated[str, typer.Argument(help="Dataset the suite tes
 
 
 @suite_app.command("show")
-def suite_show(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.")]) -> None:
+def suite_show(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]", help="DATASET or DATASET@REV.")]) -> None:
     """Print a dataset's suite."""
     from assay.errors import RefNotFound
 
@@ -499,10 +524,13 @@ def suite_show(spec: Annotated[str, typer.Argument(help="DATASET or DATASET@REV.
 
 
 @app.command()
-def check(spec: Annotated[str, typer.Argument(help="DATASET (the working version) or DATASET@REV.")],
-          suite: Annotated[str | None, typer.Option(help="Suite file (default: the dataset's own suite).")] = None,
-          html_file: Annotated[str | None, typer.Option("--html", help="Also write a self-contained HTML report "
-                                                        "(with distribution charts) to this file.")] = None,
+def check(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
+                                              help="DATASET (the working version) or DATASET@REV.")],
+          suite: Annotated[str | None, typer.Option(metavar="FILE",
+                                                    help="Suite file (default: the dataset's own suite).")] = None,
+          html_file: Annotated[str | None, typer.Option("--html", metavar="FILE",
+                                                        help="Also write a self-contained HTML report "
+                                                             "(with distribution charts) to this file.")] = None,
           as_json: JsonOpt = False) -> None:
     """Check a dataset version against a suite; exits with 1 when an error-level expectation fails."""
     from assay import load_suite, run_suite
@@ -549,7 +577,8 @@ def _print_check(result: Any) -> None:
 
 
 @app.command()
-def quickstart(path: Annotated[str, typer.Option(help="Folder for the demo repository.")] = "assay-quickstart"
+def quickstart(path: Annotated[str, typer.Option(metavar="FOLDER",
+                                                 help="Folder for the demo repository.")] = "assay-quickstart"
                ) -> None:
     """Build a demo repository from bundled data (scikit-learn digits) and show what assay does."""
     from assay.cli.quickstart import run
