@@ -248,8 +248,8 @@ def test_fsck_repair_from_a_copy_and_from_the_original_files(tmp_path: Path) -> 
     repo.add("t", make_table(1000), key="id")
     repo.commit("one")
     shutil.copytree(tmp_path / "repo", tmp_path / "backup")
-    for p in _loose_files(repo):
-        p.write_bytes(b"\x00garbage")
+    for i, p in enumerate(_loose_files(repo)):
+        p.write_bytes(b"\x00garbage" if i % 2 else b"garbage")  # a wrong payload, or an unknown codec byte
     packs = list((repo.dir / "packs").glob("*.pack"))
     for p in packs:  # damage one byte of every pack: packed objects and chunks
         raw = bytearray(p.read_bytes())

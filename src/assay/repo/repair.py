@@ -41,6 +41,7 @@ class RepairReport:
 def damaged_oids(report: FsckReport, repo: Repo) -> set[str]:
     """The objects fsck found corrupt or missing, with every object made of a damaged chunk."""
     wanted = set(report.corrupt) | {oid for oid, _ in report.missing}
+    wanted |= {oid for oid, _ in report.unreadable if not oid.startswith("pack:")}  # e.g. a garbled codec byte
     for oid in list(repo.store.iter_oids()):
         try:
             if wanted.intersection(repo.store.children(oid)):
