@@ -118,26 +118,34 @@ print(json.dumps({"flag": found.tolist(), "seconds": __import__("time").perf_cou
 """
 
 
-def label_errors(args: Any, root: Path) -> list[list[Any]]:
+def _label_issues_both(args: Any, root: Path, x: np.ndarray, noisy: np.ndarray, truth: np.ndarray,
+                       seed: int) -> tuple[tuple[float, float, float], tuple[float, float, float] | None, float]:
+    """assay's label_issue screen and cleanlab's find_label_issues on the same out-of-fold probabilities:
+    (assay's P/R/F1, cleanlab's or None when absent, assay's seconds)."""
     from assay.screens import FeatureSpec, LabelIssueScreen, model_outputs, table_features
 
+    data = table_features(frame(x, noisy), FeatureSpec(), key=["id"])
+    t = time.perf_counter()
+    result = LabelIssueScreen(seed=seed).fit(data).result_
+    took = time.perf_counter() - t
+    np.save(root / "labels.npy", noisy)
+    np.save(root / "probs.npy", model_outputs(data, seed=seed).probs)
+    out, _, _ = cleanlab(args.cleanlab_python, CLEANLAB_ISSUES, str(root / "labels.npy"), str(root / "probs.npy"))
+    theirs = prf(np.array(out["flag"], bool), truth) if out is not None else None
+    return prf(result.flag, truth), theirs, took
+
+
+def label_errors(args: Any, root: Path) -> list[list[Any]]:
     rows = []
     for name, (x, y) in datasets().items():
         ours, theirs, seconds = [], [], []
         for seed in SEEDS:
             noisy, truth = flip(y, 0.10, seed)
-            data = table_features(frame(x, noisy), FeatureSpec(), key=["id"])
-            t = time.perf_counter()
-            result = LabelIssueScreen(seed=seed).fit(data).result_
-            seconds.append(time.perf_counter() - t)
-            ours.append(prf(result.flag, truth))
-            probs = model_outputs(data, seed=seed).probs
-            np.save(root / "labels.npy", noisy)
-            np.save(root / "probs.npy", probs)
-            out, _, _ = cleanlab(args.cleanlab_python, CLEANLAB_ISSUES, str(root / "labels.npy"),
-                                 str(root / "probs.npy"))
-            if out is not None:
-                theirs.append(prf(np.array(out["flag"], bool), truth))
+            mine, cl, took = _label_issues_both(args, root, x, noisy, truth, seed)
+            ours.append(mine)
+            seconds.append(took)
+            if cl is not None:
+                theirs.append(cl)
         mean = np.mean(ours, axis=0)
         rows.append([name, "assay default pipeline", *(f"{v:.3f}" for v in mean), f"{np.mean(seconds):.1f} s",
                      " / ".join(f"{o[2]:.3f}" for o in ours),
@@ -153,8 +161,6 @@ def pair_errors(args: Any, root: Path) -> list[list[Any]]:
     """Label errors under class-conditional noise: 20% of each class flipped to its most confusable partner."""
     from sklearn.datasets import load_digits
 
-    from assay.screens import FeatureSpec, LabelIssueScreen, model_outputs, table_features
-
     rows = []
     sets = {"digits": (load_digits().data, load_digits().target), "generated (6 classes)": generated()}
     for name, (x, y) in sets.items():
@@ -162,18 +168,11 @@ def pair_errors(args: Any, root: Path) -> list[list[Any]]:
         ours, theirs, seconds = [], [], []
         for seed in SEEDS:
             noisy, truth = flip_pairs(y, partner, 0.20, seed)
-            data = table_features(frame(x, noisy), FeatureSpec(), key=["id"])
-            t = time.perf_counter()
-            result = LabelIssueScreen(seed=seed).fit(data).result_
-            seconds.append(time.perf_counter() - t)
-            ours.append(prf(result.flag, truth))
-            probs = model_outputs(data, seed=seed).probs
-            np.save(root / "labels.npy", noisy)
-            np.save(root / "probs.npy", probs)
-            out, _, _ = cleanlab(args.cleanlab_python, CLEANLAB_ISSUES, str(root / "labels.npy"),
-                                 str(root / "probs.npy"))
-            if out is not None:
-                theirs.append(prf(np.array(out["flag"], bool), truth))
+            mine, cl, took = _label_issues_both(args, root, x, noisy, truth, seed)
+            ours.append(mine)
+            seconds.append(took)
+            if cl is not None:
+                theirs.append(cl)
         pairs = ", ".join(f"{j}->{partner[j]}" for j in range(len(partner)))
         mean = np.mean(ours, axis=0)
         rows.append([name, pairs, "assay default pipeline", *(f"{v:.3f}" for v in mean),
