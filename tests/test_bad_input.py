@@ -567,7 +567,7 @@ def test_later_good_add_still_works(work: tuple[assay.Repo, Path]) -> None:
 
 
 def run_cli(repo: assay.Repo, *args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
-    code = "from assay.cli.main import main; main()"
+    code = "from assay.cli.app import main; main()"
     return subprocess.run([sys.executable, "-c", code, "-C", str(repo.root), *map(str, args)],
                           capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "COLUMNS": "300"})

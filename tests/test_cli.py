@@ -14,7 +14,7 @@ import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from assay.cli.main import app
+from assay.cli.app import app
 from tests.conftest import make_table
 
 ROOT = Path(__file__).parents[1]

@@ -16,7 +16,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from assay.cli.main import app
+from assay.cli.app import app
 from tests.conftest import make_table
 
 README = Path(__file__).parents[1] / "README.md"

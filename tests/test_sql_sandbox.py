@@ -14,7 +14,7 @@ import assay
 from assay.checks import parse_suite, run_suite
 from assay.checks.expectations import RowCondition
 from assay.checks.suite import Suite, SuiteError
-from assay.cli.main import app
+from assay.cli.app import app
 from assay.errors import SQLConditionError
 from assay.gate import read_scores
 from assay.table.sandbox import sandbox

@@ -8,12 +8,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from assay.cli._common import JsonOpt, _output, _print_json, _progress, _repo, err, out
 from assay.cli._help import Typer
-from assay.cli.main import JsonOpt, _output, _print_json, _progress, _repo, app, err, out
+
+app = Typer()
 
 quarantine_app = Typer(help="The samples the gate held back, per dataset, on branch quarantine/DATASET.",
                        no_args_is_help=True)
-app.add_typer(quarantine_app, name="quarantine")
 PolicyOpt = Annotated[str | None, typer.Option(metavar="FILE",
                                                help="Policy file: which screens run and what their flags do "
                                                     "(default: every screen; see `assay help screens`).")]

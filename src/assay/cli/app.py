@@ -1,0 +1,102 @@
+"""The ``assay`` command line: a thin adapter that parses, calls the library once, and renders.
+
+This module holds the root command and the error boundary (``main``); the commands live in one module per group
+(repo_cmds, data_cmds, check_cmds, upkeep_cmds, gate_cmds, ...), each imported here and none importing this one.
+Errors from the library are turned into one-line messages at this single boundary.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from assay.cli import check_cmds, data_cmds, gate_cmds, repo_cmds, upkeep_cmds
+from assay.cli._common import RepoOpt, _progress, _state, err, out
+from assay.cli._help import Typer
+from assay.errors import AssayError, MergeConflict
+
+EXIT_CODES = """Exit codes: 0 done; 1 an error, a failed check or fsck, or a batch the gate rejected;
+2 a usage error (unknown command or option, missing argument); 3 a merge conflict; 130 interrupted."""
+
+app = Typer(help="assay: version control, tests and monitoring for ML data and models.",
+            epilog=EXIT_CODES, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"assay {version('assay')}", markup=False, highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(repo: RepoOpt = ".",
+          _: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False) -> None:
+    _state["repo"] = repo
+
+
+for _group in (repo_cmds, data_cmds, upkeep_cmds, check_cmds, gate_cmds):
+    app.add_typer(_group.app)
+app.add_typer(check_cmds.suite_app, name="suite")
+app.add_typer(gate_cmds.quarantine_app, name="quarantine")
+
+
+@app.command()
+def quickstart(path: Annotated[str, typer.Option(metavar="FOLDER",
+                                                 help="Folder for the demo repository.")] = "assay-quickstart"
+               ) -> None:
+    """Build a demo repository from bundled data (scikit-learn digits) and show what assay does."""
+    from assay.cli.quickstart import run
+
+    with _progress() as report:
+        for line in run(Path(path), progress=report):
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def main() -> None:
+    """Entry point: run the app, turning assay errors and usage errors into messages and exit codes."""
+    try:
+        code = app(standalone_mode=False, prog_name="assay")  # click returns typer.Exit's code
+        sys.exit(code if isinstance(code, int) else 0)
+    except AssayError as e:
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(1 if not isinstance(e, MergeConflict) else 3)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except typer.TyperException as e:  # usage errors (typer's own click): the usage, the error, exit code 2
+        show = getattr(e, "show", None)
+        if callable(show):
+            show()
+        else:
+            err.print(f"error: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except Exception as e:
+        if _disk_full(e):
+            err.print(f"[red]error:[/] {escape(str(_full_error(e)))}", highlight=False, markup=True, soft_wrap=True)
+            sys.exit(1)
+        raise
+
+
+def _disk_full(e: BaseException) -> bool:
+    """A full filesystem seen by the store (OSError ENOSPC) or by SQLite ("database or disk is full")."""
+    from assay.store.fs import is_full
+
+    return is_full(e) or "database or disk is full" in str(e)
+
+
+def _full_error(e: BaseException) -> BaseException:
+    from assay.store.fs import out_of_space
+
+    where = getattr(e, "filename", None) or "the repository"
+    return out_of_space(where) if not isinstance(e, AssayError) else e
+
