@@ -203,3 +203,26 @@ def test_cli_check_exit_codes_and_json(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text("dataset: t\nexpectations:\n  - {expect: nope}\n")
     r = _assay(tmp_path, "check", "t", "--suite", "broken.yaml")
     assert r.returncode == 1 and "broken.yaml line 3" in r.stderr
+
+
+def test_cli_check_lists_failures_and_sums_up_passes(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(DATA.drop_columns(["empty"]), tmp_path / "d.parquet")
+    _assay(tmp_path, "init")
+    _assay(tmp_path, "add", "t", "d.parquet", "--key", "id")
+    (tmp_path / "s.yaml").write_text("dataset: t\nexpectations:\n  - {expect: not_null, column: id}\n"
+                                     "  - {expect: unique, column: id}\n  - {expect: not_null, column: email}\n"
+                                     "  - {expect: mean_between, column: age, min: 1000, max: 2000, "
+                                     "severity: warn}\n")
+    r = _assay(tmp_path, "check", "t", "--suite", "s.yaml")
+    assert r.returncode == 1
+    assert "not_null(email)" in r.stdout and "mean_between(age)" in r.stdout
+    assert "not_null(id)" not in r.stdout and "unique(id)" not in r.stdout  # passes are summed up, not listed
+    assert "2 of 4 expectations passed (list them with --all)" in r.stdout
+    assert "failing_fraction" not in r.stdout and "{" not in r.stdout  # words, not raw JSON
+    every = _assay(tmp_path, "check", "t", "--suite", "s.yaml", "--all")
+    assert "not_null(id)" in every.stdout and "unique(id)" in every.stdout and every.returncode == 1
+    (tmp_path / "nokind.yaml").write_text("dataset: t\nexpectations:\n  - column age: between 0 and 5\n")
+    r = _assay(tmp_path, "check", "t", "--suite", "nokind.yaml")
+    assert r.returncode == 1 and "no 'expect: KIND' line" in r.stderr and "None" not in r.stderr

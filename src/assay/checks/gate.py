@@ -48,6 +48,17 @@ def _explain(failed: dict[str, CheckResult]) -> str:
     return "\n".join(lines)
 
 
+def readable(value: Any) -> str:
+    """An observed value as a person reads it: floats to four significant digits, mappings as 'key value'."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{str(k).replace('_', ' ')} {readable(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(readable(v) for v in value[:5]) + (", ..." if len(value) > 5 else "") + "]"
+    return str(value)
+
+
 def describe(r: ExpectationResult) -> str:
     """One line about a result: what failed, how much, and some of the samples."""
     if r.message:
@@ -56,7 +67,7 @@ def describe(r: ExpectationResult) -> str:
     if r.failing is not None:
         parts.append(f"{r.failing} sample(s) fail")
     elif r.observed is not None:
-        parts.append(f"observed {r.observed}")
+        parts.append(f"observed {readable(r.observed)}")
     examples = [", ".join(f"{k}={v!r}" for k, v in key.items()) for key in r.sample_keys[:3]] or \
         [i[:12] for i in r.sample_ids[:3]]
     if examples:

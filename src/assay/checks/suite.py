@@ -103,6 +103,10 @@ def _expectation(node: yaml.Node, where: str) -> Expectation:
     keys = {k.value: k for k, _ in node.value}
     fields = _mapping(node)
     kind = _value(fields.pop("expect", None), None)
+    if kind is None:
+        raise SuiteError(f"{where} line {line}: this expectation has no 'expect: KIND' line (it has "
+                         f"{', '.join(map(repr, keys)) or 'no keys'}); write e.g. '- expect: between' with "
+                         "'column:', 'min:' and 'max:' on the lines below it")
     if kind not in KINDS:
         near = ", ".join(sorted(KINDS))
         raise SuiteError(f"{where} line {_line(keys.get('expect'), node)}: unknown expectation {kind!r}; "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -87,6 +86,7 @@ def check(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
           html_file: Annotated[str | None, typer.Option("--html", metavar="FILE",
                                                         help="Also write a self-contained HTML report "
                                                              "(with distribution charts) to this file.")] = None,
+          show_all: Annotated[bool, typer.Option("--all", help="List every expectation, passes too.")] = False,
           as_json: JsonOpt = False) -> None:
     """Check a dataset version against a suite; exits with 1 when an error-level expectation fails."""
     from assay import load_suite, run_suite
@@ -111,22 +111,38 @@ def check(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
     if as_json:
         _print_json(result.to_dict())
     else:
-        _print_check(result)
+        _print_check(result, show_all=show_all)
     if not result.ok:
         raise typer.Exit(1)
 
 
-def _print_check(result: Any) -> None:
+def _print_check(result: Any, *, show_all: bool = False) -> None:
+    """Failures and warnings, one line each with what failed and examples; passes summed up in one line
+    (every expectation with ``--all``)."""
     from assay.checks.gate import describe
 
-    table = Table("", "expectation", "severity", "observed", "failing", title=f"{result.dataset}: {result.rows} rows")
-    for r in result.results:
-        mark = "[green]pass[/]" if r.success else ("[red]FAIL[/]" if r.severity == "error" else "[yellow]warn[/]")
-        observed = r.message or json.dumps(r.observed, default=str)[:60]
-        table.add_row(mark, escape(r.expectation.label), r.severity, escape(observed),
-                      "" if r.failing is None else str(r.failing))
-    out.print(table)
-    for r in result.failures + result.warnings:
-        out.print(escape(describe(r)))
+    rows = result.results if show_all else [r for r in result.results if not r.success]
+    if rows:
+        table = Table("", "expectation", "severity", "result", title=f"{result.dataset}: {result.rows} rows")
+        for r in rows:
+            mark = "[green]pass[/]" if r.success else ("[red]FAIL[/]" if r.severity == "error" else "[yellow]warn[/]")
+            table.add_row(mark, escape(r.expectation.label), r.severity, escape(_outcome(r, describe)))
+        out.print(table)
+    passed = [r for r in result.results if r.success]
+    summary = f"{len(passed)} of {len(result.results)} expectations passed"
+    if passed and not show_all:
+        summary += " (list them with --all)"
     verdict = "[green]ok[/]" if result.ok else f"[red]{len(result.failures)} error-level failure(s)[/]"
-    out.print(f"{verdict}, {len(result.warnings)} warning(s)")
+    out.print(f"{result.dataset}: {verdict}, {len(result.warnings)} warning(s); {summary}")
+
+
+def _outcome(r: Any, describe: Any) -> str:
+    """What a result says in words: a failure's description without its label; a pass's observed value."""
+    from assay.checks.gate import readable
+
+    if r.success:
+        return "passed" if r.observed is None else f"passed: {readable(r.observed)}"
+    text = describe(r)
+    label = r.expectation.label
+    return text[len(label) + 2:] if text.startswith(label + ": ") else text
+
