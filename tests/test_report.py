@@ -115,3 +115,27 @@ def test_ingest_report_shows_thumbnails_of_flagged_images_in_headless_chromium(r
     top, left = int(box["y"]) + 2, int(box["x"]) + 2
     inside = pixels[top:int(box["y"] + box["height"]) - 2, left:int(box["x"] + box["width"]) - 2]
     assert inside.size > 1000 and inside.std() > 5  # the thumbnail's noisy pixels are drawn, not a blank box
+
+
+def test_report_without_a_reference_charts_every_column_in_headless_chromium(repo: assay.Repo,
+                                                                               tmp_path: Path) -> None:
+    table = _wide_table(3000, 0.0, 3).select(["id", "x0", "x1", "c0"])
+    repo.add("plain", table, key="id")
+    repo.commit("plain")
+    suite = infer_suite(repo.dataset("plain", "HEAD"))  # no reference: no distribution expectation
+    assert not any(e.kind == "distribution" for e in suite.expectations)
+    result = run_suite(repo.dataset("plain"), suite, profile=True)
+    assert set(result.profiles) == {"x0", "x1", "c0"}  # the key (every value distinct) has no chart
+    assert sum(result.profiles["x0"]["current"]) == 3000
+    assert sorted(result.profiles["c0"]["categories"]) == ["blue", "green", "red"]
+    path = tmp_path / "plain.html"
+    path.write_text(check_report_html(result), encoding="utf-8")
+    shot = tmp_path / "plain.png"
+    with _opened(path, 1300, 900) as (page, errors):
+        assert page.locator("svg").count() == 3
+        assert "reference" not in page.locator(".legend").inner_text()
+        page.screenshot(path=str(shot), full_page=True)
+    assert errors == []
+    image = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    assert np.all(np.abs(image - [0x09, 0x69, 0xDA]) < 12, axis=1).sum() > 2000  # the bars are drawn
+    assert check_report_html(run_suite(repo.dataset("plain"), suite)).count("<svg") == 0  # profiles asked for

@@ -71,6 +71,7 @@ class CheckResult:
     commit: str | None
     rows: int
     results: tuple[ExpectationResult, ...] = field(default_factory=tuple)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # column -> histogram (profile=True)
 
     @property
     def failures(self) -> list[ExpectationResult]:
@@ -94,11 +95,13 @@ class CheckResult:
 def run_suite(version: DatasetVersion, suite: Suite, *,
               other: Callable[[str], DatasetVersion] | None = None,
               reference: Callable[[str], DatasetVersion] | None = None,
-              statistics: bool = True) -> CheckResult:
+              statistics: bool = True, profile: bool = False) -> CheckResult:
     """Check ``version`` against ``suite``; ``other`` and ``reference`` open datasets named by expectations.
 
     ``statistics=False`` answers every expectation from the data, not from the fragments' statistics
-    (the results are the same; this is for verifying that).
+    (the results are the same; this is for verifying that). ``profile=True`` also draws each column's
+    distribution (a histogram of numbers, the most frequent values of the rest; from a sample of at most
+    ``DISTRIBUTION_SAMPLE`` rows), for reports: every column gets a chart, with a reference or without.
     """
     for i, e in enumerate(suite.expectations):  # built without validation (not from a suite file): check here
         if isinstance(e, RowCondition):
@@ -112,9 +115,10 @@ def run_suite(version: DatasetVersion, suite: Suite, *,
         rows, values = _one_pass(con, version, suite, schema, statistics)
         results = [_result(con, version, e, schema, rows, values.get(i, {}), other, reference)
                    for i, e in enumerate(suite.expectations)]
+        profiles = _profiles(con, version) if profile else {}
     finally:
         con.close()
-    return CheckResult(version.name, version.commit, rows, tuple(results))
+    return CheckResult(version.name, version.commit, rows, tuple(results), profiles)
 
 
 def _missing(e: Expectation, schema: dict[str, str]) -> list[str]:
@@ -317,6 +321,43 @@ def _distribution(con: Any, version: DatasetVersion, e: Distribution,
             "js": float(jensenshannon(now / now.sum(), then / then.sum(), base=2)),
             "histogram": {"categories": [names[i] for i in top], "current": now[top].astype(int).tolist(),
                           "reference": then[top].astype(int).tolist()}}
+
+
+def _profiles(con: Any, version: DatasetVersion) -> dict[str, dict[str, Any]]:
+    """Each plain column's distribution, in the histogram form distribution expectations report (current only).
+
+    Key columns, columns of nested types, binary blobs and identifier-like text (every value distinct) are left
+    out: a chart of them says nothing."""
+    import pyarrow as pa
+
+    out: dict[str, dict[str, Any]] = {}
+    keys = set(version.key or ())
+    for f in version.schema:
+        t = f.type
+        if f.name in keys or pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+            continue
+        values = _sample(con, version, f.name)
+        if len(values) == 0:
+            continue
+        if values.dtype.kind in "iufb" and not pa.types.is_boolean(t):
+            v = values.astype(float)
+            v = v[np.isfinite(v)]
+            if len(v) == 0:
+                continue
+            distinct = np.unique(v)
+            if len(distinct) <= 12 and np.all(distinct == np.round(distinct)):  # few whole values: bars per value
+                out[f.name] = {"categories": [f"{x:g}" for x in distinct],
+                               "current": [int((v == x).sum()) for x in distinct]}
+                continue
+            edges = np.histogram_bin_edges(v, bins=HISTOGRAM_BINS)
+            out[f.name] = {"edges": edges.tolist(), "current": np.histogram(v, edges)[0].tolist()}
+            continue
+        cats, counts = np.unique(values.astype(str), return_counts=True)
+        if len(cats) == len(values) and len(values) > 20:  # an identifier: every value once
+            continue
+        top = np.argsort(-counts, kind="stable")[:HISTOGRAM_BINS]
+        out[f.name] = {"categories": [str(cats[i]) for i in top], "current": counts[top].astype(int).tolist()}
+    return out
 
 
 def _sample(con: Any, version: DatasetVersion, col: str) -> np.ndarray:

@@ -1,7 +1,8 @@
 """A self-contained HTML report of a check: no script, no network, charts as inline SVG.
 
 Every expectation is a row with its verdict, observed value and failing samples; every distribution
-expectation gets a chart of the two distributions it compares (current against reference).
+expectation gets a chart of the two distributions it compares (current against reference), and every other
+column profiled by the check (``run_suite(..., profile=True)``) a chart of its values.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ def check_report_html(result: CheckResult, title: str | None = None) -> str:
     verdict = ('<span class="pass">passed</span>' if result.ok
                else f'<span class="fail">{len(result.failures)} error-level failure(s)</span>')
     rows = "".join(_row(r) for r in result.results)
-    charts = "".join(_chart(r) for r in result.results if _histogram(r))
+    drift = [r for r in result.results if _histogram(r)]
+    charted = {r.expectation.args.get("column") for r in drift}
+    charts = "".join(_chart(r.expectation.label, _histogram(r) or {}, _stats(r)) for r in drift)
+    charts += "".join(_chart(column, h, f"{sum(h['current']):,} values" + (" (a sample)" if sum(h["current"])
+                                                                         < result.rows else ""))
+                      for column, h in result.profiles.items() if column not in charted)
     where = f" at {html.escape(result.commit[:12])}" if result.commit else " (working version)"
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(name)}</title>"
             f"<style>{CSS}</style></head><body><h1>{html.escape(name)}</h1>"
@@ -41,7 +47,7 @@ def check_report_html(result: CheckResult, title: str | None = None) -> str:
             f"<table><tr><th></th><th>expectation</th><th>severity</th><th>observed</th><th>failing</th>"
             f"<th>examples</th></tr>{rows}</table>"
             f'<div class=legend><span style="background:{CURRENT}"></span>current'
-            f'<span style="background:{REFERENCE}"></span>reference</div>'
+            + (f'<span style="background:{REFERENCE}"></span>reference' if drift else "") + "</div>"
             f"<div class=charts>{charts}</div></body></html>")
 
 
@@ -68,29 +74,32 @@ def _histogram(r: ExpectationResult) -> dict[str, Any] | None:
     return r.observed.get("histogram") if isinstance(r.observed, dict) else None
 
 
-def _chart(r: ExpectationResult, width: int = 420, height: int = 180) -> str:
-    """Grouped bars (current, reference) as shares of each side's values, in inline SVG."""
-    h = _histogram(r)
-    assert h is not None
-    now, then = h["current"], h["reference"]
+def _stats(r: ExpectationResult) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in r.observed.items() if isinstance(v, float))
+
+
+def _chart(label: str, h: dict[str, Any], stats: str, width: int = 420, height: int = 180) -> str:
+    """Bars as shares of each side's values, in inline SVG: grouped (current, reference) when the histogram
+    has a reference, the current values alone when it has not."""
+    series = [(h["current"], CURRENT)] + ([(h["reference"], REFERENCE)] if "reference" in h else [])
     labels = h.get("categories") or [f"{a:.3g}" for a in h["edges"][:-1]]
-    total_now, total_then = sum(now) or 1, sum(then) or 1
-    shares = [(a / total_now, b / total_then) for a, b in zip(now, then, strict=True)]
-    top = max((max(p) for p in shares), default=1.0) or 1.0
-    slot = (width - 40) / max(len(shares), 1)
+    totals = [sum(values) or 1 for values, _ in series]
+    top = max((v / t for (values, _), t in zip(series, totals, strict=True) for v in values), default=1.0) or 1.0
+    slot = (width - 40) / max(len(labels), 1)
+    width_of = slot / len(series)
     bars = []
-    for i, (a, b) in enumerate(shares):
+    for i in range(len(labels)):
         x = 30 + i * slot
-        for j, (share, colour) in enumerate(((a, CURRENT), (b, REFERENCE))):
+        for j, ((values, colour), total) in enumerate(zip(series, totals, strict=True)):
+            share = values[i] / total
             bh = share / top * (height - 40)
-            bars.append(f'<rect x="{x + j * slot / 2:.1f}" y="{height - 20 - bh:.1f}" '
-                        f'width="{max(slot / 2 - 1, 1):.1f}" height="{bh:.1f}" fill="{colour}">'
+            bars.append(f'<rect x="{x + j * width_of:.1f}" y="{height - 20 - bh:.1f}" '
+                        f'width="{max(width_of - 1, 1):.1f}" height="{bh:.1f}" fill="{colour}">'
                         f"<title>{html.escape(str(labels[i]))}: {share:.1%}</title></rect>")
     axis = (f'<line x1="30" y1="{height - 20}" x2="{width - 10}" y2="{height - 20}" stroke="#57606a"/>'
             f'<text x="30" y="{height - 5}" font-size="10">{html.escape(str(labels[0]))}</text>'
             f'<text x="{width - 10}" y="{height - 5}" font-size="10" text-anchor="end">'
             f'{html.escape(str(labels[-1]))}</text>')
-    stats = ", ".join(f"{k} {v:.3f}" for k, v in r.observed.items() if isinstance(v, float))
     return (f'<figure><svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-            f'aria-label="{html.escape(r.expectation.label)}">{"".join(bars)}{axis}</svg>'
-            f"<figcaption>{html.escape(r.expectation.label)}: {html.escape(stats)}</figcaption></figure>")
+            f'aria-label="{html.escape(label)}">{"".join(bars)}{axis}</svg>'
+            f"<figcaption>{html.escape(label)}: {html.escape(stats)}</figcaption></figure>")
