@@ -139,3 +139,31 @@ def test_report_without_a_reference_charts_every_column_in_headless_chromium(rep
     image = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
     assert np.all(np.abs(image - [0x09, 0x69, 0xDA]) < 12, axis=1).sum() > 2000  # the bars are drawn
     assert check_report_html(run_suite(repo.dataset("plain"), suite)).count("<svg") == 0  # profiles asked for
+
+
+def test_ingest_report_reads_as_words_and_scales_small_images_up(repo: assay.Repo, tmp_path: Path) -> None:
+    from assay.gate import ingest, parse_policy
+    from assay.report import ingest_report_html
+
+    write_images(tmp_path / "first", {"dark": 0, "light": 200}, 25, size=8)  # 8x8, as scikit-learn's digits
+    policy = parse_policy("max_quarantined: 1.0\nscreens:\n  duplicate: {action: quarantine}\n"
+                          "  outlier: {action: warn}\n")
+    assert ingest(repo, tmp_path / "first", into="digits", policy=policy).ok
+    (tmp_path / "second" / "light").mkdir(parents=True)
+    for i in range(2):
+        (tmp_path / "second" / "light" / f"copy{i}.png").write_bytes(
+            (tmp_path / "first" / "light" / f"{i}.png").read_bytes())
+    report = ingest(repo, tmp_path / "second", into="digits", policy=policy)
+    page_html = ingest_report_html(report, repo.store.get)
+    assert not re.search(r"\d\.\d{5,}", page_html)  # figures rounded, not 0.8878821134567261
+    assert "batch_flagged" not in page_html and "quarantine it" in page_html and "0 bad, 1 fine" in page_html
+    assert "quarantine/digits" in page_html  # where the held-back samples are
+    path = tmp_path / "ingest.html"
+    path.write_text(page_html, encoding="utf-8")
+    with _opened(path, 1000, 700) as (page, errors):
+        row = page.locator("tr", has_text="duplicate").first.locator("td")
+        in_batch = int(row.nth(2).inner_text())
+        assert in_batch == len(report.quarantined) == 2  # the table's count is the cards' count
+        assert page.locator(".card img").count() == 2
+        natural = page.locator(".card img").first.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert errors == [] and natural == [96, 96]  # scaled up by whole pixels in the image itself
