@@ -57,7 +57,12 @@ def test_session_through_the_cli(tmp_path: Path) -> None:
     (d,) = json.loads(r.stdout)
     assert d["changed"] == 5 and {s["key"]["id"] for s in d["samples"]} == set(range(10, 15))
     r = _assay(tmp_path, "diff", "v1", "HEAD")
-    assert "~5 changed" in r.stdout and "id=10" in r.stdout
+    assert "~5 changed" in r.stdout and "45 unchanged" in r.stdout
+    lines = [line.strip() for line in r.stdout.splitlines() if line.strip().startswith("~ id=")]
+    assert [line.split()[1] for line in lines] == [f"id={i}" for i in range(10, 15)]  # in key order
+    assert all(" -> " in line for line in lines)  # the changed columns, old -> new
+    stat = _assay(tmp_path, "diff", "v1", "HEAD", "--stat")
+    assert "~5 changed" in stat.stdout and "id=10" not in stat.stdout
     log = json.loads(_assay(tmp_path, "log", "--json").stdout)
     assert [c["message"] for c in log] == ["fix", "first"]
     assert _assay(tmp_path, "export", "train@v1", "--to", "out.parquet").returncode == 0

@@ -147,9 +147,10 @@ def test_diff_reports_samples_schema_and_columns(repo: assay.Repo, table: pa.Tab
     # a new column changes every row's content
     assert d.added == 2 and d.removed == 1 and d.changed == 99
     assert d.column_changes == {"x": 1, "extra": 99}
-    statuses = {s.status for s in d.samples}
-    assert statuses == {"added", "removed", "changed"} and len(d.samples) == 20
+    assert len(d.samples) == 20 and [s.key["id"] for s in d.samples if s.key] == list(range(21))[:20]  # key order
     assert any(s.key == {"id": 3} for s in d.samples if s.status == "removed")
+    (whole,) = repo.diff(a, b, limit=1000)
+    assert {s.status for s in whole.samples} == {"added", "removed", "changed"} and len(whole.samples) == 102
 
 
 def test_diff_lists_changed_columns_per_sample(repo: assay.Repo, table: pa.Table) -> None:
@@ -163,6 +164,21 @@ def test_diff_lists_changed_columns_per_sample(repo: assay.Repo, table: pa.Table
     (s,) = d.samples
     assert s.key == {"id": 7}
     assert set(s.columns) <= {"x", "count", "label"} and "x" in s.columns and "name" not in s.columns
+
+
+def test_diff_lists_samples_in_key_order_with_old_and_new_values(repo: assay.Repo, table: pa.Table) -> None:
+    repo.add("t", table, key="id")
+    a = repo.commit("a")
+    staged = repo.add("t", pa.table({"id": [1002, 1001, 7, 1009], "x": [0.1, 0.2, 0.5, 0.3], "count": [1, 2, 3, 4],
+                                     "name": ["n2", "n1", "sample-7", "n9"], "label": ["cat", "dog", "cat", "dog"]}),
+                      mode="upsert")
+    (d,) = repo.diff(a, None, dataset="t")
+    assert (staged.added, staged.updated, staged.unchanged) == (d.added, d.changed, d.unchanged) == (3, 1, 99)
+    assert [s.key["id"] for s in d.samples if s.key] == [7, 1001, 1002, 1009]  # by key, not by sample id
+    (changed,) = [s for s in d.samples if s.status == "changed"]
+    assert changed.values["x"][1] == 0.5 and changed.values["x"][0] != 0.5
+    assert set(changed.values) == set(changed.columns)
+    assert repo.diff(a, None, dataset="t", limit=0)[0].samples == ()  # counts only
 
 
 def test_revisions_by_name_steps_prefix_and_time(repo: assay.Repo, table: pa.Table) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -75,30 +75,44 @@ def diff(a: Annotated[str | None, typer.Argument(metavar="FROM", help="From revi
          b: Annotated[str | None, typer.Argument(metavar="TO", help="To revision (default: working version).")] = None,
          dataset: Annotated[str | None, typer.Option(metavar="DATASET", help="Only this dataset.")] = None,
          limit: Annotated[int, typer.Option(metavar="N", help="List at most this many samples per dataset.")] = 20,
+         stat: Annotated[bool, typer.Option("--stat", help="Counts only: no samples listed.")] = False,
          as_json: JsonOpt = False) -> None:
-    """Show added, removed and changed samples between two versions."""
-    diffs = _repo().diff(a, b, dataset=dataset, limit=limit)
+    """Show added, removed and changed samples between two versions, in key order, with old -> new values."""
+    diffs = _repo().diff(a, b, dataset=dataset, limit=0 if stat else limit)
     if as_json:
         _print_json([d.to_dict() for d in diffs])
         return
     if not diffs:
         out.print("No differences.")
     for d in diffs:
-        out.print(f"[bold]{d.name}[/]: +{d.added} added, -{d.removed} removed, ~{d.changed} changed, "
+        out.print(f"[bold]{escape(d.name)}[/]: +{d.added} added, -{d.removed} removed, ~{d.changed} changed, "
                   f"{d.unchanged} unchanged ({d.rows_a} -> {d.rows_b} samples)")
         for k, v in d.schema_changes.items():
-            out.print(f"  schema {k.replace('_', ' ')}: {v}")
+            out.print(f"  schema {k.replace('_', ' ')}: {escape(str(v))}")
         if d.column_changes:
-            out.print("  columns changed: " + ", ".join(f"{c} ({n})" for c, n in d.column_changes.items()))
+            out.print("  columns changed: " + ", ".join(f"{escape(c)} ({n})" for c, n in d.column_changes.items()))
+        if stat:
+            continue
         for s in d.samples:
-            what = ", ".join(f"{k}={v!r}" for k, v in s.key.items()) if s.key else s.id
-            cols = escape(f"  [{', '.join(s.columns)}]") if s.columns else ""
+            what = ", ".join(f"{k}={v!r}" for k, v in s.key.items()) if s.key else s.id[:12]
             mark = {"added": "[green]+[/]", "removed": "[red]-[/]", "changed": "[yellow]~[/]"}[s.status]
-            out.print(f"  {mark} {escape(what)}{cols}")
+            change = "  " + "; ".join(f"{c}: {_value(old)} -> {_value(new)}" for c, (old, new) in s.values.items()) \
+                if s.values else (f"  [{', '.join(s.columns)}]" if s.columns else "")
+            out.print(f"  {mark} {escape(what)}{escape(change)}")
         shown = len(d.samples)
         total = d.added + d.removed + d.changed
         if total > shown:
-            out.print(f"  ... {total - shown} more (use --limit)")
+            out.print(f"  ... {total - shown} more (use --limit N, or --json)")
+
+
+def _value(v: Any) -> str:
+    """A value in a diff line: short and unambiguous (strings quoted, long ones cut, bytes by size)."""
+    if isinstance(v, bytes):
+        return f"<{len(v):,} bytes>"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @app.command()

@@ -26,9 +26,11 @@ class SampleChange:
     id: str
     key: dict[str, Any] | None
     columns: tuple[str, ...] = ()  # for changed samples: the columns whose values differ
+    values: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # changed samples: column -> (old, new)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "id": self.id, "key": self.key, "columns": list(self.columns)}
+        return {"status": self.status, "id": self.id, "key": self.key, "columns": list(self.columns),
+                "values": {c: {"old": old, "new": new} for c, (old, new) in self.values.items()}}
 
 
 @dataclass(frozen=True)
@@ -202,17 +204,58 @@ def _differs(lc: pa.ChunkedArray, rc: pa.ChunkedArray) -> np.ndarray:
 
 def _listing(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined: dict[str, np.ndarray],
              names: list[str], matrix: np.ndarray, limit: int) -> tuple[SampleChange, ...]:
+    """The first ``limit`` differing samples in the order of their key (of their id when content-keyed), each
+    with its key, and for changed ones the columns that differ with their old and new values."""
     status = joined["status"]
-    picked = np.arange(min(limit, len(status)))
+    if limit <= 0:
+        return ()
     changed_idx = np.flatnonzero(status == "changed")
-    column_of = {int(i): j for j, i in enumerate(changed_idx) if i < len(picked)}
-    cols_of = {i: tuple(c for c, d in zip(names, matrix[:, j], strict=True) if d) for i, j in column_of.items()}
-    from_a = status[picked] == "removed"
+    column_of = {int(i): j for j, i in enumerate(changed_idx)}
+    key = b.key if b is not None and (a is None or a.key == b.key) else None
     keys: dict[int, dict[str, Any]] = {}
-    for m, sel, f, p in ((a, picked[from_a], joined["fa"], joined["pa"]),
-                         (b, picked[~from_a], joined["fb"], joined["pb"])):
-        if m is not None and m.key and len(sel):
-            rows = rows_at(store, m, f[sel], p[sel], m.key).to_pylist()
-            keys.update(zip(sel.tolist(), rows, strict=True))
-    return tuple(SampleChange(str(status[i]), bytes(joined["id"][i]).hex(), keys.get(i), cols_of.get(i, ()))
+    if key and len(status):
+        table = _keys_of(store, a, b, joined, np.arange(len(status)), key)
+        import pyarrow.compute as pc
+
+        order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in key]).to_numpy()
+        picked = order[:limit]
+        rows = table.take(pa.array(picked)).to_pylist()
+        keys = dict(zip(picked.tolist(), rows, strict=True))
+    else:
+        picked = np.argsort(np.array([bytes(i) for i in joined["id"]], dtype=object), kind="stable")[:limit] \
+            if len(status) else np.zeros(0, np.int64)
+    cols_of = {i: tuple(c for c, d in zip(names, matrix[:, column_of[i]], strict=True) if d)
+               for i in picked.tolist() if i in column_of}
+    values = _old_and_new(store, a, b, joined, cols_of)
+    return tuple(SampleChange(str(status[i]), bytes(joined["id"][i]).hex(), keys.get(i), cols_of.get(i, ()),
+                              values.get(i, {}))
                  for i in picked.tolist())
+
+
+def _keys_of(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined: dict[str, np.ndarray],
+             rows: np.ndarray, key: Sequence[str]) -> pa.Table:
+    """The key columns of differing samples ``rows`` (indices into ``joined``), in that order: removed samples
+    read from ``a``, the others from ``b``."""
+    from_a = joined["status"][rows] == "removed"
+    parts, where = [], []
+    for m, sel, f, p in ((a, rows[from_a], joined["fa"], joined["pa"]), (b, rows[~from_a], joined["fb"], joined["pb"])):
+        if m is not None and len(sel):
+            parts.append(rows_at(store, m, f[sel], p[sel], key))
+            where.append(np.flatnonzero(from_a) if m is a else np.flatnonzero(~from_a))
+    if not parts:
+        return pa.table({c: pa.array([]) for c in key})
+    table = pa.concat_tables(parts, promote_options="permissive")
+    return table.take(pa.array(np.argsort(np.concatenate(where), kind="stable")))
+
+
+def _old_and_new(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined: dict[str, np.ndarray],
+                 cols_of: dict[int, tuple[str, ...]]) -> dict[int, dict[str, tuple[Any, Any]]]:
+    """For changed samples (index -> their changed columns), each column's value in ``a`` and in ``b``."""
+    if a is None or b is None or not cols_of:
+        return {}
+    idx = np.array(sorted(cols_of), dtype=np.int64)
+    wanted = sorted({c for cols in cols_of.values() for c in cols})
+    old = rows_at(store, a, joined["fa"][idx], joined["pa"][idx], [c for c in wanted if c in a.schema.names])
+    new = rows_at(store, b, joined["fb"][idx], joined["pb"][idx], [c for c in wanted if c in b.schema.names])
+    olds, news = old.to_pylist(), new.to_pylist()
+    return {int(i): {c: (olds[n].get(c), news[n].get(c)) for c in cols_of[int(i)]} for n, i in enumerate(idx)}

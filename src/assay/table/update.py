@@ -76,7 +76,7 @@ def apply_update(store: ObjectStore, name: str, base: Manifest | None, source: S
     pa.default_memory_pool().release_unused()
     if base is not None and not (plan.added or plan.removed or plan.updated) and base.schema.equals(schema) \
             and base.key == key_cols:
-        return UpdateResult(base, unchanged=plan.unchanged)  # same samples: the version stays as it is
+        return UpdateResult(base, unchanged=base.rows)  # same samples: the version stays as it is
     new_refs = _write_rows(store, source, schema, pass1, new_ids, plan.write_mask, progress)
     kept = _apply_deletions(store, base.fragments if base else (), base_rows, plan.delete_rows)
     manifest = Manifest(name=name, schema=schema, key=key_cols, fragments=(), kind=kind,
@@ -86,7 +86,8 @@ def apply_update(store: ObjectStore, name: str, base: Manifest | None, source: S
     notes = []
     if base is not None and not base.schema.equals(schema):
         notes.append("schema changed")
-    return UpdateResult(manifest, plan.added, plan.removed, plan.updated, plan.unchanged,
+    # unchanged: samples of the new version the same in the old one, the definition diff uses too
+    return UpdateResult(manifest, plan.added, plan.removed, plan.updated, manifest.rows - plan.added - plan.updated,
                         int(plan.write_mask.sum()), notes)
 
 
@@ -263,7 +264,6 @@ class _Plan:
     added: int = 0
     removed: int = 0
     updated: int = 0
-    unchanged: int = 0
 
 
 def _plan(name: str, mode: str, key: tuple[str, ...] | None, new_ids: pa.Array, new_hashes: pa.Array,
@@ -284,7 +284,7 @@ def _plan(name: str, mode: str, key: tuple[str, ...] | None, new_ids: pa.Array, 
             "use --mode upsert to update existing samples, or --mode replace to replace the dataset"
         )
     if mode == "upsert" and not key:
-        return _Plan(~in_base, np.zeros(0, np.int64), added=int((~in_base).sum()), unchanged=int(in_base.sum()))
+        return _Plan(~in_base, np.zeros(0, np.int64), added=int((~in_base).sum()))
     write = ~same
     changed = in_base & ~same
     delete = match.base_index[changed]
@@ -294,9 +294,8 @@ def _plan(name: str, mode: str, key: tuple[str, ...] | None, new_ids: pa.Array, 
         gone = np.flatnonzero(~present)
         removed_only = np.setdiff1d(gone, delete)
         return _Plan(write, gone, added=int((~in_base).sum()), removed=len(removed_only),
-                     updated=int(changed.sum()), unchanged=int(same.sum()))
-    return _Plan(write, np.unique(delete), added=int((~in_base).sum()), updated=int(changed.sum()),
-                 unchanged=int(same.sum()))
+                     updated=int(changed.sum()))
+    return _Plan(write, np.unique(delete), added=int((~in_base).sum()), updated=int(changed.sum()))
 
 
 def _check_unique(new_ids: pa.Array, p: _Pass1) -> None:
