@@ -144,3 +144,25 @@ def test_quickstart_runs_and_says_what_it_did(tmp_path: Path) -> None:
     (tmp_path / "other" / "keep.txt").write_text("mine")
     refused = _assay(tmp_path, "quickstart", "--path", "other")
     assert refused.returncode == 1 and (tmp_path / "other" / "keep.txt").exists()
+
+
+def test_merge_conflict_at_the_cli_shows_values_and_the_ways_out(tmp_path: Path) -> None:
+    import assay
+
+    repo = assay.init(tmp_path)
+    repo.add("t", make_table(20), key="id")
+    repo.commit("base")
+    repo.checkout("b", create=True)
+    repo.add("t", make_table(1, seed=1, start=5), mode="upsert")
+    repo.commit("theirs")
+    repo.checkout("main")
+    repo.add("t", make_table(1, seed=2, start=5), mode="upsert")
+    repo.commit("ours")
+    r = _assay(tmp_path, "merge", "b")
+    assert r.returncode == 3 and "sample id=5: ours changed, theirs changed (x: ours " in r.stderr
+    assert "--ours" in r.stderr and "--theirs" in r.stderr and "--resolve DATASET=FILE" in r.stderr
+    assert _assay(tmp_path, "merge", "b", "--ours", "--theirs").returncode == 1
+    bad = _assay(tmp_path, "merge", "b", "--resolve", "fixes.csv")
+    assert bad.returncode == 1 and "DATASET=FILE" in bad.stderr
+    r = _assay(tmp_path, "merge", "b", "--theirs")
+    assert r.returncode == 0 and "1 conflict(s) taken from theirs" in r.stdout

@@ -282,9 +282,71 @@ def test_merge_conflict_is_reported_by_sample(repo: assay.Repo, table: pa.Table)
     assert keys == [5, 6]
     message = str(info.value)
     assert message.startswith("CONFLICT: 2 sample(s) changed differently on both sides")  # the word git users grep for
-    assert "  CONFLICT (changed/changed): t: sample id=5: ours changed, theirs changed" in message.splitlines()
-    assert "  CONFLICT (changed/removed): t: sample id=6: ours changed, theirs removed" in message.splitlines()
+    lines = message.splitlines()
+    (five,) = [line for line in lines if line.startswith("  CONFLICT (changed/changed): t: sample id=5: ours changed, "
+                                                           "theirs changed (")]
+    assert "x: ours " in five and ", theirs " in five  # both sides' values
+    assert "  CONFLICT (changed/removed): t: sample id=6: ours changed, theirs removed" in lines
+    assert "--ours" in message and "--resolve" in message  # the ways out
+    (c5,) = [c for c in info.value.conflicts if c.key == {"id": 5}]
+    assert c5.values["x"] == (make_table(1, seed=2, start=5)["x"][0].as_py(), make_table(1, seed=1, start=5)["x"][0]
+                              .as_py())
     assert repo.head() == head  # nothing merged
+
+
+def _conflicting_branches(repo: assay.Repo, table: pa.Table) -> str:
+    """main and b both changed sample 5 (differently); b removed 6 and changed 7, main changed 6 and added 300."""
+    repo.add("t", table, key="id")
+    repo.commit("base")
+    repo.checkout("b", create=True)
+    repo.add("t", make_table(1, seed=1, start=5), mode="upsert")
+    repo.add("t", make_table(1, seed=1, start=7), mode="upsert")
+    repo.add("t", pa.table({"id": [6]}), mode="delete")
+    repo.commit("theirs")
+    repo.checkout("main")
+    repo.add("t", make_table(1, seed=2, start=5), mode="upsert")
+    repo.add("t", make_table(1, seed=3, start=6), mode="upsert")
+    repo.add("t", make_table(1, start=300), mode="append")
+    return repo.commit("ours")
+
+
+def _row(repo: assay.Repo, rev: str, key: int) -> dict[str, object] | None:
+    rows = [r for r in repo.dataset("t", rev).to_arrow().to_pylist() if r["id"] == key]
+    return rows[0] if rows else None
+
+
+@pytest.mark.parametrize("side", ["ours", "theirs"])
+def test_merge_with_ours_or_theirs_takes_that_side_of_each_conflict(repo: assay.Repo, table: pa.Table,
+                                                                    side: str) -> None:
+    _conflicting_branches(repo, table)
+    result = repo.merge("b", prefer=side)
+    assert "2 conflict(s) taken from" in result.datasets["t"]
+    expected = {5: (2 if side == "ours" else 1)}
+    assert _row(repo, "HEAD", 5)["x"] == make_table(1, seed=expected[5], start=5)["x"][0].as_py()  # type: ignore[index]
+    assert (_row(repo, "HEAD", 6) is None) == (side == "theirs")  # theirs removed it
+    assert _row(repo, "HEAD", 7)["x"] == make_table(1, seed=1, start=7)["x"][0].as_py()  # type: ignore[index]
+    assert _row(repo, "HEAD", 300) is not None  # the non-conflicting changes of both sides merge as usual
+    assert repo.fsck().ok
+
+
+def test_merge_resolve_rows_settle_each_conflict(repo: assay.Repo, table: pa.Table, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    head = _conflicting_branches(repo, table)
+    fix = make_table(1, seed=9, start=5)
+    pq.write_table(fix, tmp_path / "half.parquet")
+    with pytest.raises(assay.MergeConflict, match="settles 1 of 2 conflict"):
+        repo.merge("b", resolve={"t": str(tmp_path / "half.parquet")})
+    pq.write_table(pa.concat_tables([fix, make_table(1, seed=9, start=40)]), tmp_path / "extra.parquet")
+    with pytest.raises(assay.InputError, match="not conflicts of this merge"):
+        repo.merge("b", resolve={"t": str(tmp_path / "extra.parquet")})
+    assert repo.head() == head  # nothing merged
+    both = pa.concat_tables([fix, make_table(1, seed=9, start=6)])
+    result = repo.merge("b", resolve={"t": both})
+    assert result.datasets["t"] == "merged, conflicts resolved"
+    assert _row(repo, "HEAD", 5)["x"] == fix["x"][0].as_py()  # type: ignore[index]
+    assert _row(repo, "HEAD", 6) is not None and _row(repo, "HEAD", 300) is not None
+    assert _row(repo, "HEAD", 7)["x"] == make_table(1, seed=1, start=7)["x"][0].as_py()  # type: ignore[index]
 
 
 def test_same_change_on_both_sides_is_not_a_conflict(repo: assay.Repo, table: pa.Table) -> None:

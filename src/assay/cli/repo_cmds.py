@@ -194,9 +194,27 @@ def merge(rev: Annotated[str, typer.Argument(help="Branch or revision to merge i
           message: Annotated[str | None, typer.Option("--message", "-m", metavar="MESSAGE",
                                                       help="Merge commit message.")] = None,
           no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the datasets' suites (recorded in "
-                                                  "a merge commit).")] = False) -> None:
+                                                  "a merge commit).")] = False,
+          ours: Annotated[bool, typer.Option("--ours", help="Conflicting samples keep the working branch's "
+                                             "version.")] = False,
+          theirs: Annotated[bool, typer.Option("--theirs", help="Conflicting samples take REV's version.")] = False,
+          resolve: Annotated[list[str] | None, typer.Option(
+              "--resolve", metavar="DATASET=FILE",
+              help="Settle DATASET's conflicts with FILE's rows: every conflicting sample's key and final "
+                   "values (CSV, Parquet, JSONL); repeat per dataset.")] = None) -> None:
     """Merge a branch: fast-forward when possible, else three-way on samples (datasets with a suite are checked)."""
-    result = _repo().merge(rev, message=message, no_verify=no_verify)
+    from assay.errors import InputError
+
+    if ours and theirs:
+        raise InputError("give --ours or --theirs, not both")
+    settle = {}
+    for item in resolve or []:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            raise InputError(f"--resolve {item!r}: write DATASET=FILE, e.g. --resolve train=fixes.csv")
+        settle[name] = file
+    result = _repo().merge(rev, message=message, no_verify=no_verify,
+                           prefer="ours" if ours else "theirs" if theirs else None, resolve=settle)
     if result.fast_forward:
         out.print(f"fast-forward to {_short(result.commit)}")
     elif result.up_to_date:

@@ -575,8 +575,14 @@ class Repo:
     # -- merge -----------------------------------------------------------------------------------------------------
 
     def merge(self, rev: str, *, message: str | None = None, author: str | None = None,
-              no_verify: bool = False) -> MergeResult:
+              no_verify: bool = False, prefer: str | None = None,
+              resolve: Mapping[str, Any] | None = None) -> MergeResult:
         """Merge ``rev`` into the working branch: fast-forward when possible, else a three-way merge of samples.
+
+        Samples changed differently on both sides raise MergeConflict (with both sides' values), unless
+        ``prefer`` ("ours" or "theirs") says whose version of every conflicting sample wins, or ``resolve``
+        maps a dataset to the rows that settle its conflicts (a file or frame with every conflicting
+        sample's key and final values; upserted onto the merge, whose other samples merge as usual).
 
         Like a commit, the merge passes the gate: each dataset it changes on the branch that has a suite is
         checked, and an error-level failure refuses the merge (nothing moves). ``no_verify`` skips that and
@@ -594,7 +600,7 @@ class Repo:
                 return self._fast_forward(head_info, mine, ours, theirs, rev, no_verify, message, author)
             base = self.merge_base(ours, theirs)
             content = self._merge_content(base, ours, theirs)
-            merged, origin = self._merge_datasets(base, ours, theirs)
+            merged, origin = self._merge_datasets(base, ours, theirs, prefer=prefer, resolve=resolve or {})
             extra = self._verify_merge(mine, merged, content["suites"], rev, no_verify)
             text = message or f"Merge {rev} into {self.branch or ours[:12]}"
             oid = self.derive(parents=(ours, theirs), message=text, author=author,
@@ -647,7 +653,11 @@ class Repo:
                                 "merge again.", conflicts)
         return out
 
-    def _merge_datasets(self, base: str | None, ours: str, theirs: str) -> tuple[dict[str, str], dict[str, str]]:
+    def _merge_datasets(self, base: str | None, ours: str, theirs: str, *, prefer: str | None,
+                        resolve: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+        from assay.repo.merging import check_prefer, resolve_conflicts
+
+        check_prefer(prefer)
         b = self.read_commit(base).datasets if base else {}
         o, t = self.read_commit(ours).datasets, self.read_commit(theirs).datasets
         merged: dict[str, str] = {}
@@ -664,18 +674,27 @@ class Repo:
                     merged[name], origin[name] = to, "theirs"
                 continue
             mb, mo, mt = (self.read_manifest(x) if x else None for x in (bo, oo, to))
+            side = "ours" if name in resolve else prefer
             with self.store.cache_scope():
-                m, found = merge_manifests(self.store, name, mb, mo, mt, bo, oo, to)
-            conflicts.extend(found)
+                m, found = merge_manifests(self.store, name, mb, mo, mt, bo, oo, to, prefer=side)
             if m is not None:
                 merged[name], origin[name] = self.store.put(m.to_bytes()), "merged"
+                if found and name in resolve:
+                    merged[name] = resolve_conflicts(self, name, merged[name], found, resolve[name])
+                    origin[name] = "merged, conflicts resolved"
+                elif found:
+                    origin[name] = f"merged, {len(found)} conflict(s) taken from {prefer}"
+            else:
+                conflicts.extend(found)
         if conflicts:
             listing = "\n".join(f"  CONFLICT ({c.ours}/{c.theirs}): {c}" for c in conflicts[:20])  # as git words it
             more = f"\n  ... and {len(conflicts) - 20} more" if len(conflicts) > 20 else ""
             raise MergeConflict(
                 f"CONFLICT: {len(conflicts)} sample(s) changed differently on both sides; automatic merge failed, "
                 f"nothing was merged:\n{listing}{more}\n"
-                "Make the two sides agree (update the samples on one branch), then merge again.", conflicts)
+                "Take one side for every conflict with `assay merge REV --ours` or `--theirs`, settle them sample by "
+                "sample with `--resolve DATASET=FILE` (a file with each conflicting sample's key and final values), "
+                "or make the two sides agree on one branch and merge again.", conflicts)
         return merged, origin
 
     def _ancestors(self, oid: str) -> set[str]:
