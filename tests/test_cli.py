@@ -166,3 +166,17 @@ def test_merge_conflict_at_the_cli_shows_values_and_the_ways_out(tmp_path: Path)
     assert bad.returncode == 1 and "DATASET=FILE" in bad.stderr
     r = _assay(tmp_path, "merge", "b", "--theirs")
     assert r.returncode == 0 and "1 conflict(s) taken from theirs" in r.stdout
+
+
+def test_json_output_from_the_commands_that_change_things(tmp_path: Path) -> None:
+    pq.write_table(make_table(30), tmp_path / "t.parquet")
+    _assay(tmp_path, "init")
+    added = json.loads(_assay(tmp_path, "add", "t", "t.parquet", "--key", "id", "--json").stdout)
+    assert added["added"] == 30 and added["unchanged"] == 0 and added["changed"] is True
+    made = json.loads(_assay(tmp_path, "commit", "-m", "one", "--json").stdout)
+    assert len(made["commit"]) == 64 and made["branch"] == "main"
+    _assay(tmp_path, "tag", "v1")
+    assert json.loads(_assay(tmp_path, "tag", "--json").stdout) == {"v1": made["commit"]}
+    assert set(json.loads(_assay(tmp_path, "gc", "--json").stdout)) >= {"unreachable", "removed"}
+    up = json.loads(_assay(tmp_path, "merge", "v1", "--json").stdout)
+    assert up["up_to_date"] is True and up["commit"] == made["commit"]

@@ -33,12 +33,18 @@ def add(
                                                     "and label columns, joined on the path.")] = None,
     format: Annotated[str | None, typer.Option(metavar="FORMAT",
                                                help="Input format when the suffix does not tell.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Stage a change to dataset NAME from SOURCE."""
     keys = [k.strip() for part in key or [] for k in part.split(",") if k.strip()] or None
     repo = _repo()
     with _progress() as report:
         result = repo.add(name, source, key=keys, mode=mode, labels=labels, format=format, progress=report)
+    if as_json:
+        _print_json({"dataset": name, "changed": result.changed, "added": result.added, "updated": result.updated,
+                     "removed": result.removed, "unchanged": result.unchanged, "rows": result.manifest.rows,
+                     "written_rows": result.written_rows, "notes": result.notes})
+        return
     if not result.changed:
         out.print(f"{name}: no change ({result.manifest.rows} samples)")
         return

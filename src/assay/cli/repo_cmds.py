@@ -81,10 +81,14 @@ def commit(message: Annotated[str, typer.Option("--message", "-m", metavar="MESS
            author: Annotated[str | None, typer.Option(metavar="AUTHOR",
                                                       help="Author (default: git user, or ASSAY_AUTHOR).")] = None,
            no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the datasets' suites (recorded in "
-                                                   "the commit).")] = False) -> None:
+                                                   "the commit).")] = False,
+           as_json: JsonOpt = False) -> None:
     """Record the staged changes as a commit (datasets with a suite are checked first)."""
     repo = _repo()
     oid = repo.commit(message, author=author, no_verify=no_verify)
+    if as_json:
+        _print_json({"commit": oid, "branch": repo.branch, "message": message})
+        return
     out.print(f"[{repo.branch or 'detached'} {_short(oid)}] {message}", markup=False)
 
 
@@ -175,9 +179,13 @@ def checkout(rev: Annotated[str, typer.Argument(help="Branch to work on, or any 
 @app.command()
 def tag(name: Annotated[str | None, typer.Argument(help="Tag to create (none: list tags).")] = None,
         rev: Annotated[str | None, typer.Argument(help="Revision to tag (default HEAD).")] = None,
-        delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete NAME.")] = False) -> None:
+        delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete NAME.")] = False,
+        as_json: JsonOpt = False) -> None:
     """List, create or delete tags."""
     repo = _repo()
+    if name is None and as_json:
+        _print_json(repo.tags())
+        return
     if name is None:
         for n, oid in repo.tags().items():
             out.print(f"{n}  {_short(oid)}")
@@ -201,7 +209,8 @@ def merge(rev: Annotated[str, typer.Argument(help="Branch or revision to merge i
           resolve: Annotated[list[str] | None, typer.Option(
               "--resolve", metavar="DATASET=FILE",
               help="Settle DATASET's conflicts with FILE's rows: every conflicting sample's key and final "
-                   "values (CSV, Parquet, JSONL); repeat per dataset.")] = None) -> None:
+                   "values (CSV, Parquet, JSONL); repeat per dataset.")] = None,
+          as_json: JsonOpt = False) -> None:
     """Merge a branch: fast-forward when possible, else three-way on samples (datasets with a suite are checked)."""
     from assay.errors import InputError
 
@@ -215,6 +224,9 @@ def merge(rev: Annotated[str, typer.Argument(help="Branch or revision to merge i
         settle[name] = file
     result = _repo().merge(rev, message=message, no_verify=no_verify,
                            prefer="ours" if ours else "theirs" if theirs else None, resolve=settle)
+    if as_json:
+        _print_json(result.to_dict())
+        return
     if result.fast_forward:
         out.print(f"fast-forward to {_short(result.commit)}")
     elif result.up_to_date:

@@ -86,19 +86,27 @@ def _rebuild_catalog(as_json: bool) -> None:
 def gc(grace: Annotated[float, typer.Option(metavar="SECONDS",
                                             help="Keep unreachable objects younger than this many seconds.")]
        = 3600.0,
-       dry_run: Annotated[bool, typer.Option(help="Only count what would be removed.")] = False) -> None:
+       dry_run: Annotated[bool, typer.Option(help="Only count what would be removed.")] = False,
+       as_json: JsonOpt = False) -> None:
     """Remove objects that no branch, tag or staged change reaches."""
     r = _repo().gc(grace=grace, dry_run=dry_run)
+    if as_json:
+        _print_json(r.to_dict())
+        return
     out.print(f"{r.unreachable} unreachable objects; removed {r.removed}, kept {r.kept_recent} younger than "
               f"{grace:g} s; {r.tmp_removed} temporary files removed")
 
 
 @app.command()
 def compact(names: Annotated[list[str] | None, typer.Argument(metavar="DATASET",
-                                                              help="Datasets (default: all).")] = None) -> None:
+                                                              help="Datasets (default: all).")] = None,
+            as_json: JsonOpt = False) -> None:
     """Rewrite many small fragments (and deleted rows) into fewer, full fragments; commits the result."""
     with _progress() as report:
         r = _repo().compact(names, progress=report)
+    if as_json:
+        _print_json(r.to_dict())
+        return
     if not r.datasets:
         out.print("nothing to compact")
     for n, (before, after) in r.datasets.items():
