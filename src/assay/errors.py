@@ -109,6 +109,10 @@ class ConflictError(AssayError, RuntimeError):
     """A ref moved between reading and updating it."""
 
 
+class NonFastForward(ConflictError):
+    """A push refused: the remote branch holds commits the pushed branch does not contain."""
+
+
 class NothingToCommit(AssayError):
     """``commit`` with nothing staged."""
 

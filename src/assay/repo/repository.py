@@ -175,8 +175,8 @@ class Repo:
             if oid is None:
                 raise RefNotFound("there are no commits yet: add data with `assay add`, then `assay commit`")
             return oid
-        ref = self.catalog.get_ref(name)
-        if ref:
+        ref = self.catalog.get_ref(name) or (self.catalog.get_ref(f"remotes/{name}") if "/" in name else None)
+        if ref:  # a branch or tag; REMOTE/BRANCH names what was last fetched of a remote's branch
             return ref.commit
         if len(name) >= 4 and all(c in "0123456789abcdef" for c in name):
             found = self.catalog.find_commits(name)
