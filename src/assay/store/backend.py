@@ -62,7 +62,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def put(self, key: str, data: Buffer | Sequence[Buffer], *, sync: bool = True) -> None:
-        """Publish ``key`` with ``data`` (one buffer, or parts written in order), replacing any old value."""
+        """Publish ``key`` with ``data`` (one buffer, or parts written in order), replacing any old value.
+
+        Parts may be of any size (a codec byte, then a payload); a backend joins them as its storage needs
+        (object storage: one upload for a small value, a multipart upload of parts of 5 MiB or more for a
+        large one). With ``sync=False`` the value need not be durable until ``sync`` is called for it."""
 
     @abc.abstractmethod
     def put_if_absent(self, key: str, data: Buffer) -> bool:

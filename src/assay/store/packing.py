@@ -464,8 +464,10 @@ class PackingStore(ObjectStore):
         self._listed_at = now
         listed = {e.key[len("packs/"):-len(".idx")]: e.created
                   for e in self.backend.scan("packs/") if e.key.endswith(".idx")}
-        new = listed.keys() - self._pack_created.keys() - self.damaged_packs
-        for gone in self._pack_created.keys() - listed.keys() - self._pending_packs:
+        with self._lock:  # packs are also indexed by the thread writing them
+            known, pending = set(self._pack_created), set(self._pending_packs)
+        new = listed.keys() - known - self.damaged_packs
+        for gone in known - listed.keys() - pending:
             self._forget_pack(gone)
         for name in new:
             try:
@@ -477,8 +479,10 @@ class PackingStore(ObjectStore):
                 self.damaged_packs.add(name)  # its objects read as missing; fsck reports the index
                 continue
             self._add_index(name, np.frombuffer(body, dtype=_IDX_DTYPE), listed[name])
-        for name in listed.keys() & self._pack_created.keys():  # own packs: the time the index was published
-            self._pack_created[name] = listed[name]
+        with self._lock:  # own packs: from now on, the time their index was published
+            for name in listed.keys() & known:
+                if name in self._pack_created:
+                    self._pack_created[name] = listed[name]
         return bool(new)
 
     def _add_index(self, name: str, index: np.ndarray, created: float) -> None:
