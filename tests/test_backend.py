@@ -284,6 +284,23 @@ def test_reused_objects_are_kept_without_touching_them(case: Case, how: str) -> 
     assert store.get(oid) == b"x" * 1000
 
 
+def test_deletions_come_after_a_second_check(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = case.store()
+    reused, rewritten, dead = (store.put(os.urandom(3000)) for _ in range(3))
+    limit = _limit_between(case, loose_key(dead))
+    writer, scan = case.store(), case.backend.scan
+
+    def concurrent_writer(prefix: str) -> Iterator[Entry]:
+        if prefix == "keep/":  # gc chose its candidates; now a writer reuses one and writes another anew
+            writer.freshen([reused])
+            case.backend.inner.put(loose_key(rewritten), case.backend.inner.get(loose_key(rewritten)))
+        return scan(prefix)
+
+    monkeypatch.setattr(case.backend, "scan", concurrent_writer)
+    assert store.delete([reused, rewritten, dead], older_than=limit) == 1
+    assert store.get(reused) and store.get(rewritten) and not store.has(dead)
+
+
 def test_reused_chunks_of_a_large_object_are_kept(case: Case, tmp_path: Path) -> None:
     store = SmallChunks(case.backend)
     data = bytearray(os.urandom(4 << 20))
