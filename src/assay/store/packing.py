@@ -329,10 +329,11 @@ class PackingStore(ObjectStore):
             return [cache[oid][o : o + n] for o, n in ranges]
         try:
             key, start, length = self._locate(oid)
-            if self.backend.get_range(key, start, 1) == _CODEC_BYTE[codec.RAW]:
-                if length is not None:  # packed: never past the object's end, into the next one
-                    ranges = [(o, max(0, min(n, length - 1 - o))) for o, n in ranges]
-                return self.backend.get_ranges(key, [(start + 1 + o, n) for o, n in ranges])
+            if length is not None:  # packed: never past the object's end, into the next one
+                ranges = [(o, max(0, min(n, length - 1 - o))) for o, n in ranges]
+            head, *parts = self.backend.get_ranges(key, [(start, 1), *((start + 1 + o, n) for o, n in ranges)])
+            if head == _CODEC_BYTE[codec.RAW]:
+                return parts
         except ObjectNotFound:
             pass
         return super().get_ranges(oid, ranges)  # compressed, chunked or missing: read whole
