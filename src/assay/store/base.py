@@ -1,7 +1,9 @@
 """The object store interface: immutable bytes addressed by their BLAKE3 hash.
 
-A store is a small base class so that local folders, S3 and others can be swapped in without touching
-the layers above. Implementations verify the hash of every object they return.
+A store is a small base class so that the layers above never see where objects live. The one implementation,
+``assay.store.packing.PackingStore``, does addressing, codecs, chunking and packs over any raw
+``assay.store.backend.Backend`` (a local folder, memory; object storage next). Implementations verify the hash
+of every object they return.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class StoredObject:
     oid: str
     size: int  # logical size in bytes
     stored: int  # bytes on storage (after compression), chunks excluded
-    mtime: float  # when it was written, seconds since the epoch
+    mtime: float  # when it was written or last recorded as reused (``freshen``), seconds since the epoch
     location: str  # "loose", "pack:<name>"
 
 
@@ -82,7 +84,8 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, oids: Iterable[str], *, older_than: float) -> int:
-        """Remove ``oids`` written before the time ``older_than``; returns how many were removed."""
+        """Remove ``oids`` written before the time ``older_than`` and not recorded as reused since (``freshen``);
+        returns how many were removed."""
 
     @contextlib.contextmanager
     def cache_scope(self) -> Iterator[None]:
@@ -100,7 +103,8 @@ class ObjectStore(abc.ABC):
         return {o for o in oids if not self.has(o)}
 
     def freshen(self, oids: Iterable[str]) -> None:  # noqa: B027 - optional for stores without gc races
-        """Mark existing objects as just written, so that a concurrent gc keeps them for its grace period."""
+        """Record that existing objects are used again, so that a concurrent gc keeps them for its grace period
+        (without touching them: see docs/storage.md, "Packs and gc on object storage")."""
 
     def verify(self, oid: str) -> None:
         """Raise CorruptObject when the stored bytes do not hash to ``oid``."""

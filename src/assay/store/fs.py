@@ -46,7 +46,7 @@ class WholeWriter:
         """Nothing is buffered."""
 
 
-def write_all(fd: int, buffers: list[bytes | memoryview]) -> int:
+def write_all(fd: int, buffers: list[bytes | bytearray | memoryview]) -> int:
     """``os.writev`` until every buffer is written (a write may stop short); the number of bytes written."""
     views = [memoryview(b).cast("B") for b in buffers]
     total = 0
