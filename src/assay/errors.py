@@ -19,6 +19,7 @@ the subclass also derives from it::
     │   ├── PolicyError                                 a gate policy file that cannot be read
     │   └── SQLConditionError                           user SQL that is not one expression over the data
     ├── ConflictError(AssayError, RuntimeError)        a ref moved under a writer
+    │   └── LockHeld                                    a catalog lock (gc's) held elsewhere until it expires
     ├── MergeConflict(AssayError)                      samples changed differently on both sides
     ├── CheckFailed(AssayError)                        a commit or merge refused by a dataset's suite
     ├── BatchRejected(AssayError)                      an ingested batch refused as a whole by the gate
@@ -142,3 +143,12 @@ class OutOfSpace(AssayError, OSError):
 
     def __str__(self) -> str:
         return self.strerror or "no space left on device"
+
+
+class LockHeld(ConflictError):
+    """A catalog lock (e.g. gc's) held by another process until it expires; ``owner`` and ``expires`` say whose."""
+
+    def __init__(self, message: str, owner: str = "", expires: float = 0.0) -> None:
+        super().__init__(message)
+        self.owner = owner
+        self.expires = expires

@@ -109,12 +109,13 @@ def gc(repo: Repo, *, grace: float = 3600.0, dry_run: bool = False) -> GcReport:
     The grace period protects objects that a concurrent writer has stored but not yet committed.
     """
     limit = time.time() - grace
-    with repo.work.locked():
+    with repo.catalog.lock("gc") as lease:  # one gc at a time in every process and machine sharing the catalog
         reachable = {oid for oid, _ in walk_reachable(repo)}
         dead = [oid for oid in repo.store.iter_oids() if oid not in reachable]
         recent = sum(1 for oid in dead if repo.store.stat(oid).mtime >= limit)
         if dry_run:
             return GcReport(len(dead), 0, recent, 0)
+        lease.renew()
         removed = repo.store.delete(dead, older_than=limit)
         tmp = repo.store.clean_tmp(limit) if hasattr(repo.store, "clean_tmp") else 0
     return GcReport(len(dead), removed, recent, tmp)
@@ -225,19 +226,17 @@ def rebuild_catalog(path: str | Path = ".", *, progress: Progress | None = None)
     """
     import json
 
-    import sqlalchemy as sa
-
     from assay.errors import InputError
-    from assay.repo.catalog import RefUpdate, SqlCatalog
+    from assay.repo.catalog import RefUpdate, open_catalog, parse_catalog_url
     from assay.repo.repository import ASSAY_DIR, find_root
     from assay.repo.staging import WorkState
     from assay.store import LocalObjectStore
 
     adir = find_root(Path(path).resolve()) / ASSAY_DIR
     url = json.loads((adir / "config.json").read_text())["catalog"].replace("{assay_dir}", str(adir))
-    parsed = sa.engine.make_url(url)
-    if not url.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
-        raise InputError(f"the catalog is {parsed.render_as_string(hide_password=True)}, not a SQLite file; "
+    parsed = parse_catalog_url(url)
+    if parsed.backend != "sqlite" or not parsed.database:
+        raise InputError(f"the catalog is {parsed.public()}, not a SQLite file; "
                          "restore that database from its backup (rebuilding works for the default SQLite catalog)")
     db = Path(parsed.database)
     store = LocalObjectStore(adir)
@@ -264,10 +263,10 @@ def rebuild_catalog(path: str | Path = ".", *, progress: Progress | None = None)
             name = RECOVERED_PREFIX + h[:12]
             if h not in tips and name not in names:
                 refs.append(("branch", name, h, "head"))
-        catalog = SqlCatalog(url)
+        catalog = open_catalog(url)
         try:
             for oid, c in commits.items():
-                catalog.record_commit(oid, c.time, c.message)
+                catalog.record_commit(oid, c.time, c.message, c.parents)
             catalog.update_refs([RefUpdate(n, k, o, None) for k, n, o, _ in refs],
                                 "rebuilt from the commits in the object store")
         finally:
