@@ -10,6 +10,7 @@ the subclass also derives from it::
     ├── ObjectNotFound(AssayError, KeyError)
     ├── CorruptObject(AssayError, ValueError)          bytes do not match their address
     ├── CatalogDamaged(AssayError)                     the catalog database (refs) cannot be read
+    ├── CatalogUnavailable(AssayError, ConnectionError) the catalog's server refused or cannot be reached
     ├── RefNotFound(AssayError, KeyError)              branch, tag, commit or dataset unknown
     ├── RefExists(AssayError, ValueError)
     ├── InputError(AssayError, ValueError)             bad user input: files, frames, arguments
@@ -71,6 +72,10 @@ class CatalogDamaged(AssayError):
     def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class CatalogUnavailable(AssayError, ConnectionError):
+    """The catalog's database server cannot be reached, or refused the connection (user, password)."""
 
 
 class RefNotFound(AssayError, KeyError):

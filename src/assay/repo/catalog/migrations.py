@@ -50,6 +50,7 @@ SQL = {
                       "applied DOUBLE PRECISION NOT NULL, what TEXT)",
     "pg_migration_lock": "SELECT pg_advisory_xact_lock(:key)",
     "version": "SELECT MAX(version) FROM {schema_version}",
+    "select_versions": "SELECT version FROM {schema_version} ORDER BY version",
     "applied": "INSERT INTO {schema_version} (version, applied, what) VALUES (:version, :now, :what)",
     "get_ref": 'SELECT name, kind, "commit" FROM {refs} WHERE name = :name',
     "list_refs": 'SELECT name, kind, "commit" FROM {refs} ORDER BY name',

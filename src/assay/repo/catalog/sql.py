@@ -14,11 +14,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from assay.errors import CatalogUnavailable
 from assay.repo.catalog.base import Cursor, SqlTextCatalog
 from assay.repo.catalog.sqlite import DAMAGE, damaged
-from assay.repo.catalog.urls import CatalogURL, parse_catalog_url, with_credentials
+from assay.repo.catalog.urls import ENV_URL, CatalogURL, parse_catalog_url, with_credentials
 
 _RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 
@@ -52,7 +53,19 @@ class SqlCatalog(SqlTextCatalog):
             sa.event.listen(self.engine, "connect", _sqlite_connect)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
         self.path = parsed.path if sqlite else None
-        self._setup(parsed.public(), parsed.schema, parsed.prefix)
+        try:
+            self._setup(parsed.public(), parsed.schema, parsed.prefix)
+        except OperationalError as e:
+            self.close()
+            if sqlite:
+                raise
+            raise CatalogUnavailable(
+                f"cannot open the catalog {parsed.public()}: {str(e.orig).strip()}. User and password are not kept "
+                f"in the repository's config: give them in {ENV_URL} (this URL with user:password@), or in PGUSER "
+                "and PGPASSWORD or ~/.pgpass") from e
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def where(self) -> str:

@@ -39,7 +39,11 @@ class SqliteCatalog(SqlTextCatalog):
         self._memory = self.path is None
         self._cons: dict[tuple[int, int], sqlite3.Connection] = {}
         self._guard = threading.Lock()
-        self._setup(url or (f"sqlite:///{path}" + (f"?prefix={prefix}" if prefix else "")), None, prefix)
+        try:
+            self._setup(url or (f"sqlite:///{path}" + (f"?prefix={prefix}" if prefix else "")), None, prefix)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def where(self) -> str:
