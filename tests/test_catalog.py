@@ -248,3 +248,46 @@ def test_plain_paths_and_file_urls_open_sqlite(tmp_path: Path) -> None:
 
 def _applied(c: Any) -> list[int]:
     return sorted(int(v) for (v,) in c._read("select_versions"))
+
+
+def test_a_deadlock_on_postgresql_is_retried(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Two transactions taking two refs in opposite orders: the server kills one (40P01); that error is one the
+    catalog runs its transaction again for."""
+    import sqlalchemy as sa
+
+    cat = open_kind("postgresql", catalog_url("postgresql", tmp_path, request))
+    try:
+        cat.update_refs([RefUpdate("x", "branch", A, None), RefUpdate("y", "branch", A, None)])
+        move = sa.text(cat.sql["move_ref"])
+        one, two = cat.engine.connect(), cat.engine.connect()
+        errors: list[BaseException] = []
+
+        def second_step(con: sa.Connection, name: str) -> None:
+            try:
+                con.execute(move, {"name": name, "new": B, "expected": A, "now": 1.0})
+            except sa.exc.DBAPIError as e:
+                errors.append(e)
+
+        with one.begin(), two.begin():
+            second_step(one, "x")
+            second_step(two, "y")
+            waiting = threading.Thread(target=second_step, args=(one, "y"))
+            waiting.start()
+            time.sleep(0.3)
+            second_step(two, "x")  # one of the two is chosen as the deadlock victim (after deadlock_timeout)
+            waiting.join()
+            (deadlock,) = errors
+            assert cat._retryable(deadlock) and not cat._duplicate(deadlock)
+        one.close()
+        two.close()
+        calls: list[int] = []
+
+        def work(c: Any) -> str:
+            calls.append(1)
+            if len(calls) == 1:
+                raise deadlock
+            return "done"
+
+        assert cat._transaction(work) == "done" and len(calls) == 2
+    finally:
+        cat.close()

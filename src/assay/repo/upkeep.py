@@ -109,7 +109,9 @@ def gc(repo: Repo, *, grace: float = 3600.0, dry_run: bool = False) -> GcReport:
     The grace period protects objects that a concurrent writer has stored but not yet committed.
     """
     limit = time.time() - grace
-    with repo.catalog.lock("gc") as lease:  # one gc at a time in every process and machine sharing the catalog
+    # One gc at a time in every process and on every machine that shares the catalog; writers elsewhere are
+    # protected by the grace period, writers in this folder also wait on its work lock (they stage what they write).
+    with repo.catalog.lock("gc") as lease, repo.work.locked():
         reachable = {oid for oid, _ in walk_reachable(repo)}
         dead = [oid for oid in repo.store.iter_oids() if oid not in reachable]
         recent = sum(1 for oid in dead if repo.store.stat(oid).mtime >= limit)
