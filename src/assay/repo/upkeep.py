@@ -3,6 +3,7 @@ compact rewrites many small fragments into fewer."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -11,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from assay.errors import AssayError, CorruptObject, FormatError, ObjectNotFound
+from assay.errors import AssayError, CorruptObject, FormatError, ObjectNotFound, OutOfSpace
 from assay.repo.commits import Commit
 from assay.repo.graph import COMMIT, MANIFEST, Edge, kind_of, walk
 from assay.table.fragments import FRAGMENT_ROWS, read_fragment, write_fragment
 from assay.table.manifest import HASH_COLUMN, ID_COLUMN, Manifest
 
 if TYPE_CHECKING:
+    from assay.repo.catalog import Lease
     from assay.repo.repository import Repo
 
 Progress = Callable[[str, int, int], None]
@@ -111,16 +113,34 @@ def gc(repo: Repo, *, grace: float = 3600.0, dry_run: bool = False) -> GcReport:
     limit = time.time() - grace
     # One gc at a time in every process and on every machine that shares the catalog; writers elsewhere are
     # protected by the grace period, writers in this folder also wait on its work lock (they stage what they write).
-    with repo.catalog.lock("gc") as lease, repo.work.locked():
+    with _gc_lock(repo) as lease, repo.work.locked():
         reachable = {oid for oid, _ in walk_reachable(repo)}
         dead = [oid for oid in repo.store.iter_oids() if oid not in reachable]
         recent = sum(1 for oid in dead if repo.store.stat(oid).mtime >= limit)
         if dry_run:
             return GcReport(len(dead), 0, recent, 0)
-        lease.renew()
+        if lease is not None:
+            with contextlib.suppress(OutOfSpace):
+                lease.renew()
         removed = repo.store.delete(dead, older_than=limit)
         tmp = repo.store.clean_tmp(limit) if hasattr(repo.store, "clean_tmp") else 0
     return GcReport(len(dead), removed, recent, tmp)
+
+
+@contextlib.contextmanager
+def _gc_lock(repo: Repo) -> Iterator[Lease | None]:
+    """The catalog's lock ``gc``; on a full disk (a SQLite catalog that cannot record it) none: gc is what frees
+    the space, and the folder's work lock still keeps this folder's writers out."""
+    held = repo.catalog.lock("gc")
+    try:
+        lease = held.__enter__()
+    except OutOfSpace:
+        yield None
+        return
+    try:
+        yield lease
+    finally:
+        held.__exit__(None, None, None)
 
 
 @dataclass

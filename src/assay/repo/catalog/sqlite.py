@@ -131,6 +131,8 @@ class SqliteCatalog(SqlTextCatalog):
     def _raise_damage(self, error: Exception) -> None:
         if isinstance(error, sqlite3.DatabaseError) and any(d in str(error).lower() for d in DAMAGE):
             raise damaged(self.where, error) from error
+        if isinstance(error, sqlite3.OperationalError) and "database or disk is full" in str(error):
+            raise out_of_space(self.where) from error
 
     def close(self) -> None:
         with self._guard:
