@@ -103,6 +103,8 @@ def test_a_repository_made_before_catalog_versions_is_upgraded(tmp_path: Path,
     for p in db.parent.glob("catalog.db*"):
         p.unlink()
     old_catalog(db, refs, times)  # the catalog file as assay made it before its schema had versions
+    config = tmp_path / "r" / ".assay" / "config.json"
+    config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "store"}))  # old
     with assay.Repo(tmp_path / "r") as repo:
         assert repo.catalog.unknown_parents() == []  # back-filled from the commits in the store on opening
         reads = _count_reads(repo, monkeypatch)
@@ -178,3 +180,18 @@ def test_another_process_reopens_them_from_the_pickle(repo: assay.Repo, tmp_path
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [oid, "FileObjectStore", "SqliteCatalog", "True"]
+
+
+def test_the_default_repository_opens_without_sqlalchemy(repo: assay.Repo) -> None:
+    """The local catalog is stdlib sqlite3: SQLAlchemy is imported only for a server's catalog."""
+    import subprocess
+    import sys
+
+    repo.add("t", make_table(10), key="id")
+    repo.commit("one")
+    code = ("import sys, assay\n"
+            f"r = assay.Repo({str(repo.root)!r}); r.log(); r.branches(); r.close()\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sqlalchemy'))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
