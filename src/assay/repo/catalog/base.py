@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
-from assay.errors import FormatError, LockHeld
+from assay.errors import ConflictError, FormatError, LockHeld
 from assay.repo.catalog.migrations import LATEST, MIGRATIONS, render
 
 History = list[tuple[str | None, str | None, float, str]]
@@ -274,8 +274,6 @@ class SqlTextCatalog(Catalog):
         self._transaction(move)
 
     def _swap(self, c: Cursor, u: RefUpdate, now: float) -> None:
-        from assay.errors import ConflictError
-
         if u.expected is None:
             if u.new is None:
                 return
@@ -371,8 +369,6 @@ class SqlTextCatalog(Catalog):
 
 
 def _moved(u: RefUpdate, current: str | None) -> NoReturn:
-    from assay.errors import ConflictError
-
     expected = u.expected or ""
     raise ConflictError(
         f"{u.kind} {u.name!r} moved to {str(current)[:12]} while this change was based on {expected[:12]}; "
