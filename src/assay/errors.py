@@ -10,6 +10,7 @@ the subclass also derives from it::
     ├── ObjectNotFound(AssayError, KeyError)
     ├── CorruptObject(AssayError, ValueError)          bytes do not match their address
     ├── CatalogDamaged(AssayError)                     the catalog database (refs) cannot be read
+    ├── CatalogUnavailable(AssayError, ConnectionError) the catalog's server refused or cannot be reached
     ├── RefNotFound(AssayError, KeyError)              branch, tag, commit or dataset unknown
     ├── RefExists(AssayError, ValueError)
     ├── InputError(AssayError, ValueError)             bad user input: files, frames, arguments
@@ -19,6 +20,7 @@ the subclass also derives from it::
     │   ├── PolicyError                                 a gate policy file that cannot be read
     │   └── SQLConditionError                           user SQL that is not one expression over the data
     ├── ConflictError(AssayError, RuntimeError)        a ref moved under a writer
+    │   └── LockHeld                                    a catalog lock (gc's) held elsewhere until it expires
     ├── MergeConflict(AssayError)                      samples changed differently on both sides
     ├── CheckFailed(AssayError)                        a commit or merge refused by a dataset's suite
     ├── BatchRejected(AssayError)                      an ingested batch refused as a whole by the gate
@@ -70,6 +72,10 @@ class CatalogDamaged(AssayError):
     def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class CatalogUnavailable(AssayError, ConnectionError):
+    """The catalog's database server cannot be reached, or refused the connection (user, password)."""
 
 
 class RefNotFound(AssayError, KeyError):
@@ -146,3 +152,12 @@ class OutOfSpace(AssayError, OSError):
 
     def __str__(self) -> str:
         return self.strerror or "no space left on device"
+
+
+class LockHeld(ConflictError):
+    """A catalog lock (e.g. gc's) held by another process until it expires; ``owner`` and ``expires`` say whose."""
+
+    def __init__(self, message: str, owner: str = "", expires: float = 0.0) -> None:
+        super().__init__(message)
+        self.owner = owner
+        self.expires = expires

@@ -22,12 +22,13 @@ from assay.errors import (
     RefNotFound,
     RepositoryExists,
 )
-from assay.repo import revisions
-from assay.repo.catalog import Catalog, RefUpdate, SqlCatalog
+from assay.repo import history, revisions
+from assay.repo.catalog import Catalog, RefUpdate, config_url, open_catalog
 from assay.repo.commits import Commit, ContentConflict, merge_entries
 from assay.repo.gitinfo import code_reference, default_author
 from assay.repo.staging import AddMemo, StagedDataset, WorkState
 from assay.store import LocalObjectStore, ObjectStore
+from assay.store.urls import open_store
 from assay.table import (
     DatasetDiff,
     DatasetVersion,
@@ -43,6 +44,8 @@ from assay.table.sources import load_source
 
 ASSAY_DIR = ".assay"
 CONFIG_FORMAT = 1
+DEFAULT_STORE = "file://{assay_dir}"
+DEFAULT_CATALOG = "sqlite:///{assay_dir}/catalog.db"
 Progress = Callable[[str, int, int], None]
 # Checks staged datasets before a commit: (repo, dataset -> manifest oid, dataset -> suite oid) -> what to
 # record in the commit's meta; raises to refuse the commit. Set by higher layers (assay.Repo).
@@ -82,7 +85,9 @@ def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None) 
         raise RepositoryExists(f"{root} already holds an assay repository ({target}); use it, or remove that folder")
     tmp = Path(tempfile.mkdtemp(prefix=".assay-init-", dir=root))
     try:
-        config = {"format": CONFIG_FORMAT, "catalog": catalog_url or "sqlite:///{assay_dir}/catalog.db"}
+        # URLs only: a password in catalog_url is not written (see assay.repo.catalog.urls for where it comes from)
+        config = {"format": CONFIG_FORMAT, "store": DEFAULT_STORE,
+                  "catalog": config_url(catalog_url or DEFAULT_CATALOG)}
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         (tmp / "HEAD").write_text(json.dumps({"branch": "main"}))
         LocalObjectStore(tmp)
@@ -112,8 +117,11 @@ class Repo:
             from assay.errors import FormatError
 
             raise FormatError(f"{self.dir} was made by a newer assay (format {config['format']}); upgrade assay")
-        self.store = store or LocalObjectStore(self.dir)
-        self.catalog = catalog or SqlCatalog(config["catalog"].replace("{assay_dir}", str(self.dir)))
+        here = str(self.dir)
+        self.store = store or open_store(config.get("store", DEFAULT_STORE).replace("{assay_dir}", here))
+        self.catalog = catalog or open_catalog(config["catalog"].replace("{assay_dir}", here))
+        if getattr(self.catalog, "migrated_from", None) is not None:  # upgraded just now: fill in commit parents
+            history.backfill(self.catalog, self.read_commit)
         self.work = WorkState(self.dir)
         self._memo = AddMemo(self.dir / "cache.db")
         self.verifier: Verifier | None = None
@@ -432,7 +440,7 @@ class Repo:
 
     def _write_commit(self, c: Commit) -> str:
         oid = self.store.put(c.to_bytes())
-        self.catalog.record_commit(oid, c.time, c.message)
+        self.catalog.record_commit(oid, c.time, c.message, c.parents)
         return oid
 
     def _move_head(self, head: dict[str, str], expected: str | None, new: str, message: str) -> None:
@@ -451,17 +459,12 @@ class Repo:
                 return []
             raise
         out: list[tuple[str, Commit]] = []
-        seen: set[str] = set()
-        frontier = [(start, self.read_commit(start))]
-        while frontier and (limit is None or len(out) < limit):
-            frontier.sort(key=lambda x: x[1].time, reverse=True)
-            oid, c = frontier.pop(0)
-            if oid in seen:
-                continue
-            seen.add(oid)
+        for oid in history.log_order(history.ancestry(self.catalog, self.read_commit, start), start):
+            if limit is not None and len(out) >= limit:
+                break
+            c = self.read_commit(oid)
             if dataset is None or self._touches(c, dataset):
                 out.append((oid, c))
-            frontier.extend((p, self.read_commit(p)) for p in c.parents if p not in seen)
         return out
 
     def _touches(self, c: Commit, dataset: str) -> bool:
@@ -698,25 +701,11 @@ class Repo:
         return merged, origin
 
     def _ancestors(self, oid: str) -> set[str]:
-        seen: set[str] = set()
-        stack = [oid]
-        while stack:
-            cur = stack.pop()
-            if cur in seen:
-                continue
-            seen.add(cur)
-            stack.extend(self.read_commit(cur).parents)
-        return seen
+        return set(history.ancestry(self.catalog, self.read_commit, oid))
 
     def merge_base(self, a: str, b: str) -> str | None:
         """The nearest common ancestor of two commits."""
-        ancestors_a = self._ancestors(a)
-        best: tuple[float, str] | None = None
-        for oid in self._ancestors(b) & ancestors_a:
-            t = self.read_commit(oid).time
-            if best is None or t > best[0]:
-                best = (t, oid)
-        return best[1] if best else None
+        return history.merge_base(self.catalog, self.read_commit, a, b)
 
     # -- upkeep ------------------------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ compact rewrites many small fragments into fewer."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -11,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from assay.errors import AssayError, CorruptObject, FormatError, ObjectNotFound
+from assay.errors import AssayError, CorruptObject, FormatError, ObjectNotFound, OutOfSpace
 from assay.repo.commits import Commit
 from assay.repo.graph import COMMIT, MANIFEST, Edge, kind_of, walk
 from assay.table.fragments import FRAGMENT_ROWS, read_fragment, write_fragment
 from assay.table.manifest import HASH_COLUMN, ID_COLUMN, Manifest
 
 if TYPE_CHECKING:
+    from assay.repo.catalog import Lease
     from assay.repo.repository import Repo
 
 Progress = Callable[[str, int, int], None]
@@ -109,15 +111,36 @@ def gc(repo: Repo, *, grace: float = 3600.0, dry_run: bool = False) -> GcReport:
     The grace period protects objects that a concurrent writer has stored but not yet committed.
     """
     limit = time.time() - grace
-    with repo.work.locked():
+    # One gc at a time in every process and on every machine that shares the catalog; writers elsewhere are
+    # protected by the grace period, writers in this folder also wait on its work lock (they stage what they write).
+    with _gc_lock(repo) as lease, repo.work.locked():
         reachable = {oid for oid, _ in walk_reachable(repo)}
         dead = [oid for oid in repo.store.iter_oids() if oid not in reachable]
         recent = sum(1 for oid in dead if repo.store.stat(oid).mtime >= limit)
         if dry_run:
             return GcReport(len(dead), 0, recent, 0)
+        if lease is not None:
+            with contextlib.suppress(OutOfSpace):
+                lease.renew()
         removed = repo.store.delete(dead, older_than=limit)
         tmp = repo.store.clean_tmp(limit) if hasattr(repo.store, "clean_tmp") else 0
     return GcReport(len(dead), removed, recent, tmp)
+
+
+@contextlib.contextmanager
+def _gc_lock(repo: Repo) -> Iterator[Lease | None]:
+    """The catalog's lock ``gc``; on a full disk (a SQLite catalog that cannot record it) none: gc is what frees
+    the space, and the folder's work lock still keeps this folder's writers out."""
+    held = repo.catalog.lock("gc")
+    try:
+        lease = held.__enter__()
+    except OutOfSpace:
+        yield None
+        return
+    try:
+        yield lease
+    finally:
+        held.__exit__(None, None, None)
 
 
 @dataclass
@@ -225,19 +248,17 @@ def rebuild_catalog(path: str | Path = ".", *, progress: Progress | None = None)
     """
     import json
 
-    import sqlalchemy as sa
-
     from assay.errors import InputError
-    from assay.repo.catalog import RefUpdate, SqlCatalog
+    from assay.repo.catalog import RefUpdate, open_catalog, parse_catalog_url
     from assay.repo.repository import ASSAY_DIR, find_root
     from assay.repo.staging import WorkState
     from assay.store import LocalObjectStore
 
     adir = find_root(Path(path).resolve()) / ASSAY_DIR
     url = json.loads((adir / "config.json").read_text())["catalog"].replace("{assay_dir}", str(adir))
-    parsed = sa.engine.make_url(url)
-    if not url.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
-        raise InputError(f"the catalog is {parsed.render_as_string(hide_password=True)}, not a SQLite file; "
+    parsed = parse_catalog_url(url)
+    if parsed.backend != "sqlite" or not parsed.database:
+        raise InputError(f"the catalog is {parsed.public()}, not a SQLite file; "
                          "restore that database from its backup (rebuilding works for the default SQLite catalog)")
     db = Path(parsed.database)
     store = LocalObjectStore(adir)
@@ -264,10 +285,10 @@ def rebuild_catalog(path: str | Path = ".", *, progress: Progress | None = None)
             name = RECOVERED_PREFIX + h[:12]
             if h not in tips and name not in names:
                 refs.append(("branch", name, h, "head"))
-        catalog = SqlCatalog(url)
+        catalog = open_catalog(url)
         try:
             for oid, c in commits.items():
-                catalog.record_commit(oid, c.time, c.message)
+                catalog.record_commit(oid, c.time, c.message, c.parents)
             catalog.update_refs([RefUpdate(n, k, o, None) for k, n, o, _ in refs],
                                 "rebuilt from the commits in the object store")
         finally:
