@@ -1,9 +1,10 @@
 """Model frameworks: which one an object belongs to, how it is stored, what its signature is, how it loads.
 
-Supported: scikit-learn estimators and pipelines (stored with pickle), PyTorch ``nn.Module`` (traced with an
-example input to TorchScript), and ONNX models (a ``.onnx`` file, its bytes, or an ``onnx.ModelProto``).
+Supported: scikit-learn estimators and pipelines (stored with pickle), PyTorch ``nn.Module`` (exported with an
+example input by ``torch.export``, the batch dimension dynamic, saved as a ``.pt2`` program), and ONNX models
+(a ``.onnx`` file, its bytes, or an ``onnx.ModelProto``).
 scikit-learn, torch and onnx are imported only when a model of theirs is handled: torch is never imported
-unless the object given is already a torch module or a file is a TorchScript file.
+unless the object given is already a torch module or a file is a ``.pt2`` program.
 
 Loading a pickle runs code from the file: register and load only pickle files that you trust.
 """
@@ -15,7 +16,7 @@ import io
 import pickle
 import platform
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -29,8 +30,8 @@ from assay.models.record import ModelVersion, Signature, TensorSpec
 SUPPORTED = ("scikit-learn estimators and pipelines, PyTorch nn.Module (with example_input; pip install "
              "'assay[torch]'), and ONNX models: a .onnx file, its bytes or an onnx.ModelProto (pip install "
              "'assay[onnx]')")
-FILE_SUFFIXES = {".pkl": "sklearn", ".pickle": "sklearn", ".joblib": "sklearn", ".onnx": "onnx", ".pt": "torch",
-                 ".pth": "torch"}
+FILE_SUFFIXES = {".pkl": "sklearn", ".pickle": "sklearn", ".joblib": "sklearn", ".onnx": "onnx", ".pt2": "torch",
+                 ".pt": "torch"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ def framework_of(model: Any) -> str:
         if suffix in FILE_SUFFIXES:
             return FILE_SUFFIXES[suffix]
         raise UnsupportedModel(f"cannot tell the framework of file {str(model)!r} from its suffix {suffix!r}: use "
-                               f".pkl or .joblib (scikit-learn), .onnx or .pt (TorchScript). Supported: {SUPPORTED}")
+                               ".pkl or .joblib (scikit-learn), .onnx, or .pt2 (torch.export.save). Supported: "
+                               f"{SUPPORTED}")
     if _is_instance(model, "sklearn", "sklearn.base", "BaseEstimator"):
         return "sklearn"
     if _is_instance(model, "torch", "torch.nn", "Module"):
@@ -92,7 +94,7 @@ def _class_name(obj: Any) -> str:
 
 def read_file(path: str | Path) -> Any:
     """The model in a file: a pickled or joblib scikit-learn model (loading it runs code from the file: only
-    load files you trust), an ONNX file (its bytes, checked when packed), or a TorchScript file."""
+    load files you trust), an ONNX file (its bytes, checked when packed), or a ``torch.export`` program (.pt2)."""
     p = Path(path)
     if not p.is_file():
         raise ModelFileError(f"no model file {str(p)!r}; give the path of a .pkl/.joblib, .onnx or .pt file")
@@ -103,10 +105,11 @@ def read_file(path: str | Path) -> Any:
     if kind == "torch":
         torch = _torch()
         try:
-            return torch.jit.load(io.BytesIO(data), map_location="cpu")
-        except (RuntimeError, ValueError) as e:
-            raise ModelFileError(f"{p.name} is not a TorchScript file ({e}); save the model with "
-                                 "torch.jit.save(torch.jit.trace(model, example), path)") from e
+            return torch.export.load(io.BytesIO(data))
+        except Exception as e:  # a zip that is not an exported program, or no zip at all
+            raise ModelFileError(f"{p.name} is not a saved torch.export program ({type(e).__name__}); save the "
+                                 "model with torch.export.save(torch.export.export(model, (example,)), "
+                                 "'model.pt2')") from e
     try:
         import joblib
 
@@ -179,46 +182,55 @@ def _as_tuple(x: Any) -> tuple[Any, ...]:
     return tuple(x) if isinstance(x, tuple | list) else (x,)
 
 
-def _tensor_specs(prefix: str, values: Sequence[Any]) -> tuple[TensorSpec, ...]:
-    out = []
-    for i, v in enumerate(values):
-        name = prefix if len(values) == 1 else f"{prefix}_{i}"
-        shape = tuple(int(s) for s in v.shape)
-        out.append(TensorSpec(name, str(v.dtype).removeprefix("torch."), (None, *shape[1:]) if shape else ()))
-    return tuple(out)
+def _spec(name: str, value: Any) -> TensorSpec:
+    """A tensor's spec; symbolic dimensions (the dynamic batch) are None."""
+    shape = tuple(d if isinstance(d, int) else None for d in value.shape)
+    return TensorSpec(name, str(value.dtype).removeprefix("torch."), shape)
+
+
+def _program_specs(program: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Inputs and outputs of a ``torch.export.ExportedProgram``, from the tensors its graph was traced with."""
+    nodes = {n.name: n for n in program.graph.nodes}
+    ins = [nodes[n].meta.get("val") for n in program.graph_signature.user_inputs]
+    outs = [nodes[n].meta.get("val") if n in nodes else None for n in program.graph_signature.user_outputs]
+    inputs = tuple(_spec("input" if len(ins) == 1 else f"input_{i}", v) for i, v in enumerate(ins) if v is not None)
+    outputs = tuple(_spec("output" if len(outs) == 1 else f"output_{i}", v) for i, v in enumerate(outs)
+                    if v is not None and hasattr(v, "shape"))
+    return inputs, outputs
+
+
+def _export(torch: Any, model: Any, example: tuple[Any, ...]) -> Any:
+    """``torch.export`` of ``model`` with a dynamic batch dimension (an example batch of one is doubled, since
+    export fixes dimensions of size 1)."""
+    example = tuple(torch.cat([x, x]) if x.dim() and x.shape[0] == 1 else x for x in example)
+    dims = tuple({0: torch.export.Dim.DYNAMIC} if x.dim() else {} for x in example)
+    try:
+        return torch.export.export(model, example, dynamic_shapes=dims)
+    except Exception as e:  # torch raises many kinds for a model it cannot trace
+        raise ModelError(f"{type(model).__name__} could not be exported with the example input ({type(e).__name__}: "
+                         f"{str(e)[:300]}); give an example_input of the shape and dtype it takes") from e
 
 
 def _pack_torch(model: Any, example_input: Any) -> Packed:
     torch = _torch()
-    scripted = isinstance(model, torch.jit.ScriptModule)
-    if example_input is None and not scripted:
-        raise ModelError(f"a PyTorch model needs example_input: a tensor (or tuple of tensors) of one batch, e.g. "
-                         f"torch.zeros(1, 64), to trace {type(model).__name__} and record its signature")
-    files: list[tuple[str, bytes, str]] = []
-    inputs: tuple[TensorSpec, ...] = ()
-    outputs: tuple[TensorSpec, ...] = ()
-    model.eval()
-    with torch.no_grad():
-        if example_input is not None:
-            example = tuple(torch.as_tensor(x) for x in _as_tuple(example_input))
-            try:
-                traced = model if scripted else torch.jit.trace(model, example)
-                result = model(*example)
-            except (RuntimeError, TypeError, ValueError) as e:
-                raise ModelError(f"{type(model).__name__} does not run on the example input ({e}); give an "
-                                 "example_input of the shape and dtype it takes") from e
-            inputs, outputs = _tensor_specs("input", example), _tensor_specs("output", _as_tuple(result))
-        else:
-            traced = model
+    program = model if isinstance(model, torch.export.ExportedProgram) else None
+    if program is None:
+        if example_input is None:
+            raise ModelError(f"a PyTorch model needs example_input: a tensor (or tuple of tensors) of one batch, "
+                             f"e.g. torch.zeros(1, 64), to export {type(model).__name__} and record its signature")
+        model.eval()
+        program = _export(torch, model, tuple(torch.as_tensor(x) for x in _as_tuple(example_input)))
+    inputs, outputs = _program_specs(program)
     buf = io.BytesIO()
-    torch.jit.save(traced, buf)
-    files.append(("model.pt", buf.getvalue(), "torchscript"))
+    torch.export.save(program, buf)
+    files = [("model.pt2", buf.getvalue(), "torch-export")]
     if example_input is not None:
         npy = io.BytesIO()
-        np.save(npy, example[0].cpu().numpy(), allow_pickle=False)
+        np.save(npy, torch.as_tensor(_as_tuple(example_input)[0]).cpu().numpy(), allow_pickle=False)
         files.append(("example_input.npy", npy.getvalue(), "npy"))
-    n_params = sum(int(p.numel()) for p in model.parameters())
-    return Packed("torch", _class_name(model), tuple(files), Signature(inputs, outputs), _versions("torch"),
+    n_params = sum(int(p.numel()) for p in program.parameters())
+    cls = _class_name(model) if program is not model else "torch.export.ExportedProgram"
+    return Packed("torch", cls, tuple(files), Signature(inputs, outputs), _versions("torch"),
                   {"parameters": n_params})
 
 
@@ -283,13 +295,13 @@ def _onnx_spec(onnx: Any, value: Any) -> TensorSpec:
 
 def load(version: ModelVersion, read: Callable[[str], bytes]) -> Any:
     """The live model of a stored version: an estimator (unpickled: runs code from the stored bytes, which
-    are the ones registered), a TorchScript module, or an ``onnx.ModelProto``."""
+    are the ones registered), a torch module (of the exported program), or an ``onnx.ModelProto``."""
     art = version.artifact()
     data = read(art.oid)
     if art.media == "sklearn-pickle":
         return pickle.loads(data)  # the registered bytes, verified against their hash
-    if art.media == "torchscript":
-        return _torch().jit.load(io.BytesIO(data), map_location="cpu")
+    if art.media == "torch-export":
+        return _torch().export.load(io.BytesIO(data)).module()
     if art.media == "onnx":
         return _onnx().load_from_string(data)
     raise UnsupportedModel(f"{version.spec} is stored as {art.media!r}, which this assay cannot load; upgrade assay")

@@ -92,7 +92,7 @@ def check_eval(manifest: Manifest, spec: str, features: Sequence[str], label: st
     """An evaluation version must hold the model's feature columns and the label column."""
     names = manifest.schema.names
     if label is None or label not in names:
-        which = f"the label column {label!r}" if label else "a label column"
+        which = f"label column {label!r}" if label else "label column"
         raise SignatureMismatch(f"evaluation data {spec} has no {which} (its columns: {names[:20]}); an "
                                 "evaluation needs labels: pick a version that has them, or name the label column "
                                 "(label=...). Nothing was registered.")

@@ -85,7 +85,7 @@ class Artifact:
     name: str
     oid: str
     bytes: int
-    media: str  # what the bytes are: "sklearn-pickle", "onnx", "torchscript", "npy", "json"
+    media: str  # what the bytes are: "sklearn-pickle", "onnx", "torch-export", "npy", "json"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "oid": self.oid, "bytes": self.bytes, "media": self.media}

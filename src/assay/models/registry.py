@@ -139,7 +139,8 @@ def read_artifact(repo: Repo, spec: str, name: str | None = None) -> bytes:
 
 
 def load(repo: Repo, spec: str) -> Any:
-    """The live model of a version: a scikit-learn estimator, a TorchScript module or an ``onnx.ModelProto``."""
+    """The live model of a version: a scikit-learn estimator, a torch module (of its exported program) or an
+    ``onnx.ModelProto``."""
     return adapters.load(get(repo, spec), repo.store.get)
 
 
