@@ -630,3 +630,6 @@ def _full_error(e: BaseException) -> BaseException:
 
 
 from assay.cli import gate_cmds  # noqa: E402,F401  (registers ingest, quarantine, scores, screen)
+from assay.cli.model_cmds import app as model_app  # noqa: E402
+
+app.add_typer(model_app, name="model")

@@ -18,8 +18,10 @@ from assay.models.record import (
 )
 from assay.models.registry import (
     ModelSummary,
+    ModelView,
     attach,
     attachments,
+    describe,
     get,
     history,
     list_models,
@@ -41,6 +43,7 @@ __all__ = [
     "ModelIndex",
     "ModelSummary",
     "ModelVersion",
+    "ModelView",
     "ParentRef",
     "SUPPORTED",
     "Signature",
@@ -49,6 +52,7 @@ __all__ = [
     "attach",
     "attachments",
     "check_onnx",
+    "describe",
     "diff_models",
     "find_trained_on",
     "framework_of",

@@ -97,7 +97,7 @@ def read_file(path: str | Path) -> Any:
     load files you trust), an ONNX file (its bytes, checked when packed), or a ``torch.export`` program (.pt2)."""
     p = Path(path)
     if not p.is_file():
-        raise ModelFileError(f"no model file {str(p)!r}; give the path of a .pkl/.joblib, .onnx or .pt file")
+        raise ModelFileError(f"no model file {str(p)!r}; give the path of a .pkl/.joblib, .onnx or .pt2 file")
     kind = framework_of(p)
     data = p.read_bytes()
     if kind == "onnx":

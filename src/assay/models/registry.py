@@ -117,6 +117,28 @@ class ModelSummary:
                 "metrics": self.latest.metrics}
 
 
+@dataclass(frozen=True)
+class ModelView:
+    """A version as ``model show`` presents it: its record, the aliases that point at it, what is attached."""
+
+    version: ModelVersion
+    aliases: tuple[str, ...]
+    attached: dict[str, Any]
+    versions: int  # how many versions the model has
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.version.to_dict(), "aliases": list(self.aliases), "attached": self.attached,
+                "versions_of_model": self.versions}
+
+
+def describe(repo: Repo, spec: str, *, rev: str | None = None) -> ModelView:
+    """The version ``spec`` names, with its aliases and attachments."""
+    index, n = resolve(repo, spec, rev=rev)
+    attached = {k: json.loads(repo.store.get(o)) for k, o in sorted(index.attached.get(n, {}).items())}
+    return ModelView(read_version(repo, index.entry(n).record), tuple(sorted(a for a, v in index.aliases.items()
+                                                                              if v == n)), attached, index.latest)
+
+
 def list_models(repo: Repo, *, rev: str | None = None) -> list[ModelSummary]:
     return [ModelSummary(n, i.latest, dict(i.aliases), read_version(repo, i.entry(i.latest).record))
             for n, i in sorted(indexes(repo, rev).items()) if i.versions]
@@ -129,8 +151,7 @@ def history(repo: Repo, name: str, *, rev: str | None = None) -> list[ModelVersi
 
 def attachments(repo: Repo, spec: str, *, rev: str | None = None) -> dict[str, Any]:
     """What was attached to a version after registration (e.g. ``bench``: benchmark results), by name."""
-    index, n = resolve(repo, spec, rev=rev)
-    return {k: json.loads(repo.store.get(o)) for k, o in sorted(index.attached.get(n, {}).items())}
+    return describe(repo, spec, rev=rev).attached
 
 
 def read_artifact(repo: Repo, spec: str, name: str | None = None) -> bytes:
