@@ -22,7 +22,7 @@ from assay.errors import ConflictError, InputError, ModelNotFound, SignatureMism
 from assay.models import adapters
 from assay.models.lineage import LABEL, LineageReport, check_eval, descendants, feature_columns, resolve_data
 from assay.models.record import Artifact, IndexEntry, Lineage, ModelIndex, ModelVersion, ParentRef
-from assay.repo import RefUpdate, revisions
+from assay.repo import Commit, RefUpdate, revisions
 from assay.repo.gitinfo import code_reference, default_author
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ def lineage(repo: Repo, spec: str, *, rev: str | None = None) -> LineageReport:
 
 
 def _update(repo: Repo, name: str, change: Callable[[ModelIndex], tuple[ModelIndex, T]], message: Callable[[T], str],
-            *, branch: str | None = None) -> T:
+            *, branch: str | None = None, author: str | None = None, code: dict[str, Any] | None = None) -> T:
     """Apply ``change`` to model ``name``'s index at the tip of ``branch`` in a new commit, moved by
     compare-and-swap; made again on the new tip whenever another writer moved the branch first."""
     target = branch or repo.branch
@@ -191,16 +191,21 @@ def _update(repo: Repo, name: str, change: Callable[[ModelIndex], tuple[ModelInd
         raise InputError("HEAD is detached: models are registered on a branch; check one out (`assay checkout "
                          "main`) and try again")
     revisions.check_ref_name(target)
+    who = author or default_author(repo.root)
+    where = code if code is not None else code_reference(Path.cwd())
     for attempt in range(ATTEMPTS):
         ref = repo.catalog.get_ref(target)
         tip = ref.commit if ref else None
-        models = dict(repo.read_commit(tip).models) if tip else {}
-        before = ModelIndex.from_bytes(repo.store.get(models[name]), models[name]) if name in models else None
-        index, result = change(before or ModelIndex(name))
+        before = repo.read_commit(tip) if tip else None
+        models = dict(before.models) if before else {}
+        index, result = change(ModelIndex.from_bytes(repo.store.get(models[name]), models[name]) if name in models
+                               else ModelIndex(name))
         models[name] = repo.store.put(index.to_bytes())
         text = message(result)
-        oid = repo.derive(parents=(tip,) if tip else (), message=text, models=models,
-                          meta={"model": {"name": name, "action": text}})
+        c = Commit.child(parent=before, parents=(tip,) if tip else (), message=text, author=who, code=where,
+                         models=models, meta={"model": {"name": name, "action": text}})
+        oid = repo.store.put(c.to_bytes())
+        repo.catalog.record_commit(oid, c.time, c.message)
         try:
             repo.move_refs([RefUpdate(target, "branch", oid, tip)], text)
             return result
@@ -239,12 +244,14 @@ def register(repo: Repo, name: str, model: Any, *, train: str | None = None, eva
     """
     check_name(name)
     packed = adapters.pack(model, example_input=example_input)
-    lineage, signature = _lineage(repo, packed.signature, train, eval, features, label)
+    code = code_reference(Path.cwd())
+    who = author or default_author(repo.root)
+    lineage, signature = _lineage(repo, packed.signature, train, eval, features, label, code)
     lineage = replace(lineage, parent=_parent(repo, parent), derived_by=derived_by)
     artifacts = tuple(Artifact(n, repo.store.put(data), len(data), media) for n, data, media in packed.files)
     draft = ModelVersion(name, 0, packed.framework, packed.model_class, artifacts, signature, packed.libraries,
-                         _json_dict(params, "params"), _json_dict(metrics, "metrics"), lineage, time.time(),
-                         author or default_author(repo.root), {**packed.meta, **_json_dict(meta, "meta")})
+                         _json_dict(params, "params"), _json_dict(metrics, "metrics"), lineage, time.time(), who,
+                         {**packed.meta, **_json_dict(meta, "meta")})
 
     def add(index: ModelIndex) -> tuple[ModelIndex, ModelVersion]:
         version = draft.renumbered(index.latest + 1)
@@ -253,11 +260,12 @@ def register(repo: Repo, name: str, model: Any, *, train: str | None = None, eva
                            if lin.train else None, lin.parent.record if lin.parent else None)
         return replace(index, versions=(*index.versions, entry)), version
 
-    return _update(repo, name, add, lambda v: f"model {name}: register version {v.version}", branch=branch)
+    return _update(repo, name, add, lambda v: f"model {name}: register version {v.version}", branch=branch,
+                   author=who, code=code)
 
 
 def _lineage(repo: Repo, signature: Any, train: str | None, eval: str | None, features: Sequence[str] | None,
-             label: str | None) -> tuple[Lineage, Any]:
+             label: str | None, code: dict[str, Any] | None) -> tuple[Lineage, Any]:
     train_ref = eval_ref = None
     chosen = label
     if train is not None:
@@ -276,7 +284,7 @@ def _lineage(repo: Repo, signature: Any, train: str | None, eval: str | None, fe
         chosen = chosen or LABEL
         check_eval(eval_manifest, eval, signature.features, chosen)
         signature = replace(signature, label=chosen)
-    return Lineage(train_ref, eval_ref, code_reference(Path.cwd())), signature
+    return Lineage(train_ref, eval_ref, code), signature
 
 
 def set_alias(repo: Repo, name: str, version: int | str, alias: str, *, branch: str | None = None) -> int:
