@@ -226,6 +226,25 @@ def test_lineage_both_ways(drepo: assay.Repo, digits: pa.Table) -> None:
     assert d.data["eval"]["b"] is None
 
 
+def test_derived_version_takes_the_parents_data_and_attachments(drepo: assay.Repo, digits: pa.Table) -> None:
+    drepo.register_model("digits", mlp(digits), train="train@v1", eval="test@v1")
+    v = drepo.register_model("digits-onnx", tiny_onnx(), parent="digits@1", derived_by="export onnx")
+    assert v.lineage.train == drepo.model("digits@1").lineage.train and v.lineage.eval is not None
+    assert v.signature.features == tuple(FEATURES) and v.signature.label == "label"
+    evaluation = assay.models.data(drepo, "digits-onnx")
+    assert evaluation is not None and evaluation.num_rows == len(digits) - 1200
+    assert assay.models.attach(drepo, "digits-onnx@1", "bench", {"p50_ms": 0.01}) == 1
+    view = assay.models.describe(drepo, "digits-onnx")
+    assert view.attached == {"bench": {"p50_ms": 0.01}} and view.version == v  # the record is unchanged
+    drepo.set_model_alias("digits-onnx", 1, "edge")
+    assert assay.models.describe(drepo, "digits-onnx").aliases == ("edge",)
+    assert assay.models.remove_alias(drepo, "digits-onnx", "edge") == 1
+    with pytest.raises(ModelNotFound, match="no version or alias 'edge'"):
+        drepo.model("digits-onnx@edge")
+    drepo.gc(grace=0)
+    assert drepo.fsck().ok and assay.models.attachments(drepo, "digits-onnx") == {"bench": {"p50_ms": 0.01}}
+
+
 def _register_many(root: str, worker: int, count: int, model: Any, out: Any) -> None:
     with assay.Repo(root) as repo:
         out.put([repo.register_model("shared", model, params={"worker": worker, "i": i}).version

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from assay.errors import ConflictError, InputError, ModelNotFound, SignatureMismatch
 from assay.models import adapters
 from assay.models.lineage import LABEL, LineageReport, check_eval, descendants, feature_columns, resolve_data
-from assay.models.record import Artifact, IndexEntry, Lineage, ModelIndex, ModelVersion, ParentRef
+from assay.models.record import Artifact, DataRef, IndexEntry, Lineage, ModelIndex, ModelVersion, ParentRef
 from assay.repo import Commit, RefUpdate, revisions
 from assay.repo.gitinfo import code_reference, default_author
 
 if TYPE_CHECKING:
     from assay.repo.repository import Repo
+    from assay.table import DatasetVersion, Manifest
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
@@ -159,6 +160,18 @@ def read_artifact(repo: Repo, spec: str, name: str | None = None) -> bytes:
     return repo.store.get(get(repo, spec).artifact(name).oid)
 
 
+def data(repo: Repo, spec: str | ModelVersion, role: str = "eval") -> DatasetVersion | None:
+    """The dataset version a version was trained (``role="train"``) or evaluated on, read from its recorded
+    manifest (kept alive by the record); None when none was recorded."""
+    from assay.table import DatasetVersion
+
+    version = spec if isinstance(spec, ModelVersion) else get(repo, spec)
+    ref = {"train": version.lineage.train, "eval": version.lineage.eval}[role]
+    if ref is None:
+        return None
+    return DatasetVersion(repo.store, repo.read_manifest(ref.manifest), commit=ref.commit)
+
+
 def load(repo: Repo, spec: str) -> Any:
     """The live model of a version: a scikit-learn estimator, a torch module (of its exported program) or an
     ``onnx.ModelProto``."""
@@ -231,7 +244,8 @@ def _parent(repo: Repo, parent: str | ModelVersion | None) -> ParentRef | None:
     return ParentRef(index.name, n, index.entry(n).record)
 
 
-def register(repo: Repo, name: str, model: Any, *, train: str | None = None, eval: str | None = None,
+def register(repo: Repo, name: str, model: Any, *, train: str | DataRef | None = None,
+             eval: str | DataRef | None = None,
              metrics: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
              example_input: Any = None, parent: str | ModelVersion | None = None, derived_by: str | None = None,
              features: Sequence[str] | None = None, label: str | None = None, meta: Mapping[str, Any] | None = None,
@@ -241,13 +255,23 @@ def register(repo: Repo, name: str, model: Any, *, train: str | None = None, eva
     ``train``/``eval`` name the committed data (``DATASET@REV``); the model's inputs must fit the training
     data's columns (``features`` names them when the model does not know them), and the evaluation data must
     hold them and the label column. Nothing is registered when anything is wrong.
+
+    A version derived from ``parent`` (an export, a quantised copy) takes the parent's training and
+    evaluation data, feature columns and label unless given.
     """
     check_name(name)
     packed = adapters.pack(model, example_input=example_input)
     code = code_reference(Path.cwd())
     who = author or default_author(repo.root)
+    parent_ref = _parent(repo, parent)
+    if parent_ref is not None:
+        origin = read_version(repo, parent_ref.record)
+        train = train if train is not None else origin.lineage.train
+        eval = eval if eval is not None else origin.lineage.eval
+        features = features if features is not None else (origin.signature.features or None)
+        label = label if label is not None else origin.signature.label
     lineage, signature = _lineage(repo, packed.signature, train, eval, features, label, code)
-    lineage = replace(lineage, parent=_parent(repo, parent), derived_by=derived_by)
+    lineage = replace(lineage, parent=parent_ref, derived_by=derived_by)
     artifacts = tuple(Artifact(n, repo.store.put(data), len(data), media) for n, data, media in packed.files)
     draft = ModelVersion(name, 0, packed.framework, packed.model_class, artifacts, signature, packed.libraries,
                          _json_dict(params, "params"), _json_dict(metrics, "metrics"), lineage, time.time(), who,
@@ -264,25 +288,36 @@ def register(repo: Repo, name: str, model: Any, *, train: str | None = None, eva
                    author=who, code=code)
 
 
-def _lineage(repo: Repo, signature: Any, train: str | None, eval: str | None, features: Sequence[str] | None,
-             label: str | None, code: dict[str, Any] | None) -> tuple[Lineage, Any]:
+def _data(repo: Repo, data: str | DataRef, role: str) -> tuple[DataRef, Manifest]:
+    if isinstance(data, DataRef):
+        return data, repo.read_manifest(data.manifest)
+    return resolve_data(repo, data, role)
+
+
+def _shown(data: str | DataRef) -> str:
+    return data if isinstance(data, str) else f"{data.dataset}@{data.rev} ({data.commit[:12]})"
+
+
+def _lineage(repo: Repo, signature: Any, train: str | DataRef | None, eval: str | DataRef | None,
+             features: Sequence[str] | None, label: str | None,
+             code: dict[str, Any] | None) -> tuple[Lineage, Any]:
     train_ref = eval_ref = None
     chosen = label
     if train is not None:
-        train_ref, manifest = resolve_data(repo, train, "training")
+        train_ref, manifest = _data(repo, train, "training")
         names = manifest.schema.names
         if label is not None and label not in names:
-            raise SignatureMismatch(f"training data {train} has no label column {label!r} (its columns: "
+            raise SignatureMismatch(f"training data {_shown(train)} has no label column {label!r} (its columns: "
                                     f"{names[:20]}); name the column that holds the labels. Nothing was registered.")
         chosen = label or (LABEL if LABEL in names else None)
-        cols = feature_columns(signature, manifest, train, label=chosen, features=features)
+        cols = feature_columns(signature, manifest, _shown(train), label=chosen, features=features)
         signature = replace(signature, features=cols, label=chosen)
     elif features:
         signature = replace(signature, features=tuple(features), label=label)
     if eval is not None:
-        eval_ref, eval_manifest = resolve_data(repo, eval, "evaluation")
+        eval_ref, eval_manifest = _data(repo, eval, "evaluation")
         chosen = chosen or LABEL
-        check_eval(eval_manifest, eval, signature.features, chosen)
+        check_eval(eval_manifest, _shown(eval), signature.features, chosen)
         signature = replace(signature, label=chosen)
     return Lineage(train_ref, eval_ref, code), signature
 
