@@ -23,7 +23,8 @@ from assay.errors import (
     SignatureMismatch,
     UnsupportedModel,
 )
-from assay.models import ModelIndex, ModelVersion
+from assay.models import ModelVersion
+from assay.models.record import read_index
 
 FEATURES = [f"p{i}" for i in range(64)]
 
@@ -97,12 +98,28 @@ def test_versions_aliases_and_stored_formats(drepo: assay.Repo, digits: pa.Table
     [summary] = drepo.models()
     assert (summary.name, summary.versions, summary.aliases) == ("digits", 3, {"champion": 3})
     oid = drepo.read_commit(drepo.resolve("main")).models["digits"]
-    index = ModelIndex.from_bytes(drepo.store.get(oid))
+    index = read_index(drepo.store.get, oid)
     assert [drepo.store.get(e.record) for e in index.versions] == [drepo.model(f"digits@{n}").to_bytes()
                                                                      for n in (1, 2, 3)]
     newer = drepo.model("digits").to_dict() | {"format": 99}
     with pytest.raises(FormatError, match="upgrade assay"):
         ModelVersion.from_bytes(__import__("json").dumps(newer).encode())
+
+
+def test_index_pages(drepo: assay.Repo, digits: pa.Table, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assay.models import record
+
+    monkeypatch.setattr(record, "PAGE", 3)  # pages of 3 versions instead of 256
+    model = _fit_on(digits, FEATURES)
+    for i in range(8):
+        drepo.register_model("paged", model, params={"i": i})
+    drepo.set_model_alias("paged", 2, "old")
+    stored = __import__("json").loads(drepo.store.get(drepo.read_commit(drepo.resolve("main")).models["paged"]))
+    assert len(stored["pages"]) == 2 and len(stored["versions"]) == 2 and stored["count"] == 8
+    drepo.gc(grace=0)  # pages, and the records they list, are reachable
+    assert drepo.fsck().ok
+    assert [v.params["i"] for v in assay.models.history(drepo, "paged")] == list(range(8))
+    assert drepo.model("paged@old").params == {"i": 1} and drepo.model("paged@3").params == {"i": 2}
 
 
 def test_pipeline_with_named_features(drepo: assay.Repo, digits: pa.Table) -> None:

@@ -15,6 +15,8 @@ from assay.models.record import (
     ParentRef,
     Signature,
     TensorSpec,
+    read_index,
+    write_index,
 )
 from assay.models.registry import (
     ModelSummary,
@@ -65,7 +67,9 @@ __all__ = [
     "model_lineage",
     "read_artifact",
     "read_file",
+    "read_index",
     "register",
     "remove_alias",
     "set_alias",
+    "write_index",
 ]

@@ -2,14 +2,15 @@
 
 Both are canonical JSON objects in the object store, addressed by their hash, each with its ``format``. A
 record is immutable: a version's artifacts, signature, parameters, metrics and lineage. The index of a model
-lists its versions (version N is entry N-1) and its aliases; a commit's ``models`` maps a model name to the
-oid of its index, so a registration or an alias move is one new commit. Both declare what they reference in
-``refs`` (by type of object), which gc, fsck and push follow (``assay.repo.graph``).
+lists its versions (version N is entry N-1; older ones in pages of 256) and its aliases; a commit's ``models``
+maps a model name to the oid of its index, so a registration or an alias move is one new commit. All declare
+what they reference in ``refs`` (by type of object), which gc, fsck and push follow (``assay.repo.graph``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -245,7 +246,12 @@ class IndexEntry:
 @dataclass(frozen=True)
 class ModelIndex:
     """Every version of one model (version N is ``versions[N-1]``), its aliases, and what is attached to
-    versions after registration (e.g. benchmark results: version -> name -> oid of a JSON object)."""
+    versions after registration (e.g. benchmark results: version -> name -> oid of a JSON object).
+
+    Stored as an index object holding the newest versions (fewer than ``PAGE``) and the oids of immutable
+    pages of ``PAGE`` older ones, so that a registration writes a bounded amount however many versions
+    there are (``write_index``, ``read_index``).
+    """
 
     name: str
     versions: tuple[IndexEntry, ...] = ()
@@ -260,20 +266,39 @@ class ModelIndex:
     def entry(self, version: int) -> IndexEntry:
         return self.versions[version - 1]
 
-    def to_dict(self) -> dict[str, Any]:
-        attached = {str(v): dict(sorted(a.items())) for v, a in sorted(self.attached.items())}
-        return {"format": self.format, "type": "model-index", "name": self.name,
-                "versions": [e.to_dict() for e in self.versions], "aliases": dict(sorted(self.aliases.items())),
-                "attached": attached,
-                "refs": {"model": [e.record for e in self.versions],
-                         "object": sorted({o for a in self.attached.values() for o in a.values()})}}
 
-    def to_bytes(self) -> bytes:
-        return _dumps(self.to_dict())
+PAGE = 256  # versions per page of an index
 
-    @classmethod
-    def from_bytes(cls, data: bytes, oid: str = "?") -> ModelIndex:
-        d = _load(data, oid, "model-index", INDEX_FORMAT)
-        return cls(d["name"], tuple(IndexEntry.from_dict(e) for e in d["versions"]),
-                   {k: int(v) for k, v in d.get("aliases", {}).items()},
-                   {int(v): dict(a) for v, a in d.get("attached", {}).items()}, d["format"])
+
+def _page_bytes(name: str, first: int, entries: tuple[IndexEntry, ...]) -> bytes:
+    return _dumps({"format": INDEX_FORMAT, "type": "model-index-page", "name": name, "first": first,
+                   "versions": [e.to_dict() for e in entries], "refs": {"model": [e.record for e in entries]}})
+
+
+def write_index(put: Callable[[bytes], str], index: ModelIndex) -> str:
+    """Store ``index`` with ``put`` (an object store's); returns the oid of the index object. Full pages are
+    content-addressed, so those that did not change are the objects already stored."""
+    full = len(index.versions) // PAGE * PAGE
+    pages = [put(_page_bytes(index.name, i + 1, index.versions[i:i + PAGE])) for i in range(0, full, PAGE)]
+    tail = index.versions[full:]
+    attached = {str(v): dict(sorted(a.items())) for v, a in sorted(index.attached.items())}
+    return put(_dumps({
+        "format": index.format, "type": "model-index", "name": index.name, "count": len(index.versions),
+        "pages": pages, "versions": [e.to_dict() for e in tail], "aliases": dict(sorted(index.aliases.items())),
+        "attached": attached,
+        "refs": {"model": [*pages, *(e.record for e in tail)],
+                 "object": sorted({o for a in index.attached.values() for o in a.values()})}}))
+
+
+def read_index(get: Callable[[str], bytes], oid: str) -> ModelIndex:
+    """The index stored as ``oid`` (its pages read with ``get``)."""
+    d = _load(get(oid), oid, "model-index", INDEX_FORMAT)
+    entries: list[IndexEntry] = []
+    for page in d.get("pages", ()):
+        p = _load(get(page), page, "model-index-page", INDEX_FORMAT)
+        entries.extend(IndexEntry.from_dict(e) for e in p["versions"])
+    entries.extend(IndexEntry.from_dict(e) for e in d["versions"])
+    if len(entries) != d.get("count", len(entries)):
+        raise FormatError(f"model index {oid} lists {len(entries)} versions, not {d['count']}; run `assay fsck`")
+    return ModelIndex(d["name"], tuple(entries), {k: int(v) for k, v in d.get("aliases", {}).items()},
+                      {int(v): dict(a) for v, a in d.get("attached", {}).items()}, d["format"])

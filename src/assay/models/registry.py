@@ -21,7 +21,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from assay.errors import ConflictError, InputError, ModelNotFound, SignatureMismatch
 from assay.models import adapters
 from assay.models.lineage import LABEL, LineageReport, check_eval, descendants, feature_columns, resolve_data
-from assay.models.record import Artifact, DataRef, IndexEntry, Lineage, ModelIndex, ModelVersion, ParentRef
+from assay.models.record import (
+    Artifact,
+    DataRef,
+    IndexEntry,
+    Lineage,
+    ModelIndex,
+    ModelVersion,
+    ParentRef,
+    read_index,
+    write_index,
+)
 from assay.repo import Commit, RefUpdate, revisions
 from assay.repo.gitinfo import code_reference, default_author
 
@@ -56,7 +66,7 @@ def indexes(repo: Repo, rev: str | None = None) -> dict[str, ModelIndex]:
     oid = repo.resolve(rev) if rev is not None else repo.head()
     if oid is None:
         return {}
-    return {n: ModelIndex.from_bytes(repo.store.get(o), o) for n, o in repo.read_commit(oid).models.items()}
+    return {n: read_index(repo.store.get, o) for n, o in repo.read_commit(oid).models.items()}
 
 
 def _index(repo: Repo, name: str, rev: str | None) -> ModelIndex:
@@ -65,7 +75,7 @@ def _index(repo: Repo, name: str, rev: str | None) -> ModelIndex:
     if name not in models:
         raise ModelNotFound(f"no model {name!r}{f' at {rev}' if rev else ''}; models: {sorted(models) or 'none'}. "
                             "Register one with `assay model register`")
-    return ModelIndex.from_bytes(repo.store.get(models[name]), models[name])
+    return read_index(repo.store.get, models[name])
 
 
 def version_number(index: ModelIndex, which: str | None) -> int:
@@ -211,9 +221,8 @@ def _update(repo: Repo, name: str, change: Callable[[ModelIndex], tuple[ModelInd
         tip = ref.commit if ref else None
         before = repo.read_commit(tip) if tip else None
         models = dict(before.models) if before else {}
-        index, result = change(ModelIndex.from_bytes(repo.store.get(models[name]), models[name]) if name in models
-                               else ModelIndex(name))
-        models[name] = repo.store.put(index.to_bytes())
+        index, result = change(read_index(repo.store.get, models[name]) if name in models else ModelIndex(name))
+        models[name] = write_index(repo.store.put, index)
         text = message(result)
         c = Commit.child(parent=before, parents=(tip,) if tip else (), message=text, author=who, code=where,
                          models=models, meta={"model": {"name": name, "action": text}})
