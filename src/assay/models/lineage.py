@@ -222,20 +222,30 @@ def sample_id(manifest: Manifest, sample: str, spec: str) -> bytes:
 def trained_on(repo: Repo, indexes: dict[str, ModelIndex], target: DataRef, manifest: Manifest,
                sample: str | None = None) -> list[TrainedOn]:
     """Model versions (of ``indexes``) whose training data holds version ``target`` of a dataset, or (with
-    ``sample``) that sample of it."""
+    ``sample``) that sample of it. Each distinct training version is looked at once."""
     entries = [(name, n, e) for name, index in sorted(indexes.items()) for n, e in enumerate(index.versions, 1)
                if e.train is not None and e.train[0] == target.dataset]
     ids = _Ids(repo)
     manifests: dict[str, Manifest] = {target.manifest: manifest}
+    found: dict[str, str] = {}  # training manifest -> how it holds what was asked ("" if it does not)
     if sample is not None:
         sid = sample_id(manifest, sample, target.spec)
         if not ids.has_sample(manifest, sid):
             raise RefNotFound(f"{target.dataset}@{target.rev} has no sample {sample!r}; see its samples with "
                               f"`assay scores` or `assay diff`")
-        return [TrainedOn(name, n, "sample", m) for name, n, m in _with_manifests(repo, entries, manifests)
-                if ids.has_sample(manifests[m], sid)]
-    return [TrainedOn(name, n, how, m) for name, n, m in _with_manifests(repo, entries, manifests)
-            if (how := _holds(ids, target.manifest, manifest, m, manifests[m]))]
+
+        def how(oid: str) -> str:
+            return "sample" if ids.has_sample(manifests[oid], sid) else ""
+    else:
+        def how(oid: str) -> str:
+            return _holds(ids, target.manifest, manifest, oid, manifests[oid])
+    out = []
+    for name, n, m in _with_manifests(repo, entries, manifests):
+        if m not in found:
+            found[m] = how(m)
+        if found[m]:
+            out.append(TrainedOn(name, n, found[m], m))
+    return out
 
 
 def _with_manifests(repo: Repo, entries: Iterable[tuple[str, int, IndexEntry]],
