@@ -85,7 +85,9 @@ def _check_width(signature: Signature, manifest: Manifest, columns: Sequence[str
         shown = ", ".join(columns[:8]) + (", ..." if len(columns) > 8 else "")
         raise SignatureMismatch(f"the model takes {takes} feature value(s) per sample but the feature columns of "
                                 f"{spec} hold {has} ({shown}); give features=[...] (the columns it was trained on, "
-                                f"in order) or the dataset it was trained on. Nothing was registered.")
+                                "in order; --features on the command line), the label column if it is not "
+                                "'label' (label=..., --label), or the dataset it was trained on. Nothing was "
+                                "registered.")
 
 
 def check_eval(manifest: Manifest, spec: str, features: Sequence[str], label: str | None) -> None:
