@@ -127,13 +127,14 @@ def test_pipeline_with_named_features(drepo: assay.Repo, digits: pa.Table) -> No
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    frame = digits.slice(0, 1000).select([*FEATURES[:32], "label"]).to_pandas()
-    pipe = make_pipeline(StandardScaler(), HistGradientBoostingClassifier(max_iter=5, random_state=0))
+    frame = digits.slice(0, 300).select([*FEATURES[:32], "label"]).to_pandas()
+    pipe = make_pipeline(StandardScaler(), HistGradientBoostingClassifier(max_iter=3, max_depth=3, random_state=0))
     pipe.fit(frame[FEATURES[:32]], frame["label"])
     v = drepo.register_model("hgb", pipe, train="train@v1", eval="test@v1")
     assert v.signature.features == tuple(FEATURES[:32]) and v.model_class.endswith("Pipeline")
 
 
+@pytest.mark.slow  # importing torch and torch.export take seconds
 def test_torch_module_with_example_input(drepo: assay.Repo) -> None:
     torch = pytest.importorskip("torch")
     net = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.ReLU(), torch.nn.Linear(8, 10))
