@@ -39,8 +39,8 @@ def _changed(a: dict[str, Any], b: dict[str, Any]) -> dict[str, list[Any]]:
 
 def _data_change(repo: Repo, a: DataRef | None, b: DataRef | None) -> dict[str, Any]:
     if a is None or b is None:
-        return {"a": a.spec if a else None, "b": b.spec if b else None}
-    out: dict[str, Any] = {"a": a.spec, "b": b.spec, "rows_a": a.rows, "rows_b": b.rows}
+        return {"a": str(a) if a else None, "b": str(b) if b else None}
+    out: dict[str, Any] = {"a": str(a), "b": str(b), "rows_a": a.rows, "rows_b": b.rows}
     if a.manifest == b.manifest:
         return {**out, "same": True}
     if a.dataset != b.dataset:

@@ -108,7 +108,11 @@ class DataRef:
 
     @property
     def spec(self) -> str:
+        """``dataset@commit-prefix``: names this version whatever the revision it was given by does later."""
         return f"{self.dataset}@{self.commit[:12]}"
+
+    def __str__(self) -> str:
+        return f"{self.dataset}@{self.rev} ({self.commit[:12]})" if self.rev else self.spec
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "commit": self.commit, "manifest": self.manifest, "rows": self.rows,
