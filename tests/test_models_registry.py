@@ -259,6 +259,9 @@ def test_derived_version_takes_the_parents_data_and_attachments(drepo: assay.Rep
     assert assay.models.remove_alias(drepo, "digits-onnx", "edge") == 1
     with pytest.raises(ModelNotFound, match="no version or alias 'edge'"):
         drepo.model("digits-onnx@edge")
+    drepo.add("train", digits.slice(1200, 10), key=["id"], mode="append")
+    drepo.commit("a dataset commit carries the registry over")
+    assert [m.name for m in drepo.models()] == ["digits", "digits-onnx"]
     drepo.gc(grace=0)
     assert drepo.fsck().ok and assay.models.attachments(drepo, "digits-onnx") == {"bench": {"p50_ms": 0.01}}
 
