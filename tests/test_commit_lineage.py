@@ -23,6 +23,7 @@ from assay.repo.commits import Commit
 from assay.repo.graph import KINDS, OBJECT, Edge, Kind, Node, register_kind
 from tests.conftest import make_table
 
+MODEL_INDEX = b'{"format": 1, "type": "model-index", "name": "clf", "versions": [], "refs": {}}'  # an empty model
 SUITE = "dataset: {name}\nexpectations:\n  - {{expect: between, column: x, min: 0, max: 10}}\n# version {version}\n"
 
 
@@ -132,7 +133,7 @@ def test_random_histories_drop_nothing(ops: list[tuple[str, Any, Any]]) -> None:
     with tempfile.TemporaryDirectory() as tmp, assay.init(tmp) as repo:
         model = _Model()
         _change(repo, model, ("add", "a", 2))
-        models = {"clf": repo.store.put(b"a model record")}
+        models = {"clf": repo.store.put(MODEL_INDEX)}
         _set_models(repo, models)
         for i, (kind, theirs, ours) in enumerate(ops):
             if kind == "change":
@@ -197,7 +198,7 @@ def test_gate_publish_and_release_keep_suites_and_models(repo: assay.Repo) -> No
     repo.add("t", base, key="id")
     repo.set_suite("t", "dataset: t\nexpectations:\n  - {expect: not_null, column: id}\n")
     repo.commit("base")
-    models = {"clf": repo.store.put(b"a model record")}
+    models = {"clf": repo.store.put(MODEL_INDEX)}
     _set_models(repo, models)
     suites = _head_commit(repo).suites
     copies = base.slice(0, 3).set_column(0, "id", pa.array([900, 901, 902], pa.int64()))

@@ -8,12 +8,13 @@ from pathlib import Path
 import assay
 import assay.checks
 import assay.gate
+import assay.models
 import assay.repo
 import assay.screens
 import assay.store
 import assay.table
 
-LAYERS = ["errors", "store", "table", "repo", "checks", "screens", "gate", "report", "cli"]
+LAYERS = ["errors", "store", "table", "repo", "checks", "screens", "gate", "models", "report", "cli"]
 SRC = Path(assay.__file__).parent
 
 
@@ -56,7 +57,8 @@ def test_library_never_prints() -> None:
 
 
 def test_public_surfaces_are_sorted_and_importable() -> None:
-    for module in (assay, assay.store, assay.table, assay.repo, assay.checks, assay.screens, assay.gate):
+    for module in (assay, assay.store, assay.table, assay.repo, assay.checks, assay.screens, assay.gate,
+                   assay.models):
         names = list(module.__all__)
         assert names == sorted(names), module.__name__
         for name in names:

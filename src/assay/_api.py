@@ -11,6 +11,9 @@ from typing import Any
 from assay.checks.gate import verify_staged
 from assay.gate import IngestReport, Policy, load_policy, read_scores
 from assay.gate import ingest as _ingest
+from assay.models import LineageReport, ModelDiff, ModelSummary, ModelVersion, TrainedOn
+from assay.models import queries as _model_queries
+from assay.models import registry as _registry
 from assay.repo import repository as _repository
 from assay.screens import FeatureSpec, Screen, ScreenRun, make_screen, run_screens, screen_data
 from assay.table import DatasetVersion
@@ -40,6 +43,43 @@ class Repo(_repository.Repo):
         """The per-sample scores of ``DATASET[@REV]`` as a pandas frame (filtered, sorted)."""
         return read_scores(self, spec, where=where, sort=sort, descending=descending, flagged=flagged,
                            limit=limit).to_pandas()
+
+    # -- models (assay.models.registry; see docs/models.md) ----------------------------------------------------
+
+    def register_model(self, name: str, model: Any, *, train: str | None = None, eval: str | None = None,
+                       metrics: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
+                       example_input: Any = None, parent: str | ModelVersion | None = None,
+                       **kwargs: Any) -> ModelVersion:
+        """Register ``model`` (scikit-learn, PyTorch with ``example_input``, ONNX) as the next version of ``name``,
+        trained on ``train`` and evaluated on ``eval`` (``DATASET@REV``). See ``assay.models.register``."""
+        return _registry.register(self, name, model, train=train, eval=eval, metrics=metrics, params=params,
+                                  example_input=example_input, parent=parent, **kwargs)
+
+    def model(self, spec: str, *, rev: str | None = None) -> ModelVersion:
+        """The version ``NAME[@VERSION|@ALIAS]`` names (the newest by default)."""
+        return _registry.get(self, spec, rev=rev)
+
+    def models(self, *, rev: str | None = None) -> list[ModelSummary]:
+        """Every registered model: versions, aliases, newest version."""
+        return _registry.list_models(self, rev=rev)
+
+    def load_model(self, spec: str) -> Any:
+        """The live model of a version (unpickling a scikit-learn model runs code from its stored bytes)."""
+        return _registry.load(self, spec)
+
+    def set_model_alias(self, name: str, version: int | str, alias: str) -> int:
+        """Point ``alias`` (e.g. ``champion``) of model ``name`` at ``version``, atomically."""
+        return _registry.set_alias(self, name, version, alias)
+
+    def model_lineage(self, spec: str) -> LineageReport:
+        return _registry.lineage(self, spec)
+
+    def model_diff(self, a: str, b: str) -> ModelDiff:
+        return _model_queries.diff(self, a, b)
+
+    def trained_on(self, spec: str, *, sample: str | None = None) -> list[TrainedOn]:
+        """Model versions whose training data holds ``DATASET@REV`` (or, with ``sample``, that sample)."""
+        return _model_queries.find_trained_on(self, spec, sample=sample)
 
 
 def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None) -> Repo:

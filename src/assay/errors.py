@@ -12,13 +12,18 @@ the subclass also derives from it::
     ├── CatalogDamaged(AssayError)                     the catalog database (refs) cannot be read
     ├── CatalogUnavailable(AssayError, ConnectionError) the catalog's server refused or cannot be reached
     ├── RefNotFound(AssayError, KeyError)              branch, tag, commit or dataset unknown
+    │   └── ModelNotFound                               model, version or alias unknown
     ├── RefExists(AssayError, ValueError)
     ├── InputError(AssayError, ValueError)             bad user input: files, frames, arguments
     │   ├── SchemaConflict                              schema does not fit the dataset
     │   ├── KeyViolation                                duplicate or null keys
     │   ├── ScreenError                                 data a screen cannot score (no labels, one class)
     │   ├── PolicyError                                 a gate policy file that cannot be read
-    │   └── SQLConditionError                           user SQL that is not one expression over the data
+    │   ├── SQLConditionError                           user SQL that is not one expression over the data
+    │   └── ModelError                                  a model the registry cannot take; nothing registered
+    │       ├── UnsupportedModel(ModelError, TypeError)  not a scikit-learn, PyTorch or ONNX model
+    │       ├── SignatureMismatch                       inputs that do not fit the data it claims
+    │       └── ModelFileError                          a model file that cannot be read (corrupt ONNX)
     ├── ConflictError(AssayError, RuntimeError)        a ref moved under a writer
     │   └── LockHeld                                    a catalog lock (gc's) held elsewhere until it expires
     ├── MergeConflict(AssayError)                      samples changed differently on both sides
@@ -109,6 +114,27 @@ class PolicyError(InputError):
 class SQLConditionError(InputError):
     """A user's SQL condition (a suite's ``sql`` expectation, ``scores --where``) that is not one expression over
     the columns of the data: a second statement, a comment, a subquery, a table or file function."""
+
+
+class ModelNotFound(RefNotFound):
+    """A model name, version number or alias that the registry does not hold."""
+
+
+class ModelError(InputError):
+    """A model (or its lineage) that the registry cannot take; nothing was registered."""
+
+
+class UnsupportedModel(ModelError, TypeError):
+    """An object that is not a model of a supported framework (or whose framework is not installed)."""
+
+
+class SignatureMismatch(ModelError):
+    """A model whose inputs do not match the columns of the dataset it claims, or an evaluation version
+    without the label column."""
+
+
+class ModelFileError(ModelError):
+    """A model file that cannot be read: a corrupt or truncated ONNX file, a pickle that does not load."""
 
 
 class ConflictError(AssayError, RuntimeError):

@@ -8,10 +8,11 @@ registered with ``register_kind``; entries of a kind nobody registered are kept 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from assay.errors import AssayError, ObjectNotFound
+from assay.errors import AssayError, FormatError, ObjectNotFound
 from assay.repo.commits import Commit
 from assay.store import ObjectStore
 from assay.table.fragments import read_fragment
@@ -69,9 +70,22 @@ def _commit_children(store: ObjectStore, oid: str, data: bytes) -> Iterator[Edge
         yield from (Edge(o, node, f"{kind} {n} in {oid[:12]}") for n, o in entries.items() if o)
 
 
+def _model_children(store: ObjectStore, oid: str, data: bytes) -> Iterator[Edge]:
+    """A model index or version record (JSON): it declares what it references in ``refs``, by type of object
+    (``{"model": [...], "manifest": [...], "object": [...]}``), so that this layer need not know its format."""
+    d = json.loads(data)
+    if not isinstance(d, dict) or not isinstance(d.get("refs", {}), dict):
+        raise FormatError(f"object {oid} is not a model record")
+    nodes = {"model": MODEL, "manifest": MANIFEST, "object": OBJECT}
+    what = f"{d.get('type', 'model')} {d.get('name', '?')}" + (f"@{d['version']}" if "version" in d else "")
+    for node, oids in sorted(d.get("refs", {}).items()):
+        yield from (Edge(o, nodes.get(node, OBJECT), f"{node} of {what}") for o in oids if o)
+
+
 OBJECT = Node("object")
 MANIFEST = Node("manifest", _manifest_children)
 COMMIT = Node("commit", _commit_children)
+MODEL = Node("model", _model_children)
 KINDS: dict[str, Kind] = {}
 
 
@@ -88,7 +102,7 @@ def kind_of(name: str) -> Kind:
 
 register_kind(Kind("datasets", MANIFEST))
 register_kind(Kind("suites", OBJECT))  # the YAML text of a suite
-register_kind(Kind("models", OBJECT))  # until the model registry declares what a model record references
+register_kind(Kind("models", MODEL))  # a model's index: its version records, their artifacts and data
 
 # Called with (oid, what refers to it, the error) for an object that is missing or cannot be read.
 OnError = Callable[[str, str, Exception], None]
