@@ -17,13 +17,17 @@ the subclass also derives from it::
     │   ├── KeyViolation                                duplicate or null keys
     │   ├── ScreenError                                 data a screen cannot score (no labels, one class)
     │   ├── PolicyError                                 a gate policy file that cannot be read
-    │   └── SQLConditionError                           user SQL that is not one expression over the data
+    │   ├── SQLConditionError                           user SQL that is not one expression over the data
+    │   └── UnsupportedModel(…, TypeError)              a model the models layer cannot export or run
     ├── ConflictError(AssayError, RuntimeError)        a ref moved under a writer
     ├── MergeConflict(AssayError)                      samples changed differently on both sides
     ├── CheckFailed(AssayError)                        a commit or merge refused by a dataset's suite
     ├── BatchRejected(AssayError)                      an ingested batch refused as a whole by the gate
     ├── NothingToCommit(AssayError)
-    └── OutOfSpace(AssayError, OSError)                the filesystem filled up during a write; nothing changed
+    ├── OutOfSpace(AssayError, OSError)                the filesystem filled up during a write; nothing changed
+    ├── MissingExtra(AssayError, ImportError)          onnx, onnxruntime, skl2onnx or torch not installed
+    ├── ExportMismatch(AssayError, ValueError)         an ONNX export whose outputs differ from the original
+    └── QuantizationRefused(AssayError)                INT8 over its accuracy budget after every remedy
 
 Messages say what happened, why, and what to do.
 """
@@ -142,3 +146,27 @@ class OutOfSpace(AssayError, OSError):
 
     def __str__(self) -> str:
         return self.strerror or "no space left on device"
+
+
+class MissingExtra(AssayError, ImportError):
+    """An optional dependency (onnx, onnxruntime, skl2onnx, torch) that a model operation needs is not installed."""
+
+
+class UnsupportedModel(InputError, TypeError):
+    """A model object (or ONNX bytes) that the models layer cannot export, run or quantise."""
+
+
+class ExportMismatch(AssayError, ValueError):
+    """An ONNX export whose outputs differ from the original model's; ``verification`` holds the figures."""
+
+    def __init__(self, message: str, verification: Any = None) -> None:
+        super().__init__(message)
+        self.verification = verification
+
+
+class QuantizationRefused(AssayError):
+    """INT8 quantisation over its accuracy budget after every remedy; ``report`` holds fp32 and INT8 metrics."""
+
+    def __init__(self, message: str, report: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.report = dict(report or {})
