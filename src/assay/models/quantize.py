@@ -20,6 +20,8 @@ The budget is in percentage points for every task:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -175,7 +177,7 @@ def _remedies(fp32: bytes, scorer: _Scorer, method: str, calibration: Any, budge
 def _quantize_once(fp32: bytes, method: str, per_channel: bool, excluded: Sequence[str], calibration: Any) -> bytes:
     q = require("onnxruntime.quantization")
     extra = {"DefaultTensorType": require("onnx").TensorProto.FLOAT}  # for tensors shape inference cannot type
-    with tempfile.TemporaryDirectory(prefix="assay-quant-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="assay-quant-") as tmp, _root_log_quiet():
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32)
         if method == "dynamic":
@@ -187,6 +189,18 @@ def _quantize_once(fp32: bytes, method: str, per_channel: bool, excluded: Sequen
                               activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
                               nodes_to_exclude=list(excluded), extra_options=extra)
         return dst.read_bytes()
+
+
+@contextlib.contextmanager
+def _root_log_quiet() -> Iterator[None]:
+    """The quantiser logs advice ("consider pre-processing") on the root logger; keep it off the terminal."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 class _Calibration:
@@ -293,10 +307,19 @@ def _intermediates(model: bytes, tensors: Sequence[str], requests: list[Any], th
 
 
 def name_nodes(onnx_bytes: bytes) -> bytes:
-    """The model with a unique name on every node (quantisers exclude nodes by name)."""
+    """The model with a unique name on every node (quantisers exclude nodes by name) and each opset domain
+    imported once (skl2onnx can import the default domain twice, which the quantiser refuses)."""
     proto = load_model(onnx_bytes)
     seen: set[str] = set()
-    changed = False
+    opsets: dict[str, int] = {}
+    for o in proto.opset_import:
+        domain = "" if o.domain == "ai.onnx" else o.domain
+        opsets[domain] = max(opsets.get(domain, 0), o.version)
+    changed = len(opsets) != len(proto.opset_import)
+    if changed:
+        del proto.opset_import[:]
+        for domain, version in opsets.items():
+            proto.opset_import.add(domain=domain, version=version)
     for i, node in enumerate(proto.graph.node):
         if not node.name or node.name in seen:
             node.name = f"{node.op_type}_{i}"
