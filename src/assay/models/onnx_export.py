@@ -471,15 +471,15 @@ def verify_export(original: Any, onnx_bytes: bytes, inputs: Any, *, atol: float 
     ref = reference_outputs(original, inputs, framework=kind)
     onnx_inputs = torch_feeds(original, kind, inputs, ["input_ids", "attention_mask", "token_type_ids"]) \
         if kind in ("sentence-transformers", "transformers") else inputs
-    got = run_onnx(onnx_bytes, onnx_inputs if kind != "torch" else _positional(onnx_bytes, original, inputs),
-                   threads=threads)
+    got = run_onnx(onnx_bytes, onnx_inputs if kind != "torch" else _positional(onnx_bytes, inputs), threads=threads)
     result = _compare(ref, got, atol, rtol)
     if not result.passed:
         raise ExportMismatch(_mismatch_message(result), result)
     return result
 
 
-def _positional(onnx_bytes: bytes, model: Any, inputs: Any) -> Any:
+def _positional(onnx_bytes: bytes, inputs: Any) -> Any:
+    """Positional torch inputs (an array or a tuple of arrays) named like the export's inputs."""
     if isinstance(inputs, Mapping):
         return inputs
     arrays = list(inputs) if isinstance(inputs, tuple | list) else [inputs]
