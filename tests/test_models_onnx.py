@@ -180,6 +180,8 @@ def test_quantize_bad_arguments(mlp_onnx: bytes, digits: tuple[np.ndarray, np.nd
         quantize(mlp_onnx, eval_inputs=x[:10], task="classification", method="static")
     with pytest.raises(InputError, match="10 targets for 20"):
         quantize(mlp_onnx, eval_inputs=x[:20], eval_targets=y[:10], task="classification")
+    with pytest.raises(InputError, match="one reference vector per evaluation sample"):
+        quantize(mlp_onnx, eval_inputs=x[:20], reference_outputs=np.ones((5, 10)), task="embedding")
     with pytest.raises(InputError, match="budget"):
         quantize(mlp_onnx, eval_inputs=x[:10], task="classification", budget=-1)
 

@@ -35,7 +35,7 @@ FORMAT_VERSION = 1
 MODEL_FILE = "model.onnx"
 _README = """{name}: an ONNX model packaged by assay.
 
-Needs Python 3.9+ with onnxruntime and numpy (pip install onnxruntime numpy).
+Needs Python 3.10+ with onnxruntime and numpy (pip install onnxruntime numpy).
 
     python predict.py input.json          # prints the outputs as JSON
     python -c "from predict import predict; print(predict({{...}}))"

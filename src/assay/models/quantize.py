@@ -245,6 +245,10 @@ class _Scorer:
             raise InputError(f"{len(self.targets)} targets for {self.samples} evaluation samples: pass one target "
                              "(label or value) per sample")
         self.reference = self.fp32_out if reference is None else _stack(reference)
+        if task == "embedding" and self.reference.reshape(len(self.reference), -1).shape != \
+                self.fp32_out.reshape(self.samples, -1).shape:
+            raise InputError(f"reference outputs of shape {self.reference.shape} for model outputs of shape "
+                             f"{self.fp32_out.shape}: pass one reference vector per evaluation sample")
         self.metric_name = {"classification": "accuracy %", "regression": "mean absolute error",
                             "embedding": "mean cosine %"}[task]
         self.fp32_metric = self._metric(self.fp32_out)
