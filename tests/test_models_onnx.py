@@ -227,6 +227,18 @@ def test_torch_cnn_exports_with_a_dynamic_batch_and_quantizes_static(cnn: tuple[
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops  # QDQ format
 
 
+def test_a_module_in_training_mode_is_exported_and_compared_in_eval_mode(
+        digits: tuple[np.ndarray, np.ndarray]) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.Dropout(0.5), torch.nn.Linear(16, 10)).train()
+    x = digits[0][:20] / 16
+    result = export_onnx(net, sample_inputs=x[:2])
+    assert verify_export(net, result.onnx, x).passed  # dropout off on both sides
+    assert net.training  # the caller's mode is left as it was
+
+
 @pytest.mark.slow
 def test_tiny_bert_exports_with_dynamic_sequence_and_quantizes() -> None:
     import torch

@@ -434,8 +434,13 @@ def _torch_outputs(model: Any, kind: str, inputs: Any) -> Feeds:
     torch = require("torch")
     module, names, outs = _torch_module(model, kind)
     feeds = torch_feeds(model, kind, inputs, names)
-    with torch.no_grad():
-        result = module(*(torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()))
+    was_training = bool(getattr(module, "training", False))
+    module.eval()  # as exported: dropout off, batch norm on its running statistics
+    try:
+        with torch.no_grad():
+            result = module(*(torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()))
+    finally:
+        module.train(was_training)
     results = result if isinstance(result, tuple | list) else (result,)
     names_out = outs if len(outs) == len(results) else [f"output_{i}" for i in range(len(results))]
     return {n: r.detach().cpu().numpy() for n, r in zip(names_out, results, strict=True)}
