@@ -25,12 +25,16 @@ the subclass also derives from it::
     │       ├── SignatureMismatch                       inputs that do not fit the data it claims
     │       └── ModelFileError                          a model file that cannot be read (corrupt ONNX)
     ├── ConflictError(AssayError, RuntimeError)        a ref moved under a writer
+    │   ├── NonFastForward                              a push whose remote branch holds commits it lacks
     │   └── LockHeld                                    a catalog lock (gc's) held elsewhere until it expires
     ├── MergeConflict(AssayError)                      samples changed differently on both sides
     ├── CheckFailed(AssayError)                        a commit or merge refused by a dataset's suite
     ├── BatchRejected(AssayError)                      an ingested batch refused as a whole by the gate
     ├── NothingToCommit(AssayError)
-    └── OutOfSpace(AssayError, OSError)                the filesystem filled up during a write; nothing changed
+    ├── OutOfSpace(AssayError, OSError)                the filesystem filled up during a write; nothing changed
+    ├── MissingExtra(AssayError, ImportError)          onnx, onnxruntime, skl2onnx or torch not installed
+    ├── ExportMismatch(AssayError, ValueError)         an ONNX export whose outputs differ from the original
+    └── QuantizationRefused(AssayError)                INT8 over its accuracy budget after every remedy
 
 Messages say what happened, why, and what to do.
 """
@@ -187,3 +191,23 @@ class LockHeld(ConflictError):
         super().__init__(message)
         self.owner = owner
         self.expires = expires
+
+
+class MissingExtra(AssayError, ImportError):
+    """An optional dependency (onnx, onnxruntime, skl2onnx, torch) that a model operation needs is not installed."""
+
+
+class ExportMismatch(AssayError, ValueError):
+    """An ONNX export whose outputs differ from the original model's; ``verification`` holds the figures."""
+
+    def __init__(self, message: str, verification: Any = None) -> None:
+        super().__init__(message)
+        self.verification = verification
+
+
+class QuantizationRefused(AssayError):
+    """INT8 quantisation over its accuracy budget after every remedy; ``report`` holds fp32 and INT8 metrics."""
+
+    def __init__(self, message: str, report: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.report = dict(report or {})
