@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from assay.cli._common import (
     JsonOpt,
     _output,
     _print_json,
     _repo,
+    _table,
     err,
+    escape,
     out,
 )
 from assay.cli._help import Typer
@@ -119,7 +119,7 @@ def check(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
 def _print_check(result: Any) -> None:
     from assay.checks.gate import describe
 
-    table = Table("", "expectation", "severity", "observed", "failing", title=f"{result.dataset}: {result.rows} rows")
+    table = _table("", "expectation", "severity", "observed", "failing", title=f"{result.dataset}: {result.rows} rows")
     for r in result.results:
         mark = "[green]pass[/]" if r.success else ("[red]FAIL[/]" if r.severity == "error" else "[yellow]warn[/]")
         observed = r.message or json.dumps(r.observed, default=str)[:60]

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from assay.cli._common import (
     JsonOpt,
     _print_json,
     _progress,
     _repo,
+    _table,
+    escape,
     out,
 )
 from assay.cli._help import Typer
@@ -64,7 +64,7 @@ def datasets(rev: Annotated[str | None, typer.Argument(help="Revision (default: 
         _print_json({n: {"rows": m.rows, "kind": m.kind, "key": m.key,
                          "columns": {f.name: str(f.type) for f in m.schema}} for n, m in rows.items()})
         return
-    table = Table("dataset", "kind", "samples", "columns")
+    table = _table("dataset", "kind", "samples", "columns")
     for n, m in sorted(rows.items()):
         table.add_row(n, m.kind, str(m.rows), ", ".join(f"{f.name}:{f.type}" for f in m.schema))
     out.print(table)

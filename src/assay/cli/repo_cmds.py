@@ -7,8 +7,6 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from assay.cli._common import (
     GATE_BRANCHES,
@@ -16,7 +14,9 @@ from assay.cli._common import (
     _print_json,
     _repo,
     _short,
+    _table,
     _when,
+    escape,
     out,
 )
 from assay.cli._help import Typer
@@ -56,7 +56,7 @@ def status(as_json: JsonOpt = False) -> None:
     if not st.staged:
         out.print("Nothing staged.")
         return
-    table = Table("dataset", "change", "samples", title="Staged")
+    table = _table("dataset", "change", "samples", title="Staged")
     for n, s in sorted(st.staged.items()):
         table.add_row(n, _staged_change(s), str(s.get("rows", "")))
     out.print(table)
@@ -130,7 +130,7 @@ def show(rev: Annotated[str | None, typer.Argument(help="Revision (default HEAD)
     if c.meta:
         out.print(f"meta   {json.dumps(c.meta)}")
     out.print(f"\n    {c.message}\n")
-    table = Table("dataset", "kind", "samples", "columns", "key", "fragments", "manifest")
+    table = _table("dataset", "kind", "samples", "columns", "key", "fragments", "manifest")
     for n, m in sorted(manifests.items()):
         table.add_row(n, m.kind, str(m.rows), str(len(m.schema)), ",".join(m.key) if m.key else "(content)",
                       str(len(m.fragments)), _short(c.datasets[n]))

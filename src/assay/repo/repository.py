@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assay.errors import (
     CheckFailed,
@@ -28,18 +28,10 @@ from assay.repo.commits import Commit, ContentConflict, merge_entries
 from assay.repo.gitinfo import code_reference, default_author
 from assay.repo.staging import AddMemo, StagedDataset, WorkState
 from assay.store import LocalObjectStore, ObjectStore
-from assay.table import (
-    DatasetDiff,
-    DatasetVersion,
-    Manifest,
-    UpdateResult,
-    apply_update,
-    diff_manifests,
-    merge_manifests,
-)
-from assay.table.folders import StatCache, folder_source
-from assay.table.merge import Conflict
-from assay.table.sources import load_source
+
+if TYPE_CHECKING:  # the table layer (Arrow) is imported where it is used: status, log, branch and tag need none
+    from assay.table import DatasetDiff, DatasetVersion, Manifest, UpdateResult
+    from assay.table.merge import Conflict
 
 ASSAY_DIR = ".assay"
 CONFIG_FORMAT = 1
@@ -137,6 +129,8 @@ class Repo:
         return Commit.from_bytes(self.store.get(oid), oid)
 
     def read_manifest(self, oid: str) -> Manifest:
+        from assay.table import Manifest
+
         return Manifest.from_bytes(self.store.get(oid), oid)
 
     # -- HEAD and revisions ------------------------------------------------------------------------------------
@@ -219,6 +213,8 @@ class Repo:
         if name not in table:
             where = f"at {ref!r}" if ref else "in the working version"
             raise RefNotFound(f"no dataset {name!r} {where}; datasets: {sorted(table) or 'none'}")
+        from assay.table import DatasetVersion
+
         return DatasetVersion(self.store, self.read_manifest(table[name]), commit=self.resolve(ref) if ref else None)
 
     def add(self, name: str, source: Any, *, key: Sequence[str] | str | None = None, mode: str = "replace",
@@ -251,6 +247,9 @@ class Repo:
 
         Returns the new manifest's oid and what changed.
         """
+        from assay.table import UpdateResult, apply_update
+        from assay.table.sources import load_source
+
         revisions.check_dataset_name(name)
         keys = [key] if isinstance(key, str) else key
         is_folder = isinstance(source, str | os.PathLike) and Path(source).is_dir()
@@ -296,6 +295,8 @@ class Repo:
 
     def _folder_source(self, folder: Path, labels: str | os.PathLike[str] | None,
                        progress: Progress | None) -> Any:
+        from assay.table.folders import StatCache, folder_source
+
         cache = StatCache(self.dir / "statcache")
         return folder_source(self.store, folder, cache, labels=Path(labels) if labels else None, progress=progress)
 
@@ -477,6 +478,8 @@ class Repo:
     def diff(self, a: str | None = None, b: str | None = None, *, dataset: str | None = None,
              limit: int = 20) -> list[DatasetDiff]:
         """Per-dataset differences from revision ``a`` (default HEAD) to ``b`` (default: working version)."""
+        from assay.table import diff_manifests
+
         left = self.datasets(a or "HEAD") if (a or self.head()) else {}
         right = self.datasets(b)
         names = [dataset] if dataset else sorted(set(left) | set(right))
@@ -648,6 +651,8 @@ class Repo:
         return out
 
     def _merge_datasets(self, base: str | None, ours: str, theirs: str) -> tuple[dict[str, str], dict[str, str]]:
+        from assay.table import merge_manifests
+
         b = self.read_commit(base).datasets if base else {}
         o, t = self.read_commit(ours).datasets, self.read_commit(theirs).datasets
         merged: dict[str, str] = {}
