@@ -9,6 +9,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 import assay
@@ -16,7 +17,7 @@ from tests.conftest import make_table
 
 HEAVY = ("pyarrow", "duckdb", "numpy", "scipy", "sklearn", "pandas", "polars", "torch")
 # Runs the command line as `assay ARGS...` does, then prints the heavy modules it imported as a JSON line on stderr.
-PROBE = """
+PROBE = f"HEAVY = {HEAVY!r}\n" + """
 import json, runpy, sys
 sys.argv = ["assay", *sys.argv[1:]]
 try:
@@ -25,8 +26,8 @@ except SystemExit as e:
     code = e.code
 else:
     code = 0
-print(json.dumps({"code": code, "heavy": sorted(m for m in %r if m in sys.modules)}), file=sys.stderr)
-""" % (HEAVY,)
+print(json.dumps({"code": code, "heavy": sorted(m for m in HEAVY if m in sys.modules)}), file=sys.stderr)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +77,18 @@ def test_lazy_public_names_resolve_like_imports() -> None:
     assert assay.Repo is Repo and assay.Suite is Suite and "Repo" in dir(assay)
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         _ = assay.nothing_here  # type: ignore[attr-defined]
+
+
+def test_adding_a_file_does_not_import_pandas(one_commit: Path) -> None:
+    pq.write_table(make_table(5, seed=4), one_commit / "more.parquet")
+    stdout, report = _run(one_commit, "add", "more", "more.parquet", "--key", "id")
+    assert report["code"] == 0 and "+5 added" in stdout, (stdout, report)
+    assert "pyarrow" in report["heavy"] and "pandas" not in report["heavy"]  # type: ignore[operator]
+
+
+def test_pandas_still_loads_when_something_converts_to_it() -> None:
+    code = ("import sys; from assay.cli._common import _arrow_without_pandas, _state; _state['process'] = True; "
+            "_arrow_without_pandas(); assert 'pandas' not in sys.modules; import pyarrow as pa; "
+            "print(type(pa.table({'a': [1]}).to_pandas()).__name__, pa.array(__import__('pandas').Series([1.5])))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("DataFrame") and "1.5" in r.stdout, r.stderr

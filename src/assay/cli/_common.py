@@ -51,6 +51,34 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 
+class _NoPandasYet:
+    """A finder that says pandas is absent (see ``_arrow_without_pandas``)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas":
+            raise ImportError("pandas is not needed by this command")
+
+
+def _arrow_without_pandas() -> None:
+    """Spare a command that reads and writes files the import of pandas (a third of a second).
+
+    pyarrow imports pandas on its first ``pa.array``/``pa.scalar`` call only to ask whether the value is a pandas
+    object; the commands that call this take file names, never pandas objects, so pyarrow is let to find pandas
+    absent once. It imports pandas again by itself when something converts to pandas (``to_pandas``). Only in
+    the ``assay`` process (``main``), never when the app is called in-process (tests, notebooks).
+    """
+    if not _state.get("process") or "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    finder = _NoPandasYet()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([])  # pyarrow looks for pandas here, and remembers the answer
+    finally:
+        sys.meta_path.remove(finder)
+
+
 def _repo() -> Any:
     from assay import Repo
 

@@ -61,6 +61,7 @@ def quickstart(path: Annotated[str, typer.Option(metavar="FOLDER",
 
 def main() -> None:
     """Entry point: run the app, turning assay errors and usage errors into messages and exit codes."""
+    _state["process"] = True  # the assay process itself (see _common._arrow_without_pandas)
     try:
         code = app(standalone_mode=False, prog_name="assay")  # click returns typer.Exit's code
         sys.exit(code if isinstance(code, int) else 0)

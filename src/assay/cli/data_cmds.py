@@ -8,6 +8,7 @@ import typer
 
 from assay.cli._common import (
     JsonOpt,
+    _arrow_without_pandas,
     _print_json,
     _progress,
     _repo,
@@ -36,6 +37,7 @@ def add(
 ) -> None:
     """Stage a change to dataset NAME from SOURCE."""
     keys = [k.strip() for part in key or [] for k in part.split(",") if k.strip()] or None
+    _arrow_without_pandas()
     repo = _repo()
     with _progress() as report:
         result = repo.add(name, source, key=keys, mode=mode, labels=labels, format=format, progress=report)
@@ -58,6 +60,7 @@ def rm(name: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset to r
 def datasets(rev: Annotated[str | None, typer.Argument(help="Revision (default: working version).")] = None,
              as_json: JsonOpt = False) -> None:
     """List datasets with their size and schema."""
+    _arrow_without_pandas()
     repo = _repo()
     rows = {n: repo.read_manifest(m) for n, m in repo.datasets(rev).items()}
     if as_json:
@@ -77,6 +80,7 @@ def diff(a: Annotated[str | None, typer.Argument(metavar="FROM", help="From revi
          limit: Annotated[int, typer.Option(metavar="N", help="List at most this many samples per dataset.")] = 20,
          as_json: JsonOpt = False) -> None:
     """Show added, removed and changed samples between two versions."""
+    _arrow_without_pandas()
     diffs = _repo().diff(a, b, dataset=dataset, limit=limit)
     if as_json:
         _print_json([d.to_dict() for d in diffs])
@@ -109,6 +113,7 @@ def export(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]", help="DA
            force: Annotated[bool, typer.Option("--force", help="Replace the file TO if it exists (a folder "
                                                "must be new or empty).")] = False) -> None:
     """Write a dataset version to a file or folder."""
+    _arrow_without_pandas()
     with _progress() as report:
         path = _repo().export(spec, to, force=force, progress=report)
     out.print(f"wrote {spec} to {path}")

@@ -11,6 +11,7 @@ import typer
 from assay.cli._common import (
     GATE_BRANCHES,
     JsonOpt,
+    _arrow_without_pandas,
     _print_json,
     _repo,
     _short,
@@ -114,6 +115,7 @@ def log(rev: Annotated[str | None, typer.Argument(help="Revision to start from (
 def show(rev: Annotated[str | None, typer.Argument(help="Revision (default HEAD).")] = None,
          as_json: JsonOpt = False) -> None:
     """Show a commit: its metadata and datasets."""
+    _arrow_without_pandas()
     repo = _repo()
     oid, c = repo.show(rev)
     manifests = {n: repo.read_manifest(m) for n, m in c.datasets.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -107,15 +108,20 @@ class Repo:
         self.store = store or LocalObjectStore(self.dir)
         self.catalog = catalog or SqlCatalog(config["catalog"].replace("{assay_dir}", str(self.dir)))
         self.work = WorkState(self.dir)
-        self._memo = AddMemo(self.dir / "cache.db")
         self.verifier: Verifier | None = None
 
     def __repr__(self) -> str:
         return f"<Repo {self.root}>"
 
+    @functools.cached_property
+    def _memo(self) -> AddMemo:
+        """The cache of adds, opened by the first add: the commands that do not add never open its file."""
+        return AddMemo(self.dir / "cache.db")
+
     def close(self) -> None:
         self.catalog.close()
-        self._memo.close()
+        if "_memo" in self.__dict__:
+            self._memo.close()
 
     def __enter__(self) -> Repo:
         return self
