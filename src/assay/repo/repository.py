@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the table layer (Arrow) is imported where it is used: statu
     from assay.table.merge import Conflict
 
 ASSAY_DIR = ".assay"
+_IDEMPOTENT = ("replace", "upsert", "delete")  # modes whose result, given the same input again, stays as it is
 CONFIG_FORMAT = 1
 Progress = Callable[[str, int, int], None]
 # Checks staged datasets before a commit: (repo, dataset -> manifest oid, dataset -> suite oid) -> what to
@@ -275,6 +276,8 @@ class Repo:
                               blob_columns=blobs, progress=progress)
         new_oid = self.store.put(result.manifest.to_bytes())
         self._memo.put(base, src.digest, keys, mode, new_oid)
+        if mode in _IDEMPOTENT and new_oid != base:  # the same input again changes nothing: a re-add reads no data
+            self._memo.put(new_oid, src.digest, keys, mode, new_oid)
         return new_oid, result
 
     def derive(self, *, parents: Sequence[str], message: str, author: str | None = None,
