@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-DVC_FALLBACK = "/work/dvc-venv/bin/dvc"
+DVC_FALLBACK = "/work/peer-dvc-venv/bin/dvc"  # peers get their own venv: /work/peer-NAME-venv
 _PROFILE = {"on": False, "top": 15}
 
 
@@ -71,7 +71,7 @@ def find_dvc(option: str | None) -> str | None:
                 print(f"DVC: {c} (version {out.stdout.strip()})")
                 return c
     print(f"DVC: not found ({option or 'dvc on PATH, ' + DVC_FALLBACK}); SKIPPING the DVC half of this "
-          "benchmark. Install it with: python3 -m venv /work/dvc-venv && /work/dvc-venv/bin/pip install "
+          "benchmark. Install it with: python3 -m venv /work/peer-dvc-venv && /work/peer-dvc-venv/bin/pip install "
           "'dvc>=3.60,<4', or pass --dvc PATH")
     return None
 

@@ -197,32 +197,43 @@ def main() -> None:
         finally:
             os.chdir(here)
     rows = []
-    goals = {STEPS[0]: ">= 4x faster than DVC", STEPS[1]: ">= 10x faster than DVC, nothing staged",
-             STEPS[2]: f"stores only the changed files (~{fmt_bytes(changed)})"}
+    # step -> (goal text, API ratio goal, CLI ratio goal); the CLI goals are issue 13's (two processes for add+commit)
+    goals = {STEPS[0]: ("API and CLI >= 4x faster than DVC", 4.0, 4.0),
+             STEPS[1]: ("API >= 10x, CLI >= 8x faster than DVC; nothing staged", 10.0, 8.0),
+             STEPS[2]: (f"stores only the changed files (~{fmt_bytes(changed)})", None, None)}
     for step in STEPS:
         a, c, v = api.seconds[step], cli.seconds[step], dv.seconds.get(step)
         g = api.growth(step)
-        if step == STEPS[0]:
-            met = None if v is None else v / a >= 4
-            growth = f"stored {fmt_bytes(api.stored[step])}"
-        elif step == STEPS[1]:
-            met = (None if v is None else v / a >= 10) if "nothing staged" in api.notes[step] else False
-            growth = f"+{fmt_bytes(g or 0)}"
-        else:
-            met = g is not None and changed <= g <= changed * 1.05 + (1 << 20)
+        text, api_x, cli_x = goals[step]
+        met_api: bool | None
+        met_cli: bool | None
+        if step == STEPS[2]:
+            met_api = g is not None and changed <= g <= changed * 1.05 + (1 << 20)
+            cg = cli.growth(step)
+            met_cli = cg is not None and changed <= cg <= changed * 1.05 + (1 << 20)
             growth = f"+{fmt_bytes(g or 0)} ({fmt_bytes((g or 0) - changed)} beyond the files)"
+        else:
+            met_api = _faster(v, a, api_x, step != STEPS[1] or "nothing staged" in api.notes[step])
+            met_cli = _faster(v, c, cli_x, step != STEPS[1] or "nothing staged" in cli.notes[step])
+            growth = f"stored {fmt_bytes(api.stored[step])}" if step == STEPS[0] else f"+{fmt_bytes(g or 0)}"
         dgrowth = "-" if v is None else (f"stored {fmt_bytes(dv.stored[step])}" if step == STEPS[0]
                                          else f"+{fmt_bytes(dv.growth(step) or 0)}")
         rows.append([step, fmt_s(a), fmt_s(c), fmt_s(v), fmt_s(dv.git.get(step)), ratio(v, a), ratio(v, c),
-                     growth, dgrowth, api.notes[step], goals[step], yes_no(met)])
+                     growth, dgrowth, api.notes[step], text, yes_no(met_api), yes_no(met_cli)])
     rows.append(["floor: read+BLAKE3", fmt_s(floor_s), "-", "-", "-", "-", "-", "-", "-",
-                 f"{total / floor_s / 1e9:.2f} GB/s", "-", "-"])
+                 f"{total / floor_s / 1e9:.2f} GB/s", "-", "-", "-"])
     print_table(f"Summary ({n:,} files, {fmt_bytes(total)}; folder read and earlier writes synced before each "
-                "timed step; goals checked on the in-process API time; DVC s = `dvc add` only, git add/commit "
-                "shown apart)",
+                "timed step; every goal is checked on the in-process API time and on the command line's (one "
+                "process per command); DVC s = `dvc add` only, git add/commit shown apart)",
                 ["step", "assay API s", "assay CLI s", "DVC s", "DVC git s", "DVC/API", "DVC/CLI",
-                 "assay growth", "DVC growth", "assay notes", "goal", "met?"], rows)
+                 "assay growth", "DVC growth", "assay notes", "goal", "met? API", "met? CLI"], rows)
 
+
+def _faster(peer: float | None, ours: float, times: float | None, ok: bool) -> bool | None:
+    """Whether ``ours`` is at least ``times`` faster than the peer (None without a peer); False unless ``ok``."""
+    if not ok:
+        return False
+    return None if peer is None or times is None else peer / ours >= times
 
 if __name__ == "__main__":
     main()

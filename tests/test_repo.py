@@ -507,6 +507,23 @@ def test_readding_current_content_after_an_upsert_stages_nothing(repo: assay.Rep
         repo.commit("nothing")
 
 
+def test_readding_an_upsert_after_committing_it_reads_no_data(repo: assay.Repo, table: pa.Table,
+                                                               tmp_path: Path) -> None:
+    """The add that staged it knows the result: the same file again is answered without reading a fragment."""
+    repo.add("t", table, key="id")
+    repo.commit("base")
+    fix = tmp_path / "fix.parquet"
+    pq.write_table(make_table(3, seed=8, start=10), fix)
+    assert repo.add("t", fix, mode="upsert").updated == 3
+    repo.commit("fix")
+    manifest = repo.read_manifest(repo.datasets()["t"])
+    gone = [oid for f in manifest.fragments for oid in (f.oid, f.ids)]
+    assert repo.store.delete(gone, older_than=time.time() + 60) == len(gone)  # no data left to read
+    again = repo.add("t", fix, mode="upsert")
+    assert not again.changed and again.manifest.rows == manifest.rows
+    assert repo.status().staged == {}
+
+
 def test_diff_columns_treat_nan_and_null_as_unchanged(repo: assay.Repo) -> None:
     t = pa.table({"id": [1, 2], "f": [float("nan"), None], "s": ["a", "b"]})
     repo.add("t", t, key="id")

@@ -1,7 +1,15 @@
-"""assay: version control, tests and monitoring for the data and models of ML systems."""
+"""assay: version control, tests and monitoring for the data and models of ML systems.
 
-from assay._api import Repo, init, screen
-from assay.checks import CheckResult, Suite, infer_suite, load_suite, run_suite
+The public names are loaded when first used (PEP 562), so that ``import assay`` (and a command line that needs
+only the repository) does not pay for Arrow, DuckDB, NumPy or SciPy: ``from assay import Repo`` and ``assay.Repo``
+work as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from assay.errors import (
     AssayError,
     BatchRejected,
@@ -24,12 +32,41 @@ from assay.errors import (
     ScreenError,
     SQLConditionError,
 )
-from assay.gate import IngestReport, Policy, load_policy
-from assay.repo import Commit, MergeResult, Status
-from assay.screens import SCREENS, FeatureSpec, Screen, ScreenResult, ScreenRun
-from assay.table import DatasetDiff, DatasetVersion, Manifest, UpdateResult
+
+if TYPE_CHECKING:
+    from assay._api import Repo, init, screen
+    from assay.checks import CheckResult, Suite, infer_suite, load_suite, run_suite
+    from assay.gate import IngestReport, Policy, load_policy
+    from assay.repo import Commit, MergeResult, Status
+    from assay.screens import SCREENS, FeatureSpec, Screen, ScreenResult, ScreenRun
+    from assay.table import DatasetDiff, DatasetVersion, Manifest, UpdateResult
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "assay._api": ("Repo", "init", "screen"),
+    "assay.checks": ("CheckResult", "Suite", "infer_suite", "load_suite", "run_suite"),
+    "assay.gate": ("IngestReport", "Policy", "load_policy"),
+    "assay.repo": ("Commit", "MergeResult", "Status"),
+    "assay.screens": ("SCREENS", "FeatureSpec", "Screen", "ScreenResult", "ScreenRun"),
+    "assay.table": ("DatasetDiff", "DatasetVersion", "Manifest", "UpdateResult"),
+}
+_HOME = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module the first time the name is used, and keep the name here."""
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'assay' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))
+
 
 __all__ = [
     "AssayError",

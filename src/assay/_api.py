@@ -6,17 +6,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from assay.checks.gate import verify_staged
-from assay.gate import IngestReport, Policy, load_policy, read_scores
-from assay.gate import ingest as _ingest
-from assay.models import LineageReport, ModelDiff, ModelSummary, ModelVersion, TrainedOn
-from assay.models import queries as _model_queries
-from assay.models import registry as _registry
 from assay.repo import repository as _repository
-from assay.screens import FeatureSpec, Screen, ScreenRun, make_screen, run_screens, screen_data
-from assay.table import DatasetVersion
+
+if TYPE_CHECKING:  # the layers below are imported where they are used, so that opening a Repo stays cheap
+    from assay.gate import IngestReport, Policy
+    from assay.models import LineageReport, ModelDiff, ModelSummary, ModelVersion, TrainedOn
+    from assay.screens import FeatureSpec, Screen, ScreenRun
+    from assay.table import DatasetVersion
 
 
 class Repo(_repository.Repo):
@@ -27,7 +25,7 @@ class Repo(_repository.Repo):
 
     def __init__(self, path: str | os.PathLike[str] = ".", **kwargs: Any):
         super().__init__(path, **kwargs)
-        self.verifier = verify_staged
+        self.verifier = _verify_staged
 
     def ingest(self, batch: Any, *, into: str, policy: Policy | str | Path | None = None, **kwargs: Any
                ) -> IngestReport:
@@ -35,12 +33,17 @@ class Repo(_repository.Repo):
 
         ``policy`` is a Policy, a policy file, or None (every screen). See ``assay.gate.ingest``.
         """
+        from assay.gate import Policy, load_policy
+        from assay.gate import ingest as _ingest
+
         chosen = policy if isinstance(policy, Policy) else load_policy(policy)
         return _ingest(self, batch, into=into, policy=chosen, **kwargs)
 
     def scores(self, spec: str, *, where: str | None = None, sort: str | None = None, descending: bool = False,
                flagged: str | None = None, limit: int | None = None) -> Any:
         """The per-sample scores of ``DATASET[@REV]`` as a pandas frame (filtered, sorted)."""
+        from assay.gate import read_scores
+
         return read_scores(self, spec, where=where, sort=sort, descending=descending, flagged=flagged,
                            limit=limit).to_pandas()
 
@@ -52,34 +55,57 @@ class Repo(_repository.Repo):
                        **kwargs: Any) -> ModelVersion:
         """Register ``model`` (scikit-learn, PyTorch with ``example_input``, ONNX) as the next version of ``name``,
         trained on ``train`` and evaluated on ``eval`` (``DATASET@REV``). See ``assay.models.register``."""
+        from assay.models import registry as _registry
+
         return _registry.register(self, name, model, train=train, eval=eval, metrics=metrics, params=params,
                                   example_input=example_input, parent=parent, **kwargs)
 
     def model(self, spec: str, *, rev: str | None = None) -> ModelVersion:
         """The version ``NAME[@VERSION|@ALIAS]`` names (the newest by default)."""
+        from assay.models import registry as _registry
+
         return _registry.get(self, spec, rev=rev)
 
     def models(self, *, rev: str | None = None) -> list[ModelSummary]:
         """Every registered model: versions, aliases, newest version."""
+        from assay.models import registry as _registry
+
         return _registry.list_models(self, rev=rev)
 
     def load_model(self, spec: str) -> Any:
         """The live model of a version (unpickling a scikit-learn model runs code from its stored bytes)."""
+        from assay.models import registry as _registry
+
         return _registry.load(self, spec)
 
     def set_model_alias(self, name: str, version: int | str, alias: str) -> int:
         """Point ``alias`` (e.g. ``champion``) of model ``name`` at ``version``, atomically."""
+        from assay.models import registry as _registry
+
         return _registry.set_alias(self, name, version, alias)
 
     def model_lineage(self, spec: str) -> LineageReport:
+        from assay.models import registry as _registry
+
         return _registry.lineage(self, spec)
 
     def model_diff(self, a: str, b: str) -> ModelDiff:
+        from assay.models import queries as _model_queries
+
         return _model_queries.diff(self, a, b)
 
     def trained_on(self, spec: str, *, sample: str | None = None) -> list[TrainedOn]:
         """Model versions whose training data holds ``DATASET@REV`` (or, with ``sample``, that sample)."""
+        from assay.models import queries as _model_queries
+
         return _model_queries.find_trained_on(self, spec, sample=sample)
+
+
+def _verify_staged(repo: _repository.Repo, manifests: dict[str, str], suites: dict[str, str]) -> dict[str, Any]:
+    """The commit gate (``assay.checks.gate.verify_staged``), imported only when a commit has suites to check."""
+    from assay.checks.gate import verify_staged
+
+    return verify_staged(repo, manifests, suites)
 
 
 def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None) -> Repo:
@@ -93,6 +119,8 @@ def screen(version: DatasetVersion, screens: Sequence[str | Screen] = ("duplicat
            *, features: FeatureSpec | None = None, progress: Callable[[str, int, int], None] | None = None
            ) -> ScreenRun:
     """Score every sample of ``version`` with ``screens`` (names or configured Screen objects)."""
+    from assay.screens import make_screen, run_screens, screen_data
+
     data = screen_data(version, features, progress=progress)
     chosen = [make_screen(s) if isinstance(s, str) else s for s in screens]
     return run_screens(data, chosen, progress=progress)

@@ -1,5 +1,6 @@
-"""What every command module shares: the consoles, the repository option's value, progress bars and small
-formatters. Importing it costs only typer and rich; each command imports the layer it uses when it runs."""
+"""What every command module shares: the consoles, the repository option's value, progress bars, tables and
+small formatters. Importing it costs only typer: Rich is loaded when something is first printed (``--help`` is
+click's), its tables and progress bars when drawn, and each command imports the layer it uses when it runs."""
 
 from __future__ import annotations
 
@@ -9,20 +10,38 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 
-def _console(stream: Any, **kwargs: Any) -> Console:
-    """A terminal's width on a terminal; elsewhere (pipes, CI) wide enough that no value is cut or wrapped."""
-    return Console(width=None if stream.isatty() else 100_000, **kwargs)
+class _LazyConsole:
+    """A Rich console on a stream, made when first used; ``out.print(...)`` as on the console itself."""
+
+    def __init__(self, stream: str, **kwargs: Any):
+        self._stream, self._kwargs = stream, kwargs
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            stream = getattr(sys, self._stream)  # a terminal's width; elsewhere (pipes, CI) wide enough that no
+            width = None if stream.isatty() else 100_000  # value is cut or wrapped
+            self._console = Console(width=width, **self._kwargs)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.console, name)
 
 
-out = _console(sys.stdout)
-err = _console(sys.stderr, stderr=True)
+out: Any = _LazyConsole("stdout")
+err: Any = _LazyConsole("stderr", stderr=True)
 _state: dict[str, Any] = {"repo": "."}
 GATE_BRANCHES = ("quarantine/", "staging/")  # the gate's own branches: listed by `branch --all` only
 
@@ -30,6 +49,34 @@ RepoOpt = Annotated[str, typer.Option("--repo", "-C", metavar="FOLDER",
                                       help="Repository folder (default: current folder).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
+
+
+class _NoPandasYet:
+    """A finder that says pandas is absent (see ``_arrow_without_pandas``)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas":
+            raise ImportError("pandas is not needed by this command")
+
+
+def _arrow_without_pandas() -> None:
+    """Spare a command that reads and writes files the import of pandas (a third of a second).
+
+    pyarrow imports pandas on its first ``pa.array``/``pa.scalar`` call only to ask whether the value is a pandas
+    object; the commands that call this take file names, never pandas objects, so pyarrow is let to find pandas
+    absent once. It imports pandas again by itself when something converts to pandas (``to_pandas``). Only in
+    the ``assay`` process (``main``), never when the app is called in-process (tests, notebooks).
+    """
+    if not _state.get("process") or "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    finder = _NoPandasYet()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([])  # pyarrow looks for pandas here, and remembers the answer
+    finally:
+        sys.meta_path.remove(finder)
 
 
 def _repo() -> Any:
@@ -41,8 +88,10 @@ def _repo() -> Any:
 @contextmanager
 def _progress() -> Iterator[Callable[[str, int, int], None]]:
     """A progress callback drawn as Rich progress bars on stderr (hidden when not a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, transient=True, disable=not err.is_terminal)
+                    console=err.console, transient=True, disable=not err.is_terminal)
     tasks: dict[str, Any] = {}
 
     def report(stage: str, done: int, total: int) -> None:
@@ -52,6 +101,20 @@ def _progress() -> Iterator[Callable[[str, int, int], None]]:
 
     with bars:
         yield report
+
+
+def _table(*columns: str, **kwargs: Any) -> Table:
+    """A Rich table (Rich's table module is imported when one is drawn)."""
+    from rich.table import Table
+
+    return Table(*columns, **kwargs)
+
+
+def escape(text: str) -> str:
+    """``rich.markup.escape``: ``text`` printed as it is, not read as markup."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def _output(file: str) -> Path:

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from assay.cli import check_cmds, data_cmds, gate_cmds, model_cmds, remote_cmds, repo_cmds, upkeep_cmds
-from assay.cli._common import RepoOpt, _progress, _state, err, out
+from assay.cli._common import RepoOpt, _progress, _state, err, escape, out
 from assay.cli._help import Typer
 from assay.errors import AssayError, MergeConflict
 
@@ -29,9 +28,9 @@ app = Typer(help="assay: version control, tests and monitoring for ML data and m
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        from assay import __version__  # the package's own (importlib.metadata costs more than the rest of it)
 
-        out.print(f"assay {version('assay')}", markup=False, highlight=False)
+        out.print(f"assay {__version__}", markup=False, highlight=False)
         raise typer.Exit(0)
 
 
@@ -64,6 +63,7 @@ def quickstart(path: Annotated[str, typer.Option(metavar="FOLDER",
 
 def main() -> None:
     """Entry point: run the app, turning assay errors and usage errors into messages and exit codes."""
+    _state["process"] = True  # the assay process itself (see _common._arrow_without_pandas)
     try:
         code = app(standalone_mode=False, prog_name="assay")  # click returns typer.Exit's code
         sys.exit(code if isinstance(code, int) else 0)

@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from assay.cli._common import (
     JsonOpt,
     _output,
     _print_json,
     _repo,
+    _table,
     err,
+    escape,
     out,
 )
 from assay.cli._help import Typer
@@ -123,7 +123,7 @@ def _print_check(result: Any, *, show_all: bool = False) -> None:
 
     rows = result.results if show_all else [r for r in result.results if not r.success]
     if rows:
-        table = Table("", "expectation", "severity", "result", title=f"{result.dataset}: {result.rows} rows")
+        table = _table("", "expectation", "severity", "result", title=f"{result.dataset}: {result.rows} rows")
         for r in rows:
             mark = "[green]pass[/]" if r.success else ("[red]FAIL[/]" if r.severity == "error" else "[yellow]warn[/]")
             table.add_row(mark, escape(r.expectation.label), r.severity, escape(_outcome(r, describe)))

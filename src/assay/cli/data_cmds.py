@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from assay.cli._common import (
     JsonOpt,
+    _arrow_without_pandas,
     _print_json,
     _progress,
     _repo,
+    _table,
+    escape,
     out,
 )
 from assay.cli._help import Typer
@@ -37,6 +38,7 @@ def add(
 ) -> None:
     """Stage a change to dataset NAME from SOURCE."""
     keys = [k.strip() for part in key or [] for k in part.split(",") if k.strip()] or None
+    _arrow_without_pandas()
     repo = _repo()
     with _progress() as report:
         result = repo.add(name, source, key=keys, mode=mode, labels=labels, format=format, progress=report)
@@ -64,13 +66,14 @@ def rm(name: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset to r
 def datasets(rev: Annotated[str | None, typer.Argument(help="Revision (default: working version).")] = None,
              as_json: JsonOpt = False) -> None:
     """List datasets with their size and schema."""
+    _arrow_without_pandas()
     repo = _repo()
     rows = {n: repo.read_manifest(m) for n, m in repo.datasets(rev).items()}
     if as_json:
         _print_json({n: {"rows": m.rows, "kind": m.kind, "key": m.key,
                          "columns": {f.name: str(f.type) for f in m.schema}} for n, m in rows.items()})
         return
-    table = Table("dataset", "kind", "samples", "columns")
+    table = _table("dataset", "kind", "samples", "columns")
     for n, m in sorted(rows.items()):
         table.add_row(n, m.kind, str(m.rows), ", ".join(f"{f.name}:{f.type}" for f in m.schema))
     out.print(table)
@@ -84,6 +87,7 @@ def diff(a: Annotated[str | None, typer.Argument(metavar="FROM", help="From revi
          stat: Annotated[bool, typer.Option("--stat", help="Counts only: no samples listed.")] = False,
          as_json: JsonOpt = False) -> None:
     """Show added, removed and changed samples between two versions, in key order, with old -> new values."""
+    _arrow_without_pandas()
     diffs = _repo().diff(a, b, dataset=dataset, limit=0 if stat else limit)
     if as_json:
         _print_json([d.to_dict() for d in diffs])
@@ -129,6 +133,7 @@ def export(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]", help="DA
            force: Annotated[bool, typer.Option("--force", help="Replace the file TO if it exists (a folder "
                                                "must be new or empty).")] = False) -> None:
     """Write a dataset version to a file or folder."""
+    _arrow_without_pandas()
     with _progress() as report:
         path = _repo().export(spec, to, force=force, progress=report)
     out.print(f"wrote {spec} to {path}")

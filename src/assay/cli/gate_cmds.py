@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from assay.cli._common import JsonOpt, _output, _print_json, _progress, _repo, err, out
+from assay.cli._common import JsonOpt, _output, _print_json, _progress, _repo, _table, err, escape, out
 from assay.cli._help import Typer
 
 app = Typer()
@@ -64,7 +62,7 @@ def ingest(batch: Annotated[str, typer.Argument(help="File, folder or Parquet of
 
 
 def _print_ingest(r: Any) -> None:
-    table = Table("screen", "flagged: batch", "accepted data", "summary",
+    table = _table("screen", "flagged: batch", "accepted data", "summary",
                   title=f"ingest into {r.dataset}: {r.batch_rows} new sample(s)")
     for name, s in r.screens.get("screens", {}).items():
         summary = ", ".join(f"{k}={_short(v)}" for k, v in s.items()
@@ -108,7 +106,7 @@ def quarantine_list(dataset: Annotated[str, typer.Argument(help="Dataset whose q
     if as_json:
         _print_json(rows[:limit])
         return
-    table = Table("sample", "id", "batch", "reasons", title=f"quarantine of {dataset}: {len(rows)} sample(s)")
+    table = _table("sample", "id", "batch", "reasons", title=f"quarantine of {dataset}: {len(rows)} sample(s)")
     for row in rows[:limit]:
         table.add_row(escape(row["label"] or ""), row["sample"][:12], row["batch"], escape(row["reasons"] or ""))
     out.print(table)
@@ -130,7 +128,7 @@ def quarantine_show(dataset: Annotated[str, typer.Argument(help="Dataset.")],
     out.print(f"sample {escape(info['label'] or '')} (id {info['sample']})" if info["label"]
               else f"sample {info['sample']}")
     out.print("reasons: " + escape(info["scores"].get("reasons") or ""))
-    table = Table("field", "value")
+    table = _table("field", "value")
     for k, v in {**info["values"], **{k: v for k, v in info["scores"].items() if v is not None}}.items():
         table.add_row(escape(k), escape(str(v))[:100])
     out.print(table)
@@ -193,7 +191,7 @@ def scores(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]", help="DA
         _print_json(table.to_pylist())
         return
     screens = [c.removesuffix("_score") for c in table.column_names if c.endswith("_score")]
-    grid = Table("sample", "action", *screens, "flagged by",
+    grid = _table("sample", "action", *screens, "flagged by",
                  title=f"scores of {spec}: {table.num_rows} shown (low is bad; * flagged)")
     for column in grid.columns[2:2 + len(screens)]:
         column.no_wrap = True
@@ -222,7 +220,7 @@ def screen(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
     if as_json:
         _print_json(run.to_dict())
         return
-    table = Table("screen", "flagged", "summary", title=f"screens over {spec}: {run.data.n} samples")
+    table = _table("screen", "flagged", "summary", title=f"screens over {spec}: {run.data.n} samples")
     for name, r in run.results.items():
         summary = ", ".join(f"{k}={v}" for k, v in r.summary.items())
         table.add_row(name, str(int(r.flag.sum())), escape(summary[:100]))

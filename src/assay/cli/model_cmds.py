@@ -7,10 +7,8 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from assay.cli._common import JsonOpt, _print_json, _repo, _short, out
+from assay.cli._common import JsonOpt, _print_json, _repo, _short, _table, escape, out
 from assay.cli._help import Typer
 from assay.errors import InputError
 
@@ -89,7 +87,7 @@ def list_(as_json: JsonOpt = False) -> None:
     if not found:
         out.print("No models yet: assay model register NAME FILE --train DATASET@REV", highlight=False)
         return
-    table = Table("model", "versions", "aliases", "framework", "created", "metrics")
+    table = _table("model", "versions", "aliases", "framework", "created", "metrics")
     for m in found:
         aliases = ", ".join(f"{a}->{n}" for a, n in sorted(m.aliases.items()))
         table.add_row(escape(m.name), str(m.versions), escape(aliases), m.latest.framework, _when(m.latest.created),
@@ -202,7 +200,7 @@ def trained_on(spec: Annotated[str, typer.Argument(metavar="DATASET@REV", help="
         out.print(f"no registered model was trained on {escape(spec)}" + (f" sample {escape(sample)}" if sample
                                                                               else ""), highlight=False)
         return
-    table = Table("model", "match", "training manifest")
+    table = _table("model", "match", "training manifest")
     for t in found:
         table.add_row(escape(t.spec), t.match, _short(t.manifest))
     out.print(table)

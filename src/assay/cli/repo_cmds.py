@@ -7,16 +7,17 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from assay.cli._common import (
     GATE_BRANCHES,
     JsonOpt,
+    _arrow_without_pandas,
     _print_json,
     _repo,
     _short,
+    _table,
     _when,
+    escape,
     out,
 )
 from assay.cli._help import Typer
@@ -56,7 +57,7 @@ def status(as_json: JsonOpt = False) -> None:
     if not st.staged:
         out.print("Nothing staged.")
         return
-    table = Table("dataset", "change", "samples", title="Staged")
+    table = _table("dataset", "change", "samples", title="Staged")
     for n, s in sorted(st.staged.items()):
         table.add_row(n, _staged_change(s), str(s.get("rows", "")))
     out.print(table)
@@ -118,6 +119,7 @@ def log(rev: Annotated[str | None, typer.Argument(help="Revision to start from (
 def show(rev: Annotated[str | None, typer.Argument(help="Revision (default HEAD).")] = None,
          as_json: JsonOpt = False) -> None:
     """Show a commit: its metadata and datasets."""
+    _arrow_without_pandas()
     repo = _repo()
     oid, c = repo.show(rev)
     manifests = {n: repo.read_manifest(m) for n, m in c.datasets.items()}
@@ -134,7 +136,7 @@ def show(rev: Annotated[str | None, typer.Argument(help="Revision (default HEAD)
     if c.meta:
         out.print(f"meta   {json.dumps(c.meta)}")
     out.print(f"\n    {c.message}\n")
-    table = Table("dataset", "kind", "samples", "columns", "key", "fragments", "manifest")
+    table = _table("dataset", "kind", "samples", "columns", "key", "fragments", "manifest")
     for n, m in sorted(manifests.items()):
         table.add_row(n, m.kind, str(m.rows), str(len(m.schema)), ",".join(m.key) if m.key else "(content)",
                       str(len(m.fragments)), _short(c.datasets[n]))

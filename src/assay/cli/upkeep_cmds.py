@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from assay.cli._common import (
     JsonOpt,
@@ -14,6 +13,7 @@ from assay.cli._common import (
     _repo,
     _short,
     _state,
+    escape,
     out,
 )
 from assay.cli._help import Typer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -9,7 +10,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assay.errors import (
     CheckFailed,
@@ -29,20 +30,13 @@ from assay.repo.gitinfo import code_reference, default_author
 from assay.repo.staging import AddMemo, StagedDataset, WorkState
 from assay.store import LocalObjectStore, ObjectStore
 from assay.store.urls import open_store
-from assay.table import (
-    DatasetDiff,
-    DatasetVersion,
-    Manifest,
-    UpdateResult,
-    apply_update,
-    diff_manifests,
-    merge_manifests,
-)
-from assay.table.folders import StatCache, folder_source
-from assay.table.merge import Conflict
-from assay.table.sources import load_source
+
+if TYPE_CHECKING:  # the table layer (Arrow) is imported where it is used: status, log, branch and tag need none
+    from assay.table import DatasetDiff, DatasetVersion, Manifest, UpdateResult
+    from assay.table.merge import Conflict
 
 ASSAY_DIR = ".assay"
+_IDEMPOTENT = ("replace", "upsert", "delete")  # modes whose result, given the same input again, stays as it is
 CONFIG_FORMAT = 1
 DEFAULT_STORE = "file://{assay_dir}"
 DEFAULT_CATALOG = "sqlite:///{assay_dir}/catalog.db"
@@ -123,15 +117,20 @@ class Repo:
         if getattr(self.catalog, "migrated_from", None) is not None:  # upgraded just now: fill in commit parents
             history.backfill(self.catalog, self.read_commit)
         self.work = WorkState(self.dir)
-        self._memo = AddMemo(self.dir / "cache.db")
         self.verifier: Verifier | None = None
 
     def __repr__(self) -> str:
         return f"<Repo {self.root}>"
 
+    @functools.cached_property
+    def _memo(self) -> AddMemo:
+        """The cache of adds, opened by the first add: the commands that do not add never open its file."""
+        return AddMemo(self.dir / "cache.db")
+
     def close(self) -> None:
         self.catalog.close()
-        self._memo.close()
+        if "_memo" in self.__dict__:
+            self._memo.close()
 
     def __enter__(self) -> Repo:
         return self
@@ -145,6 +144,8 @@ class Repo:
         return Commit.from_bytes(self.store.get(oid), oid)
 
     def read_manifest(self, oid: str) -> Manifest:
+        from assay.table import Manifest
+
         return Manifest.from_bytes(self.store.get(oid), oid)
 
     # -- HEAD and revisions ------------------------------------------------------------------------------------
@@ -227,6 +228,8 @@ class Repo:
         if name not in table:
             where = f"at {ref!r}" if ref else "in the working version"
             raise RefNotFound(f"no dataset {name!r} {where}; datasets: {sorted(table) or 'none'}")
+        from assay.table import DatasetVersion
+
         return DatasetVersion(self.store, self.read_manifest(table[name]), commit=self.resolve(ref) if ref else None)
 
     def add(self, name: str, source: Any, *, key: Sequence[str] | str | None = None, mode: str = "replace",
@@ -259,6 +262,9 @@ class Repo:
 
         Returns the new manifest's oid and what changed.
         """
+        from assay.table import UpdateResult, apply_update
+        from assay.table.sources import load_source
+
         revisions.check_dataset_name(name)
         keys = [key] if isinstance(key, str) else key
         is_folder = isinstance(source, str | os.PathLike) and Path(source).is_dir()
@@ -278,6 +284,8 @@ class Repo:
                               blob_columns=blobs, progress=progress)
         new_oid = self.store.put(result.manifest.to_bytes())
         self._memo.put(base, src.digest, keys, mode, new_oid)
+        if mode in _IDEMPOTENT and new_oid != base:  # the same input again changes nothing: a re-add reads no data
+            self._memo.put(new_oid, src.digest, keys, mode, new_oid)
         return new_oid, result
 
     def derive(self, *, parents: Sequence[str], message: str, author: str | None = None,
@@ -304,6 +312,8 @@ class Repo:
 
     def _folder_source(self, folder: Path, labels: str | os.PathLike[str] | None,
                        progress: Progress | None) -> Any:
+        from assay.table.folders import StatCache, folder_source
+
         cache = StatCache(self.dir / "statcache")
         return folder_source(self.store, folder, cache, labels=Path(labels) if labels else None, progress=progress)
 
@@ -480,6 +490,8 @@ class Repo:
     def diff(self, a: str | None = None, b: str | None = None, *, dataset: str | None = None,
              limit: int = 20) -> list[DatasetDiff]:
         """Per-dataset differences from revision ``a`` (default HEAD) to ``b`` (default: working version)."""
+        from assay.table import diff_manifests
+
         left = self.datasets(a or "HEAD") if (a or self.head()) else {}
         right = self.datasets(b)
         names = [dataset] if dataset else sorted(set(left) | set(right))
@@ -659,6 +671,7 @@ class Repo:
     def _merge_datasets(self, base: str | None, ours: str, theirs: str, *, prefer: str | None,
                         resolve: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
         from assay.repo.merging import check_prefer, resolve_conflicts
+        from assay.table import merge_manifests
 
         check_prefer(prefer)
         b = self.read_commit(base).datasets if base else {}

@@ -24,10 +24,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import fastcdc
-import numpy as np
 import zstandard
 
 from assay.errors import CorruptObject, ObjectNotFound, OutOfSpace
@@ -45,7 +46,18 @@ _GROUP = 64  # files read per task in put_files
 _IDX_MAGIC = b"ASSAYIDX1\n"
 _KEEP_MAGIC = b"ASSAYKEEP1\n"
 _CODEC_BYTE = [bytes([k]) for k in range(256)]
-_IDX_DTYPE = np.dtype([("oid", "V32"), ("off", "<u8"), ("len", "<u8")])
+_IDX_ENTRY = 48  # bytes per pack index entry: oid (32), offset and length (8 each)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@cache
+def _idx_dtype() -> Any:
+    """The pack index entry as a NumPy dtype; NumPy is imported only when a pack is written or read."""
+    import numpy as np
+
+    return np.dtype([("oid", "V32"), ("off", "<u8"), ("len", "<u8")])
 _HEAD = 1 + 18  # codec byte + the longest zstd frame header (which holds the content size)
 Encoded = tuple[str, int, bytes | memoryview]  # oid, codec, payload
 
@@ -232,7 +244,9 @@ class PackingStore(ObjectStore):
         The pack becomes visible to other processes when ``_publish_packs`` writes its index.
         """
         entries.sort(key=lambda e: e[0])
-        index = np.zeros(len(entries), dtype=_IDX_DTYPE)
+        import numpy as np
+
+        index = np.zeros(len(entries), dtype=_idx_dtype())
         index["oid"] = np.frombuffer(b"".join(bytes.fromhex(e[0]) for e in entries), "V32")
         lengths = np.array([1 + len(e[2]) for e in entries], np.uint64)
         index["len"] = lengths
@@ -476,10 +490,12 @@ class PackingStore(ObjectStore):
             except ObjectNotFound:
                 continue
             body = raw[len(_IDX_MAGIC):]
-            if not raw.startswith(_IDX_MAGIC) or len(body) % _IDX_DTYPE.itemsize:
+            if not raw.startswith(_IDX_MAGIC) or len(body) % _IDX_ENTRY:
                 self.damaged_packs.add(name)  # its objects read as missing; fsck reports the index
                 continue
-            self._add_index(name, np.frombuffer(body, dtype=_IDX_DTYPE), listed[name])
+            import numpy as np
+
+            self._add_index(name, np.frombuffer(body, dtype=_idx_dtype()), listed[name])
         with self._lock:  # own packs: from now on, the time their index was published
             for name in listed.keys() & known:
                 if name in self._pack_created:

@@ -1,0 +1,94 @@
+"""Start-up costs only what the command uses: the commands that read refs and the staging area (and --help,
+--version) import none of the heavy libraries. Each runs in a fresh interpreter, which then lists what it loaded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import assay
+from tests.conftest import make_table
+
+HEAVY = ("pyarrow", "duckdb", "numpy", "scipy", "sklearn", "pandas", "polars", "torch")
+# Runs the command line as `assay ARGS...` does, then prints the heavy modules it imported as a JSON line on stderr.
+PROBE = f"HEAVY = {HEAVY!r}\n" + """
+import json, runpy, sys
+sys.argv = ["assay", *sys.argv[1:]]
+try:
+    runpy.run_module("assay.cli", run_name="__main__")
+except SystemExit as e:
+    code = e.code
+else:
+    code = 0
+print(json.dumps({"code": code, "heavy": sorted(m for m in HEAVY if m in sys.modules)}), file=sys.stderr)
+"""
+
+
+@pytest.fixture(scope="module")
+def one_commit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("startup")
+    with assay.init(root) as repo:
+        repo.add("train", make_table(20), key="id")
+        repo.commit("first")
+        repo.tag("v1")
+    return root
+
+
+def _run(cwd: Path, *args: str) -> tuple[str, dict[str, object]]:
+    r = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    report = json.loads(r.stderr.strip().splitlines()[-1])
+    return r.stdout, report
+
+
+@pytest.mark.parametrize(("args", "shows"), [
+    (["--help"], "Usage: assay"),
+    (["--version"], f"assay {version('assay')}"),
+    (["status"], "On branch main"),
+    (["log"], "first"),
+    (["branch"], "* main"),
+    (["tag"], "v1"),
+])
+def test_light_commands_import_no_heavy_library(one_commit: Path, args: list[str], shows: str) -> None:
+    stdout, report = _run(one_commit, *args)
+    assert report["code"] == 0 and shows in stdout, (stdout, report)
+    assert report["heavy"] == [], f"`assay {' '.join(args)}` imported {report['heavy']}"
+
+
+def test_a_command_that_reads_data_still_loads_its_layer(one_commit: Path) -> None:
+    """The probe sees imports: `assay datasets` reads manifests (Arrow schemas), so pyarrow shows up."""
+    stdout, report = _run(one_commit, "datasets")
+    assert report["code"] == 0 and "train" in stdout
+    assert "pyarrow" in report["heavy"]  # type: ignore[operator]
+
+
+def test_package_version_matches_its_metadata() -> None:
+    assert assay.__version__ == version("assay")
+
+
+def test_lazy_public_names_resolve_like_imports() -> None:
+    from assay import Repo, Suite
+
+    assert assay.Repo is Repo and assay.Suite is Suite and "Repo" in dir(assay)
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        _ = assay.nothing_here  # type: ignore[attr-defined]
+
+
+def test_adding_a_file_does_not_import_pandas(one_commit: Path) -> None:
+    pq.write_table(make_table(5, seed=4), one_commit / "more.parquet")
+    stdout, report = _run(one_commit, "add", "more", "more.parquet", "--key", "id")
+    assert report["code"] == 0 and "+5 added" in stdout, (stdout, report)
+    assert "pyarrow" in report["heavy"] and "pandas" not in report["heavy"]  # type: ignore[operator]
+
+
+def test_pandas_still_loads_when_something_converts_to_it() -> None:
+    code = ("import sys; from assay.cli._common import _arrow_without_pandas, _state; _state['process'] = True; "
+            "_arrow_without_pandas(); assert 'pandas' not in sys.modules; import pyarrow as pa; "
+            "print(type(pa.table({'a': [1]}).to_pandas()).__name__, pa.array(__import__('pandas').Series([1.5])))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("DataFrame") and "1.5" in r.stdout, r.stderr
