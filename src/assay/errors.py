@@ -23,7 +23,11 @@ the subclass also derives from it::
     ├── CheckFailed(AssayError)                        a commit or merge refused by a dataset's suite
     ├── BatchRejected(AssayError)                      an ingested batch refused as a whole by the gate
     ├── NothingToCommit(AssayError)
-    └── OutOfSpace(AssayError, OSError)                the filesystem filled up during a write; nothing changed
+    ├── OutOfSpace(AssayError, OSError)                the filesystem filled up during a write; nothing changed
+    └── StorageError(AssayError)                       object storage (S3) refused a request or cannot be reached
+        ├── BucketNotFound                              the bucket does not exist
+        ├── StorageAccessDenied                         no, wrong or insufficient credentials
+        └── StorageUnreachable                          the endpoint does not connect or answer
 
 Messages say what happened, why, and what to do.
 """
@@ -142,3 +146,19 @@ class OutOfSpace(AssayError, OSError):
 
     def __str__(self) -> str:
         return self.strerror or "no space left on device"
+
+
+class StorageError(AssayError):
+    """Object storage refused a request, or could not be reached; nothing was written by the failed call."""
+
+
+class BucketNotFound(StorageError):
+    """A bucket that does not exist (or that the endpoint does not serve)."""
+
+
+class StorageAccessDenied(StorageError):
+    """Credentials missing, unknown (InvalidAccessKeyId), wrong (SignatureDoesNotMatch) or not allowed to do it."""
+
+
+class StorageUnreachable(StorageError):
+    """An object storage endpoint that does not connect or does not answer (after the client's retries)."""
