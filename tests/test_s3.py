@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -195,11 +195,14 @@ def test_wrong_credentials(auth_server: tuple[MotoServer, str, dict[str, str]], 
 # -- crashes -------------------------------------------------------------------------------------------
 
 
-def _wait_for_a_part(server: MotoServer, bucket: str, prefix: str, timeout: float = 60.0) -> None:
-    """Until a multipart upload under ``prefix`` has at least one part uploaded: the middle of a large put."""
+def _wait_for_a_part(server: MotoServer, bucket: str, prefix: str, alive: Callable[[], bool],
+                     timeout: float = 60.0) -> None:
+    """Until a multipart upload under ``prefix`` has at least one part uploaded: the middle of a large put
+    (its parts go up one at a time, eight of them, so the put is still under way)."""
     client = server.client()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        assert alive(), "the put ended before a part was seen: make the object larger"
         for up in _uploads(server, bucket, prefix):
             if client.list_parts(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"]).get("Parts"):
                 return
@@ -212,7 +215,8 @@ import os, sys
 from assay.store import PackingStore
 from assay.store.s3 import S3Backend
 url, endpoint = sys.argv[1], sys.argv[2]
-store = PackingStore(S3Backend.from_url(url, endpoint_url=endpoint, multipart_from=5 << 20, part_size=5 << 20))
+store = PackingStore(S3Backend.from_url(url, endpoint_url=endpoint, multipart_from=5 << 20, part_size=5 << 20,
+                                        threads=1))
 store.put(sys.stdin.buffer.read())
 """
 
@@ -220,7 +224,7 @@ store.put(sys.stdin.buffer.read())
 @pytest.mark.slow
 def test_a_writer_killed_in_the_middle_of_a_large_put(s3_server: MotoServer, s3_bucket: str) -> None:
     prefix = f"crash-{uuid.uuid4().hex[:8]}"
-    data = os.urandom(20 << 20)  # chunked into a pack of 20 MiB: four parts of 5 MiB
+    data = os.urandom(40 << 20)  # chunked into a pack of 40 MiB: eight parts of 5 MiB
     oid = hash_bytes(data)
     env = {**os.environ, "PYTHONPATH": SRC}
     writer = subprocess.Popen([sys.executable, "-c", _WRITER, f"s3://{s3_bucket}/{prefix}", s3_server.url],
@@ -229,7 +233,7 @@ def test_a_writer_killed_in_the_middle_of_a_large_put(s3_server: MotoServer, s3_
     writer.stdin.write(data)
     writer.stdin.close()
     try:
-        _wait_for_a_part(s3_server, s3_bucket, prefix)
+        _wait_for_a_part(s3_server, s3_bucket, prefix, lambda: writer.poll() is None)
     finally:
         writer.kill()
         writer.wait()
@@ -248,8 +252,8 @@ def test_the_server_killed_in_the_middle_of_a_large_put() -> None:
         bucket = server.make_bucket()
         url = f"s3://{bucket}/p"
         store = PackingStore(S3Backend.from_url(url, endpoint_url=server.url, multipart_from=5 << 20,
-                                                part_size=5 << 20, max_attempts=2, connect_timeout=2))
-        data = os.urandom(20 << 20)
+                                                part_size=5 << 20, threads=1, max_attempts=2, connect_timeout=2))
+        data = os.urandom(40 << 20)
         failure: list[BaseException] = []
 
         def put() -> None:
@@ -260,7 +264,7 @@ def test_the_server_killed_in_the_middle_of_a_large_put() -> None:
 
         t = threading.Thread(target=put)
         t.start()
-        _wait_for_a_part(server, bucket, "p/")
+        _wait_for_a_part(server, bucket, "p/", t.is_alive)
         server.kill()
         t.join(60)
         assert not t.is_alive() and len(failure) == 1
