@@ -59,6 +59,14 @@ def test_a_url_that_is_not_s3_is_refused(url: str) -> None:
         S3Backend.from_url(url)
 
 
+@pytest.mark.parametrize(("url", "what"), [("s3://Bad_Bucket/p", "not an S3 bucket name"),
+                                           ("s3://bucket/a/../b", "not a prefix"),
+                                           ("s3://bucket/.hidden", "not a prefix")])
+def test_a_bad_bucket_name_or_prefix_is_refused(url: str, what: str) -> None:
+    with pytest.raises(InputError, match=what):
+        S3Backend.from_url(url)
+
+
 def test_credentials_in_a_url_are_refused() -> None:
     with pytest.raises(InputError, match="never put them in a URL"):
         S3Backend.from_url("s3://AKIA:secret@bucket/prefix")

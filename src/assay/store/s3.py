@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -60,6 +61,8 @@ _COALESCE_GAP = 1 << 20  # ranges of one get_ranges closer than this are read in
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "ExpiredToken",
            "InvalidToken", "InvalidClientTokenId", "AuthorizationHeaderMalformed", "403"}
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_KEYLIKE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")  # as backend.check_key
 T = TypeVar("T")
 
 
@@ -81,8 +84,15 @@ class S3Backend(Backend):
         boto3 = _boto3()
         from botocore.config import Config
 
+        if not _BUCKET.match(bucket):
+            raise InputError(f"{bucket!r} is not an S3 bucket name: 3 to 63 lowercase letters, digits, '.' and '-', "
+                             "starting and ending with a letter or digit")
+        stripped = prefix.strip("/")
+        if stripped and not _KEYLIKE.match(stripped):
+            raise InputError(f"{prefix!r} is not a prefix for a store: names of letters, digits, '.', '_' and '-' "
+                             "joined by '/', none starting with '.' or '-'")
         self.bucket = bucket
-        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.prefix = stripped + "/" if stripped else ""
         self.endpoint_url = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
                              or os.environ.get("AWS_ENDPOINT_URL") or None)
         self.multipart_from = max(multipart_from, _MIN_PART)
