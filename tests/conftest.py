@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 import assay
+from tests.s3_server import CREDENTIALS, MotoServer
 
 os.environ.setdefault("ASSAY_AUTHOR", "Test <test@example.com>")
 
@@ -49,3 +50,28 @@ def write_images(folder: Path, brightness: dict[str, int], per_label: int, *, si
         for i in range(per_label):
             pixels = (rng.random((8, 8)) * 50 + level).astype(np.uint8)
             Image.fromarray(pixels).resize((size, size)).save(folder / label / f"{i}.png")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoServer]:
+    """moto's S3 server in its own process on 127.0.0.1 (credentials: tests.s3_server.CREDENTIALS)."""
+    server = MotoServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(s3_server: MotoServer) -> str:
+    """A bucket on the session's S3 server; tests keep apart by prefix."""
+    return s3_server.make_bucket()
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test server's credentials in the environment (the AWS chain the backend reads)."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)

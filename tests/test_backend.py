@@ -1,7 +1,8 @@
 """The packing store's rules over every raw backend, and the backend contract itself.
 
-Every test takes ``case``: a backend (local folder, memory; S3 joins the list in ``BACKENDS``), a store over it,
-and ``tick()``, which lets the backend's clock move past the resolution of its creation times. Times are read
+Every test takes ``case``: a backend (local folder, memory, S3 on moto's server in its own process), a store over
+it, and ``tick()``, which lets the backend's clock move past the resolution of its creation times (S3: whole
+seconds). Times are read
 from the backend (``stat().created``), never from this machine's clock, so the tests hold on object storage.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from assay.errors import CorruptObject, ObjectNotFound
 from assay.store import LocalObjectStore, hash_bytes
 from assay.store.backend import Backend, Buffer, Entry, LocalBackend, MemoryBackend, check_key
 from assay.store.packing import PackingStore, loose_key
+from assay.store.s3 import S3Backend
 
 
 class CountingBackend(Backend):
@@ -83,11 +86,15 @@ class CountingBackend(Backend):
     def sync(self, keys: Iterable[str]) -> None:
         self.inner.sync(keys)
 
+    def clean(self, older_than: float) -> int:
+        return self.inner.clean(older_than)
+
 
 @dataclass
 class Case:
     backend: CountingBackend
     tick: Callable[[], None]
+    many: int = 1000  # calls in a row for the tests that count requests (fewer on a server: each is a request)
 
     def store(self, **kw: float) -> PackingStore:
         return PackingStore(self.backend, **kw)  # type: ignore[arg-type]
@@ -98,11 +105,11 @@ class Case:
         return entry.created
 
 
-def _local(tmp_path: Path) -> Case:
+def _local(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
     return Case(CountingBackend(LocalBackend(tmp_path / "store")), lambda: time.sleep(0.02))
 
 
-def _memory(tmp_path: Path) -> Case:
+def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
     now = [1_000_000.0]
 
     def tick() -> None:
@@ -111,12 +118,21 @@ def _memory(tmp_path: Path) -> Case:
     return Case(CountingBackend(MemoryBackend(clock=lambda: now[0])), tick)
 
 
-BACKENDS: dict[str, Callable[[Path], Case]] = {"local": _local, "memory": _memory}
+def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
+    """A fresh prefix in the session's bucket; parts of 5 MiB, so that the larger packs here are multipart."""
+    request.getfixturevalue("s3_env")
+    server, bucket = request.getfixturevalue("s3_server"), request.getfixturevalue("s3_bucket")
+    backend = S3Backend(bucket, f"t-{uuid.uuid4().hex[:12]}", endpoint_url=server.url, multipart_from=5 << 20,
+                        part_size=5 << 20)
+    return Case(CountingBackend(backend), lambda: time.sleep(1.1), many=100)  # LastModified: whole seconds
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Case]] = {"local": _local, "memory": _memory, "s3": _s3}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 class SmallChunks(PackingStore):
@@ -227,7 +243,7 @@ def test_has_misses_do_not_list_the_packs_each_time(case: Case) -> None:
     store = case.store(pack_list_ttl=3600.0)
     store.put_many([b"packed %d" % i for i in range(10)])
     case.backend.calls.clear()
-    misses = [hash_bytes(b"absent %d" % i) for i in range(1000)]
+    misses = [hash_bytes(b"absent %d" % i) for i in range(case.many)]
     assert not any(store.has(o) for o in misses)
     assert case.backend.calls["list", "packs"] <= 1
     assert store.missing(misses) == set(misses)

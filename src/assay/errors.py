@@ -34,7 +34,11 @@ the subclass also derives from it::
     ├── OutOfSpace(AssayError, OSError)                the filesystem filled up during a write; nothing changed
     ├── MissingExtra(AssayError, ImportError)          onnx, onnxruntime, skl2onnx or torch not installed
     ├── ExportMismatch(AssayError, ValueError)         an ONNX export whose outputs differ from the original
-    └── QuantizationRefused(AssayError)                INT8 over its accuracy budget after every remedy
+    ├── QuantizationRefused(AssayError)                INT8 over its accuracy budget after every remedy
+    └── StorageError(AssayError)                       object storage (S3) refused a request or cannot be reached
+        ├── BucketNotFound                              the bucket does not exist
+        ├── StorageAccessDenied                         no, wrong or insufficient credentials
+        └── StorageUnreachable                          the endpoint does not connect or answer
 
 Messages say what happened, why, and what to do.
 """
@@ -211,3 +215,19 @@ class QuantizationRefused(AssayError):
     def __init__(self, message: str, report: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.report = dict(report or {})
+
+
+class StorageError(AssayError):
+    """Object storage refused a request, or could not be reached; nothing was written by the failed call."""
+
+
+class BucketNotFound(StorageError):
+    """A bucket that does not exist (or that the endpoint does not serve)."""
+
+
+class StorageAccessDenied(StorageError):
+    """Credentials missing, unknown (InvalidAccessKeyId), wrong (SignatureDoesNotMatch) or not allowed to do it."""
+
+
+class StorageUnreachable(StorageError):
+    """An object storage endpoint that does not connect or does not answer (after the client's retries)."""
