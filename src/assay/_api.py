@@ -108,9 +108,11 @@ def _verify_staged(repo: _repository.Repo, manifests: dict[str, str], suites: di
     return verify_staged(repo, manifests, suites)
 
 
-def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None) -> Repo:
-    """Create a repository in ``path`` (a ``.assay`` folder) and return it."""
-    _repository.init(path, catalog_url=catalog_url).close()
+def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None,
+         store_url: str | None = None) -> Repo:
+    """Create a repository in ``path`` (a ``.assay`` folder) and return it; ``store_url`` and ``catalog_url``
+    put its objects and refs elsewhere (``s3://bucket/prefix``, ``postgresql://host/db``)."""
+    _repository.init(path, catalog_url=catalog_url, store_url=store_url).close()
     return Repo(path)
 
 

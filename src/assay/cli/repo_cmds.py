@@ -28,11 +28,17 @@ app = Typer()
 @app.command()
 def init(path: Annotated[str, typer.Argument(help="Folder to create the repository in.")] = ".",
          catalog: Annotated[str | None, typer.Option(metavar="URL",
-                                                     help="SQLAlchemy URL of a shared catalog.")] = None) -> None:
+                                                     help="Catalog URL: sqlite:///FILE or postgresql://HOST/DB "
+                                                          "(credentials from the environment, never stored).")]
+         = None,
+         store: Annotated[str | None, typer.Option(metavar="URL",
+                                                   help="Object store URL: s3://BUCKET/PREFIX (endpoint from "
+                                                        "AWS_ENDPOINT_URL, credentials from the AWS chain).")]
+         = None) -> None:
     """Create a repository (a .assay folder) in PATH."""
     from assay.repo import init as do_init
 
-    repo = do_init(path, catalog_url=catalog)
+    repo = do_init(path, catalog_url=catalog, store_url=store)
     out.print(f"Initialised an empty assay repository in {repo.dir}")
 
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the table layer (Arrow) is imported where it is used: statu
 
 ASSAY_DIR = ".assay"
 _IDEMPOTENT = ("replace", "upsert", "delete")  # modes whose result, given the same input again, stays as it is
-CONFIG_FORMAT = 1
+CONFIG_FORMAT = 2  # 2: the store may be elsewhere (an older assay would ignore the store URL)
 DEFAULT_STORE = "file://{assay_dir}"
 DEFAULT_CATALOG = "sqlite:///{assay_dir}/catalog.db"
 Progress = Callable[[str, int, int], None]
@@ -70,8 +70,12 @@ class MergeResult:
                 "up_to_date": self.up_to_date}
 
 
-def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None) -> Repo:
-    """Create a repository in ``path`` (a ``.assay`` folder) and return it."""
+def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None, store_url: str | None = None) -> Repo:
+    """Create a repository in ``path`` (a ``.assay`` folder) and return it.
+
+    ``store_url`` puts the objects elsewhere (``s3://bucket/prefix``), ``catalog_url`` the refs
+    (``postgresql://host/db``); the folder keeps this working copy's HEAD and staging. Both are opened
+    (and so checked) before anything is written."""
     root = Path(path).resolve()
     root.mkdir(parents=True, exist_ok=True)
     target = root / ASSAY_DIR
@@ -80,7 +84,9 @@ def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None) 
     tmp = Path(tempfile.mkdtemp(prefix=".assay-init-", dir=root))
     try:
         # URLs only: a password in catalog_url is not written (see assay.repo.catalog.urls for where it comes from)
-        config = {"format": CONFIG_FORMAT, "store": DEFAULT_STORE,
+        if store_url is not None:
+            open_store(store_url)  # a bucket that does not exist or refused credentials: a clear error, now
+        config = {"format": CONFIG_FORMAT if store_url else 1, "store": store_url or DEFAULT_STORE,
                   "catalog": config_url(catalog_url or DEFAULT_CATALOG)}
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         (tmp / "HEAD").write_text(json.dumps({"branch": "main"}))

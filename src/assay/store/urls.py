@@ -16,6 +16,7 @@ from typing import Any
 from assay.errors import InputError
 from assay.store.base import ObjectStore
 from assay.store.local import LocalObjectStore
+from assay.store.packing import PackingStore
 
 Opener = Callable[[str], ObjectStore]
 
@@ -36,7 +37,23 @@ def _open_file(url: str) -> ObjectStore:
     return FileObjectStore(path)
 
 
-_OPENERS: dict[str, Opener] = {"file": _open_file}
+class S3ObjectStore(PackingStore):
+    """The packing store over S3-compatible object storage (``s3://bucket/prefix``), reopened from its URL.
+
+    The endpoint comes from ``AWS_ENDPOINT_URL`` (or the AWS configuration), credentials from the AWS chain;
+    neither is part of the URL, so the URL can be written into a repository's config."""
+
+    def __init__(self, url: str, *, endpoint_url: str | None = None):
+        from assay.store.s3 import S3Backend
+
+        super().__init__(S3Backend.from_url(url, endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL")))
+        self.url = url
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return open_store, (self.url,)
+
+
+_OPENERS: dict[str, Opener] = {"file": _open_file, "s3": S3ObjectStore}
 
 
 def register_store_scheme(scheme: str, opener: Opener) -> None:

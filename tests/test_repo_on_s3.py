@@ -1,0 +1,75 @@
+"""A repository whose objects live on S3 (a moto server in its own process on 127.0.0.1): every command works."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import assay
+from assay.errors import BucketNotFound
+from tests.conftest import make_table
+from tests.s3_server import MotoServer
+
+
+@pytest.fixture
+def s3_repo(tmp_path: Path, s3_server: MotoServer, s3_bucket: str, s3_env: None,
+            monkeypatch: pytest.MonkeyPatch) -> assay.Repo:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.url)
+    return assay.init(tmp_path / "work", store_url=f"s3://{s3_bucket}/{tmp_path.name}")
+
+
+def test_a_repository_on_s3_commits_reads_checks_and_collects(s3_repo: assay.Repo, s3_server: MotoServer,
+                                                               s3_bucket: str, tmp_path: Path) -> None:
+    config = json.loads((s3_repo.dir / "config.json").read_text())
+    assert config["store"] == f"s3://{s3_bucket}/{tmp_path.name}" and "aws" not in json.dumps(config).lower()
+    s3_repo.add("t", make_table(500), key="id")
+    first = s3_repo.commit("first")
+    s3_repo.add("t", make_table(5, seed=3, start=10), mode="upsert")
+    s3_repo.commit("fix")
+    assert s3_repo.dataset("t", first).to_arrow().num_rows == 500
+    (d,) = s3_repo.diff(first, "HEAD")
+    assert d.changed == 5
+    assert not [p for p in (s3_repo.dir / "objects").rglob("*") if p.is_file()]  # none in the local folder
+    listed = s3_server.client().list_objects_v2(Bucket=s3_bucket, Prefix=tmp_path.name)
+    assert listed.get("KeyCount", 0) > 0  # the objects are in the bucket
+    assert s3_repo.fsck().ok
+    s3_repo.gc(grace=0)
+    assert s3_repo.fsck().ok and s3_repo.dataset("t").to_arrow().num_rows == 500
+    again = pickle.loads(pickle.dumps(s3_repo.store))  # reopened from its URL, as a worker would
+    assert again.url == s3_repo.store.url and again.has(first)  # type: ignore[attr-defined]
+
+
+def test_init_on_a_bucket_that_does_not_exist_says_so_and_writes_nothing(tmp_path: Path, s3_server: MotoServer,
+                                                                         s3_env: None,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.url)
+    with pytest.raises(BucketNotFound):
+        assay.init(tmp_path / "w", store_url="s3://no-such-bucket-here/x")
+    assert not (tmp_path / "w" / ".assay").exists()
+
+
+def test_the_cli_on_a_repository_on_s3(tmp_path: Path, s3_server: MotoServer, s3_bucket: str) -> None:
+    from tests.s3_server import CREDENTIALS
+
+    env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": s3_server.url}
+    import pyarrow.parquet as pq
+
+    pq.write_table(make_table(50), tmp_path / "t.parquet")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "assay.cli", *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    assert run("init", "--store", f"s3://{s3_bucket}/cli-{tmp_path.name}").returncode == 0
+    assert run("add", "t", "t.parquet", "--key", "id").returncode == 0
+    assert run("commit", "-m", "first").returncode == 0
+    assert "50" in run("datasets").stdout
+    assert run("fsck").returncode == 0
+    listed = s3_server.client().list_objects_v2(Bucket=s3_bucket, Prefix=f"cli-{tmp_path.name}")
+    assert listed.get("KeyCount", 0) > 0 and not (tmp_path / ".assay" / "catalog.db").read_bytes().count(b"AWS")
