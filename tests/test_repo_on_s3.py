@@ -13,6 +13,7 @@ import pytest
 
 import assay
 from assay.errors import BucketNotFound
+from tests.catalog_servers import postgres_database as postgres_database  # the session fixture
 from tests.conftest import make_table
 from tests.s3_server import MotoServer
 
@@ -43,6 +44,7 @@ def test_a_repository_on_s3_commits_reads_checks_and_collects(s3_repo: assay.Rep
     assert s3_repo.fsck().ok and s3_repo.dataset("t").to_arrow().num_rows == 500
     again = pickle.loads(pickle.dumps(s3_repo.store))  # reopened from its URL, as a worker would
     assert again.url == s3_repo.store.url and again.has(first)  # type: ignore[attr-defined]
+    s3_repo.close()
 
 
 def test_init_on_a_bucket_that_does_not_exist_says_so_and_writes_nothing(tmp_path: Path, s3_server: MotoServer,
@@ -73,3 +75,30 @@ def test_the_cli_on_a_repository_on_s3(tmp_path: Path, s3_server: MotoServer, s3
     assert run("fsck").returncode == 0
     listed = s3_server.client().list_objects_v2(Bucket=s3_bucket, Prefix=f"cli-{tmp_path.name}")
     assert listed.get("KeyCount", 0) > 0 and not (tmp_path / ".assay" / "catalog.db").read_bytes().count(b"AWS")
+
+
+def test_two_working_folders_share_a_repository_on_s3_and_postgresql(
+        tmp_path: Path, s3_server: MotoServer, s3_bucket: str, s3_env: None, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> None:
+    from assay.repo.catalog.urls import ENV_URL
+    from tests.catalog_servers import catalog_url
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.url)
+    catalog = catalog_url("postgresql", tmp_path, request)
+    monkeypatch.setenv(ENV_URL, catalog)  # the credentials come from the environment, not the config
+    store = f"s3://{s3_bucket}/shared-{tmp_path.name}"
+    alice = assay.init(tmp_path / "alice", store_url=store, catalog_url=catalog)
+    alice.add("t", make_table(100), key="id")
+    first = alice.commit("alice's first")
+    bob = assay.init(tmp_path / "bob", store_url=store, catalog_url=catalog)  # attaches to the same repository
+    assert bob.head() == first and bob.dataset("t").to_arrow().num_rows == 100
+    bob.add("t", make_table(3, start=500), mode="append")
+    second = bob.commit("bob's")
+    assert alice.head() == second and [c.message for _, c in alice.log()] == ["bob's", "alice's first"]
+    for folder in ("alice", "bob"):
+        assert "assay_test:" not in (tmp_path / folder / ".assay" / "config.json").read_text()
+    assert alice.fsck().ok
+    alice.close()
+    bob.close()
+
+
