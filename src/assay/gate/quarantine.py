@@ -18,10 +18,10 @@ from assay.table import DatasetVersion
 from assay.table.select import select_ids, unite
 
 if TYPE_CHECKING:
-    from assay.repo import Repo
+    from assay.repo import Repository
 
 
-def quarantined(repo: Repo, dataset: str) -> pa.Table:
+def quarantined(repo: Repository, dataset: str) -> pa.Table:
     """The scores and reasons of every sample in quarantine (empty when there is none), with a ``label``
     column: what the user knows the sample by (its key, ``id=80``, or its path in a folder dataset)."""
     commit = _tip(repo, dataset, missing_ok=True)
@@ -50,7 +50,7 @@ def sample_labels(version: DatasetVersion) -> dict[str, str]:
             for i, row in zip(ids, zip(*values, strict=True), strict=True)}
 
 
-def show(repo: Repo, dataset: str, sample: str) -> dict[str, Any]:
+def show(repo: Repository, dataset: str, sample: str) -> dict[str, Any]:
     """One quarantined sample: its values, scores and reasons (``sample`` may be an id prefix)."""
     commit = _tip(repo, dataset)
     scores = quarantined(repo, dataset)
@@ -64,7 +64,7 @@ def show(repo: Repo, dataset: str, sample: str) -> dict[str, Any]:
     return {"sample": sid, "label": label, "values": values[0] if values else {}, "scores": row}
 
 
-def resolve_samples(repo: Repo, dataset: str, prefixes: list[str]) -> list[str]:
+def resolve_samples(repo: Repository, dataset: str, prefixes: list[str]) -> list[str]:
     """Full sample ids for ``prefixes`` of quarantined samples; an unknown or ambiguous prefix is an error."""
     return _resolve(quarantined(repo, dataset), dataset, prefixes)
 
@@ -92,7 +92,7 @@ def _resolve(scores: pa.Table, dataset: str, prefixes: list[str]) -> list[str]:
     return out
 
 
-def release(repo: Repo, dataset: str, samples: list[str] | None, *, branch: str | None = None,
+def release(repo: Repository, dataset: str, samples: list[str] | None, *, branch: str | None = None,
             message: str | None = None) -> dict[str, Any]:
     """Move quarantined samples (all when ``samples`` is None) into ``dataset`` on ``branch``."""
     branch = branch or repo.branch
@@ -101,12 +101,13 @@ def release(repo: Repo, dataset: str, samples: list[str] | None, *, branch: str 
     return _move(repo, dataset, samples, branch, message or f"release from quarantine into {dataset}")
 
 
-def drop(repo: Repo, dataset: str, samples: list[str] | None, *, message: str | None = None) -> dict[str, Any]:
+def drop(repo: Repository, dataset: str, samples: list[str] | None, *, message: str | None = None) -> dict[str, Any]:
     """Remove quarantined samples (all when ``samples`` is None) for good from the quarantine's tip."""
     return _move(repo, dataset, samples, None, message or f"drop from quarantine of {dataset}")
 
 
-def _move(repo: Repo, dataset: str, samples: list[str] | None, branch: str | None, message: str) -> dict[str, Any]:
+def _move(repo: Repository, dataset: str, samples: list[str] | None, branch: str | None,
+          message: str) -> dict[str, Any]:
     qname = quarantine_branch(dataset)
     qtip = _tip(repo, dataset)
     assert qtip is not None
@@ -137,7 +138,7 @@ def _move(repo: Repo, dataset: str, samples: list[str] | None, branch: str | Non
     return {"samples": len(ids), "commits": {u.name: u.new for u in updates}}
 
 
-def _release_commit(repo: Repo, dataset: str, branch: str, moving: Any, ids: set[bytes], moved_scores: pa.Table,
+def _release_commit(repo: Repository, dataset: str, branch: str, moving: Any, ids: set[bytes], moved_scores: pa.Table,
                     message: str) -> RefUpdate:
     ref = repo.catalog.get_ref(branch)
     if ref is None:
@@ -158,7 +159,7 @@ def _release_commit(repo: Repo, dataset: str, branch: str, moving: Any, ids: set
     return RefUpdate(branch, "branch", oid, ref.commit)
 
 
-def _tip(repo: Repo, dataset: str, *, missing_ok: bool = False) -> str | None:
+def _tip(repo: Repository, dataset: str, *, missing_ok: bool = False) -> str | None:
     ref = repo.catalog.get_ref(quarantine_branch(dataset))
     if ref is None:
         if missing_ok:

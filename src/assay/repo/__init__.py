@@ -2,6 +2,6 @@
 
 from assay.repo.catalog import Catalog, Ref, RefUpdate, SqlCatalog
 from assay.repo.commits import Commit
-from assay.repo.repository import MergeResult, Repo, Status, init
+from assay.repo.repository import MergeResult, Repository, Status, init
 
-__all__ = ["Catalog", "Commit", "MergeResult", "Ref", "RefUpdate", "Repo", "SqlCatalog", "Status", "init"]
+__all__ = ["Catalog", "Commit", "MergeResult", "Ref", "RefUpdate", "Repository", "SqlCatalog", "Status", "init"]

@@ -1,4 +1,10 @@
-"""The repository: an object store plus a catalog, with datasets, commits, branches, tags and merges."""
+"""The repository core: an object store plus a catalog, with datasets, commits, branches, tags and merges.
+
+``Repository`` is the layer's class; ``assay.Repo`` (the only ``Repo``) builds on it and installs the suite
+checker. A ``Repository`` never skips a suite silently: committing or merging a dataset that has a suite
+needs a ``verifier`` (installed by ``assay.Repo``) or an explicit ``no_verify=True``, which the commit records;
+without either it refuses (``CheckFailed``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assay._types import Progress
+from assay.engines import Engine, default_engine
 from assay.errors import (
     CheckFailed,
     ConflictError,
@@ -43,10 +51,9 @@ from assay.table.sources import load_source
 
 ASSAY_DIR = ".assay"
 CONFIG_FORMAT = 1
-Progress = Callable[[str, int, int], None]
 # Checks staged datasets before a commit: (repo, dataset -> manifest oid, dataset -> suite oid) -> what to
-# record in the commit's meta; raises to refuse the commit. Set by higher layers (assay.Repo).
-Verifier = Callable[["Repo", dict[str, str], dict[str, str]], dict[str, Any]]
+# record in the commit's meta; raises to refuse the commit. Installed by higher layers (assay.Repo).
+Verifier = Callable[["Repository", dict[str, str], dict[str, str]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,7 @@ class MergeResult:
                 "up_to_date": self.up_to_date}
 
 
-def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None) -> Repo:
+def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None) -> Repository:
     """Create a repository in ``path`` (a ``.assay`` folder) and return it."""
     root = Path(path).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -90,7 +97,7 @@ def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None) 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Repo(root)
+    return Repository(root)
 
 
 def find_root(start: Path) -> Path:
@@ -100,11 +107,15 @@ def find_root(start: Path) -> Path:
     raise NotARepository(f"no assay repository in {start} or any parent folder; create one with `assay init`")
 
 
-class Repo:
-    """An assay repository. ``Repo(path)`` opens the repository at ``path`` or a parent folder."""
+class Repository:
+    """The core of an assay repository at ``path`` or a parent folder (users open ``assay.Repo``).
+
+    ``engine`` runs the work split by fragment (default: in-process threads); ``verifier`` checks the suites
+    of committed and merged datasets (see the module docstring).
+    """
 
     def __init__(self, path: str | os.PathLike[str] = ".", *, store: ObjectStore | None = None,
-                 catalog: Catalog | None = None):
+                 catalog: Catalog | None = None, engine: Engine | None = None, verifier: Verifier | None = None):
         self.root = find_root(Path(path).resolve())
         self.dir = self.root / ASSAY_DIR
         config = json.loads((self.dir / "config.json").read_text())
@@ -116,16 +127,17 @@ class Repo:
         self.catalog = catalog or SqlCatalog(config["catalog"].replace("{assay_dir}", str(self.dir)))
         self.work = WorkState(self.dir)
         self._memo = AddMemo(self.dir / "cache.db")
-        self.verifier: Verifier | None = None
+        self.engine = engine or default_engine()
+        self.verifier = verifier
 
     def __repr__(self) -> str:
-        return f"<Repo {self.root}>"
+        return f"<{type(self).__name__} {self.root}>"
 
     def close(self) -> None:
         self.catalog.close()
         self._memo.close()
 
-    def __enter__(self) -> Repo:
+    def __enter__(self) -> Repository:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -223,7 +235,7 @@ class Repo:
 
     def add(self, name: str, source: Any, *, key: Sequence[str] | str | None = None, mode: str = "replace",
             labels: str | os.PathLike[str] | None = None, format: str | None = None,
-            progress: Progress | None = None) -> UpdateResult:
+            progress: Progress | None = None, engine: Engine | None = None) -> UpdateResult:
         """Stage a change to dataset ``name`` from a file, folder, or frame (see ``MODES``)."""
         with self.work.locked():
             staging = self.work.read_staging()
@@ -232,7 +244,7 @@ class Repo:
             staged = staging.datasets.get(name)
             base_oid = staged.manifest if staged else committed
             new_oid, result = self.build_version(name, source, base=base_oid, key=key, mode=mode, labels=labels,
-                                                 format=format, progress=progress)
+                                                 format=format, progress=progress, engine=engine)
             if new_oid == committed:
                 staging.datasets.pop(name, None)
             elif new_oid != base_oid or staged:
@@ -246,7 +258,8 @@ class Repo:
 
     def build_version(self, name: str, source: Any, *, base: str | None, key: Sequence[str] | str | None = None,
                       mode: str = "replace", labels: str | os.PathLike[str] | None = None,
-                      format: str | None = None, progress: Progress | None = None) -> tuple[str, UpdateResult]:
+                      format: str | None = None, progress: Progress | None = None,
+                      engine: Engine | None = None) -> tuple[str, UpdateResult]:
         """Write the version of ``name`` that applying ``source`` to manifest ``base`` gives; stages nothing.
 
         Returns the new manifest's oid and what changed.
@@ -267,7 +280,7 @@ class Repo:
         if memo is not None and memo == base and base_manifest is not None:
             return memo, UpdateResult(base_manifest, unchanged=base_manifest.rows)
         result = apply_update(self.store, name, base_manifest, src, key=keys, mode=mode, kind=kind,
-                              blob_columns=blobs, progress=progress)
+                              blob_columns=blobs, progress=progress, engine=engine or self.engine)
         new_oid = self.store.put(result.manifest.to_bytes())
         self._memo.put(base, src.digest, keys, mode, new_oid)
         return new_oid, result
@@ -335,9 +348,9 @@ class Repo:
                allow_empty: bool = False, no_verify: bool = False) -> str:
         """Record the staged changes as a commit on the working branch; returns its oid.
 
-        When the repository has a verifier (``assay.Repo`` checks suites), staged datasets that have a
-        suite are checked first and a failure refuses the commit; ``no_verify`` skips that, and the
-        skip is recorded in the commit's ``meta``.
+        Staged datasets that have a suite are checked first by the verifier (``assay.Repo`` installs it) and a
+        failure refuses the commit; ``no_verify`` skips that, and the skip is recorded in the commit's
+        ``meta``. Without a verifier such a commit is refused unless ``no_verify`` is given.
         """
         if not message.strip():
             raise InputError("a commit needs a message: assay commit -m 'what changed and why'")
@@ -373,10 +386,14 @@ class Repo:
                 no_verify: bool) -> dict[str, Any]:
         """Run the verifier over the changed datasets that have a suite; what to record in the commit."""
         checked = sorted(n for n in set(changed) if n in suites and n in datasets)
-        if not checked or self.verifier is None:
+        if not checked:
             return {}
         if no_verify:
             return {"no_verify": True, "unchecked": checked}
+        if self.verifier is None:
+            raise CheckFailed(f"dataset(s) {checked} have a suite, and this {type(self).__name__} has no suite "
+                              "checker to run it; nothing was committed. Open the repository with assay.Repo "
+                              "(it checks suites), or pass no_verify=True to skip the check (it is recorded)")
         return self.verifier(self, {n: datasets[n] for n in checked}, {n: suites[n] for n in checked})
 
     @staticmethod
@@ -475,7 +492,7 @@ class Repo:
     # -- diff, export ---------------------------------------------------------------------------------------------
 
     def diff(self, a: str | None = None, b: str | None = None, *, dataset: str | None = None,
-             limit: int = 20) -> list[DatasetDiff]:
+             limit: int = 20, engine: Engine | None = None) -> list[DatasetDiff]:
         """Per-dataset differences from revision ``a`` (default HEAD) to ``b`` (default: working version)."""
         left = self.datasets(a or "HEAD") if (a or self.head()) else {}
         right = self.datasets(b)
@@ -489,7 +506,7 @@ class Repo:
             ma = self.read_manifest(left[n]) if n in left else None
             mb = self.read_manifest(right[n]) if n in right else None
             with self.store.cache_scope():
-                out.append(diff_manifests(self.store, n, ma, mb, limit=limit))
+                out.append(diff_manifests(self.store, n, ma, mb, limit=limit, engine=engine or self.engine))
         return out
 
     def export(self, spec: str, to: str | os.PathLike[str], *, force: bool = False,

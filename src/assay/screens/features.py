@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assay._types import Progress
 from assay.errors import InputError, ScreenError
 from assay.screens.data import ScreenData, content_groups
 from assay.table import DatasetVersion
@@ -22,7 +23,6 @@ from assay.table.manifest import HASH_COLUMN, ID_COLUMN
 LABEL_NAMES = ("label", "labels", "target", "class", "y")
 FOLDER_COLUMNS = ("path", "size", "media_type")
 MAX_CATEGORIES = 50
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from assay._types import Progress
 from assay.errors import AssayError
 from assay.screens._base import Screen, ScreenResult
 from assay.screens.data import ScreenData
@@ -19,7 +20,6 @@ from assay.screens.value import ValueScreen
 
 SCREENS: Mapping[str, type[Screen]] = MappingProxyType({
     s.name: s for s in (DuplicateScreen, OutlierScreen, LabelIssueScreen, ValueScreen, PoisonScreen)})
-Progress = Callable[[str, int, int], None]
 
 
 def make_screen(name: str, **params: Any) -> Screen:

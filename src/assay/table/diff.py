@@ -4,13 +4,13 @@ and which columns changed. Rows in fragments that both versions share are never 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from assay.engines import Engine, default_engine
 from assay.store import ObjectStore
 from assay.table.fragments import POSITION, empty_id_table, live_mask, read_fragment
 from assay.table.manifest import HASH_COLUMN, ID_COLUMN, FragmentRef, Manifest
@@ -60,15 +60,16 @@ class DatasetDiff:
 
 
 def diff_manifests(store: ObjectStore, name: str, a: Manifest | None, b: Manifest | None, *,
-                   limit: int = 20) -> DatasetDiff:
-    """Compare versions ``a`` and ``b`` (either may be None: dataset absent)."""
+                   limit: int = 20, engine: Engine | None = None) -> DatasetDiff:
+    """Compare versions ``a`` and ``b`` (either may be None: dataset absent); ``engine`` reads the fragments."""
     joined = id_level_diff(store, a, b)
     status = joined["status"]
     counts = {s: int((status == s).sum()) for s in ("added", "removed", "changed")}
     rows_a, rows_b = (a.rows if a else 0), (b.rows if b else 0)
     unchanged = rows_b - counts["added"] - counts["changed"]
-    col_changes, names, matrix = _column_changes(store, a, b, joined)
-    samples = _listing(store, a, b, joined, names, matrix, limit)
+    engine = engine or default_engine()
+    col_changes, names, matrix = _column_changes(store, a, b, joined, engine)
+    samples = _listing(store, a, b, joined, names, matrix, limit, engine)
     return DatasetDiff(name, counts["added"], counts["removed"], counts["changed"], unchanged, rows_a, rows_b,
                        schema_changes(a, b), col_changes, samples)
 
@@ -143,8 +144,8 @@ def id_level_diff(store: ObjectStore, a: Manifest | None, b: Manifest | None) ->
 
 
 def rows_at(store: ObjectStore, m: Manifest, frags: np.ndarray, positions: np.ndarray,
-            columns: Sequence[str] | None = None) -> pa.Table:
-    """Rows of ``m`` at (fragment index, position) pairs, in the order given."""
+            columns: Sequence[str] | None = None, engine: Engine | None = None) -> pa.Table:
+    """Rows of ``m`` at (fragment index, position) pairs, in the order given; one fragment per engine task."""
     from assay.table.reader import conform
 
     names = list(columns) if columns is not None else m.schema.names
@@ -156,8 +157,7 @@ def rows_at(store: ObjectStore, m: Manifest, frags: np.ndarray, positions: np.nd
         whole = read_fragment(store, ref.whole(), schema.names)
         return conform(whole.take(pa.array(positions[sel])), schema)
 
-    with ThreadPoolExecutor(2) as pool:  # Parquet decoding releases the GIL
-        parts = list(pool.map(pick, groups))
+    parts = list((engine or default_engine()).map(pick, groups))  # Parquet decoding releases the GIL
     order = groups
     if not parts:
         return schema.empty_table()
@@ -166,15 +166,15 @@ def rows_at(store: ObjectStore, m: Manifest, frags: np.ndarray, positions: np.nd
 
 
 def _column_changes(store: ObjectStore, a: Manifest | None, b: Manifest | None,
-                    joined: dict[str, np.ndarray]) -> tuple[dict[str, int], list[str], np.ndarray]:
+                    joined: dict[str, np.ndarray], engine: Engine) -> tuple[dict[str, int], list[str], np.ndarray]:
     """Per column, how many changed samples differ in it; and the (columns x changed samples) matrix."""
     changed = joined["status"] == "changed"
     n = int(changed.sum())
     if a is None or b is None or not n:
         return {}, [], np.zeros((0, n), bool)
     common = [c for c in b.schema.names if c in a.schema.names]
-    left = rows_at(store, a, joined["fa"][changed], joined["pa"][changed], common)
-    right = rows_at(store, b, joined["fb"][changed], joined["pb"][changed], common)
+    left = rows_at(store, a, joined["fa"][changed], joined["pa"][changed], common, engine)
+    right = rows_at(store, b, joined["fb"][changed], joined["pb"][changed], common, engine)
     differs = [_differs(left.column(c), right.column(c)) for c in common]
     only_one_side = [c for c in b.schema.names if c not in common] + [c for c in a.schema.names if c not in common]
     differs += [np.ones(n, bool)] * len(only_one_side)  # an added or removed column changes every sample
@@ -201,7 +201,7 @@ def _differs(lc: pa.ChunkedArray, rc: pa.ChunkedArray) -> np.ndarray:
 
 
 def _listing(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined: dict[str, np.ndarray],
-             names: list[str], matrix: np.ndarray, limit: int) -> tuple[SampleChange, ...]:
+             names: list[str], matrix: np.ndarray, limit: int, engine: Engine) -> tuple[SampleChange, ...]:
     status = joined["status"]
     picked = np.arange(min(limit, len(status)))
     changed_idx = np.flatnonzero(status == "changed")
@@ -212,7 +212,7 @@ def _listing(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined:
     for m, sel, f, p in ((a, picked[from_a], joined["fa"], joined["pa"]),
                          (b, picked[~from_a], joined["fb"], joined["pb"])):
         if m is not None and m.key and len(sel):
-            rows = rows_at(store, m, f[sel], p[sel], m.key).to_pylist()
+            rows = rows_at(store, m, f[sel], p[sel], m.key, engine).to_pylist()
             keys.update(zip(sel.tolist(), rows, strict=True))
     return tuple(SampleChange(str(status[i]), bytes(joined["id"][i]).hex(), keys.get(i), cols_of.get(i, ()))
                  for i in picked.tolist())
