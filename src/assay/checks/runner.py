@@ -30,9 +30,9 @@ from assay.checks.expectations import (
     q,
 )
 from assay.checks.statistics import answer_from_statistics
-from assay.checks.suite import Suite, SuiteError
+from assay.checks.suite import Suite
 from assay.engines import Engine, default_engine
-from assay.errors import SQLConditionError
+from assay.errors import SQLConditionError, SuiteError
 from assay.table import DatasetVersion
 from assay.table.sandbox import sandbox
 

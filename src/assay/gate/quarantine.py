@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 def quarantined(repo: Repository, dataset: str) -> pa.Table:
     """The scores and reasons of every sample in quarantine (empty when there is none), with a ``label``
     column: what the user knows the sample by (its key, ``id=80``, or its path in a folder dataset)."""
-    commit = _tip(repo, dataset, missing_ok=True)
+    commit = _tip_or_none(repo, dataset)
     if commit is None:
         from assay.screens import scores_schema
 
@@ -110,7 +110,6 @@ def _move(repo: Repository, dataset: str, samples: list[str] | None, branch: str
           message: str) -> dict[str, Any]:
     qname = quarantine_branch(dataset)
     qtip = _tip(repo, dataset)
-    assert qtip is not None
     qdata = dict(repo.read_commit(qtip).datasets)
     sname = scores_name(dataset)
     scores = DatasetVersion(repo.store, repo.read_manifest(qdata[sname])).to_arrow()
@@ -159,11 +158,15 @@ def _release_commit(repo: Repository, dataset: str, branch: str, moving: Any, id
     return RefUpdate(branch, "branch", oid, ref.commit)
 
 
-def _tip(repo: Repository, dataset: str, *, missing_ok: bool = False) -> str | None:
-    ref = repo.catalog.get_ref(quarantine_branch(dataset))
-    if ref is None:
-        if missing_ok:
-            return None
+def _tip(repo: Repository, dataset: str) -> str:
+    """The tip of the quarantine branch of ``dataset``; RefNotFound when it has none."""
+    tip = _tip_or_none(repo, dataset)
+    if tip is None:
         raise RefNotFound(f"dataset {dataset!r} has no quarantine (no branch {quarantine_branch(dataset)!r}); "
                           "`assay ingest` creates it when it holds samples back")
-    return ref.commit
+    return tip
+
+
+def _tip_or_none(repo: Repository, dataset: str) -> str | None:
+    ref = repo.catalog.get_ref(quarantine_branch(dataset))
+    return ref.commit if ref else None

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from assay._types import Progress
-from assay.errors import AssayError
+from assay.errors import AssayError, ParamError
 from assay.screens._base import Screen, ScreenResult
 from assay.screens.data import ScreenData
 from assay.screens.duplicate import DuplicateScreen
@@ -23,9 +23,9 @@ SCREENS: Mapping[str, type[Screen]] = MappingProxyType({
 
 
 def make_screen(name: str, **params: Any) -> Screen:
-    """A built-in screen by name; unknown names and parameters raise ValueError/TypeError."""
+    """A built-in screen by name; an unknown name or parameter raises ParamError (a ValueError and TypeError)."""
     if name not in SCREENS:
-        raise ValueError(f"unknown screen {name!r}; known: {', '.join(SCREENS)}")
+        raise ParamError(f"unknown screen {name!r}: assay has no screen of that name; use one of {', '.join(SCREENS)}")
     return SCREENS[name](**params)
 
 
