@@ -13,7 +13,6 @@ import pytest
 import assay
 from assay._types import Progress
 from assay.engines import Engine, InProcessEngine, default_engine
-from assay.repo import Repository
 from tests.conftest import make_table
 
 
@@ -125,22 +124,6 @@ def test_the_repository_passes_its_engine_down(tmp_path: Path) -> None:
     with assay.Repo(tmp_path) as repo:
         assert repo.diff(dataset="t", engine=other)[0].changed == 200
         assert other.tasks >= 1  # a method's engine= overrides the repository's
-
-
-def test_the_core_refuses_to_commit_a_suite_it_cannot_check(tmp_path: Path) -> None:
-    assay.init(tmp_path)
-    with Repository(tmp_path) as core:
-        core.add("t", make_table(10), key="id")
-        core.set_suite("t", "dataset: t\nexpectations:\n  - {expect: row_count, max: 3}\n")
-        with pytest.raises(assay.CheckFailed, match="no suite checker"):
-            core.commit("unchecked")
-        assert core.head() is None  # nothing was committed
-        oid = core.commit("skip, recorded", no_verify=True)
-        assert core.read_commit(oid).meta["no_verify"] is True
-    with assay.Repo(tmp_path) as repo:
-        repo.add("t", make_table(12), key="id")
-        with pytest.raises(assay.CheckFailed, match="row_count"):
-            repo.commit("checked")  # the public Repo checks the suite
 
 
 def test_engines_subclass_the_protocol() -> None:

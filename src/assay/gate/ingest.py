@@ -134,7 +134,8 @@ def _write_staging(repo: Repository, into: str, tip: str | None, datasets: dict[
                    staged_oid: str, message: str | None) -> str:
     name = staging_branch(into)
     oid = repo.derive(parents=(tip,) if tip else (), datasets={**datasets, into: staged_oid}, suites=suites,
-                      message=f"ingest {into}: staged batch" + (f" ({message})" if message else ""))
+                      message=f"ingest {into}: staged batch" + (f" ({message})" if message else ""),
+                      verify=False)  # the batch is audited next; the policy decides what its suite does
     current = repo.catalog.get_ref(name)
     repo.move_refs([RefUpdate(name, "branch", oid, current.commit if current else None)], f"ingest: stage {into}")
     return oid
@@ -246,7 +247,8 @@ def _publish(repo: Repository, report: IngestReport, run: ScreenRun, staged: Man
                "quarantined": len(held_rows), "warned": int((warn & in_batch).sum())}
     text = message or f"ingest into {into}"
     target = repo.derive(parents=(tip,) if tip else (), datasets=published, suites=suites, meta={"ingest": summary},
-                         message=f"{text}: {len(accepted_rows)} accepted, {len(held_rows)} quarantined")
+                         message=f"{text}: {len(accepted_rows)} accepted, {len(held_rows)} quarantined",
+                         verify=False)  # the suite ran on the batch (_run_checks); the policy decided
     updates = [RefUpdate(branch, "branch", target, tip), _staging_removal(into, batch)]
     if len(held_rows):
         updates.append(_quarantine_commit(repo, run, staged, in_batch & quarantine, held_rows, into, batch, text,
@@ -281,7 +283,7 @@ def _quarantine_commit(repo: Repository, run: ScreenRun, staged: Manifest, held:
                                    mode="upsert")
     oid = repo.derive(parents=(ref.commit,) if ref else (), message=f"{text}: {len(rows)} quarantined",
                       datasets={**before, into: repo.store.put(new.to_bytes()), scores_name(into): scores},
-                      meta={"ingest": summary})
+                      meta={"ingest": summary}, verify=False)  # held-back samples: not checked, by design
     return RefUpdate(name, "branch", oid, ref.commit if ref else None)
 
 

@@ -288,17 +288,31 @@ class Repository:
     def derive(self, *, parents: Sequence[str], message: str, author: str | None = None,
                meta: dict[str, Any] | None = None, datasets: Mapping[str, str] | None = None,
                suites: Mapping[str, str] | None = None, models: Mapping[str, str] | None = None,
-               kinds: Mapping[str, Mapping[str, str]] | None = None) -> str:
+               kinds: Mapping[str, Mapping[str, str]] | None = None, verify: bool = True) -> str:
         """Write a child of ``parents`` (moving no ref); returns its oid. Move refs with ``move_refs``.
 
         It carries every kind of content of the first parent except the kinds given, each of which replaces
-        that kind's whole mapping (see ``Commit.child``).
+        that kind's whole mapping (see ``Commit.child``). Like ``commit``, the datasets it changes that have a
+        suite are checked first (CheckFailed refuses it; without a verifier it is refused). Callers that have
+        checked them already, or whose own policy decides (the gate, upkeep), say so with ``verify=False``.
         """
         parent = self.read_commit(parents[0]) if parents else None
         c = Commit.child(parent=parent, parents=parents, message=message, author=author or default_author(self.root),
                          code=code_reference(Path.cwd()), meta=meta, datasets=datasets, suites=suites,
                          models=models, kinds=kinds)
+        extra = self._verify(self._changed(parent, c.datasets, c.suites), c.datasets, c.suites, False) \
+            if verify else {}
+        if extra:
+            c = Commit.child(parent=parent, parents=parents, message=message, author=c.author, code=c.code,
+                             meta={**(meta or {}), **extra}, datasets=datasets, suites=suites, models=models,
+                             kinds=kinds)
         return self._write_commit(c)
+
+    @staticmethod
+    def _changed(before: Commit | None, datasets: Mapping[str, str], suites: Mapping[str, str]) -> list[str]:
+        """The datasets whose version or suite differs from ``before``'s."""
+        data, checks = (before.datasets, before.suites) if before else ({}, {})
+        return [n for n in datasets if (datasets[n], suites.get(n)) != (data.get(n), checks.get(n))]
 
     def move_refs(self, updates: list[RefUpdate], message: str) -> None:
         """Move several refs at once (each a compare-and-swap): all or none; ConflictError if one moved."""
@@ -392,7 +406,7 @@ class Repository:
             return {"no_verify": True, "unchecked": checked}
         if self.verifier is None:
             raise CheckFailed(f"dataset(s) {checked} have a suite, and this {type(self).__name__} has no suite "
-                              "checker to run it; nothing was committed. Open the repository with assay.Repo "
+                              "checker to run it, so nothing was written. Open the repository with assay.Repo "
                               "(it checks suites), or pass no_verify=True to skip the check (it is recorded)")
         return self.verifier(self, {n: datasets[n] for n in checked}, {n: suites[n] for n in checked})
 
@@ -615,7 +629,7 @@ class Repository:
             extra = self._verify_merge(mine, merged, content["suites"], rev, no_verify)
             text = message or f"Merge {rev} into {self.branch or ours[:12]}"
             oid = self.derive(parents=(ours, theirs), message=text, author=author,
-                              meta={"merge_base": base, **extra}, datasets=merged, kinds=content)
+                              meta={"merge_base": base, **extra}, datasets=merged, kinds=content, verify=False)
             self._move_head(head_info, ours, oid, f"merge {rev}")
             return MergeResult(oid, False, origin)
 
@@ -638,10 +652,8 @@ class Repository:
     def _verify_merge(self, mine: Commit | None, datasets: Mapping[str, str], suites: Mapping[str, str], rev: str,
                       no_verify: bool) -> dict[str, Any]:
         """The gate on a merge: the datasets (or suites) it changes on the branch are checked."""
-        before_data, before_suites = (mine.datasets, mine.suites) if mine else ({}, {})
-        changed = [n for n in datasets if (datasets[n], suites.get(n)) != (before_data.get(n), before_suites.get(n))]
         try:
-            return self._verify(changed, datasets, suites, no_verify)
+            return self._verify(self._changed(mine, datasets, suites), datasets, suites, no_verify)
         except CheckFailed as e:
             found = str(e).rpartition("\nNothing was committed")[0] or str(e)
             raise CheckFailed(f"{found}\nNothing was merged. Fix the data (or the suite) on {rev}, or merge with "
