@@ -60,3 +60,25 @@ def test_derive_checks_the_datasets_it_changes_unless_told_not_to(folder: Path) 
         assert repo.read_commit(checked).meta["checks"]["t"]["passed"] == 1
     with Repository(folder) as core, pytest.raises(assay.CheckFailed, match="no suite checker"):
         core.derive(parents=(tip,), message="unchecked?", datasets={"t": fine})
+
+
+def test_a_release_that_would_fail_the_suite_is_refused(repo: assay.Repo) -> None:
+    import pyarrow as pa
+
+    from assay.gate import release
+    from assay.gate.policy import parse_policy
+
+    base = make_table(60)
+    repo.add("t", base, key="id")
+    repo.commit("base")
+    copies = base.slice(0, 3).set_column(0, "id", pa.array([900, 901, 902], pa.int64()))
+    policy = parse_policy("checks: skip\nmax_quarantined: 1.0\nscreens:\n  duplicate: {action: quarantine}\n")
+    report = repo.ingest(pa.concat_tables([copies, make_table(10, seed=9, start=500)]), into="t", policy=policy)
+    assert report.ok and len(report.quarantined) >= 1
+    rows = repo.dataset("t", "main").num_rows
+    repo.set_suite("t", f"dataset: t\nexpectations:\n  - {{expect: row_count, max: {rows}}}\n")
+    tip = repo.commit("no more rows")
+    with pytest.raises(assay.CheckFailed, match="Nothing was released") as info:
+        release(repo, "t", [report.quarantined[0].sample], branch="main")
+    assert "row_count" in str(info.value) and "--no-verify" not in str(info.value)
+    assert repo.resolve("main") == tip  # nothing moved

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assay.errors import InputError, RefNotFound
+from assay.errors import CheckFailed, InputError, RefNotFound
 from assay.gate.ingest import quarantine_branch
 from assay.repo import RefUpdate
 from assay.screens import scores_name
@@ -153,8 +153,14 @@ def _release_commit(repo: Repository, dataset: str, branch: str, moving: Any, id
                                        pa.array(["released"] * moved_scores.num_rows, pa.string()))
     sname = scores_name(dataset)
     scores, _ = repo.build_version(sname, released, base=datasets.get(sname), key=["sample"], mode="upsert")
-    oid = repo.derive(parents=(ref.commit,), datasets={**datasets, dataset: repo.store.put(target.to_bytes()),
-                                                       sname: scores}, message=f"{message}: {len(ids)} sample(s)")
+    try:
+        oid = repo.derive(parents=(ref.commit,), datasets={**datasets, dataset: repo.store.put(target.to_bytes()),
+                                                           sname: scores}, message=f"{message}: {len(ids)} sample(s)")
+    except CheckFailed as e:  # checked like a commit to that branch
+        found = str(e).rpartition("\nNothing was committed")[0] or str(e)
+        raise CheckFailed(f"{found}\nNothing was released: with these samples {dataset!r} on {branch!r} would fail "
+                          "its suite. Release fewer samples, drop them (`assay quarantine drop`), or change the "
+                          "suite first.", e.results) from e
     return RefUpdate(branch, "branch", oid, ref.commit)
 
 
