@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from assay.repo.catalog import RefUpdate, SqlCatalog, SqliteCatalog
-from assay.repo.repository import Repo, init
+from assay.repo.repository import Repository as Repo
+from assay.repo.repository import init
 
 
 def _import_ms(module: str, runs: int) -> float:

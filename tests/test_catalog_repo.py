@@ -13,7 +13,7 @@ import pytest
 import assay
 from assay.errors import CatalogUnavailable, InputError, LockHeld
 from assay.repo.catalog import ENV_URL
-from assay.repo.repository import Repo as LowRepo
+from assay.repo.repository import Repository as LowRepo
 from assay.store.urls import open_store
 from tests.catalog_servers import catalog_url
 from tests.catalog_servers import postgres_database as postgres_database  # the fixture

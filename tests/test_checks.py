@@ -13,7 +13,7 @@ import pytest
 
 import assay
 from assay.checks import infer_suite, parse_suite, run_suite
-from assay.checks.suite import SuiteError
+from assay.errors import SuiteError
 
 DATA = pa.table({
     "id": pa.array([1, 2, 3, 4, 5, 6], pa.int64()),
@@ -41,14 +41,16 @@ def check(version: assay.DatasetVersion, body: str) -> list[tuple[bool, int | No
     ("dataset: t\nexpectations:\n  - expect: nope\n    column: a\n", 3, "unknown expectation 'nope'"),
     ("dataset: t\nexpectations:\n  - column: a\n    expect: nope\n", 4, "unknown expectation 'nope'"),
     ("dataset: t\nexpectations:\n  -\n    column: a\n\n    expect: nope\n", 6, "unknown expectation 'nope'"),
-    ("dataset: t\nexpectations:\n  - expect: between\n    column: a\n    min: low\n", 3, "'min' must be"),
-    ("dataset: t\nexpectations:\n  - expect: not_null\n", 3, "missing argument 'column'"),
+    ("dataset: t\nexpectations:\n  - expect: between\n    column: a\n    min: low\n", 3,
+     "min must be a number, not 'low'"),
+    ("dataset: t\nexpectations:\n  - expect: not_null\n", 3, "expectation 'not_null' is missing parameter 'column'"),
     ("dataset: t\nexpectations:\n  - expect: between\n    column: a\n", 3, "give min, max or both"),
     ("dataset: t\nexpectations:\n  - expect: regex\n    column: a\n    pattern: '('\n", 3, "not a valid regular"),
     ("dataset: t\nexpectations: [\n", 3, "invalid YAML"),
     ("dataset: t\nexpectations:\n  - expect: not_null\n    column: a\n    severity: fatal\n", 3, "severity"),
     ("expectations: []\n", 1, "'dataset' must name"),
-    ("dataset: t\nexpectations:\n  - expect: not_null\n    column: a\n    colour: red\n", 3, "unknown argument"),
+    ("dataset: t\nexpectations:\n  - expect: not_null\n    column: a\n    colour: red\n", 3,
+     "expectation 'not_null' has no parameter 'colour'"),
 ])
 def test_malformed_suites_name_the_line(text: str, line: int, words: str) -> None:
     with pytest.raises(SuiteError) as info:

@@ -15,7 +15,7 @@ import pytest
 
 import assay
 from assay.checks import parse_suite, run_suite
-from assay.checks.suite import SuiteError
+from assay.errors import SuiteError
 from tests import ge_peer
 
 DOC = Path(__file__).parents[1] / "docs" / "great_expectations.md"

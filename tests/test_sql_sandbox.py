@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 import assay
 from assay.checks import parse_suite, run_suite
 from assay.checks.expectations import RowCondition
-from assay.checks.suite import Suite, SuiteError
+from assay.checks.suite import Suite
 from assay.cli.app import app
-from assay.errors import SQLConditionError
+from assay.errors import SQLConditionError, SuiteError
 from assay.gate import read_scores
 from assay.table.sandbox import sandbox
 from tests.test_cli import _assay

@@ -1,31 +1,34 @@
-"""The public Repo: a repository whose commits are checked against the suites of their datasets, with the
-gate (``ingest``) and the scores of its datasets; and ``screen``, which scores any dataset version."""
+"""The public Repo (the only ``Repo``): the repository core (``assay.repo.Repository``) with the suite checker
+installed, so that commits and merges are checked against the suites of their datasets; with the gate
+(``ingest``) and the scores of its datasets; and ``screen``, which scores any dataset version."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assay.repo import repository as _repository
 
 if TYPE_CHECKING:  # the layers below are imported where they are used, so that opening a Repo stays cheap
+    from assay._types import Progress
+    from assay.engines import Engine
     from assay.gate import IngestReport, Policy
     from assay.models import LineageReport, ModelDiff, ModelSummary, ModelVersion, TrainedOn
     from assay.screens import FeatureSpec, Screen, ScreenRun
     from assay.table import DatasetVersion
 
 
-class Repo(_repository.Repo):
+class Repo(_repository.Repository):
     """An assay repository (``Repo(path)`` opens the one at ``path`` or a parent folder).
 
-    Commits of datasets that have a suite are checked first (see ``Repo.commit``).
+    Commits of datasets that have a suite are checked first (see ``Repo.commit``). ``engine`` runs the work
+    split by fragment (default: threads in this process).
     """
 
-    def __init__(self, path: str | os.PathLike[str] = ".", **kwargs: Any):
-        super().__init__(path, **kwargs)
-        self.verifier = _verify_staged
+    def __init__(self, path: str | os.PathLike[str] = ".", *, engine: Engine | None = None, **kwargs: Any):
+        super().__init__(path, engine=engine, verifier=_verify_staged, **kwargs)
 
     def ingest(self, batch: Any, *, into: str, policy: Policy | str | Path | None = None, **kwargs: Any
                ) -> IngestReport:
@@ -101,7 +104,7 @@ class Repo(_repository.Repo):
         return _model_queries.find_trained_on(self, spec, sample=sample)
 
 
-def _verify_staged(repo: _repository.Repo, manifests: dict[str, str], suites: dict[str, str]) -> dict[str, Any]:
+def _verify_staged(repo: _repository.Repository, manifests: dict[str, str], suites: dict[str, str]) -> dict[str, Any]:
     """The commit gate (``assay.checks.gate.verify_staged``), imported only when a commit has suites to check."""
     from assay.checks.gate import verify_staged
 
@@ -118,7 +121,7 @@ def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None,
 
 def screen(version: DatasetVersion, screens: Sequence[str | Screen] = ("duplicate", "outlier", "label_issue",
                                                                       "value", "poison"),
-           *, features: FeatureSpec | None = None, progress: Callable[[str, int, int], None] | None = None
+           *, features: FeatureSpec | None = None, progress: Progress | None = None
            ) -> ScreenRun:
     """Score every sample of ``version`` with ``screens`` (names or configured Screen objects)."""
     from assay.screens import make_screen, run_screens, screen_data

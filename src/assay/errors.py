@@ -17,7 +17,9 @@ the subclass also derives from it::
     ├── InputError(AssayError, ValueError)             bad user input: files, frames, arguments
     │   ├── SchemaConflict                              schema does not fit the dataset
     │   ├── KeyViolation                                duplicate or null keys
+    │   ├── ParamError(InputError, TypeError)           a parameter of an expectation, screen or policy
     │   ├── ScreenError                                 data a screen cannot score (no labels, one class)
+    │   ├── SuiteError                                  a suite (file or object) that cannot be used
     │   ├── PolicyError                                 a gate policy file that cannot be read
     │   ├── SQLConditionError                           user SQL that is not one expression over the data
     │   └── ModelError                                  a model the registry cannot take; nothing registered
@@ -31,6 +33,7 @@ the subclass also derives from it::
     ├── CheckFailed(AssayError)                        a commit or merge refused by a dataset's suite
     ├── BatchRejected(AssayError)                      an ingested batch refused as a whole by the gate
     ├── NothingToCommit(AssayError)
+    ├── ContractError(AssayError, AssertionError)      a screen (or other plug-in) broke its contract
     ├── OutOfSpace(AssayError, OSError)                the filesystem filled up during a write; nothing changed
     ├── MissingExtra(AssayError, ImportError)          onnx, onnxruntime, skl2onnx or torch not installed
     ├── ExportMismatch(AssayError, ValueError)         an ONNX export whose outputs differ from the original
@@ -40,7 +43,8 @@ the subclass also derives from it::
         ├── StorageAccessDenied                         no, wrong or insufficient credentials
         └── StorageUnreachable                          the endpoint does not connect or answer
 
-Messages say what happened, why, and what to do.
+Messages say what happened, why, and what to do. Every exception class of assay is defined here
+(``tests/test_layers.py`` checks it); other modules import them from here.
 """
 
 from __future__ import annotations
@@ -111,6 +115,16 @@ class KeyViolation(InputError):
     """Duplicate or null sample keys."""
 
 
+class ParamError(InputError, TypeError):
+    """A parameter (of an expectation, a screen, a policy) that is unknown, missing, of the wrong type or out of
+    its bounds (see ``assay._params``). A TypeError too, as Python raises for a wrong keyword."""
+
+
+class SuiteError(InputError):
+    """A suite that cannot be used: invalid YAML, an unknown expectation or argument (the message names the
+    line), or an expectation built in code whose arguments do not fit."""
+
+
 class ScreenError(InputError):
     """Data that a screen cannot score: missing labels, one class, too few samples."""
 
@@ -155,6 +169,11 @@ class NonFastForward(ConflictError):
 
 class NothingToCommit(AssayError):
     """``commit`` with nothing staged."""
+
+
+class ContractError(AssayError, AssertionError):
+    """A screen (or another plug-in) broke its contract, e.g. scored a different number of samples than it was
+    given: a bug in that plug-in, which the message names. Nothing was stored."""
 
 
 class MergeConflict(AssayError):

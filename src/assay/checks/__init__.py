@@ -3,7 +3,8 @@
 from assay.checks.expectations import KINDS, Expectation
 from assay.checks.infer import infer_suite
 from assay.checks.runner import CheckResult, ExpectationResult, run_suite
-from assay.checks.suite import Suite, SuiteError, load_suite, parse_suite
+from assay.checks.suite import Suite, load_suite, parse_suite
+from assay.errors import SuiteError
 
 __all__ = [
     "CheckResult",

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from assay._params import OPTIONAL, Param, check_params
+from assay.errors import ParamError
 from assay.table.sandbox import check_condition
 
 NUMBER = (int, float)
 SEVERITIES = ("error", "warn")
+SEVERITY = Param(str, "error", choices=SEVERITIES, doc="error: a failure refuses the commit; warn: reported")
+MOSTLY = Param(NUMBER, 1.0, 0, 1, doc="the share of the rows considered that must pass")
 
 
 def q(name: str) -> str:
@@ -47,33 +52,19 @@ class Expectation:
     """Base: ``kind``, arguments, severity. Subclasses declare ``params`` and the SQL they need."""
 
     kind: ClassVar[str] = ""
-    params: ClassVar[dict[str, tuple[tuple[type, ...], bool]]] = {}  # name -> (types, required)
+    params: ClassVar[Mapping[str, Param]] = {}
     args: dict[str, Any] = field(default_factory=dict)
     severity: str = "error"
     mostly: float = 1.0
 
     @classmethod
     def build(cls, raw: dict[str, Any]) -> Expectation:
+        """The expectation with arguments ``raw`` (plus ``severity`` and ``mostly``); ParamError if they do not
+        fit its ``params``."""
         args = dict(raw)
-        severity = args.pop("severity", "error")
-        mostly = args.pop("mostly", 1.0)
-        if severity not in SEVERITIES:
-            raise ValueError(f"severity must be 'error' or 'warn', not {severity!r}")
-        if not isinstance(mostly, NUMBER) or not 0 <= mostly <= 1:
-            raise ValueError(f"mostly must be a fraction between 0 and 1, not {mostly!r}")
-        for name in args:
-            if name not in cls.params:
-                raise ValueError(f"unknown argument {name!r}; it takes {', '.join(cls.params) or 'no arguments'}")
-        for name, (types, required) in cls.params.items():
-            if name not in args:
-                if required:
-                    raise ValueError(f"missing argument {name!r}")
-                continue
-            value = args[name]
-            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-                wanted = " or ".join(t.__name__ for t in types)
-                raise ValueError(f"argument {name!r} must be {wanted}, not {type(value).__name__} {value!r}")
-        made = cls(args, severity, float(mostly))
+        severity = SEVERITY.check("severity", args.pop("severity", "error"))
+        mostly = MOSTLY.check("mostly", args.pop("mostly", 1.0))
+        made = cls(check_params(f"expectation {cls.kind!r}", cls.params, args), severity, float(mostly))
         made.validate()
         return made
 
@@ -119,9 +110,9 @@ class Expectation:
 
 def _require_a_bound(args: dict[str, Any]) -> None:
     if "min" not in args and "max" not in args:
-        raise ValueError("give min, max or both")
+        raise ParamError("give min, max or both")
     if "min" in args and "max" in args and args["min"] > args["max"]:
-        raise ValueError(f"min ({args['min']}) is greater than max ({args['max']}); nothing could pass")
+        raise ParamError(f"min ({args['min']}) is greater than max ({args['max']}); nothing could pass")
 
 
 def _outside(value: str, args: dict[str, Any]) -> str:
@@ -146,7 +137,7 @@ class _ValueExpectation(Expectation):
 
 class NotNull(Expectation):
     kind = "not_null"
-    params = {"column": ((str,), True)}
+    params = {"column": Param(str)}
 
     def failing_predicate(self) -> str:
         return f"{q(self.args['column'])} IS NULL"
@@ -154,8 +145,9 @@ class NotNull(Expectation):
 
 class Between(_ValueExpectation):
     kind = "between"
-    params = {"column": ((str,), True), "min": (NUMBER, False), "max": (NUMBER, False),
-              "strict_min": ((bool,), False), "strict_max": ((bool,), False), "allow_nan": ((bool,), False)}
+    params = {"column": Param(str), "min": Param(NUMBER, OPTIONAL), "max": Param(NUMBER, OPTIONAL),
+              "strict_min": Param(bool, OPTIONAL), "strict_max": Param(bool, OPTIONAL),
+              "allow_nan": Param(bool, OPTIONAL)}
 
     def validate(self) -> None:
         _require_a_bound(self.args)
@@ -171,7 +163,7 @@ class Between(_ValueExpectation):
 
 class InSet(_ValueExpectation):
     kind = "in_set"
-    params = {"column": ((str,), True), "values": ((list,), True)}
+    params = {"column": Param(str), "values": Param(list)}
 
     def failing_predicate(self) -> str:
         c = q(self.args["column"])
@@ -183,13 +175,13 @@ class InSet(_ValueExpectation):
 
 class Regex(_ValueExpectation):
     kind = "regex"
-    params = {"column": ((str,), True), "pattern": ((str,), True)}
+    params = {"column": Param(str), "pattern": Param(str)}
 
     def validate(self) -> None:
         try:
             re.compile(self.args["pattern"])
         except re.error as e:
-            raise ValueError(f"pattern {self.args['pattern']!r} is not a valid regular expression: {e}") from e
+            raise ParamError(f"pattern {self.args['pattern']!r} is not a valid regular expression: {e}") from e
 
     def failing_predicate(self) -> str:
         c = q(self.args["column"])
@@ -198,7 +190,7 @@ class Regex(_ValueExpectation):
 
 class LengthBetween(_ValueExpectation):
     kind = "length_between"
-    params = {"column": ((str,), True), "min": ((int,), False), "max": ((int,), False)}
+    params = {"column": Param(str), "min": Param(int, OPTIONAL), "max": Param(int, OPTIONAL)}
 
     def validate(self) -> None:
         _require_a_bound(self.args)
@@ -212,7 +204,7 @@ class RowCondition(Expectation):
     """The escape hatch: a DuckDB SQL condition every row must meet (nulls make it fail)."""
 
     kind = "sql"
-    params = {"condition": ((str,), True)}
+    params = {"condition": Param(str)}
 
     def validate(self) -> None:
         check_condition(self.args["condition"], "condition")
@@ -261,7 +253,7 @@ class _Bounded(_TableExpectation):
 
 class RowCount(_Bounded):
     kind = "row_count"
-    params = {"min": ((int,), False), "max": ((int,), False)}
+    params = {"min": Param(int, OPTIONAL), "max": Param(int, OPTIONAL)}
     sql = "count(*)"
 
     def aggregates(self) -> dict[str, str]:
@@ -270,40 +262,37 @@ class RowCount(_Bounded):
 
 class NullFraction(_Bounded):
     kind = "null_fraction"
-    params = {"column": ((str,), True), "min": (NUMBER, False), "max": (NUMBER, False)}
+    params = {"column": Param(str), "min": Param(NUMBER, OPTIONAL), "max": Param(NUMBER, OPTIONAL)}
     sql = "coalesce(avg(({c} IS NULL)::INTEGER), 0)"
 
 
 class MeanBetween(_Bounded):
     kind = "mean_between"
-    params = {"column": ((str,), True), "min": (NUMBER, False), "max": (NUMBER, False)}
+    params = {"column": Param(str), "min": Param(NUMBER, OPTIONAL), "max": Param(NUMBER, OPTIONAL)}
     sql = "avg({c}) FILTER (WHERE NOT isnan({c}::DOUBLE))"
 
 
 class StdBetween(_Bounded):
     kind = "std_between"
-    params = {"column": ((str,), True), "min": (NUMBER, False), "max": (NUMBER, False)}
+    params = {"column": Param(str), "min": Param(NUMBER, OPTIONAL), "max": Param(NUMBER, OPTIONAL)}
     sql = "stddev_samp({c}) FILTER (WHERE NOT isnan({c}::DOUBLE))"
 
 
 class QuantileBetween(_Bounded):
     kind = "quantile_between"
-    params = {"column": ((str,), True), "quantile": (NUMBER, True), "min": (NUMBER, False), "max": (NUMBER, False)}
+    params = {"column": Param(str), "quantile": Param(NUMBER, low=0, high=1), "min": Param(NUMBER, OPTIONAL),
+              "max": Param(NUMBER, OPTIONAL)}
     sql = "quantile_cont({c}, {quantile}) FILTER (WHERE NOT isnan({c}::DOUBLE))"
 
-    def validate(self) -> None:
-        super().validate()
-        if not 0 <= self.args["quantile"] <= 1:
-            raise ValueError("quantile must be between 0 and 1")
 
 
 class Unique(_TableExpectation):
     kind = "unique"
-    params = {"column": ((str,), False), "columns": ((list,), False)}
+    params = {"column": Param(str, OPTIONAL), "columns": Param(list, OPTIONAL)}
 
     def validate(self) -> None:
         if ("column" in self.args) == ("columns" in self.args):
-            raise ValueError("give 'column' (one) or 'columns' (a composite key), not both")
+            raise ParamError("give 'column' (one) or 'columns' (a composite key), not both")
 
     def aggregates(self) -> dict[str, str]:
         cols = ", ".join(q(c) for c in self.columns())
@@ -322,8 +311,8 @@ class Unique(_TableExpectation):
 
 class CategoryFrequency(_TableExpectation):
     kind = "category_frequency"
-    params = {"column": ((str,), True), "value": ((str, int, float, bool), True),
-              "min": (NUMBER, False), "max": (NUMBER, False)}
+    params = {"column": Param(str), "value": Param((str, int, float, bool)),
+              "min": Param(NUMBER, OPTIONAL), "max": Param(NUMBER, OPTIONAL)}
 
     def aggregates(self) -> dict[str, str]:
         c = q(self.args["column"])
@@ -339,7 +328,7 @@ class LabelDistribution(_TableExpectation):
     """Each label's share of the rows within ``tolerance`` of the given frequencies."""
 
     kind = "label_distribution"
-    params = {"column": ((str,), True), "frequencies": ((dict,), True), "tolerance": (NUMBER, False)}
+    params = {"column": Param(str), "frequencies": Param(dict), "tolerance": Param(NUMBER, OPTIONAL)}
 
     def aggregates(self) -> dict[str, str]:
         c = q(self.args["column"])
@@ -360,7 +349,7 @@ class Fresh(_TableExpectation):
     """The newest timestamp is at most ``max_age_seconds`` old."""
 
     kind = "fresh"
-    params = {"column": ((str,), True), "max_age_seconds": (NUMBER, True)}
+    params = {"column": Param(str), "max_age_seconds": Param(NUMBER)}
 
     def aggregates(self) -> dict[str, str]:
         c = q(self.args["column"])
@@ -376,7 +365,7 @@ class ColumnType(_TableExpectation):
     """The column exists (with the given Arrow type, when given). Checked on the schema."""
 
     kind = "column"
-    params = {"column": ((str,), True), "type": ((str,), False)}
+    params = {"column": Param(str), "type": Param(str, OPTIONAL)}
 
     def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
         actual = values.get("type")
@@ -387,7 +376,7 @@ class InDataset(_TableExpectation):
     """Every (non-null) value appears in a column of another dataset (a foreign key)."""
 
     kind = "in_dataset"
-    params = {"column": ((str,), True), "dataset": ((str,), True), "other_column": ((str,), False)}
+    params = {"column": Param(str), "dataset": Param(str), "other_column": Param(str, OPTIONAL)}
 
     def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
         missing = int(values.get("missing", 0))
@@ -402,8 +391,9 @@ class Distribution(_TableExpectation):
     """
 
     kind = "distribution"
-    params = {"column": ((str,), True), "reference": ((str,), True), "ks_max": (NUMBER, False),
-              "wasserstein_max": (NUMBER, False), "chi2_pvalue_min": (NUMBER, False), "js_max": (NUMBER, False)}
+    params = {"column": Param(str), "reference": Param(str), "ks_max": Param(NUMBER, OPTIONAL),
+              "wasserstein_max": Param(NUMBER, OPTIONAL), "chi2_pvalue_min": Param(NUMBER, OPTIONAL),
+              "js_max": Param(NUMBER, OPTIONAL)}
 
     def evaluate(self, values: dict[str, Any], rows: int, failing: int | None) -> Outcome:
         stats = values.get("stats") or {}

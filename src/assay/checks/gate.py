@@ -11,10 +11,10 @@ from assay.errors import CheckFailed
 from assay.table import DatasetVersion
 
 if TYPE_CHECKING:
-    from assay.repo import Repo
+    from assay.repo import Repository
 
 
-def verify_staged(repo: Repo, manifests: dict[str, str], suites: dict[str, str]) -> dict[str, Any]:
+def verify_staged(repo: Repository, manifests: dict[str, str], suites: dict[str, str]) -> dict[str, Any]:
     """Check each dataset against its suite; raise CheckFailed on an error-level failure.
 
     Returns what the commit records: per dataset, how many expectations passed and warned.
@@ -23,7 +23,8 @@ def verify_staged(repo: Repo, manifests: dict[str, str], suites: dict[str, str])
     for name, manifest in sorted(manifests.items()):
         suite = parse_suite(repo.store.get(suites[name]).decode("utf-8"), f"suite of {name}")
         version = DatasetVersion(repo.store, repo.read_manifest(manifest))
-        results[name] = run_suite(version, suite, other=repo.dataset, reference=_reference(repo, name))
+        results[name] = run_suite(version, suite, other=repo.dataset, reference=_reference(repo, name),
+                                  engine=repo.engine)
     failed = {n: r for n, r in results.items() if not r.ok}
     if failed:
         raise CheckFailed(_explain(failed), {n: r.to_dict() for n, r in results.items()})
@@ -31,7 +32,7 @@ def verify_staged(repo: Repo, manifests: dict[str, str], suites: dict[str, str])
                        for n, r in results.items()}}
 
 
-def _reference(repo: Repo, name: str) -> Callable[[str], DatasetVersion]:
+def _reference(repo: Repository, name: str) -> Callable[[str], DatasetVersion]:
     def open_reference(rev: str) -> DatasetVersion:
         return repo.dataset(name, rev)
 

@@ -13,8 +13,8 @@ data read again, to count and show the samples that fail. Every query runs on a 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -30,8 +30,9 @@ from assay.checks.expectations import (
     q,
 )
 from assay.checks.statistics import answer_from_statistics
-from assay.checks.suite import Suite, SuiteError
-from assay.errors import SQLConditionError
+from assay.checks.suite import Suite
+from assay.engines import Engine, default_engine
+from assay.errors import SQLConditionError, SuiteError
 from assay.table import DatasetVersion
 from assay.table.sandbox import sandbox
 
@@ -95,8 +96,10 @@ class CheckResult:
 def run_suite(version: DatasetVersion, suite: Suite, *,
               other: Callable[[str], DatasetVersion] | None = None,
               reference: Callable[[str], DatasetVersion] | None = None,
-              statistics: bool = True, profile: bool = False) -> CheckResult:
+              statistics: bool = True, profile: bool = False, engine: Engine | None = None) -> CheckResult:
     """Check ``version`` against ``suite``; ``other`` and ``reference`` open datasets named by expectations.
+
+    The streamed pass runs as (up to) two tasks of ``engine`` (default: :func:`assay.engines.default_engine`).
 
     ``statistics=False`` answers every expectation from the data, not from the fragments' statistics
     (the results are the same; this is for verifying that). ``profile=True`` also draws each column's
@@ -112,7 +115,7 @@ def run_suite(version: DatasetVersion, suite: Suite, *,
     schema = {f.name: str(f.type) for f in version.schema}
     con = sandbox()
     try:
-        rows, values = _one_pass(con, version, suite, schema, statistics)
+        rows, values = _one_pass(con, version, suite, schema, statistics, engine or default_engine())
         results = [_result(con, version, e, schema, rows, values.get(i, {}), other, reference)
                    for i, e in enumerate(suite.expectations)]
         profiles = _profiles(con, version) if profile else {}
@@ -126,9 +129,9 @@ def _missing(e: Expectation, schema: dict[str, str]) -> list[str]:
 
 
 def _one_pass(con: Any, version: DatasetVersion, suite: Suite, schema: dict[str, str],
-              statistics: bool = True) -> tuple[int, dict[int, dict[str, Any]]]:
+              statistics: bool = True, engine: Engine | None = None) -> tuple[int, dict[int, dict[str, Any]]]:
     """Every expectation's aggregates: from statistics where they decide, the others in one pass over the
-    data (two column groups, one thread each)."""
+    data (two column groups, one engine task each)."""
     per_expectation: dict[int, list[tuple[str, str]]] = {}
     for i, e in enumerate(suite.expectations):
         if _missing(e, schema) or isinstance(e, ColumnType | InDataset | Distribution):
@@ -146,8 +149,8 @@ def _one_pass(con: Any, version: DatasetVersion, suite: Suite, schema: dict[str,
         return version.num_rows, values
     needed = _columns_for([suite.expectations[i] for i in working], schema)
     groups = _split(working, suite, schema, needed)
-    with ThreadPoolExecutor(len(groups)) as pool:  # each group reads its columns and aggregates in its thread
-        parts = list(pool.map(lambda g: _aggregate(version, g[0], g[1]), groups))
+    # each group reads its columns and aggregates in its own task
+    parts = list((engine or default_engine()).map(partial(_aggregate_group, version), groups))
     for _, part in parts:
         for i, named in part.items():
             values.setdefault(i, {}).update(named)
@@ -169,6 +172,11 @@ def _split(working: dict[int, list[tuple[str, str]]], suite: Suite, schema: dict
         groups[k][i] = working[i]
         columns[k] |= cols
     return [([c for c in needed if c in cols] or needed[:1], g) for cols, g in zip(columns, groups, strict=True) if g]
+
+
+def _aggregate_group(version: DatasetVersion, group: tuple[list[str], dict[int, list[tuple[str, str]]]]
+                     ) -> tuple[int, dict[int, dict[str, Any]]]:
+    return _aggregate(version, *group)
 
 
 def _aggregate(version: DatasetVersion, needed: list[str],

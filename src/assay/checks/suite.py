@@ -25,13 +25,9 @@ from typing import Any
 import yaml
 
 from assay.checks.expectations import KINDS, Expectation
-from assay.errors import InputError, SQLConditionError
+from assay.errors import InputError, ParamError, SQLConditionError, SuiteError
 
 SUITE_FORMAT = 1
-
-
-class SuiteError(InputError):
-    """A suite that cannot be read: invalid YAML, an unknown expectation, a wrong argument."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +112,7 @@ def _expectation(node: yaml.Node, where: str) -> Expectation:
         return KINDS[kind].build(args)
     except SQLConditionError as e:  # at the condition itself
         raise SuiteError(f"{where} line {_line(fields.get('condition'), node)}: {kind}: {e}") from e
-    except (TypeError, ValueError) as e:
+    except ParamError as e:
         raise SuiteError(f"{where} line {line}: {kind}: {e}") from e
 
 

@@ -102,7 +102,8 @@ def check(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
     else:
         loaded = load_suite(Path(suite))
     result = run_suite(repo.dataset(spec), loaded, other=repo.dataset,
-                       reference=lambda ref: repo.dataset(name, ref), profile=html_file is not None)
+                       reference=lambda ref: repo.dataset(name, ref), profile=html_file is not None,
+                       engine=repo.engine)
     if html_file:
         from assay.report import check_report_html
 

@@ -9,7 +9,7 @@ subset) and shows what the gate accepted, what it quarantined and why.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from assay._types import Progress
 from assay.errors import InputError
 
 MARKER = ".assay-quickstart"
 
 
-def run(path: Path, progress: Callable[[str, int, int], None] | None = None) -> Iterator[str]:
+def run(path: Path, progress: Progress | None = None) -> Iterator[str]:
     """Build the demo in ``path``, yielding what it did, line by line."""
     from assay import CheckFailed, infer_suite, init
 

@@ -9,7 +9,6 @@ updated. The staging branch holds the batch while it is audited and is removed o
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assay._types import Progress
 from assay.checks import parse_suite, run_suite
 from assay.checks.gate import describe
 from assay.errors import AssayError, ConflictError, InputError
@@ -30,9 +30,8 @@ from assay.table.manifest import HASH_COLUMN, ID_COLUMN, Manifest
 from assay.table.select import select_ids, select_rows, unite
 
 if TYPE_CHECKING:
-    from assay.repo import Repo
+    from assay.repo import Repository
 
-Progress = Callable[[str, int, int], None]
 EXAMPLES = 24
 
 
@@ -93,7 +92,7 @@ class IngestReport:
                 "warned_samples": [f.to_dict() for f in self.warned]}
 
 
-def ingest(repo: Repo, batch: Any, *, into: str, policy: Policy | None = None, branch: str | None = None,
+def ingest(repo: Repository, batch: Any, *, into: str, policy: Policy | None = None, branch: str | None = None,
            key: list[str] | str | None = None, mode: str = "append", labels: str | None = None,
            message: str | None = None, progress: Progress | None = None) -> IngestReport:
     """Audit ``batch`` (a file, folder or frame) for dataset ``into`` and publish or quarantine its samples."""
@@ -131,11 +130,12 @@ def ingest(repo: Repo, batch: Any, *, into: str, policy: Policy | None = None, b
     return report
 
 
-def _write_staging(repo: Repo, into: str, tip: str | None, datasets: dict[str, str], suites: dict[str, str],
+def _write_staging(repo: Repository, into: str, tip: str | None, datasets: dict[str, str], suites: dict[str, str],
                    staged_oid: str, message: str | None) -> str:
     name = staging_branch(into)
     oid = repo.derive(parents=(tip,) if tip else (), datasets={**datasets, into: staged_oid}, suites=suites,
-                      message=f"ingest {into}: staged batch" + (f" ({message})" if message else ""))
+                      message=f"ingest {into}: staged batch" + (f" ({message})" if message else ""),
+                      verify=False)  # the batch is audited next; the policy decides what its suite does
     current = repo.catalog.get_ref(name)
     repo.move_refs([RefUpdate(name, "branch", oid, current.commit if current else None)], f"ingest: stage {into}")
     return oid
@@ -145,13 +145,13 @@ def _staging_removal(into: str, staging_commit: str) -> RefUpdate:
     return RefUpdate(staging_branch(into), "branch", None, staging_commit)
 
 
-def _drop_staging(repo: Repo, into: str, staging_commit: str) -> None:
+def _drop_staging(repo: Repository, into: str, staging_commit: str) -> None:
     """A rejected batch: its staging branch goes (the report keeps the staged commit and the findings)."""
     with contextlib.suppress(ConflictError):  # another ingest staged its batch since: the branch is that one's
         repo.move_refs([_staging_removal(into, staging_commit)], f"ingest: {into} rejected")
 
 
-def _batch_mask(repo: Repo, staged: Manifest, base: Manifest | None) -> np.ndarray:
+def _batch_mask(repo: Repository, staged: Manifest, base: Manifest | None) -> np.ndarray:
     """Rows of ``staged`` (in order) that are new or changed compared with ``base``."""
     rows = _row_keys(repo, staged)
     if base is None:
@@ -159,20 +159,20 @@ def _batch_mask(repo: Repo, staged: Manifest, base: Manifest | None) -> np.ndarr
     return ~pc.is_in(rows, value_set=_row_keys(repo, base)).to_numpy(zero_copy_only=False).astype(bool)
 
 
-def _row_keys(repo: Repo, manifest: Manifest) -> pa.Array:
+def _row_keys(repo: Repository, manifest: Manifest) -> pa.Array:
     t = DatasetVersion(repo.store, manifest).to_arrow([], with_ids=True)
     ids = t.column(ID_COLUMN).combine_chunks().cast(pa.binary())
     hashes = t.column(HASH_COLUMN).combine_chunks().cast(pa.binary())
     return pc.binary_join_element_wise(ids, hashes, pa.scalar(b"", pa.binary()))
 
 
-def _run_checks(repo: Repo, report: IngestReport, policy: Policy, version: DatasetVersion, suite_oid: str | None,
+def _run_checks(repo: Repository, report: IngestReport, policy: Policy, version: DatasetVersion, suite_oid: str | None,
                 into: str) -> None:
     if suite_oid is None or policy.checks == "skip":
         return
     suite = parse_suite(repo.store.get(suite_oid).decode("utf-8"), f"suite of {into}")
     result = run_suite(version, suite, other=repo.dataset,
-                       reference=lambda rev: repo.dataset(into, rev))
+                       reference=lambda rev: repo.dataset(into, rev), engine=repo.engine)
     report.checks = result.to_dict()
     lines = [f"suite: {describe(r)}" for r in result.failures]
     if lines and policy.checks == "reject":
@@ -228,7 +228,7 @@ def _decide(report: IngestReport, policy: Policy, run: ScreenRun, in_batch: np.n
     return quarantine, warn
 
 
-def _publish(repo: Repo, report: IngestReport, run: ScreenRun, staged: Manifest, in_batch: np.ndarray,
+def _publish(repo: Repository, report: IngestReport, run: ScreenRun, staged: Manifest, in_batch: np.ndarray,
              quarantine: np.ndarray, warn: np.ndarray, datasets: dict[str, str], suites: dict[str, str],
              tip: str | None, batch: str, message: str | None) -> None:
     into, branch = report.dataset, report.branch
@@ -247,7 +247,8 @@ def _publish(repo: Repo, report: IngestReport, run: ScreenRun, staged: Manifest,
                "quarantined": len(held_rows), "warned": int((warn & in_batch).sum())}
     text = message or f"ingest into {into}"
     target = repo.derive(parents=(tip,) if tip else (), datasets=published, suites=suites, meta={"ingest": summary},
-                         message=f"{text}: {len(accepted_rows)} accepted, {len(held_rows)} quarantined")
+                         message=f"{text}: {len(accepted_rows)} accepted, {len(held_rows)} quarantined",
+                         verify=False)  # the suite ran on the batch (_run_checks); the policy decided
     updates = [RefUpdate(branch, "branch", target, tip), _staging_removal(into, batch)]
     if len(held_rows):
         updates.append(_quarantine_commit(repo, run, staged, in_batch & quarantine, held_rows, into, batch, text,
@@ -260,7 +261,7 @@ def _publish(repo: Repo, report: IngestReport, run: ScreenRun, staged: Manifest,
     report.warned = _examples(repo, run, staged, np.flatnonzero(in_batch & warn), "warned")
 
 
-def _accepted(repo: Repo, staged: Manifest, keep: np.ndarray, base: str | None, held: set[bytes]) -> Manifest:
+def _accepted(repo: Repository, staged: Manifest, keep: np.ndarray, base: str | None, held: set[bytes]) -> Manifest:
     """The staged version without the held rows; a held update of a sample keeps the sample's old version."""
     out = select_rows(repo.store, staged, keep)
     if base is None or not held:
@@ -269,7 +270,7 @@ def _accepted(repo: Repo, staged: Manifest, keep: np.ndarray, base: str | None, 
     return unite(repo.store, out, previous) if previous.rows else out
 
 
-def _quarantine_commit(repo: Repo, run: ScreenRun, staged: Manifest, held: np.ndarray, rows: np.ndarray,
+def _quarantine_commit(repo: Repository, run: ScreenRun, staged: Manifest, held: np.ndarray, rows: np.ndarray,
                        into: str, batch: str, text: str, summary: dict[str, Any]) -> RefUpdate:
     name = quarantine_branch(into)
     ref = repo.catalog.get_ref(name)
@@ -282,11 +283,11 @@ def _quarantine_commit(repo: Repo, run: ScreenRun, staged: Manifest, held: np.nd
                                    mode="upsert")
     oid = repo.derive(parents=(ref.commit,) if ref else (), message=f"{text}: {len(rows)} quarantined",
                       datasets={**before, into: repo.store.put(new.to_bytes()), scores_name(into): scores},
-                      meta={"ingest": summary})
+                      meta={"ingest": summary}, verify=False)  # held-back samples: not checked, by design
     return RefUpdate(name, "branch", oid, ref.commit if ref else None)
 
 
-def _examples(repo: Repo, run: ScreenRun, staged: Manifest, rows: np.ndarray, action: str) -> list[Flagged]:
+def _examples(repo: Repository, run: ScreenRun, staged: Manifest, rows: np.ndarray, action: str) -> list[Flagged]:
     version = DatasetVersion(repo.store, staged)
     key_cols = list(staged.key or ())
     blob_col = staged.blob_columns[0] if staged.blob_columns else None

@@ -28,15 +28,26 @@ from typing import Any
 
 import yaml
 
+from assay._params import Param, check_params
 from assay.checks.suite import compose_yaml
-from assay.errors import PolicyError
+from assay.errors import ParamError, PolicyError
 from assay.screens import SCREENS, FeatureSpec, Screen
-from assay.screens.features import reject_unknown
 
 POLICY_FORMAT = 1
 ACTIONS = ("quarantine", "warn", "reject")
 DEFAULT_ACTIONS = {"duplicate": "quarantine", "outlier": "warn", "label_issue": "quarantine", "value": "warn",
                    "poison": "quarantine"}
+POLICY_PARAMS = {
+    "checks": Param(str, "reject", choices=("reject", "warn", "skip"),
+                    doc="what an error-level failure of the dataset's suite does"),
+    "unavailable": Param(str, "warn", choices=("warn", "reject"), doc="what a screen that cannot score this data does"),
+    "max_quarantined": Param(float, 0.5, 0.0, 1.0, doc="reject the whole batch when a larger share would be held"),
+    "min_batch": Param(int, 10, 1, None, doc="the shares apply to batches of this many samples or more"),
+}
+RULE_PARAMS = {
+    "action": Param(str, "warn", choices=ACTIONS, doc="what a flag does to its sample"),
+    "max_flagged": Param(float, None, 0.0, 1.0, doc="reject the batch when a larger share of it is flagged"),
+}
 
 
 @dataclass(frozen=True)
@@ -101,10 +112,9 @@ def parse_policy(text: str, where: str = "<policy>") -> Policy:
     if not isinstance(fmt, int) or fmt > POLICY_FORMAT:
         raise PolicyError(f"{where} line {_at(top, 'format')}: policy format {fmt!r} is newer than this assay "
                           f"reads ({POLICY_FORMAT}); upgrade assay")
-    return Policy(_rules(top, where), _features(top, where),
-                  _choice(top, "checks", ("reject", "warn", "skip"), "reject", where),
-                  _choice(top, "unavailable", ("warn", "reject"), "warn", where),
-                  _share(top, "max_quarantined", 0.5, where), _count(top, "min_batch", 10, where), text)
+    return Policy(_rules(top, where), _features(top, where), _setting(top, "checks", where),
+                  _setting(top, "unavailable", where), _setting(top, "max_quarantined", where),
+                  _setting(top, "min_batch", where), text)
 
 
 def _rules(top: dict[str, Any], where: str) -> tuple[ScreenRule, ...]:
@@ -121,18 +131,13 @@ def _rules(top: dict[str, Any], where: str) -> tuple[ScreenRule, ...]:
         if not isinstance(settings, dict):
             raise PolicyError(f"{where} line {_line(v)}: the settings of screen {k.value!r} are a mapping, e.g. "
                               "{action: quarantine}")
-        action = settings.pop("action", DEFAULT_ACTIONS.get(k.value, "warn"))
-        if action not in ACTIONS:
-            raise PolicyError(f"{where} line {_line(v)}: screen {k.value!r}: action must be one of {list(ACTIONS)}, "
-                              f"not {action!r}")
-        max_flagged = settings.pop("max_flagged", None)
-        if max_flagged is not None and not _is_share(max_flagged):
-            raise PolicyError(f"{where} line {_line(v)}: screen {k.value!r}: max_flagged must be a share between 0 "
-                              f"and 1, not {max_flagged!r}")
-        rule = ScreenRule(k.value, action, settings, float(max_flagged) if max_flagged is not None else None)
+        given = {name: settings.pop(name) for name in RULE_PARAMS if name in settings}
         try:
+            ruled = check_params(f"screen {k.value!r}", RULE_PARAMS,
+                                 {"action": DEFAULT_ACTIONS.get(k.value, "warn"), **given})
+            rule = ScreenRule(k.value, ruled["action"], settings, ruled["max_flagged"])
             rule.build()
-        except (TypeError, ValueError) as e:
+        except ParamError as e:
             raise PolicyError(f"{where} line {_line(v)}: screen {k.value!r}: {e}") from e
         rules.append(rule)
     return tuple(rules)
@@ -146,43 +151,17 @@ def _features(top: dict[str, Any], where: str) -> FeatureSpec:
     if not isinstance(value, dict):
         raise PolicyError(f"{where} line {line}: 'features' is a mapping, e.g. {{label: label}}")
     try:
-        reject_unknown(value)
-        spec = FeatureSpec.from_dict(value)
-    except (TypeError, ValueError) as e:
-        raise PolicyError(f"{where} line {line}: features: {e}") from e
-    if not isinstance(spec.image_size, int) or not 4 <= spec.image_size <= 256:
-        raise PolicyError(f"{where} line {line}: features: image_size must be an integer in [4, 256]")
-    if not isinstance(spec.dims, int) or not 2 <= spec.dims <= 1024:
-        raise PolicyError(f"{where} line {line}: features: dims must be an integer in [2, 1024]")
-    if spec.text_model not in ("tfidf", "minilm"):
-        raise PolicyError(f"{where} line {line}: features: text_model must be 'tfidf' or 'minilm'")
-    return spec
+        return FeatureSpec.from_dict(value)
+    except ParamError as e:
+        raise PolicyError(f"{where} line {line}: {e}") from e
 
 
-def _choice(top: dict[str, Any], key: str, choices: tuple[str, ...], default: str, where: str) -> str:
-    value = _plain(top, key, default)
-    if value not in choices:
-        raise PolicyError(f"{where} line {_at(top, key)}: {key} must be one of {list(choices)}, not {value!r}")
-    return str(value)
-
-
-def _share(top: dict[str, Any], key: str, default: float, where: str) -> float:
-    value = _plain(top, key, default)
-    if not _is_share(value):
-        raise PolicyError(f"{where} line {_at(top, key)}: {key} must be a share between 0 and 1, not {value!r}")
-    return float(value)
-
-
-def _count(top: dict[str, Any], key: str, default: int, where: str) -> int:
-    value = _plain(top, key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise PolicyError(f"{where} line {_at(top, key)}: {key} must be a whole number of samples >= 1, not "
-                          f"{value!r}")
-    return value
-
-
-def _is_share(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+def _setting(top: dict[str, Any], key: str, where: str) -> Any:
+    spec = POLICY_PARAMS[key]
+    try:
+        return spec.check(key, _plain(top, key, spec.default))
+    except ParamError as e:
+        raise PolicyError(f"{where} line {_at(top, key)}: {e}") from e
 
 
 def _plain(top: dict[str, Any], key: str, default: Any) -> Any:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from assay._types import Progress
 from assay.errors import InputError, RefNotFound
 from assay.gate.policy import Policy, default_policy
 from assay.repo import revisions
@@ -13,11 +14,10 @@ from assay.screens import SCREENS, ScreenRun, run_screens, scores_name, scores_t
 from assay.table.sandbox import check_condition, sandbox
 
 if TYPE_CHECKING:
-    from assay.gate.ingest import Progress
-    from assay.repo import Repo
+    from assay.repo import Repository
 
 
-def read_scores(repo: Repo, spec: str, *, where: str | None = None, sort: str | None = None,
+def read_scores(repo: Repository, spec: str, *, where: str | None = None, sort: str | None = None,
                 descending: bool = False, flagged: str | None = None, limit: int | None = None) -> pa.Table:
     """The scores of ``DATASET[@REV]``, filtered by a DuckDB condition or a screen's flag, sorted, limited.
 
@@ -57,7 +57,7 @@ def read_scores(repo: Repo, spec: str, *, where: str | None = None, sort: str | 
         con.close()
 
 
-def screen_version(repo: Repo, spec: str, policy: Policy | None = None, *, save: bool = False,
+def screen_version(repo: Repository, spec: str, policy: Policy | None = None, *, save: bool = False,
                    progress: Progress | None = None) -> ScreenRun:
     """Run the policy's screens over every sample of ``DATASET[@REV]``; ``save`` stages the scores."""
     policy = policy or default_policy()

@@ -21,7 +21,7 @@ from assay.table.ids import ID_BYTES, key_ids
 from assay.table.manifest import ID_COLUMN, FragmentRef, Manifest
 
 if TYPE_CHECKING:
-    from assay.repo.repository import Repo
+    from assay.repo.repository import Repository as Repo
 
 LABEL = "label"  # the label column when none is named and the training data has one of that name
 

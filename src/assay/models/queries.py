@@ -11,7 +11,7 @@ from assay.models.record import DataRef, ModelVersion
 from assay.table import diff_manifests
 
 if TYPE_CHECKING:
-    from assay.repo.repository import Repo
+    from assay.repo.repository import Repository as Repo
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from assay.repo import Commit, RefUpdate, revisions
 from assay.repo.gitinfo import code_reference, default_author
 
 if TYPE_CHECKING:
-    from assay.repo.repository import Repo
+    from assay.repo.repository import Repository as Repo
     from assay.table import DatasetVersion, Manifest
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

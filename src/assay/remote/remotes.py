@@ -32,7 +32,7 @@ from assay.repo.revisions import check_ref_name
 from assay.store.fs import atomic_write
 
 if TYPE_CHECKING:
-    from assay.repo.repository import Repo
+    from assay.repo.repository import Repository as Repo
 
 Progress = Callable[[str, int, int], None]
 REMOTES_FILE = "remotes.json"
@@ -146,7 +146,7 @@ def open_remote(repo: Repo, name: str) -> Repo:
 
 
 def open_url(url: str) -> Repo:
-    from assay.repo.repository import Repo
+    from assay.repo.repository import Repository as Repo
 
     path = Path(normalise_url(url))
     if not (path / ".assay" / "config.json").exists():

@@ -4,10 +4,10 @@ from typing import Any
 
 from assay.repo.catalog import Catalog, Ref, RefUpdate, SqliteCatalog, open_catalog
 from assay.repo.commits import Commit
-from assay.repo.repository import MergeResult, Repo, Status, init
+from assay.repo.repository import MergeResult, Repository, Status, init
 
-__all__ = ["Catalog", "Commit", "MergeResult", "Ref", "RefUpdate", "Repo", "SqlCatalog", "SqliteCatalog", "Status",
-           "init", "open_catalog"]
+__all__ = ["Catalog", "Commit", "MergeResult", "Ref", "RefUpdate", "Repository", "SqlCatalog", "SqliteCatalog",
+           "Status", "init", "open_catalog"]
 
 
 def __getattr__(name: str) -> Any:

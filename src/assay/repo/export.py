@@ -5,17 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from assay._types import Progress
 from assay.errors import InputError
 from assay.store.fs import atomic_write
 from assay.table import DatasetVersion
-
-Progress = Callable[[str, int, int], None]
 
 
 def export_dataset(version: DatasetVersion, to: Path, *, force: bool = False,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from assay.errors import InputError, MergeConflict
 
 if TYPE_CHECKING:
-    from assay.repo.repository import Repo
+    from assay.repo.repository import Repository as Repo
     from assay.table.merge import Conflict
 
 PREFER = ("ours", "theirs")

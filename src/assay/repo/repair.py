@@ -9,19 +9,19 @@ written, so a wrong source can do no harm.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assay._types import Progress
 from assay.errors import AssayError, InputError
 from assay.store.hashing import hash_file
 
 if TYPE_CHECKING:
-    from assay.repo.repository import Repo
+    from assay.repo.repository import Repository
     from assay.repo.upkeep import FsckReport
 
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -38,7 +38,7 @@ class RepairReport:
         return {"ok": self.ok, "wanted": self.wanted, "repaired": self.repaired, "still_damaged": self.still_damaged}
 
 
-def damaged_oids(report: FsckReport, repo: Repo) -> set[str]:
+def damaged_oids(report: FsckReport, repo: Repository) -> set[str]:
     """The objects fsck found corrupt or missing, with every object made of a damaged chunk."""
     wanted = set(report.corrupt) | {oid for oid, _ in report.missing}
     wanted |= {oid for oid, _ in report.unreadable if not oid.startswith("pack:")}  # e.g. a garbled codec byte
@@ -51,7 +51,7 @@ def damaged_oids(report: FsckReport, repo: Repo) -> set[str]:
     return wanted
 
 
-def repair(repo: Repo, source: str | os.PathLike[str], *, progress: Progress | None = None) -> RepairReport:
+def repair(repo: Repository, source: str | os.PathLike[str], *, progress: Progress | None = None) -> RepairReport:
     """Run fsck, then write every damaged or missing object found in ``source`` again."""
     src = Path(source)
     if not src.exists():

