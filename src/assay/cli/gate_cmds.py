@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from assay.cli._common import JsonOpt, _output, _print_json, _progress, _repo, err, out
+from assay.cli._common import JsonOpt, _output, _print_json, _progress, _repo, _spec, err, out
 from assay.cli._help import Typer
 
 app = Typer()
@@ -232,7 +232,7 @@ def screen(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
     for note in run.data.notes:
         out.print(f"[yellow]note:[/] {escape(note)}")
     if save:
-        out.print(f"staged the scores as {spec.partition('@')[0]}.scores; commit them with assay commit")
+        out.print(f"staged the scores as {_spec(spec).name}.scores; commit them with assay commit")
 
 
 @app.command("help")

@@ -159,6 +159,19 @@ def _check_link(root: Path, link: Path, rel: str) -> None:
         )
 
 
+def folder_oids(root: Path, cache: StatCache | None) -> tuple[Listing, list[str]]:
+    """Every file under ``root`` and its object address, hashing only the files whose stat the cache does not
+    know (the cache is then refreshed, as ``git status`` refreshes its index)."""
+    from assay.store.hashing import hash_file
+
+    files = scan_folder(root) if root.is_dir() else Listing()
+    hits = cache.lookup(root, files) if cache else {}
+    oids = [hits.get(rel) or hash_file(full) for rel, full in zip(files.rels, files.fulls, strict=True)]
+    if cache and len(hits) < len(files):
+        cache.remember(root, files, oids)
+    return files, oids
+
+
 def folder_source(store: ObjectStore, root: Path, cache: StatCache | None, *,
                   labels: Path | None = None, progress: Callable[[str, int, int], None] | None = None) -> Source:
     """Store the folder's files (only those not already known) and describe them as a table."""
