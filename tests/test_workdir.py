@@ -89,7 +89,7 @@ def test_checkout_to_a_new_folder_then_back(repo: assay.Repo, images: Path, tmp_
 
 def test_unsaved_changes_are_not_overwritten_without_force(repo: assay.Repo, images: Path) -> None:
     _write(images, {"cat/a.png": b"never added", "new.png": b"never added either"})
-    with pytest.raises(InputError, match="does not have.*--force"):
+    with pytest.raises(InputError, match=r"does not have.*--force"):
         workdir.restore(repo, "imgs")
     assert (images / "new.png").exists()
     workdir.restore(repo, "imgs", force=True)
