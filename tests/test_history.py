@@ -189,3 +189,13 @@ def test_leaving_a_detached_head_warns_with_the_commit_and_how_to_keep_it(repo: 
     repo.create_branch("kept")
     code, text, _ = _cli(repo, "checkout", "main")
     assert "warning" not in text  # a branch reaches it now
+
+
+def test_reset_in_place(repo: assay.Repo, two: tuple[str, str]) -> None:
+    _a, b = two
+    repo.add("u", make_table(3))
+    assert not history.reset(repo, "HEAD", mode="soft").changed  # the same versions stay staged
+    assert "u" in repo.status().staged
+    code, text, _ = _cli(repo, "reset", "--hard", "--force")
+    assert code == 0 and f"branch main stays at {b[:12]}; the staging area was cleared" in text
+    assert not repo.status().staged

@@ -72,6 +72,9 @@ def _print_moved(moved: Any) -> None:
     where = f"branch {moved.branch}" if moved.branch else "HEAD"
     if not moved.changed:
         out.print(f"{where} is already at {_short(moved.commit)}; nothing changed", markup=False)
+    elif moved.commit == moved.previous:
+        out.print(f"{where} stays at {_short(moved.commit)}; the staging area was " +
+                  ("rewritten" if moved.staged else "cleared"), markup=False)
     else:
         out.print(f"{where} is now at {_short(moved.commit)} (was {_short(moved.previous)})", markup=False)
     if moved.staged:
@@ -143,8 +146,8 @@ def _print_folders(changed: list[Any]) -> None:
                 out.print(f"  {mark + ':':10} {p}", markup=False, highlight=False)
             if len(paths) > 20:
                 out.print(f"  ... and {len(paths) - 20} more {mark}", markup=False)
-        out.print(f"  add them with `assay add {f.dataset} {f.folder}`; undo them with `assay restore {f.dataset}`",
-                  markup=False)
+        out.print(f"  `assay add {f.dataset} {f.folder}` records the folder as it is (files it lacks leave the "
+                  f"dataset); `assay restore {f.dataset}` makes it match the dataset again", markup=False)
 
 
 def _staged_change(s: dict[str, Any]) -> str:
@@ -304,6 +307,11 @@ def checkout(rev: Annotated[str, typer.Argument(metavar="REV | DATASET@REV",
     """Switch the working branch (or detach HEAD at a revision), or write a folder dataset's files (--to)."""
     if to is not None:
         from assay.cli.data_cmds import print_restored
+
+        if create:
+            from assay.errors import InputError
+
+            raise InputError("-b creates a branch; with --to, checkout writes files and moves no branch")
 
         print_restored(rev, to, force)
         return

@@ -97,13 +97,19 @@ def reset(repo: Repo, rev: str = "HEAD", *, mode: str = "hard", force: bool = Fa
             raise InputError(f"there are staged changes ({names}); `reset --hard` would drop them. Commit them, "
                              "unstage them with `assay reset`, or give --force to drop them; nothing moved")
         new_staging = _soft_staging(repo, target) if mode == "soft" else Staging()
-        if target == old and new_staging.to_bytes() == staging.to_bytes():
+        if target == old and _same(new_staging, staging):
             return Moved(target, old, head_info.get("branch"), changed=False)
         if target != old:
             repo._move_head(head_info, old, target, f"reset --{mode}: moving to {rev}")
         repo.work.write_staging(new_staging)
     staged = tuple(sorted(set(new_staging.datasets) | set(new_staging.suites)))
     return Moved(target, old, head_info.get("branch"), left_behind=left_behind(repo, old), staged=staged)
+
+
+def _same(a: Staging, b: Staging) -> bool:
+    """Whether two staging areas stage the same versions (their summaries aside)."""
+    return ({n: s.manifest for n, s in a.datasets.items()}, a.suites) == \
+        ({n: s.manifest for n, s in b.datasets.items()}, b.suites)
 
 
 def _soft_staging(repo: Repo, target: str) -> Staging:

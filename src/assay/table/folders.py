@@ -8,6 +8,7 @@ re-add reads only the files that changed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import mimetypes
 import os
@@ -168,7 +169,8 @@ def folder_oids(root: Path, cache: StatCache | None) -> tuple[Listing, list[str]
     hits = cache.lookup(root, files) if cache else {}
     oids = [hits.get(rel) or hash_file(full) for rel, full in zip(files.rels, files.fulls, strict=True)]
     if cache and len(hits) < len(files):
-        cache.remember(root, files, oids)
+        with contextlib.suppress(OSError):  # a read-only repository: the cache only saves time
+            cache.remember(root, files, oids)
     return files, oids
 
 
