@@ -85,6 +85,8 @@ def test_checkout_to_a_new_folder_then_back(repo: assay.Repo, images: Path, tmp_
     r = runner.invoke(app, ["-C", str(repo.root), "restore", "imgs"])  # its working folder is now the copy
     assert r.exit_code == 0 and "1 removed" in r.output
     assert _files(target) == _files(images)
+    r = runner.invoke(app, ["-C", str(repo.root), "checkout", "imgs@v1"])
+    assert isinstance(r.exception, InputError) and "--to DIR" in str(r.exception)
 
 
 def test_unsaved_changes_are_not_overwritten_without_force(repo: assay.Repo, images: Path) -> None:

@@ -317,6 +317,11 @@ def checkout(rev: Annotated[str, typer.Argument(metavar="REV | DATASET@REV",
         return
     from assay.repo import history
 
+    if "@" in rev.replace("@{", "") and not rev.startswith("@"):
+        from assay.errors import InputError
+
+        raise InputError(f"{rev!r} names a dataset version: give --to DIR to write its files there "
+                         f"(assay checkout {rev} --to DIR); to switch, check out a branch, tag or commit")
     moved = history.checkout(_repo(), rev, create=create, force=force)
     where = f"branch {moved.branch}" if moved.branch else f"detached HEAD at {_short(moved.commit)}"
     out.print(f"now on {where}")
