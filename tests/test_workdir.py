@@ -134,3 +134,17 @@ def test_ingested_files_survive_a_re_add_after_restore(repo: assay.Repo, images:
     assert (images / "cat/x.png").read_bytes() == b"x" * 7
     result = repo.add("imgs", images)
     assert not result.changed and repo.dataset("imgs").num_rows == 4
+
+
+def test_restore_after_ingest_then_re_add_keeps_what_the_gate_published(repo: assay.Repo, images: Path,
+                                                                       tmp_path: Path) -> None:
+    batch = tmp_path / "new"
+    _write(batch, {"dog/z.png": b"z" * 9})
+    (tmp_path / "gate.yaml").write_text("format: 1\nscreens: {}\n")
+    report = repo.ingest(batch, into="imgs", policy=tmp_path / "gate.yaml")
+    assert report.accepted == 1 and repo.dataset("imgs").num_rows == 4
+    r = runner.invoke(app, ["-C", str(repo.root), "status"])
+    assert "deleted:   dog/z.png" in r.output and "assay restore imgs" in r.output
+    r = runner.invoke(app, ["-C", str(repo.root), "checkout", "imgs@HEAD", "--to", str(images)])
+    assert r.exit_code == 0 and "1 file(s) written" in r.output
+    assert not repo.add("imgs", images).changed and repo.dataset("imgs").num_rows == 4
