@@ -137,3 +137,9 @@ def test_no_hand_split_dataset_specs_left() -> None:
     offenders = [str(p.relative_to(src)) for p in src.rglob("*.py")
                  if p.name != "revisions.py" and any(h in p.read_text() for h in hand)]
     assert offenders == []
+
+
+def test_a_filtered_graph_stays_narrow(repo: assay.Repo, merged: dict[str, str]) -> None:
+    lines = _log(repo, "--oneline", "--graph", "--author", "o").splitlines()  # Bob, and "Test" of the others
+    assert all(not ln.startswith("| | ") for ln in lines)
+    assert _log(repo, "--oneline", "--graph", "-n", "1").splitlines() == [f"* {merged['M'][:12]} Merge side into main"]

@@ -4,6 +4,7 @@ inside DIR; status shows what changed in the folder a dataset was added from; in
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,13 @@ def test_restore_after_ingest_then_re_add_keeps_what_the_gate_published(repo: as
     r = runner.invoke(app, ["-C", str(repo.root), "checkout", "imgs@HEAD", "--to", str(images)])
     assert r.exit_code == 0 and "1 file(s) written" in r.output
     assert not repo.add("imgs", images).changed and repo.dataset("imgs").num_rows == 4
+
+
+def test_status_says_why_a_folder_cannot_be_compared(repo: assay.Repo, images: Path, tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("x")
+    os.symlink(tmp_path / "secret", images / "link.png")
+    r = runner.invoke(app, ["-C", str(repo.root), "status"])
+    assert r.exit_code == 0 and "cannot be compared" in r.output and "outside the dataset folder" in r.output
+    shutil.rmtree(images)
+    r = runner.invoke(app, ["-C", str(repo.root), "status"])
+    assert r.exit_code == 0 and "is gone" in r.output

@@ -8,9 +8,13 @@ from typing import Any
 
 
 def graph_rows(entries: Sequence[tuple[str, Any]]) -> list[tuple[str | None, str]]:
-    """For commits newest first (each with ``parents``): rows of (commit or None for a connecting line, prefix)."""
+    """For commits newest first (each with ``parents``): rows of (commit or None for a connecting line, prefix).
+
+    Parents the list leaves out (``--author``, ``--since``, ``-n``) get no lane: the graph stays as wide as
+    what it shows."""
     lanes: list[str] = []
     rows: list[tuple[str | None, str]] = []
+    shown = {oid for oid, _ in entries}  # a filtered or limited log: lanes only to commits it lists
     for oid, c in entries:
         if oid not in lanes:
             lanes.append(oid)
@@ -19,7 +23,7 @@ def graph_rows(entries: Sequence[tuple[str, Any]]) -> list[tuple[str | None, str
             del lanes[j]
         col = lanes.index(oid)
         rows.append((oid, " ".join("*" if i == col else "|" for i in range(len(lanes))) + " "))
-        parents = list(c.parents)
+        parents = [p for p in c.parents if p in shown]
         if len(parents) > 1:
             rows.append((None, " ".join("|" for _ in range(col + 1)) + "\\" + " \\" * (len(lanes) - col - 1)))
         lanes[col:col + 1] = [p for p in parents if p not in lanes[:col]] if parents else []

@@ -140,6 +140,9 @@ def _print_folders(changed: list[Any]) -> None:
             out.print(f"{f.dataset}: its working folder {f.folder} is gone; `assay restore {f.dataset} --to DIR` "
                       "writes it again", markup=False)
             continue
+        if f.problem:
+            out.print(f"{f.dataset}: its working folder {f.folder} cannot be compared: {f.problem}", markup=False)
+            continue
         out.print(f"Changes in the working folder of {f.dataset} ({f.folder}), not added:", markup=False)
         for mark, paths in (("new", f.added), ("modified", f.modified), ("deleted", f.deleted)):
             for p in paths[:20]:

@@ -35,14 +35,16 @@ class FolderChanges:
     modified: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()  # in the version, not in the folder
     missing: bool = False  # the folder itself is gone
+    problem: str | None = None  # why the folder could not be compared (e.g. a link out of it)
 
     @property
     def clean(self) -> bool:
-        return not (self.added or self.modified or self.deleted or self.missing)
+        return not (self.added or self.modified or self.deleted or self.missing or self.problem)
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "folder": self.folder, "added": list(self.added),
-                "modified": list(self.modified), "deleted": list(self.deleted), "missing": self.missing}
+                "modified": list(self.modified), "deleted": list(self.deleted), "missing": self.missing,
+                "problem": self.problem}
 
 
 def working_folders(repo: Repo) -> dict[str, str]:
@@ -104,8 +106,8 @@ def compare_folder(repo: Repo, name: str, folder: Path, want: dict[str, str]) ->
         return FolderChanges(name, str(folder), missing=True)
     try:
         files, oids = folder_oids(folder, _cache(repo))
-    except InputError as e:  # e.g. a link out of the folder: say so rather than fail the whole status
-        raise InputError(f"working folder of {name!r}: {e}") from e
+    except InputError as e:  # e.g. a link out of the folder: said in the status rather than failing it
+        return FolderChanges(name, str(folder), problem=str(e))
     have = dict(zip(files.rels, oids, strict=True))
     return FolderChanges(
         name, str(folder),
