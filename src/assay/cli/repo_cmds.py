@@ -37,7 +37,7 @@ def init(path: Annotated[str, typer.Argument(help="Folder to create the reposito
 
 @app.command()
 def reset(targets: Annotated[list[str] | None, typer.Argument(
-              metavar="[REV | DATASET...]",
+              metavar="REV|DATASET",
               help="Datasets to unstage (none, or HEAD: all); with --hard or --soft, the revision to move to.")] = None,
           hard: Annotated[bool, typer.Option("--hard", help="Move the branch to REV and clear the staging area "
                                              "(refused while changes are staged, unless --force).")] = False,
@@ -260,7 +260,7 @@ def show(rev: Annotated[str | None, typer.Argument(help="Revision (default HEAD)
 
 @app.command()
 def branch(name: Annotated[str | None, typer.Argument(help="Branch to create (none: list branches).")] = None,
-           start_point: Annotated[str | None, typer.Argument(metavar="[REV]",
+           start_point: Annotated[str | None, typer.Argument(metavar="REV",
                                                              help="Where it starts (default HEAD).")] = None,
            start: Annotated[str | None, typer.Option("--from", metavar="REV",
                                                      help="Start revision (default HEAD), as REV.")] = None,
@@ -298,7 +298,7 @@ def branch(name: Annotated[str | None, typer.Argument(help="Branch to create (no
 
 
 @app.command()
-def checkout(rev: Annotated[str, typer.Argument(metavar="REV | DATASET@REV",
+def checkout(rev: Annotated[str, typer.Argument(metavar="REV|DATASET@REV",
                                                 help="Branch to work on, or any revision (detached); with --to, "
                                                      "the folder dataset version to write.")],
              create: Annotated[bool, typer.Option("-b", help="Create the branch first.")] = False,
