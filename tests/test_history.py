@@ -199,3 +199,18 @@ def test_reset_in_place(repo: assay.Repo, two: tuple[str, str]) -> None:
     code, text, _ = _cli(repo, "reset", "--hard", "--force")
     assert code == 0 and f"branch main stays at {b[:12]}; the staging area was cleared" in text
     assert not repo.status().staged
+
+
+def test_json_output(repo: assay.Repo, two: tuple[str, str]) -> None:
+    import json
+
+    a, b = two
+    code, text, _ = _cli(repo, "revert", "HEAD", "--json")
+    reverted = json.loads(text)
+    assert code == 0 and reverted["reverted"] == b and reverted["datasets"] == {"t": "restored"}
+    code, text, _ = _cli(repo, "reset", "--hard", "HEAD~2", "--json")
+    moved = json.loads(text)
+    assert moved["commit"] == a and moved["previous"] == reverted["commit"] and len(moved["left_behind"]) == 2
+    repo.add("u", make_table(2))
+    code, text, _ = _cli(repo, "reset", "u", "t", "--json")
+    assert json.loads(text) == {"unstaged": ["u"], "nothing_staged": ["t"]}

@@ -3,6 +3,7 @@ inside DIR; status shows what changed in the folder a dataset was added from; in
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -81,6 +82,8 @@ def test_checkout_to_a_new_folder_then_back(repo: assay.Repo, images: Path, tmp_
     target = tmp_path / "copy"
     r = runner.invoke(app, ["-C", str(repo.root), "checkout", "imgs@v1", "--to", str(target)])
     assert r.exit_code == 0 and "3 file(s) written" in r.output, r.output
+    r = runner.invoke(app, ["-C", str(repo.root), "restore", "imgs@v1", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["unchanged"] == 3
     assert set(_files(target)) == {"cat/a.png", "dog/b.png", "dog/c.png"}
     assert repo.head() == repo.resolve("main")  # HEAD did not move
     r = runner.invoke(app, ["-C", str(repo.root), "restore", "imgs"])  # its working folder is now the copy

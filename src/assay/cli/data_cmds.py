@@ -121,17 +121,21 @@ def restore(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]", help="A
                                                    help="Folder to write into (default: the folder the dataset "
                                                         "was added from).")] = None,
             force: Annotated[bool, typer.Option("--force", help="Also overwrite or remove files whose bytes the "
-                                                "repository does not hold.")] = False) -> None:
+                                                "repository does not hold.")] = False,
+            as_json: JsonOpt = False) -> None:
     """Write a folder dataset's files as of a version into its working folder, changing only what differs."""
-    print_restored(spec, to, force)
+    print_restored(spec, to, force, as_json)
 
 
-def print_restored(spec: str, to: str | None, force: bool) -> None:
+def print_restored(spec: str, to: str | None, force: bool, as_json: bool = False) -> None:
     """Restore (``assay restore``, ``assay checkout DATASET@REV --to DIR``) and say what changed."""
     from assay.repo.workdir import restore as do_restore
 
     with _progress() as report:
         r = do_restore(_repo(), spec, to, force=force, progress=report)
+    if as_json:
+        _print_json(r.to_dict())
+        return
     if not r.written and not r.removed:
         out.print(f"{r.folder} already holds {spec} ({r.unchanged} files); nothing changed", markup=False)
         return

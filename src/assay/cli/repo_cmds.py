@@ -43,8 +43,8 @@ def reset(targets: Annotated[list[str] | None, typer.Argument(
                                              "(refused while changes are staged, unless --force).")] = False,
           soft: Annotated[bool, typer.Option("--soft", help="Move the branch to REV; what differs from REV stays "
                                              "staged, to commit again.")] = False,
-          force: Annotated[bool, typer.Option("--force", "-f", help="With --hard: drop staged changes.")] = False
-          ) -> None:
+          force: Annotated[bool, typer.Option("--force", "-f", help="With --hard: drop staged changes.")] = False,
+          as_json: JsonOpt = False) -> None:
     """Unstage changes (all, or those of DATASETs), or move the working branch to REV (--hard, --soft)."""
     from assay.errors import InputError
     from assay.repo import history
@@ -53,12 +53,18 @@ def reset(targets: Annotated[list[str] | None, typer.Argument(
     if hard or soft:
         if (hard and soft) or len(names) > 1:
             raise InputError("give one of --hard and --soft, and at most one revision: assay reset --hard REV")
-        _print_moved(history.reset(repo, names[0] if names else "HEAD", mode="hard" if hard else "soft",
-                                   force=force))
+        moved = history.reset(repo, names[0] if names else "HEAD", mode="hard" if hard else "soft", force=force)
+        if as_json:
+            _print_json(moved.to_dict())
+        else:
+            _print_moved(moved)
         return
     if force:
         raise InputError("--force goes with --hard (assay reset --hard REV --force); plain reset only unstages")
     unstaged, idle = history.unstage(repo, names[1:] if names[:1] == ["HEAD"] else names)
+    if as_json:
+        _print_json({"unstaged": unstaged, "nothing_staged": idle})
+        return
     if unstaged:
         out.print("unstaged " + ", ".join(unstaged), markup=False)
     for n in idle:
@@ -102,12 +108,17 @@ def revert(rev: Annotated[str, typer.Argument(help="The commit to undo.")],
                                                         help="Reverting a merge: the parent whose side is kept "
                                                              "(1 or 2).")] = None,
            no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the datasets' suites (recorded in "
-                                                   "the commit).")] = False) -> None:
+                                                   "the commit).")] = False,
+           as_json: JsonOpt = False) -> None:
     """Make a new commit that undoes REV (a three-way merge of HEAD with REV's parent; conflicts as on merge)."""
     from assay.repo import history
 
     result = history.revert(_repo(), rev, mainline=mainline, message=message, no_verify=no_verify)
-    what = ", ".join(f"{n} ({how})" for n, how in sorted(result.datasets.items())) or "no dataset changed"
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    what = ", ".join(f"{n} ({how})" for n, how in sorted(result.datasets.items())) or "no dataset changed (suites "\
+        "or other content only)"
     out.print(f"reverted {_short(result.reverted)} as {_short(result.commit)}: {what}", markup=False)
 
 
