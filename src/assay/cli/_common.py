@@ -85,6 +85,13 @@ def _repo() -> Any:
     return Repo(_state["repo"])
 
 
+def _spec(spec: str) -> Any:
+    """``DATASET[@REV]`` read by the one parser the API uses (assay.repo.revisions.parse_dataset_spec)."""
+    from assay.repo.revisions import parse_dataset_spec
+
+    return parse_dataset_spec(spec)
+
+
 @contextmanager
 def _progress() -> Iterator[Callable[[str, int, int], None]]:
     """A progress callback drawn as Rich progress bars on stderr (hidden when not a terminal)."""

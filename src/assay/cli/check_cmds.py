@@ -12,6 +12,7 @@ from assay.cli._common import (
     _output,
     _print_json,
     _repo,
+    _spec,
     _table,
     err,
     escape,
@@ -47,8 +48,9 @@ def suite_infer(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
     else:
         out.print(text, markup=False, highlight=False, end="")
     if stage:
-        repo.set_suite(spec.partition("@")[0], text)
-        err.print(f"staged as the suite of {spec.partition('@')[0]}")
+        name = _spec(spec).name
+        repo.set_suite(name, text)
+        err.print(f"staged as the suite of {name}")
 
 
 @suite_app.command("set")
@@ -71,8 +73,8 @@ def suite_show(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]", help
     """Print a dataset's suite."""
     from assay.errors import RefNotFound
 
-    name, _, rev = spec.partition("@")
-    text = _repo().suite_text(name, rev or None)
+    name, rev = _spec(spec).name, _spec(spec).rev
+    text = _repo().suite_text(name, rev)
     if text is None:
         raise RefNotFound(f"dataset {name!r} has no suite; write one with `assay suite infer {name} -o FILE`")
     out.print(text, markup=False, highlight=False, end="")
@@ -93,9 +95,9 @@ def check(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
     from assay.errors import RefNotFound
 
     repo = _repo()
-    name, _, rev = spec.partition("@")
+    name, rev = _spec(spec).name, _spec(spec).rev
     if suite is None:
-        text = repo.suite_text(name, rev or None)
+        text = repo.suite_text(name, rev)
         if text is None:
             raise RefNotFound(f"dataset {name!r} has no suite; give --suite FILE or stage one with `assay suite set`")
         loaded = load_suite(text)

@@ -1,4 +1,4 @@
-"""Commands on datasets: add, rm, datasets, diff, export. Thin: parse, call the library once, render."""
+"""Commands on datasets: add, rm, datasets, diff, export, restore. Thin: parse, call the library once, render."""
 
 from __future__ import annotations
 
@@ -137,3 +137,32 @@ def export(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]", help="DA
     with _progress() as report:
         path = _repo().export(spec, to, force=force, progress=report)
     out.print(f"wrote {spec} to {path}")
+
+
+@app.command()
+def restore(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]", help="A folder dataset, at REV "
+                                                "(default: its working version).")],
+            to: Annotated[str | None, typer.Option("--to", metavar="DIR",
+                                                   help="Folder to write into (default: the folder the dataset "
+                                                        "was added from).")] = None,
+            force: Annotated[bool, typer.Option("--force", help="Also overwrite or remove files whose bytes the "
+                                                "repository does not hold.")] = False,
+            as_json: JsonOpt = False) -> None:
+    """Write a folder dataset's files as of a version into its working folder, changing only what differs."""
+    print_restored(spec, to, force, as_json)
+
+
+def print_restored(spec: str, to: str | None, force: bool, as_json: bool = False) -> None:
+    """Restore (``assay restore``, ``assay checkout DATASET@REV --to DIR``) and say what changed."""
+    from assay.repo.workdir import restore as do_restore
+
+    with _progress() as report:
+        r = do_restore(_repo(), spec, to, force=force, progress=report)
+    if as_json:
+        _print_json(r.to_dict())
+        return
+    if not r.written and not r.removed:
+        out.print(f"{r.folder} already holds {spec} ({r.unchanged} files); nothing changed", markup=False)
+        return
+    out.print(f"{spec} -> {r.folder}: {len(r.written)} file(s) written, {len(r.removed)} removed, "
+              f"{r.unchanged} unchanged", markup=False)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from assay.cli._common import JsonOpt, _output, _print_json, _progress, _repo, _table, err, escape, out
+from assay.cli._common import JsonOpt, _output, _print_json, _progress, _repo, _spec, _table, err, escape, out
 from assay.cli._help import Typer
 
 app = Typer()
@@ -230,7 +230,7 @@ def screen(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
     for note in run.data.notes:
         out.print(f"[yellow]note:[/] {escape(note)}")
     if save:
-        out.print(f"staged the scores as {spec.partition('@')[0]}.scores; commit them with assay commit")
+        out.print(f"staged the scores as {_spec(spec).name}.scores; commit them with assay commit")
 
 
 @app.command("help")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pyarrow.csv as pacsv
@@ -12,8 +14,10 @@ import pyarrow.parquet as pq
 
 from assay._types import Progress
 from assay.errors import InputError
+from assay.store import ObjectStore
 from assay.store.fs import atomic_write
 from assay.table import DatasetVersion
+from assay.table.folders import StatCache, folder_oids
 
 
 def export_dataset(version: DatasetVersion, to: Path, *, force: bool = False,
@@ -109,6 +113,102 @@ def _export_folder(version: DatasetVersion, to: Path, progress: Progress | None)
     return to
 
 
+@dataclass(frozen=True)
+class FolderSync:
+    """What ``sync_folder`` did to a folder: files written (new or changed), files removed, files left as they were."""
+
+    folder: Path
+    written: tuple[str, ...]
+    removed: tuple[str, ...]
+    unchanged: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"folder": str(self.folder), "written": list(self.written), "removed": list(self.removed),
+                "unchanged": self.unchanged}
+
+
+def version_files(version: DatasetVersion) -> dict[str, str]:
+    """Relative path -> blob address of each file of a folder dataset (every path checked to stay inside)."""
+    out: dict[str, str] = {}
+    for batch in version.scan(["path", "blob"]):
+        for path, blob in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+            _safe_relative(path)
+            out[path] = blob
+    return out
+
+
+def sync_folder(version: DatasetVersion, to: Path, store: ObjectStore, cache: StatCache, *, force: bool = False,
+                progress: Progress | None = None) -> FolderSync:
+    """Make folder ``to`` hold exactly the files of ``version``, writing only those that differ.
+
+    Files the version lacks are removed, inside ``to`` only (hidden files are left alone, as on add). A file
+    whose bytes the repository does not hold (a change never added) is neither replaced nor removed without
+    ``force``: nothing that is stored only in the folder is lost.
+    """
+    if version.manifest.kind != "files":
+        raise InputError(f"{version.name} is a table, not a folder dataset; write it to a file with "
+                         f"`assay export {version.name} --to FILE.parquet`")
+    if to.exists() and not to.is_dir():
+        raise InputError(f"{to} is a file; give a folder to write the files of {version.name} into")
+    want = version_files(version)
+    to.mkdir(parents=True, exist_ok=True)
+    root = to.resolve()
+    files, oids = folder_oids(root, cache)
+    have = dict(zip(files.rels, oids, strict=True))
+    gone = sorted(r for r in have if r not in want)
+    todo = sorted(r for r, b in want.items() if have.get(r) != b)
+    _refuse_unsaved(version.name, store, root, [r for r in [*gone, *todo] if r in have], have, force)
+    for rel in gone:
+        (root / rel).unlink()
+    _prune_empty(root, gone)
+    umask = _umask()
+    for done, rel in enumerate(todo, start=1):
+        target = _inside(root, rel)
+        atomic_write(target, version.read_blob(want[rel]), durable=False)
+        os.chmod(target, 0o666 & ~umask)
+        if progress:
+            progress("writing files", done, len(todo))
+    folder_oids(root, cache)  # remember what is there now: a status or re-add right after hashes nothing
+    return FolderSync(root, tuple(todo), tuple(gone), len(want) - len(todo))
+
+
+def _refuse_unsaved(name: str, store: ObjectStore, root: Path, touched: list[str], have: dict[str, str],
+                    force: bool) -> None:
+    if force or not touched:
+        return
+    unsaved = store.missing({have[r] for r in touched})
+    lost = [r for r in touched if have[r] in unsaved]
+    if lost:
+        raise InputError(f"{len(lost)} file(s) in {root} hold changes the repository does not have, e.g. "
+                         f"{lost[0]!r}; writing {name} would lose them. Add them first "
+                         f"(`assay add {name} {root}`), or give --force to overwrite; nothing was written")
+
+
+def _prune_empty(root: Path, removed: list[str]) -> None:
+    """Remove the folders (inside ``root``) that removing files left empty."""
+    for folder in sorted({p for r in removed for p in PurePosixPath(r).parents if p.parts},
+                         key=lambda p: len(p.parts), reverse=True):
+        path = root / folder
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+                path.rmdir()
+
+
+def _inside(root: Path, rel: str) -> Path:
+    """``root / rel``, its folders made, refusing a folder (or a link) that leads outside ``root``."""
+    target = root / _safe_relative(rel)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    real = Path(os.path.realpath(target.parent))
+    if real != root and root not in real.parents:
+        raise InputError(f"refusing to write {rel!r}: {target.parent} leads outside {root} (a link?); nothing "
+                         "outside the folder is written")
+    if target.is_dir() and not target.is_symlink():
+        raise InputError(f"cannot write {rel!r}: {target} is a folder holding other files; move them away")
+    if target.is_symlink():
+        target.unlink()  # replace the link itself, never what it points to
+    return target
+
+
 def _safe_relative(path: str) -> PurePosixPath:
     p = PurePosixPath(path)
     if p.is_absolute() or ".." in p.parts:
@@ -116,4 +216,4 @@ def _safe_relative(path: str) -> PurePosixPath:
     return p
 
 
-__all__ = ["export_dataset"]
+__all__ = ["FolderSync", "export_dataset", "sync_folder", "version_files"]

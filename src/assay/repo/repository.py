@@ -183,19 +183,13 @@ class Repository:
         return ref.commit if ref else None
 
     def resolve(self, rev: str | None = None) -> str:
-        """The commit a revision names: branch, tag, commit prefix, ``~N``, ``^``, ``@{time}``."""
+        """The commit a revision names: branch, tag, commit prefix, ``~N``, ``^N``, ``@{time}`` (see revisions)."""
         spec = rev or "HEAD"
-        base, steps, when = revisions.split_suffixes(spec)
-        oid = self._resolve_name(base, spec)
-        if when is not None:
-            oid = self._at_time(oid, revisions.parse_time(when), spec)
-        for n in steps:
-            for _ in range(n):
-                parents = self.read_commit(oid).parents
-                if not parents:
-                    raise RefNotFound(f"{spec!r} goes back further than the first commit")
-                oid = parents[0]
-        return oid
+        r = revisions.parse_revision(spec)
+        oid = self._resolve_name(r.base, spec)
+        if r.when is not None:
+            oid = self._at_time(oid, revisions.parse_time(r.when), spec)
+        return revisions.walk_steps(oid, r.steps, lambda o: self.read_commit(o).parents, spec)
 
     def _resolve_name(self, name: str, spec: str) -> str:
         if name == "HEAD":
@@ -272,6 +266,10 @@ class Repository:
                     summary = _merge_summaries(staged.summary, summary)
                 staging.datasets[name] = StagedDataset(new_oid, committed, summary)
             self.work.write_staging(staging)
+        if mode == "replace" and isinstance(source, str | os.PathLike) and Path(source).is_dir():
+            from assay.repo.workdir import record_folder
+
+            record_folder(self, name, source)  # the whole dataset: its working folder, for status and restore
         return result
 
     def build_version(self, name: str, source: Any, *, base: str | None, key: Sequence[str] | str | None = None,

@@ -8,6 +8,7 @@ re-add reads only the files that changed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import mimetypes
 import os
@@ -157,6 +158,20 @@ def _check_link(root: Path, link: Path, rel: str) -> None:
             f"{rel} is a symbolic link to {target}, outside the dataset folder {root}. Copy the file into "
             "the folder, or remove the link; nothing was added."
         )
+
+
+def folder_oids(root: Path, cache: StatCache | None) -> tuple[Listing, list[str]]:
+    """Every file under ``root`` and its object address, hashing only the files whose stat the cache does not
+    know (the cache is then refreshed, as ``git status`` refreshes its index)."""
+    from assay.store.hashing import hash_file
+
+    files = scan_folder(root) if root.is_dir() else Listing()
+    hits = cache.lookup(root, files) if cache else {}
+    oids = [hits.get(rel) or hash_file(full) for rel, full in zip(files.rels, files.fulls, strict=True)]
+    if cache and len(hits) < len(files):
+        with contextlib.suppress(OSError):  # a read-only repository: the cache only saves time
+            cache.remember(root, files, oids)
+    return files, oids
 
 
 def folder_source(store: ObjectStore, root: Path, cache: StatCache | None, *,
