@@ -264,7 +264,7 @@ def _with_samples(con: Any, version: DatasetVersion, e: Expectation, outcome: Ou
         sql = f"SELECT {picked} FROM data WHERE {pred} LIMIT {SAMPLE_IDS}"
     found = con.sql(sql).fetchall()
     con.unregister("data")
-    ids = tuple(bytes(r[0]).hex() for r in found)
+    ids = tuple(str(r[0]) for r in found)
     keys = tuple(dict(zip(key, r[1:], strict=True)) for r in found) if key else ()
     return ExpectationResult(e, False, outcome.observed, outcome.failing, ids, keys)
 
@@ -274,7 +274,7 @@ def _with_ids(version: DatasetVersion, cols: list[str]) -> Any:
 
     from assay.table.manifest import ID_COLUMN
 
-    schema = pa.schema([pa.field(ID_COLUMN, pa.binary(16)), *(version.schema.field(c) for c in cols)])
+    schema = pa.schema([pa.field(ID_COLUMN, pa.string()), *(version.schema.field(c) for c in cols)])
     batches = (b.select([ID_COLUMN, *cols]) for b in version.scan([*cols], with_ids=True))
     return pa.RecordBatchReader.from_batches(schema, batches)
 

@@ -161,9 +161,8 @@ def _batch_mask(repo: Repository, staged: Manifest, base: Manifest | None) -> np
 
 def _row_keys(repo: Repository, manifest: Manifest) -> pa.Array:
     t = DatasetVersion(repo.store, manifest).to_arrow([], with_ids=True)
-    ids = t.column(ID_COLUMN).combine_chunks().cast(pa.binary())
-    hashes = t.column(HASH_COLUMN).combine_chunks().cast(pa.binary())
-    return pc.binary_join_element_wise(ids, hashes, pa.scalar(b"", pa.binary()))
+    ids, hashes = t.column(ID_COLUMN).combine_chunks(), t.column(HASH_COLUMN).combine_chunks()
+    return pc.binary_join_element_wise(ids, hashes, "")
 
 
 def _run_checks(repo: Repository, report: IngestReport, policy: Policy, version: DatasetVersion, suite_oid: str | None,

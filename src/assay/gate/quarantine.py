@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from assay.errors import CheckFailed, InputError, RefNotFound
 from assay.gate.ingest import quarantine_branch
+from assay.gate.scores import sample_key_columns, with_sample_keys
 from assay.repo import RefUpdate
 from assay.screens import scores_name
 from assay.table import DatasetVersion
@@ -22,27 +23,29 @@ if TYPE_CHECKING:
 
 
 def quarantined(repo: Repository, dataset: str) -> pa.Table:
-    """The scores and reasons of every sample in quarantine (empty when there is none), with a ``label``
-    column: what the user knows the sample by (its key, ``id=80``, or its path in a folder dataset)."""
+    """The scores and reasons of every sample in quarantine (empty when there is none), with the dataset's
+    key columns (or path) after ``sample`` and a ``label`` column: what the user knows the sample by as text
+    (its key, ``id=80``, or its path in a folder dataset)."""
     commit = _tip_or_none(repo, dataset)
     if commit is None:
         from assay.screens import scores_schema
 
         empty = scores_schema().empty_table()
         return empty.append_column("label", pa.array([], pa.string()))
-    scores = repo.dataset(scores_name(dataset), commit).to_arrow()
-    labels = sample_labels(repo.dataset(dataset, commit))
+    version = repo.dataset(dataset, commit)
+    scores = with_sample_keys(repo.dataset(scores_name(dataset), commit).to_arrow(), version)
+    labels = sample_labels(version)
     return scores.append_column("label", pa.array([labels.get(s) for s in scores.column("sample").to_pylist()],
                                                   pa.string()))
 
 
 def sample_labels(version: DatasetVersion) -> dict[str, str]:
     """Sample id (hex) -> the key columns as ``col=value`` (joined by ``,``), or the path of a folder dataset."""
-    cols = list(version.key or ()) or (["path"] if "path" in version.schema.names else [])
+    cols = sample_key_columns(version)
     if not cols:
         return {}
     t = version.to_arrow(cols, with_ids=True)
-    ids = [b.hex() for b in t.column("_assay_id").to_pylist()]
+    ids = t.column("_assay_id").to_pylist()
     values = [t.column(c).to_pylist() for c in cols]
     if cols == ["path"]:
         return dict(zip(ids, [str(v) for v in values[0]], strict=True))
@@ -58,8 +61,7 @@ def show(repo: Repository, dataset: str, sample: str) -> dict[str, Any]:
     row = scores.filter(pc.equal(scores.column("sample"), sid)).to_pylist()[0]
     row.pop("label", None)
     data = repo.dataset(dataset, commit).to_arrow(with_ids=True)
-    values = data.filter(pc.equal(data.column("_assay_id"), pa.scalar(bytes.fromhex(sid), data.schema.field(
-        "_assay_id").type))).drop_columns(["_assay_id", "_assay_hash"]).to_pylist()
+    values = data.filter(pc.equal(data.column("_assay_id"), sid)).drop_columns(["_assay_id", "_assay_hash"]).to_pylist()
     label = scores.filter(pc.equal(scores.column("sample"), sid)).column("label")[0].as_py()
     return {"sample": sid, "label": label, "values": values[0] if values else {}, "scores": row}
 

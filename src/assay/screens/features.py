@@ -69,13 +69,22 @@ def screen_data(version: DatasetVersion, spec: FeatureSpec | None = None, *,
                           read_blob=version.read_blob, progress=progress)
 
 
+def _sample_ids(table: pa.Table) -> list[str]:
+    """The hex sample ids of ``table`` (its ``_assay_id``, hex or stored bytes), or the row numbers in hex."""
+    if ID_COLUMN not in table.column_names:
+        return [f"{i:032x}" for i in range(table.num_rows)]
+    column = table.column(ID_COLUMN)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return [str(v) for v in column.to_pylist()]
+    return [bytes(b).hex() for b in column.to_pylist()]
+
+
 def table_features(table: pa.Table, spec: FeatureSpec, *, key: Sequence[str] = (),
                    blob_columns: Sequence[str] = (), read_blob: Callable[[str], bytes] | None = None,
                    progress: Progress | None = None) -> ScreenData:
     """Features of an Arrow table (``_assay_id`` holds the sample ids when present)."""
     n = table.num_rows
-    ids = ([bytes(b).hex() for b in table.column(ID_COLUMN).to_pylist()] if ID_COLUMN in table.column_names
-           else [f"{i:032x}" for i in range(n)])
+    ids = _sample_ids(table)
     label = _label_column(table, spec)
     columns = _feature_columns(table, spec, key, label)
     notes: list[str] = []

@@ -30,6 +30,37 @@ OCCURRENCE_DOMAIN = b"assay-occ-v1\x00"
 _local = threading.local()
 
 
+HEX_TYPE = pa.string()  # how users see ids and hashes: 32 lowercase hex digits
+_HEX_CHUNK = 1 << 25
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", np.uint8)
+
+
+def to_hex(ids: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Stored 16-byte ids (or hashes) as 32-digit lowercase hex strings, column-wise (the form users see)."""
+    if isinstance(ids, pa.ChunkedArray):
+        return pa.chunked_array([to_hex(c) for c in ids.chunks], HEX_TYPE)
+    arr = ids.cast(ID_TYPE) if ids.type != ID_TYPE else ids
+    n = len(arr)
+    if n > _HEX_CHUNK:  # 32-bit string offsets: one chunk holds at most 2 GiB of digits
+        return pa.chunked_array([to_hex(arr.slice(i, _HEX_CHUNK)) for i in range(0, n, _HEX_CHUNK)], HEX_TYPE)
+    raw = np.frombuffer(arr.buffers()[1], np.uint8, count=ID_BYTES * n, offset=arr.offset * ID_BYTES) if n else \
+        np.zeros(0, np.uint8)
+    digits = np.empty((n * ID_BYTES, 2), np.uint8)
+    digits[:, 0] = _HEX_DIGITS[raw >> 4]
+    digits[:, 1] = _HEX_DIGITS[raw & 15]
+    offsets = np.arange(0, 2 * ID_BYTES * n + 1, 2 * ID_BYTES, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes()),
+                                       arr.buffers()[0], arr.null_count)
+
+
+def from_hex(ids: Sequence[str]) -> pa.Array:
+    """Hex sample ids (as users see them) in their stored form, 16-byte binaries; a malformed one is an error."""
+    try:
+        return pa.array([bytes.fromhex(i) for i in ids], ID_TYPE)
+    except (ValueError, TypeError, pa.ArrowInvalid) as e:
+        raise InputError(f"sample ids are {2 * ID_BYTES} hex digits; got something else among {list(ids)[:3]}") from e
+
+
 def row_hashes(table: pa.Table | pa.RecordBatch, columns: Sequence[str] | None = None) -> pa.Array:
     """Content hash of each row over ``columns`` (default: all), as 16-byte binaries."""
     return _digest(ROW_DOMAIN, table, columns)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from assay.errors import InputError
 from assay.store import ObjectStore
 from assay.table.fragments import live_stats, read_fragment, scan_fragment
-from assay.table.manifest import HASH_COLUMN, ID_COLUMN, Manifest
+from assay.table.ids import HEX_TYPE, to_hex
+from assay.table.manifest import HASH_COLUMN, ID_COLUMN, INTERNAL_COLUMNS, Manifest
 from assay.table.stats import ColumnStats, combine
+
+T = TypeVar("T", pa.Table, pa.RecordBatch)
 
 
 class DatasetVersion:
@@ -46,9 +49,11 @@ class DatasetVersion:
         return f"<DatasetVersion {self.name}{at}: {self.num_rows} rows, {len(self.schema)} columns>"
 
     def to_arrow(self, columns: Sequence[str] | None = None, *, with_ids: bool = False) -> pa.Table:
-        """The whole version as an Arrow table (``with_ids`` adds ``_assay_id`` and ``_assay_hash``)."""
+        """The whole version as an Arrow table (``with_ids`` adds ``_assay_id``, the sample id, and
+        ``_assay_hash``, the row's content hash, as 32-digit hex strings: the form scores, quarantine and
+        diff show, so that they join)."""
         wanted = self._columns(columns, with_ids)
-        parts = [conform(read_fragment(self._store, f, wanted), self._out_schema(wanted))
+        parts = [conform(_hex_ids(read_fragment(self._store, f, wanted)), self._out_schema(wanted))
                  for f in self.manifest.fragments]
         if not parts:
             return self._out_schema(wanted).empty_table()
@@ -61,15 +66,16 @@ class DatasetVersion:
         schema = self._out_schema(wanted)
         for f in self.manifest.fragments:
             for batch in scan_fragment(self._store, f, wanted, batch_size):
-                yield conform_batch(batch, schema)
+                yield conform_batch(_hex_ids(batch), schema)
 
-    def to_pandas(self, columns: Sequence[str] | None = None) -> Any:
-        return self.to_arrow(columns).to_pandas()
+    def to_pandas(self, columns: Sequence[str] | None = None, *, with_ids: bool = False) -> Any:
+        """A pandas frame (``with_ids``: the hex ``_assay_id`` and ``_assay_hash`` columns first)."""
+        return self.to_arrow(columns, with_ids=with_ids).to_pandas()
 
-    def to_polars(self, columns: Sequence[str] | None = None) -> Any:
+    def to_polars(self, columns: Sequence[str] | None = None, *, with_ids: bool = False) -> Any:
         import polars as pl
 
-        return pl.from_arrow(self.to_arrow(columns))
+        return pl.from_arrow(self.to_arrow(columns, with_ids=with_ids))
 
     def to_duckdb(self, connection: Any = None, columns: Sequence[str] | None = None) -> Any:
         """A DuckDB relation over the version, which can be queried any number of times.
@@ -121,9 +127,7 @@ class DatasetVersion:
         return [ID_COLUMN, HASH_COLUMN, *names] if with_ids else names
 
     def _out_schema(self, columns: Sequence[str]) -> pa.Schema:
-        from assay.table.ids import ID_TYPE
-
-        fields = [pa.field(c, ID_TYPE) if c in (ID_COLUMN, HASH_COLUMN) else self.schema.field(c) for c in columns]
+        fields = [pa.field(c, HEX_TYPE) if c in (ID_COLUMN, HASH_COLUMN) else self.schema.field(c) for c in columns]
         return pa.schema(fields)
 
 
@@ -158,6 +162,15 @@ class SampleView:
     def __iter__(self) -> Iterator[Any]:
         for i in range(len(self)):
             yield self[i]
+
+
+def _hex_ids(data: T) -> T:
+    """``data`` with its stored 16-byte id and hash columns (where present) as hex strings."""
+    for c in INTERNAL_COLUMNS:
+        if c in data.schema.names:
+            i = data.schema.get_field_index(c)
+            data = data.set_column(i, pa.field(c, HEX_TYPE), to_hex(data.column(i)))
+    return data
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
