@@ -14,16 +14,16 @@ Every object's bytes are hashed on arrival and refused, never stored, when they 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from assay._types import Progress
+from assay.engines import Engine, InProcessEngine
 from assay.errors import CorruptObject
 from assay.repo.graph import COMMIT, Edge
 from assay.store import ObjectStore
 from assay.store.hashing import hash_bytes
 
-Progress = Callable[[str, int, int], None]
 SMALL = 256 * 1024  # objects up to this size are stored in batches (packed by the destination store)
 BATCH = 512
 THREADS = 4
@@ -68,18 +68,21 @@ def missing(src: ObjectStore, dst: ObjectStore, commits: Iterable[str]) -> tuple
 
 
 def send(src: ObjectStore, dst: ObjectStore, commits: Sequence[str], *,
-         progress: Progress | None = None, stage: str = "objects") -> TransferReport:
-    """Copy into ``dst`` every object reachable from ``commits`` that it lacks (verified, children first)."""
+         progress: Progress | None = None, stage: str = "objects", engine: Engine | None = None) -> TransferReport:
+    """Copy into ``dst`` every object reachable from ``commits`` that it lacks (verified, children first).
+
+    ``engine`` reads the objects (by default four threads of this process: reads overlap, and hashing and
+    decompression release the GIL); they are stored in order, here."""
+    engine = engine or InProcessEngine(THREADS)
     order, skipped = missing(src, dst, commits)
     report = TransferReport(skipped=skipped)
     if progress:
         progress(stage, 0, len(order))
-    with ThreadPoolExecutor(THREADS) as pool:  # reads overlap; hashing and decompression release the GIL
-        for start in range(0, len(order), BATCH):
-            part = order[start:start + BATCH]
-            _store(dst, list(zip(part, pool.map(src.get, part), strict=True)), report)
-            if progress:
-                progress(stage, report.objects, len(order))
+    for start in range(0, len(order), BATCH):
+        part = order[start:start + BATCH]
+        _store(dst, list(zip(part, engine.map(src.get, part), strict=True)), report)
+        if progress:
+            progress(stage, report.objects, len(order))
     return report
 
 
