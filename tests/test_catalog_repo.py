@@ -150,8 +150,8 @@ def test_store_and_catalog_reopen_from_their_urls(repo: assay.Repo) -> None:
 
 
 def test_unknown_store_scheme_is_a_clear_error() -> None:
-    with pytest.raises(InputError, match=r"unknown object store URL scheme 's3'.*file://"):
-        open_store("s3://bucket/prefix")
+    with pytest.raises(InputError, match=r"unknown object store URL scheme 'gs'.*file://, s3://"):
+        open_store("gs://bucket/prefix")
 
 
 def test_gc_runs_when_a_full_disk_leaves_the_catalog_read_only(repo: assay.Repo) -> None:

@@ -164,3 +164,21 @@ def test_damaged_pack_index_is_reported_not_fatal(store: LocalObjectStore) -> No
     assert fresh.damaged_packs == {idx.stem}
     with pytest.raises(ObjectNotFound):
         fresh.get(oids[0])
+
+
+def test_threads_reading_a_freshly_opened_store_all_find_packed_objects(tmp_path: Path) -> None:
+    """Many threads miss the (still empty) pack index at once: a thread whose refresh finds nothing new because
+    another thread's refresh loaded the pack meanwhile must still find the object (it once raised not-found)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    writer = LocalObjectStore(tmp_path / "s")
+    oids = [oid for batch in range(20) for oid in writer.put_many([os.urandom(200) + bytes([batch, i])
+                                                                  for i in range(50)])]
+    for _ in range(10):
+        reader = LocalObjectStore(tmp_path / "s")  # fresh: no pack index loaded yet
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(reader.get, oids))
+        assert [hash_bytes(g) for g in got] == oids
+        fresh = LocalObjectStore(tmp_path / "s")
+        with ThreadPoolExecutor(8) as pool:
+            assert all(pool.map(fresh.has, oids))

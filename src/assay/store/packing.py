@@ -79,6 +79,7 @@ class PackingStore(ObjectStore):
         self._listed_at = float("-inf")  # monotonic time of the last list of pack indexes
         self.damaged_packs: set[str] = set()  # packs whose index cannot be read
         self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
         self._cache: dict[str, bytes] | None = None
         self._cache_budget = 0
         self._kept: dict[str, float] | None = None  # oid -> newest keep record naming it (loaded for stat)
@@ -367,7 +368,8 @@ class PackingStore(ObjectStore):
             return True
         # A miss lists the pack indexes again only if the last list is older than pack_list_ttl: a has() that
         # misses a pack published by another process this very second costs a duplicate write, never a loss.
-        return self._refresh_packs(stale_after=self.pack_list_ttl) and oid in self._packs
+        self._refresh_packs(stale_after=self.pack_list_ttl)
+        return oid in self._packs  # also when another thread's refresh loaded it meanwhile
 
     def missing(self, oids: Iterable[str]) -> set[str]:
         self._refresh_packs()  # one list for the whole batch
@@ -465,7 +467,10 @@ class PackingStore(ObjectStore):
 
     def _pack_entry(self, oid: str) -> tuple[str, int, int] | None:
         entry = self._packs.get(oid)
-        if entry is None and self._refresh_packs():
+        if entry is None:
+            # look again after the refresh even when it found no new pack: another thread's refresh may have
+            # loaded the one holding ``oid`` between the miss above and this refresh's listing
+            self._refresh_packs()
             entry = self._packs.get(oid)
         return entry
 
@@ -473,6 +478,10 @@ class PackingStore(ObjectStore):
         """List the pack indexes (one LIST) and load those written since the last look; True when any was new.
 
         With ``stale_after`` nothing is listed if the last list is more recent than that many seconds."""
+        with self._refresh_lock:  # one refresh at a time: a thread that misses waits for the load under way
+            return self._refresh_packs_locked(stale_after)
+
+    def _refresh_packs_locked(self, stale_after: float) -> bool:
         now = time.monotonic()
         if stale_after and now - self._listed_at < stale_after:
             return False
