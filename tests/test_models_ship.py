@@ -116,7 +116,7 @@ def test_over_budget_is_refused_with_the_report_and_registers_nothing(shipped: t
     root, _ = shipped
     with assay.Repo(root) as repo:
         register(repo, "emb", _embedding_onnx(), train="train@v1", eval="test@v1")
-        with pytest.raises(QuantizationRefused, match="over its budget.*Nothing was registered") as info:
+        with pytest.raises(QuantizationRefused, match=r"over its budget.*Nothing was registered") as info:
             quantize_version(repo, "emb", budget=0.0)  # INT8 never gives exactly the fp32 embeddings
         report = info.value.report
         assert report is not None and report["task"] == "embedding" and report["fp32_metric"] == pytest.approx(100)
@@ -208,3 +208,28 @@ def test_export_through_the_cli_and_its_errors(shipped: tuple[Path, Any], tmp_pa
         assert len(history(repo, "m")) == before + 1 and len(history(repo, "nodata")) == 1
         with pytest.raises(InputError, match="no evaluation data"):
             quantize_version(repo, "nodata")
+
+
+@pytest.mark.slow
+def test_a_torch_cnn_exports_and_quantises_static_on_its_recorded_data(repo: assay.Repo, digits: pa.Table) -> None:
+    torch = pytest.importorskip("torch")
+    repo.add("train", digits.slice(0, 1200), key=["id"])
+    repo.add("test", digits.slice(1200), key=["id"])
+    repo.commit("digits")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(512, 10))
+    x = torch.tensor(_x(digits)[:1200].reshape(-1, 1, 8, 8), dtype=torch.float32)  # as stored, 0-16
+    y = torch.tensor(digits.column("label").to_numpy()[:1200])
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    for _ in range(30):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    register(repo, "cnn", net, example_input=torch.zeros(1, 1, 8, 8), train="train", eval="test", features=FEATURES)
+    e = export_version(repo, "cnn")  # the registered torch.export program, exported to ONNX and verified
+    assert e.version.spec == "cnn@2" and e.version.meta["task"] == "classification"
+    assert e.version.signature.inputs[0].shape == ("batch", 1, 8, 8)
+    q = quantize_version(repo, "cnn@2", method="static", budget=2.0)  # calibrated on the training data
+    assert q.version.lineage.derived_by == "quantize int8 static" and q.version.metrics["accuracy_fp32"] > 50
+    assert q.version.metrics["accuracy_drop"] <= 2.0

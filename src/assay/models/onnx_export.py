@@ -305,7 +305,7 @@ def _export_torch(model: Any, kind: str, sample: Any, opset: int | None, input_n
     dims = {"batch": torch.export.Dim("batch"), "sequence": torch.export.Dim("sequence")}
     dynamic = tuple(_dynamic_axes(dims, v) for v in feeds.values())
     was_training = bool(getattr(module, "training", False))
-    module.eval()
+    _set_training(module, False)
     try:
         with _quiet_export(), torch.no_grad():
             program = torch.onnx.export(module, args, dynamo=True, verbose=False, opset_version=opset,
@@ -316,10 +316,17 @@ def _export_torch(model: Any, kind: str, sample: Any, opset: int | None, input_n
                                "forward() free of data-dependent Python control flow, or export it yourself "
                                "and register the ONNX file") from e
     finally:
-        module.train(was_training)
+        _set_training(module, was_training)
     converter = f"torch.onnx {torch.__version__} (dynamo)"
     return describe_onnx(program.model_proto.SerializeToString(), framework=kind, converter=converter,
                          preprocessing_in_graph=kind == "sentence-transformers")
+
+
+def _set_training(module: Any, training: bool) -> None:
+    """Put a module in training or eval mode; the module of a ``torch.export`` program (as the registry loads a
+    PyTorch version) cannot switch, and keeps the mode it was exported in (eval, by the registry)."""
+    with contextlib.suppress(NotImplementedError):
+        module.train(training)
 
 
 def _dynamic_axes(dims: dict[str, Any], arr: np.ndarray) -> dict[int, Any]:
@@ -402,12 +409,12 @@ def _torch_outputs(model: Any, kind: str, inputs: Any) -> Feeds:
     module, names, outs = _torch_module(model, kind)
     feeds = torch_feeds(model, kind, inputs, names)
     was_training = bool(getattr(module, "training", False))
-    module.eval()  # as exported: dropout off, batch norm on its running statistics
+    _set_training(module, False)  # as exported: dropout off, batch norm on its running statistics
     try:
         with torch.no_grad():
             result = module(*(torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()))
     finally:
-        module.train(was_training)
+        _set_training(module, was_training)
     results = result if isinstance(result, tuple | list) else (result,)
     names_out = outs if len(outs) == len(results) else [f"output_{i}" for i in range(len(results))]
     return {n: r.detach().cpu().numpy() for n, r in zip(names_out, results, strict=True)}

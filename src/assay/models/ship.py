@@ -103,7 +103,8 @@ class PackageReport:
 
 def task_of(version: ModelVersion) -> str:
     """``classification``, ``regression`` or ``embedding``: recorded in ``meta["task"]`` by an export, else
-    told by its signature (classes, or a ``label``/``probabilities`` output; an ``embeddings`` output)."""
+    told by its signature: classes, a ``label``/``probabilities`` output, or one [N, k > 1] output and a label
+    column (a classifier's logits); an ``embeddings`` output; else regression."""
     recorded = version.meta.get("task")
     if isinstance(recorded, str):
         return recorded
@@ -112,6 +113,9 @@ def task_of(version: ModelVersion) -> str:
         return "classification"
     if "embeddings" in outputs or "sentence" in version.model_class.lower():
         return "embedding"
+    first = version.signature.outputs[0].shape if version.signature.outputs else None
+    if version.signature.label and first and len(first) == 2 and isinstance(first[1], int) and first[1] > 1:
+        return "classification"  # one score per class (logits), against a label column
     return "regression"
 
 
@@ -260,15 +264,15 @@ def _targets(version: ModelVersion, labels: np.ndarray, task: str) -> np.ndarray
 
 
 def quantize_version(repo: Repo, spec: str, *, eval: str | None = None, budget: float = 0.5,
-                     method: str = "dynamic", optimization: str = "basic",
+                     method: str = "dynamic", optimization: str = "basic", task: str | None = None,
                      branch: str | None = None) -> QuantizeReport:
     """Quantise version ``spec`` to INT8 and register it (parent ``spec``) with the fp32 and INT8 metrics, when
     the metric on ``eval`` (default: the recorded evaluation data) drops by at most ``budget`` points; else
     raise :class:`~assay.errors.QuantizationRefused` with the report, registering nothing. A version that is not
     ONNX yet is exported first (verified, not registered). ``method="static"`` calibrates on the training
-    data (else the evaluation data)."""
+    data (else the evaluation data). ``task`` overrides the task told by :func:`task_of`."""
     version = registry.get(repo, spec)
-    task = task_of(version)
+    task = task or task_of(version)
     data, ref = _eval_data(repo, version, eval)
     label = version.signature.label
     columns = [*_features(version), *([label] if label and task != "embedding" else [])]
