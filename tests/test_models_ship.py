@@ -98,6 +98,17 @@ def test_quantize_within_budget_registers_int8_with_both_metrics(shipped: tuple[
         assert q.meta["quantization"]["samples"] == digits.num_rows - 1200
 
 
+def test_a_scikit_learn_version_quantises_static_after_an_export_that_is_not_registered(
+        shipped: tuple[Path, Any]) -> None:
+    root, _ = shipped
+    with assay.Repo(root) as repo:
+        before = len(history(repo, "m"))
+        q = quantize_version(repo, "m@1", method="static", budget=2.0)  # calibrated on train@v1
+        assert q.version.version == before + 1 and q.version.lineage.parent is not None
+        assert q.version.lineage.parent.spec == "m@1" and q.version.lineage.derived_by == "quantize int8 static"
+        assert q.version.metrics["accuracy_drop"] <= 2.0 and q.version.framework == "onnx"
+
+
 def _embedding_onnx() -> bytes:
     """A small embedding model (a random 64 -> 16 projection), whose output is named ``embeddings``."""
     import onnx
