@@ -244,3 +244,16 @@ def test_a_torch_cnn_exports_and_quantises_static_on_its_recorded_data(repo: ass
     q = quantize_version(repo, "cnn@2", method="static", budget=2.0)  # calibrated on the training data
     assert q.version.lineage.derived_by == "quantize int8 static" and q.version.metrics["accuracy_fp32"] > 50
     assert q.version.metrics["accuracy_drop"] <= 2.0
+
+
+def test_every_model_command_has_help_and_is_in_the_docs() -> None:
+    from typer.main import get_command
+
+    from assay.cli import model_cmds
+
+    docs = (Path(__file__).parents[1] / "docs" / "models.md").read_text()
+    commands = dict(get_command(model_cmds.app).commands)  # type: ignore[attr-defined]
+    assert {"export", "quantize", "bench", "package"} <= set(commands)
+    for name, cmd in commands.items():
+        assert getattr(cmd, "help", None), f"assay model {name} has no help text"
+        assert f"assay model {name}" in docs, f"assay model {name} is not in docs/models.md"
