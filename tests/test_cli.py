@@ -138,6 +138,10 @@ def test_quickstart_runs_and_says_what_it_did(tmp_path: Path) -> None:
     caught, planted = map(int, backdoor.split("caught ")[1].split(" planted")[0].split(" of "))
     assert planted >= 10 and caught >= 0.9 * planted  # the gate holds the poisoned images back
     assert (tmp_path / "demo" / "ingest-report.html").read_text().count("data:image/png") >= caught
+    for expected in ("registered digits-mlp@1", "exported digits-mlp@1 to ONNX as digits-mlp@2", "labels agree on 100%",
+                     "quantised to INT8 as digits-mlp@3", "benchmarked digits-mlp@3", "packaged digits-mlp@3"):
+        assert expected in r.stdout  # the model demo, with only the quickstart extra's packages
+    assert (tmp_path / "demo" / "edge" / "digits-mlp" / "predict.py").is_file()
     again = _assay(tmp_path, "quickstart", "--path", "demo")
     assert again.returncode == 0
     (tmp_path / "other").mkdir()

@@ -121,7 +121,7 @@ def show(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION|@ALIAS]", he
             ("code", _code(v.lineage.code)),
             ("parent", f"{v.lineage.parent.spec}" + (f" ({v.lineage.derived_by})" if v.lineage.derived_by else "")
              if v.lineage.parent else "-")]
-    rows += [(f"attached {k}", json.dumps(d, sort_keys=True)[:200]) for k, d in view.attached.items()]
+    rows += [(f"attached {k}", _attached(k, d)) for k, d in view.attached.items()]
     for key, value in rows:
         out.print(f"{key:<13} {escape(value)}", highlight=False, soft_wrap=True)
 
@@ -204,6 +204,120 @@ def trained_on(spec: Annotated[str, typer.Argument(metavar="DATASET@REV", help="
     for t in found:
         table.add_row(escape(t.spec), t.match, _short(t.manifest))
     out.print(table)
+
+
+@app.command()
+def export(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION]", help="The version to export (default: "
+                                               "the newest).")],
+           format: Annotated[str, typer.Option("--format", help="The format: onnx.")] = "onnx",
+           atol: Annotated[float, typer.Option(help="Absolute tolerance of the verification.")] = 1e-4,
+           rtol: Annotated[float, typer.Option(help="Relative tolerance of the verification.")] = 1e-3,
+           as_json: JsonOpt = False) -> None:
+    """Export a version to ONNX, verified against it on samples of its recorded data, as a new version."""
+    from assay.models.ship import export_version
+
+    r = export_version(_repo(), spec, format=format, atol=atol, rtol=rtol)
+    if as_json:
+        _print_json(r.to_dict())
+        return
+    v, new = r.verification, r.version
+    agree = f", labels agree on {v.label_agreement:.1%}" if v.label_agreement is not None else ""
+    out.print(f"exported {escape(r.parent.spec)} ({r.parent.framework}, {_size(r.parent.size)}) to {format}: "
+              f"registered {escape(new.spec)} ({_size(new.size)}, {escape(r.export.converter)}, opset "
+              f"{r.export.opset})", highlight=False, soft_wrap=True)
+    out.print(f"verified on {v.samples} samples of {escape(r.samples_from)}: largest difference "
+              f"{v.max_abs_diff:.3g} (atol {v.atol:g}, rtol {v.rtol:g}){agree}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def quantize(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION]", help="The version to quantise "
+                                                 "(default: the newest; exported to ONNX first if need be).")],
+             eval: Annotated[str | None, typer.Option(metavar="DATASET@REV", help="The data to measure the "
+                                                      "metric on (default: the version's evaluation data).")] = None,
+             budget: Annotated[float, typer.Option(help="The largest drop allowed, in points (accuracy, relative "
+                                                   "error in %, or cosine in %).")] = 0.5,
+             method: Annotated[str, typer.Option(help="dynamic, or static (QDQ, calibrated on the training "
+                                                 "data).")] = "dynamic",
+             as_json: JsonOpt = False) -> None:
+    """Quantise a version to INT8 within an accuracy budget; registers it with fp32 and INT8 metrics, or refuses."""
+    from assay.models.ship import quantize_version
+
+    r = quantize_version(_repo(), spec, eval=eval, budget=budget, method=method)
+    if as_json:
+        _print_json(r.to_dict())
+        return
+    q = r.result
+    out.print(f"quantised {escape(r.parent.spec)} to INT8 ({q.method}, {q.chosen.remedy}): registered "
+              f"{escape(r.version.spec)}", highlight=False, soft_wrap=True)
+    out.print(f"  {'':<10} {'fp32':>12} {'int8':>12}", highlight=False)
+    out.print(f"  {'size':<10} {_size(len(q.fp32_onnx)):>12} {_size(len(q.onnx)):>12}  ({q.size_ratio:.2f}x)",
+              highlight=False)
+    out.print(f"  {escape(q.metric):<10} {q.fp32_metric:>12.3f} {q.int8_metric:>12.3f}  (drop {q.drop:.3f} points, "
+              f"budget {q.budget:g}, on {q.samples} samples of {escape(r.eval_from)})", highlight=False)
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise InputError(f"{option} takes comma-separated whole numbers, e.g. {option} 1,8,64; got {text!r}") from e
+    if not values or min(values) < 1:
+        raise InputError(f"{option} takes numbers >= 1, e.g. {option} 1,8,64; got {text!r}")
+    return values
+
+
+@app.command()
+def bench(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION]", help="The version to benchmark.")],
+          batch: Annotated[str, typer.Option(metavar="SIZES", help="Batch sizes, comma-separated.")] = "1,8,64",
+          threads: Annotated[str, typer.Option(metavar="COUNTS", help="Thread counts, comma-separated.")] = "1,2",
+          runs: Annotated[int, typer.Option(help="Timed runs per batch size and thread count.")] = 100,
+          as_json: JsonOpt = False) -> None:
+    """Benchmark a version on inputs drawn from its data; the results are stored with it (see model show)."""
+    from assay.models.ship import bench_version
+
+    r = bench_version(_repo(), spec, batches=_ints(batch, "--batch"), threads=_ints(threads, "--threads"),
+                      runs=runs, warmup=min(10, runs))
+    if as_json:
+        _print_json(r.to_dict())
+        return
+    res = r.results
+    load = res.get("load") or {}
+    head = f"benchmarked {escape(r.version.spec)} ({r.version.framework}, {_size(r.version.size)}"
+    if load:
+        head += f", load {load['load_ms']:.1f} ms, peak memory to load {load['peak_load_mb']:.1f} MB"
+    out.print(head + f") on rows of {escape(r.inputs_from)}; stored with the version", highlight=False,
+              soft_wrap=True)
+    table = Table("batch", "threads", "p50 ms", "p90 ms", "p99 ms", "samples/s")
+    for x in res["results"]:
+        table.add_row(str(x["batch"]), str(x["threads"]), f"{x['p50_ms']:.3f}", f"{x['p90_ms']:.3f}",
+                      f"{x['p99_ms']:.3f}", f"{x['throughput']:.0f}")
+    out.print(table)
+
+
+@app.command()
+def package(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION]", help="The version to package.")],
+            to: Annotated[str, typer.Option("--to", metavar="DIR|FILE.zip", help="Where to write the package: a "
+                                            "folder, or a zip file.")],
+            overwrite: Annotated[bool, typer.Option(help="Replace an existing package there.")] = False,
+            as_json: JsonOpt = False) -> None:
+    """Write an edge package: the ONNX model, signature, hashes and a runner needing only onnxruntime and numpy."""
+    from assay.models.ship import package_version
+
+    r = package_version(_repo(), spec, to, overwrite=overwrite)
+    if as_json:
+        _print_json(r.to_dict())
+        return
+    how = " (exported to ONNX for it)" if r.exported else ""
+    out.print(f"packaged {escape(r.version.spec)}{how} into {escape(str(r.result.path))} "
+              f"({_size(r.result.size)}: {', '.join(r.result.files)}); run: python predict.py input.json",
+              highlight=False, soft_wrap=True)
+
+
+def _attached(key: str, data: dict[str, Any]) -> str:
+    if key == "bench" and isinstance(data.get("results"), list):
+        return "; ".join(f"batch {x['batch']} x{x['threads']} thread(s): p50 {x['p50_ms']:.3f} ms, p99 "
+                         f"{x['p99_ms']:.3f} ms, {x['throughput']:.0f}/s" for x in data["results"])
+    return json.dumps(data, sort_keys=True)[:200]
 
 
 def _library(framework: str) -> str:

@@ -3,7 +3,9 @@
 It versions the digits images as a folder dataset and their pixel features as a table, then shows
 commits, a label fix, a diff, a branch with a three-way merge, a tag, an export and fsck. Then it feeds
 the images through the gate in three batches (clean; with flipped labels; with a backdoor-poisoned
-subset) and shows what the gate accepted, what it quarantined and why.
+subset) and shows what the gate accepted, what it quarantined and why. Last, it trains an MLP on the digits
+the gate accepted, registers it with that data as its lineage, exports it to ONNX, quantises it to INT8
+within an accuracy budget, benchmarks it and writes an edge package.
 """
 
 from __future__ import annotations
@@ -77,8 +79,10 @@ def run(path: Path, progress: Progress | None = None) -> Iterator[str]:
     raw = sum(p.stat().st_size for p in (path / "data").rglob("*") if p.is_file())
     yield f"storage: {stored / 1e6:.2f} MB for {len(repo.log())} commits of {raw / 1e6:.2f} MB of input"
     yield from _gate_demo(repo, path)
+    yield from _model_demo(repo, path)
     yield f"try: assay -C {path} log; assay -C {path} diff v1 main --dataset digits"
     yield f"     assay -C {path} quarantine list gated; assay -C {path} scores gated --flagged any"
+    yield f"     assay -C {path} model lineage {MODEL}@1; assay -C {path} model show {MODEL}"
     repo.close()
 
 
@@ -110,6 +114,84 @@ def _gate_demo(repo: Any, path: Path) -> Iterator[str]:
 
     report_path.write_text(ingest_report_html(report, repo.store.get), encoding="utf-8")
     yield f"the last batch's report, with thumbnails of the quarantined images: {report_path}"
+
+
+MODEL = "digits-mlp"
+
+
+def _model_demo(repo: Any, path: Path) -> Iterator[str]:
+    """An MLP trained on the digits the gate accepted: registered with its data, exported, quantised, timed
+    and packaged (assay.models.ship)."""
+    from assay.errors import QuantizationRefused
+    from assay.models import register
+    from assay.models.ship import bench_version, export_version, package_version, quantize_version
+
+    train, test = _accepted_features(repo.dataset("gated"))
+    repo.add("digits-train", train, key=["path"])
+    repo.add("digits-test", test, key=["path"])
+    repo.commit("Pixel features of the accepted digits, split for training and evaluation")
+    repo.tag("features-v1")
+    model, accuracy = _fit_mlp(train, test)
+    v = register(repo, MODEL, model, train="digits-train@features-v1", eval="digits-test@features-v1",
+                 metrics={"accuracy": accuracy}, params={"hidden_layer_sizes": [32], "max_iter": 100})
+    yield (f"trained an MLP on the {train.num_rows} accepted digits of digits-train@features-v1 and registered "
+           f"{v.spec}: accuracy {accuracy:.1%} on the {test.num_rows} of digits-test@features-v1")
+    e = export_version(repo, v.spec)
+    yield (f"exported {v.spec} to ONNX as {e.version.spec} ({e.parent.size / 1e3:.1f} kB -> "
+           f"{e.version.size / 1e3:.1f} kB), verified on {e.verification.samples} test samples: labels agree on "
+           f"{e.verification.label_agreement:.0%}, largest difference {e.verification.max_abs_diff:.1e}")
+    best = e.version.spec
+    try:
+        q = quantize_version(repo, e.version.spec, budget=0.5)
+    except QuantizationRefused as refused:
+        yield f"INT8 refused, {MODEL} stays fp32: {refused}"
+    else:
+        r = q.result
+        best = q.version.spec
+        yield (f"quantised to INT8 as {best}: accuracy {r.fp32_metric:.2f}% fp32, {r.int8_metric:.2f}% INT8 "
+               f"(drop {r.drop:.2f} points, budget 0.5), {len(r.onnx) / 1e3:.1f} kB ({r.size_ratio:.2f}x)")
+    b = bench_version(repo, best, batches=(1, 8), threads=(1,), warmup=5, runs=50, memory=False)
+    yield f"benchmarked {best} with ONNX Runtime, 1 thread: " + ", ".join(
+        f"batch {x['batch']} p50 {x['p50_ms'] * 1e3:.0f} us, p99 {x['p99_ms'] * 1e3:.0f} us"
+        for x in b.results["results"]) + f" (stored with the version: assay model show {best})"
+    p = package_version(repo, best, path / "edge" / MODEL)
+    yield (f"packaged {best} into {p.result.path} ({p.result.size / 1e3:.1f} kB, needs only onnxruntime and "
+           f"numpy): python {p.result.path / 'predict.py'} input.json")
+
+
+def _accepted_features(gated: Any) -> tuple[pa.Table, pa.Table]:
+    """The pixels (8x8, 0-16 as in scikit-learn's digits) and labels of the accepted images, split 80/20."""
+    import io
+
+    from PIL import Image
+
+    table = gated.to_arrow(["path", "blob", "label"])
+    pixels = np.stack([np.asarray(Image.open(io.BytesIO(gated.read_blob(oid))).convert("L").resize(
+        (8, 8), Image.Resampling.NEAREST), np.float64).ravel() * 16 / 255 for oid in table.column("blob").to_pylist()])
+    columns = {"path": table.column("path"), **{f"p{j}": pa.array(np.round(pixels[:, j], 3)) for j in range(64)},
+               "label": pa.array(np.asarray(table.column("label").to_pylist(), np.int64))}
+    features = pa.table(columns)
+    order = np.random.default_rng(3).permutation(features.num_rows)
+    cut = int(0.8 * len(order))
+    return features.take(pa.array(np.sort(order[:cut]))), features.take(pa.array(np.sort(order[cut:])))
+
+
+def _fit_mlp(train: pa.Table, test: pa.Table) -> tuple[Any, float]:
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def xy(t: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        return np.column_stack([t.column(f"p{j}").to_numpy() for j in range(64)]), t.column("label").to_numpy()
+
+    model = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(32,), max_iter=100, random_state=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(*xy(train))
+    return model, float(model.score(*xy(test)))
 
 
 GATE_POLICY = """\

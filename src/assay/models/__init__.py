@@ -1,5 +1,6 @@
 """Models: a registry of versioned models with lineage both ways (data and code -> model -> derived models,
-and back from data to the models trained on it). See docs/models.md."""
+and back from data to the models trained on it), and the shipping of a version: ONNX export, INT8 within an
+accuracy budget, benchmarks and edge packages (``assay.models.ship``). See docs/models.md."""
 
 from assay.models.adapters import SUPPORTED, check_onnx, framework_of, read_file
 from assay.models.lineage import LineageReport, TrainedOn
@@ -35,10 +36,22 @@ from assay.models.registry import (
     set_alias,
 )
 from assay.models.registry import lineage as model_lineage
+from assay.models.ship import (
+    BenchReport,
+    ExportReport,
+    PackageReport,
+    QuantizeReport,
+    bench_version,
+    export_version,
+    package_version,
+    quantize_version,
+)
 
 __all__ = [
     "Artifact",
+    "BenchReport",
     "DataRef",
+    "ExportReport",
     "IndexEntry",
     "Lineage",
     "LineageReport",
@@ -47,17 +60,21 @@ __all__ = [
     "ModelSummary",
     "ModelVersion",
     "ModelView",
+    "PackageReport",
     "ParentRef",
+    "QuantizeReport",
     "SUPPORTED",
     "Signature",
     "TensorSpec",
     "TrainedOn",
     "attach",
     "attachments",
+    "bench_version",
     "check_onnx",
     "data",
     "describe",
     "diff_models",
+    "export_version",
     "find_trained_on",
     "framework_of",
     "get",
@@ -65,6 +82,8 @@ __all__ = [
     "list_models",
     "load",
     "model_lineage",
+    "package_version",
+    "quantize_version",
     "read_artifact",
     "read_file",
     "read_index",

@@ -27,8 +27,9 @@ import numpy as np
 from assay.errors import ModelError, ModelFileError, UnsupportedModel
 from assay.models.record import ModelVersion, Signature, TensorSpec
 
-SUPPORTED = ("scikit-learn estimators and pipelines, PyTorch nn.Module (with example_input; pip install "
-             "'assay[torch]'), and ONNX models: a .onnx file, its bytes or an onnx.ModelProto (pip install "
+SUPPORTED = ("scikit-learn estimators and pipelines, PyTorch nn.Module (with example_input; Hugging Face "
+             "transformers and sentence-transformers models export to ONNX; pip install 'assay[torch]'), and ONNX "
+             "models: a .onnx file, its bytes or an onnx.ModelProto (pip install "
              "'assay[onnx]')")
 FILE_SUFFIXES = {".pkl": "sklearn", ".pickle": "sklearn", ".joblib": "sklearn", ".onnx": "onnx", ".pt2": "torch",
                  ".pt": "torch"}
@@ -54,9 +55,11 @@ class OnnxBytes:
     source: str = "bytes"
 
 
-def framework_of(model: Any) -> str:
-    """``sklearn``, ``torch`` or ``onnx``; UnsupportedModel for anything else."""
-    if isinstance(model, OnnxBytes | bytes | bytearray):
+def framework_of(model: Any, *, detail: bool = False) -> str:
+    """``sklearn``, ``torch`` or ``onnx``; UnsupportedModel for anything else. With ``detail``, a torch model
+    that is a Hugging Face transformer or a sentence-transformers model is ``transformers`` or
+    ``sentence-transformers`` (how it is exported to ONNX)."""
+    if isinstance(model, OnnxBytes | bytes | bytearray | memoryview):
         return "onnx"
     if isinstance(model, str | Path):
         suffix = Path(model).suffix.lower()
@@ -68,11 +71,20 @@ def framework_of(model: Any) -> str:
     if _is_instance(model, "sklearn", "sklearn.base", "BaseEstimator"):
         return "sklearn"
     if _is_instance(model, "torch", "torch.nn", "Module"):
-        return "torch"
+        return _torch_kind(model) if detail else "torch"
     if _is_instance(model, "onnx", "onnx", "ModelProto"):
         return "onnx"
-    raise UnsupportedModel(f"cannot register a {_class_name(model)}: it is not a model assay knows. Supported: "
+    raise UnsupportedModel(f"cannot take a {_class_name(model)}: it is not a model assay knows; supported are "
                            f"{SUPPORTED}")
+
+
+def _torch_kind(model: Any) -> str:
+    mro = [f"{c.__module__}.{c.__name__}" for c in type(model).__mro__]
+    if any(m.startswith("sentence_transformers.") for m in mro):
+        return "sentence-transformers"
+    if any(m.startswith("transformers.") and m.endswith("PreTrainedModel") for m in mro):
+        return "transformers"
+    return "torch"
 
 
 def _is_instance(model: Any, package: str, module: str, cls: str) -> bool:
@@ -262,15 +274,14 @@ def check_onnx(data: bytes, source: str = "the ONNX model") -> Any:
 def _pack_onnx(model: Any, example_input: Any) -> Packed:
     if isinstance(model, OnnxBytes):
         data, source = model.data, model.source
-    elif isinstance(model, bytes | bytearray):
+    elif isinstance(model, bytes | bytearray | memoryview):
         data, source = bytes(model), "the ONNX bytes"
     else:
         data, source = model.SerializeToString(), "the ONNX model"
     proto = check_onnx(data, source)
-    onnx = _onnx()
     initial = {i.name for i in proto.graph.initializer}
-    inputs = tuple(_onnx_spec(onnx, v) for v in proto.graph.input if v.name not in initial)
-    outputs = tuple(_onnx_spec(onnx, v) for v in proto.graph.output)
+    inputs = tuple(onnx_spec(v) for v in proto.graph.input if v.name not in initial)
+    outputs = tuple(onnx_spec(v) for v in proto.graph.output)
     opsets = {o.domain or "ai.onnx": int(o.version) for o in proto.opset_import}
     meta = {"producer": f"{proto.producer_name} {proto.producer_version}".strip(), "opsets": opsets,
             "ir_version": int(proto.ir_version)}
@@ -278,7 +289,10 @@ def _pack_onnx(model: Any, example_input: Any) -> Packed:
                   _versions("onnx"), meta)
 
 
-def _onnx_spec(onnx: Any, value: Any) -> TensorSpec:
+def onnx_spec(value: Any) -> TensorSpec:
+    """The spec of an ONNX graph input or output (a ``ValueInfoProto``): numpy dtype name, and shape with a
+    named dynamic axis as its name ("batch") and an unnamed one as None; non-tensor values by their kind."""
+    onnx = _onnx()
     t = value.type.tensor_type
     try:
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)).name
@@ -286,7 +300,7 @@ def _onnx_spec(onnx: Any, value: Any) -> TensorSpec:
         dtype = value.type.WhichOneof("value") or "unknown"
     if not t.HasField("shape"):
         return TensorSpec(value.name, dtype, None)
-    dims = tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in t.shape.dim)
+    dims = tuple(int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim)
     return TensorSpec(value.name, dtype, dims)
 
 

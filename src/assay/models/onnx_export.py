@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from assay.errors import ExportMismatch, MissingExtra, UnsupportedModel
+from assay.models.adapters import framework_of, onnx_spec
+from assay.models.record import Signature, TensorSpec
 
 FRAMEWORKS = ("sklearn", "torch", "transformers", "sentence-transformers", "onnx")
 Feeds = dict[str, np.ndarray]
@@ -54,22 +56,6 @@ def require(module: str) -> Any:
 
 
 @dataclass(frozen=True)
-class TensorSpec:
-    """One input or output of an ONNX graph: name, numpy dtype name, shape (a str for a dynamic axis)."""
-
-    name: str
-    dtype: str
-    shape: tuple[int | str | None, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
-        return cls(str(d["name"]), str(d["dtype"]), tuple(d["shape"]))
-
-
-@dataclass(frozen=True)
 class ExportResult:
     """ONNX bytes with their signature and where they came from."""
 
@@ -90,7 +76,9 @@ class ExportResult:
         return len(self.onnx)
 
     def signature(self) -> dict[str, Any]:
-        return {"inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs]}
+        """``{"inputs": [...], "outputs": [...]}``, as a registry record's signature stores them."""
+        sig = Signature(self.inputs, self.outputs).to_dict()
+        return {"inputs": sig["inputs"], "outputs": sig["outputs"]}
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the bytes (JSON-serialisable)."""
@@ -100,22 +88,9 @@ class ExportResult:
 
 
 def detect_framework(model: Any) -> str:
-    """Name the framework of a model object: one of :data:`FRAMEWORKS`, else :class:`UnsupportedModel`."""
-    if isinstance(model, bytes | bytearray | memoryview):
-        return "onnx"
-    mro = [f"{c.__module__}.{c.__name__}" for c in type(model).__mro__]
-    if any(m.startswith("sentence_transformers.") for m in mro):
-        return "sentence-transformers"
-    if any(m.startswith("transformers.") and m.endswith("PreTrainedModel") for m in mro):
-        return "transformers"
-    if any(m == "torch.nn.modules.module.Module" for m in mro):
-        return "torch"
-    if any(m == "sklearn.base.BaseEstimator" for m in mro):
-        return "sklearn"
-    raise UnsupportedModel(f"cannot export a {type(model).__module__}.{type(model).__name__}: supported are "
-                           "scikit-learn estimators and pipelines (pip install 'assay[onnx]'), PyTorch nn.Module, "
-                           "Hugging Face transformers and sentence-transformers models (pip install 'assay[torch]'), "
-                           "and ONNX bytes")
+    """The framework of a model object, one of :data:`FRAMEWORKS` (``adapters.framework_of`` with torch models
+    told apart: transformers, sentence-transformers); :class:`UnsupportedModel` for anything else."""
+    return framework_of(model, detail=True)
 
 
 def export_onnx(model: Any, *, sample_inputs: Any, framework: str | None = None, opset: int | None = None,
@@ -143,8 +118,8 @@ def describe_onnx(onnx_bytes: bytes, *, framework: str = "onnx", converter: str 
     proto = load_model(onnx_bytes)
     opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
     init = {i.name for i in proto.graph.initializer}
-    inputs = tuple(_spec(v) for v in proto.graph.input if v.name not in init)
-    outputs = tuple(_spec(v) for v in proto.graph.output)
+    inputs = tuple(onnx_spec(v) for v in proto.graph.input if v.name not in init)
+    outputs = tuple(onnx_spec(v) for v in proto.graph.output)
     return ExportResult(onnx_bytes, framework, opset, inputs, outputs, preprocessing_in_graph, converter)
 
 
@@ -160,14 +135,6 @@ def load_model(onnx_bytes: bytes) -> Any:
     if not proto.graph.output:
         raise UnsupportedModel("this ONNX model has no outputs: export the model again")
     return proto
-
-
-def _spec(value: Any) -> TensorSpec:
-    onnx = require("onnx")
-    tensor = value.type.tensor_type
-    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name
-    dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim)
-    return TensorSpec(value.name, dtype, dims)
 
 
 # scikit-learn
@@ -338,7 +305,7 @@ def _export_torch(model: Any, kind: str, sample: Any, opset: int | None, input_n
     dims = {"batch": torch.export.Dim("batch"), "sequence": torch.export.Dim("sequence")}
     dynamic = tuple(_dynamic_axes(dims, v) for v in feeds.values())
     was_training = bool(getattr(module, "training", False))
-    module.eval()
+    _set_training(module, False)
     try:
         with _quiet_export(), torch.no_grad():
             program = torch.onnx.export(module, args, dynamo=True, verbose=False, opset_version=opset,
@@ -349,10 +316,17 @@ def _export_torch(model: Any, kind: str, sample: Any, opset: int | None, input_n
                                "forward() free of data-dependent Python control flow, or export it yourself "
                                "and register the ONNX file") from e
     finally:
-        module.train(was_training)
+        _set_training(module, was_training)
     converter = f"torch.onnx {torch.__version__} (dynamo)"
     return describe_onnx(program.model_proto.SerializeToString(), framework=kind, converter=converter,
                          preprocessing_in_graph=kind == "sentence-transformers")
+
+
+def _set_training(module: Any, training: bool) -> None:
+    """Put a module in training or eval mode; the module of a ``torch.export`` program (as the registry loads a
+    PyTorch version) cannot switch, and keeps the mode it was exported in (eval, by the registry)."""
+    with contextlib.suppress(NotImplementedError):
+        module.train(training)
 
 
 def _dynamic_axes(dims: dict[str, Any], arr: np.ndarray) -> dict[int, Any]:
@@ -435,12 +409,12 @@ def _torch_outputs(model: Any, kind: str, inputs: Any) -> Feeds:
     module, names, outs = _torch_module(model, kind)
     feeds = torch_feeds(model, kind, inputs, names)
     was_training = bool(getattr(module, "training", False))
-    module.eval()  # as exported: dropout off, batch norm on its running statistics
+    _set_training(module, False)  # as exported: dropout off, batch norm on its running statistics
     try:
         with torch.no_grad():
             result = module(*(torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()))
     finally:
-        module.train(was_training)
+        _set_training(module, was_training)
     results = result if isinstance(result, tuple | list) else (result,)
     names_out = outs if len(outs) == len(results) else [f"output_{i}" for i in range(len(results))]
     return {n: r.detach().cpu().numpy() for n, r in zip(names_out, results, strict=True)}

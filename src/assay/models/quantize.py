@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from assay.errors import InputError, QuantizationRefused
+from assay.errors import InputError, ModelError, QuantizationRefused
 from assay.models.onnx_export import Feeds, load_model, onnx_feeds, require, session
 
 TASKS = ("classification", "regression", "embedding")
@@ -180,15 +180,30 @@ def _quantize_once(fp32: bytes, method: str, per_channel: bool, excluded: Sequen
     with tempfile.TemporaryDirectory(prefix="assay-quant-") as tmp, _root_log_quiet():
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32)
-        if method == "dynamic":
-            q.quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=q.QuantType.QInt8,
-                               nodes_to_exclude=list(excluded), extra_options=extra)
-        else:
-            reader = _Calibration(_requests(calibration), [i.name for i in session(fp32).get_inputs()])
-            q.quantize_static(str(src), str(dst), reader, quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
-                              activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                              nodes_to_exclude=list(excluded), extra_options=extra)
+        try:
+            _run_quantizer(q, src, dst, fp32, method, per_channel, excluded, calibration, extra)
+        except Exception as e:  # the quantiser raises RuntimeError, ValueError, KeyError on graphs it cannot take
+            other = "dynamic" if method == "static" else "static"
+            raise ModelError(f"ONNX Runtime's {method} quantiser cannot quantise this graph ({type(e).__name__}: "
+                             f"{str(e)[:200]}); nothing was registered. Try --method {other}, or keep the fp32 "
+                             "model") from e
         return dst.read_bytes()
+
+
+def _run_quantizer(q: Any, src: Path, dst: Path, fp32: bytes, method: str, per_channel: bool,
+                   excluded: Sequence[str], calibration: Any, extra: dict[str, Any]) -> None:
+    """``quantize_dynamic`` or ``quantize_static`` (QDQ, calibrated) of the model at ``src`` into ``dst``."""
+    if method == "dynamic":
+        q.quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=q.QuantType.QInt8,
+                           nodes_to_exclude=list(excluded), extra_options=extra)
+        return
+    reader = _Calibration(_requests(calibration), [i.name for i in session(fp32).get_inputs()])
+    # Softmax stays fp32: ORT's QDQ quantiser pins its output range to [0, 1] and fails when that output is
+    # one it did not calibrate (a classifier's last node, as skl2onnx writes it)
+    softmax = [n.name for n in load_model(fp32).graph.node if n.op_type == "Softmax"]
+    q.quantize_static(str(src), str(dst), reader, quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
+                      activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                      nodes_to_exclude=[*excluded, *softmax], extra_options=extra)
 
 
 @contextlib.contextmanager

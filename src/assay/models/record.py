@@ -39,7 +39,8 @@ def _load(data: bytes, oid: str, kind: str, newest: int) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One input or output: its name, dtype (numpy's name) and shape (None for a dimension of any size)."""
+    """One input or output: its name, dtype (numpy's name) and shape, a dimension of any size given as None or
+    by its axis name ("batch", "sequence"). The one spec of the models layer: records and ONNX exports use it."""
 
     name: str
     dtype: str
