@@ -287,7 +287,7 @@ def bench(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION]", help="Th
         head += f", load {load['load_ms']:.1f} ms, peak memory to load {load['peak_load_mb']:.1f} MB"
     out.print(head + f") on rows of {escape(r.inputs_from)}; stored with the version", highlight=False,
               soft_wrap=True)
-    table = Table("batch", "threads", "p50 ms", "p90 ms", "p99 ms", "samples/s")
+    table = _table("batch", "threads", "p50 ms", "p90 ms", "p99 ms", "samples/s")
     for x in res["results"]:
         table.add_row(str(x["batch"]), str(x["threads"]), f"{x['p50_ms']:.3f}", f"{x['p90_ms']:.3f}",
                       f"{x['p99_ms']:.3f}", f"{x['throughput']:.0f}")
