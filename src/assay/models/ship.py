@@ -35,7 +35,7 @@ from assay.models.quantize import QuantizeResult, quantize
 from assay.models.record import DataRef, ModelVersion
 
 if TYPE_CHECKING:
-    from assay.repo.repository import Repo
+    from assay.repo.repository import Repository as Repo
     from assay.table import DatasetVersion
 
 FORMATS = ("onnx",)
