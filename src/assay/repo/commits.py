@@ -104,6 +104,18 @@ class ContentConflict:
         return f"{self.kind} {self.name!r}: ours {self.ours}, theirs {self.theirs}"
 
 
+def merge_contents(base: Mapping[str, Mapping[str, str]], ours: Mapping[str, Mapping[str, str]],
+                   theirs: Mapping[str, Mapping[str, str]]) -> tuple[dict[str, dict[str, str]], list[ContentConflict]]:
+    """Every kind of content but datasets (kind -> name -> oid) merged three-way entry by entry, and the
+    entries both sides changed differently (merge and revert use it; datasets merge by sample instead)."""
+    out: dict[str, dict[str, str]] = {}
+    conflicts: list[ContentConflict] = []
+    for kind in sorted((set(base) | set(ours) | set(theirs)) - {"datasets"}):
+        out[kind], found = merge_entries(kind, base.get(kind, {}), ours.get(kind, {}), theirs.get(kind, {}))
+        conflicts.extend(found)
+    return out, conflicts
+
+
 def merge_entries(kind: str, base: Mapping[str, str], ours: Mapping[str, str],
                   theirs: Mapping[str, str]) -> tuple[dict[str, str], list[ContentConflict]]:
     """Three-way merge of one kind of content by name: a side's change wins over no change."""

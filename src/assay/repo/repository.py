@@ -33,7 +33,7 @@ from assay.errors import (
 )
 from assay.repo import history, revisions
 from assay.repo.catalog import Catalog, RefUpdate, config_url, open_catalog
-from assay.repo.commits import Commit, ContentConflict, merge_entries
+from assay.repo.commits import Commit, merge_contents
 from assay.repo.gitinfo import code_reference, default_author
 from assay.repo.staging import AddMemo, StagedDataset, WorkState
 from assay.store import LocalObjectStore, ObjectStore
@@ -690,11 +690,7 @@ class Repository:
         """Every kind of content but datasets, merged three-way by name; MergeConflict if both sides differ."""
         b = self.read_commit(base).content() if base else {}
         o, t = self.read_commit(ours).content(), self.read_commit(theirs).content()
-        out: dict[str, dict[str, str]] = {}
-        conflicts: list[ContentConflict] = []
-        for kind in sorted((set(b) | set(o) | set(t)) - {"datasets"}):
-            out[kind], found = merge_entries(kind, b.get(kind, {}), o.get(kind, {}), t.get(kind, {}))
-            conflicts.extend(found)
+        out, conflicts = merge_contents(b, o, t)
         if conflicts:
             listing = "\n".join(f"  {c}" for c in conflicts)
             raise MergeConflict(f"{len(conflicts)} entr(ies) changed differently on both sides; nothing was merged:\n"

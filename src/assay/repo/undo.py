@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from assay.errors import InputError, MergeConflict, NothingToCommit, RefNotFound
 from assay.repo import revisions
-from assay.repo.commits import Commit, ContentConflict, merge_entries
+from assay.repo.commits import Commit, merge_contents
 from assay.repo.staging import StagedDataset, Staging
 from assay.table import diff_manifests, merge_manifests
 from assay.table.merge import Conflict
@@ -292,11 +292,7 @@ def _revert_content(undone: Commit, head: Commit, before: Commit | None) -> dict
     """Every kind of content but datasets with the commit's changes undone, entry by entry."""
     b, o = undone.content(), head.content()
     t = before.content() if before else {}
-    out: dict[str, dict[str, str]] = {}
-    conflicts: list[ContentConflict] = []
-    for kind in sorted((set(b) | set(o) | set(t)) - {"datasets"}):
-        out[kind], found = merge_entries(kind, b.get(kind, {}), o.get(kind, {}), t.get(kind, {}))
-        conflicts.extend(found)
+    out, conflicts = merge_contents(b, o, t)
     if conflicts:
         listing = "\n".join(f"  {c}" for c in conflicts)
         raise MergeConflict(f"{len(conflicts)} entr(ies) changed since the reverted commit; nothing was committed:\n"
