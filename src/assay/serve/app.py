@@ -272,3 +272,19 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
     app.add_middleware(_Observe, metrics=metrics, routes={predict_path, "/v1/models", "/healthz", "/readyz",
                                                           "/metrics"})
     return app
+
+
+CONFIG_ENV = "ASSAY_SERVE_CONFIG"
+
+
+def app_from_env() -> FastAPI:
+    """The app that ``$ASSAY_SERVE_CONFIG`` (JSON: ``repo``, ``spec`` and create_app's keywords) describes: how
+    each uvicorn worker process builds its own app, with its own ONNX Runtime session."""
+    import os
+
+    try:
+        config = json.loads(os.environ[CONFIG_ENV])
+    except (KeyError, ValueError) as e:
+        raise InputError(f"${CONFIG_ENV} must hold the server's configuration as JSON; start it with `assay "
+                         "serve`") from e
+    return create_app(config.pop("repo"), config.pop("spec"), **config)

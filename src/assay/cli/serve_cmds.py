@@ -1,0 +1,126 @@
+"""``assay serve``: serve a model version over HTTP (uvicorn), and its API keys. Thin: parse, call assay.serve."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from typer.core import TyperGroup
+
+from assay.cli._common import JsonOpt, _print_json, _repo, _when, err, out
+from assay.cli._help import Typer
+
+
+class _ServeGroup(TyperGroup):
+    """``assay serve NAME`` runs the server; ``assay serve keys ...`` manages keys: a first word that is not a
+    subcommand is the model to serve."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "run", self.commands["run"], args
+        return super().resolve_command(ctx, args)
+
+
+app = Typer(name="serve", cls=_ServeGroup, no_args_is_help=True,
+            help="Serve a model: `assay serve NAME[@VERSION|@ALIAS] [--port 8000] [--no-auth]` answers "
+                 "POST /v1/models/NAME/predict with adaptive micro-batching, metrics at /metrics, and logs every "
+                 "prediction into the dataset predictions.NAME. `assay serve keys create|list|revoke NAME` "
+                 "manages the API keys.")
+keys_app = Typer(help="API keys of served models (stored hashed; a key is shown once, when created).",
+                 no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@app.command("run", hidden=True)
+def run(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION|@ALIAS]", help="The version to serve.")],
+        host: Annotated[str, typer.Option(help="Address to bind (default: this machine only).")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port.")] = 8000,
+        workers: Annotated[int, typer.Option(help="Worker processes, each with its own model session.")] = 1,
+        max_batch: Annotated[int, typer.Option(help="Most instances run together.")] = 64,
+        max_wait_ms: Annotated[float, typer.Option(help="Most a batch waits for company, only under "
+                                                   "load (a lone request never waits).")] = 2.0,
+        no_auth: Annotated[bool, typer.Option("--no-auth", help="Answer without API keys (local use).")] = False,
+        no_log: Annotated[bool, typer.Option("--no-log", help="Do not log predictions.")] = False,
+        flush_seconds: Annotated[float, typer.Option(help="Commit logged predictions this often.")] = 1.0,
+        flush_rows: Annotated[int, typer.Option(help="... or once this many are buffered.")] = 1000,
+        timeout: Annotated[float, typer.Option(help="Seconds a request may wait for the model.")] = 10.0,
+        max_body: Annotated[int, typer.Option(help="Largest request body, in bytes.")] = 1 << 20) -> None:
+    """Serve NAME[@VERSION|@ALIAS] until interrupted."""
+    import uvicorn
+
+    from assay.serve.app import CONFIG_ENV, load_served
+    from assay.serve.log import dataset_name
+
+    repo = _repo()
+    with repo:
+        served = load_served(repo, spec)  # errors come out here, once, before any worker starts
+        root = str(repo.root)
+    config = {"repo": root, "spec": spec, "max_batch": max_batch, "max_wait_ms": max_wait_ms, "auth": not no_auth,
+              "log": not no_log, "flush_seconds": flush_seconds, "flush_rows": flush_rows, "timeout_s": timeout,
+              "max_body": max_body}
+    os.environ[CONFIG_ENV] = json.dumps(config)
+    v = served.version
+    err.print(f"serving {v.spec} on http://{host}:{port}/v1/models/{v.name}/predict ({workers} worker(s))",
+              markup=False, highlight=False)
+    err.print("auth: OFF (--no-auth): anyone who can reach this address can predict" if no_auth else
+              f"auth: API keys (create one with `assay serve keys create {v.name}`)", markup=False, highlight=False)
+    err.print(f"log: {'off' if no_log else 'dataset ' + dataset_name(v.name)}", markup=False, highlight=False)
+    uvicorn.run("assay.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False)
+
+
+def _keys() -> Any:
+    from assay.serve.keys import KeyStore
+
+    with _repo() as repo:
+        return KeyStore(repo.dir)
+
+
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The model.")]
+KeyName = Annotated[str, typer.Option("--name", help="The key's name (recorded with each prediction).")]
+
+
+@keys_app.command()
+def create(model: NameArg, name: KeyName = "default") -> None:
+    """Create an API key for model NAME and print it (once: only its hash is kept)."""
+    store = _keys()
+    try:
+        token = store.create(model, name)
+    finally:
+        store.close()
+    err.print(f"key {name!r} for model {model!r} (shown once; send it as `Authorization: Bearer KEY`):",
+              markup=False, highlight=False)
+    out.print(token, markup=False, highlight=False)
+
+
+@keys_app.command("list")
+def list_(model: Annotated[str | None, typer.Argument(metavar="NAME", help="The model (default: all).")] = None,
+          as_json: JsonOpt = False) -> None:
+    """List API keys (names and dates, never the keys)."""
+    store = _keys()
+    try:
+        keys = store.list(model)
+    finally:
+        store.close()
+    if as_json:
+        _print_json([k.to_dict() for k in keys])
+        return
+    table = Table("model", "name", "created", "revoked")
+    for k in keys:
+        table.add_row(k.model, k.name, _when(k.created), _when(k.revoked) if k.revoked else "-")
+    out.print(table)
+
+
+@keys_app.command()
+def revoke(model: NameArg, name: KeyName = "default") -> None:
+    """Revoke an API key of model NAME: requests with it get 403 from then on."""
+    store = _keys()
+    try:
+        store.revoke(model, name)
+    finally:
+        store.close()
+    out.print(f"revoked key {name!r} of model {model!r}", markup=False, highlight=False)
+
