@@ -222,3 +222,39 @@ def test_the_log_replays_a_crashed_buffer_and_never_writes_a_row_twice(tmp_path:
     assert read_lines(again.buffer) == [] and not again.aside.exists()
     with assay.Repo(folder) as repo:
         assert repo.fsck().ok
+
+
+# -- rollout -----------------------------------------------------------------------------------------------------
+
+
+def test_moving_the_alias_is_picked_up_without_failing_a_request(tmp_path: Path) -> None:
+    folder = make_repo(tmp_path / "rollout")
+    with assay.Repo(folder) as repo:
+        onnx = assay.models.read_artifact(repo, "digits@1")
+    answers: list[tuple[int, int]] = []
+    with TestClient(create_app(folder, "digits@champion", auth=False, poll_seconds=0.05)) as c:
+        for _ in range(5):
+            r = c.post("/v1/models/digits/predict", json=_one())
+            answers.append((r.status_code, r.json()["version"]))
+        with assay.Repo(folder) as repo:
+            assay.models.register(repo, "digits", onnx)
+            repo.set_model_alias("digits", 2, "champion")
+        for _ in range(2000):
+            r = c.post("/v1/models/digits/predict", json=_one())
+            answers.append((r.status_code, r.json()["version"]))
+            if answers[-1][1] == 2 and len(answers) > 10:
+                break
+        served = c.get("/v1/models").json()["models"][0]
+    assert {s for s, _ in answers} == {200}
+    versions = [v for _, v in answers]
+    assert versions == sorted(versions) and versions[0] == 1 and versions[-1] == 2
+    assert served["version"] == 2
+    with assay.Repo(folder) as repo:
+        logged = repo.dataset("predictions.digits").to_arrow(["version"]).column(0).to_pylist()
+    assert sorted(logged) == sorted(versions)  # each prediction logged with the version that made it
+
+
+def test_a_pinned_version_is_not_followed() -> None:
+    from assay.serve.rollout import pinned
+
+    assert pinned("digits@3") and not pinned("digits@champion") and not pinned("digits")

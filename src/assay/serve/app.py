@@ -8,6 +8,7 @@ Errors have one JSON shape: ``{"error": message, "detail": [...]}``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -27,6 +28,7 @@ from assay.errors import AssayError, InputError
 from assay.models import ModelVersion, Signature, get, read_artifact
 from assay.models import model_lineage as lineage_of
 from assay.models.onnx_export import session as onnx_session
+from assay.serve import rollout
 from assay.serve.batching import Batcher, Feeds, Item
 from assay.serve.keys import KeyRefused, KeyStore
 from assay.serve.log import PredictionLog
@@ -138,13 +140,18 @@ class _State:
     log: PredictionLog | None = None
     ready: bool = False
     replayed: int = 0
+    lineage: dict[str, Any] = field(default_factory=dict)
+    rollout_errors: int = 0
+    last_rollout_error: str | None = None
 
 
 def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
                auth: bool = True, log: bool = True, max_body: int = MAX_BODY, timeout_s: float = 10.0,
                threads: int = 1, flush_rows: int = 1000, flush_seconds: float = 1.0,
-               branch: str | None = None) -> FastAPI:
-    """The app serving ``spec`` (``NAME[@VERSION|@ALIAS]``) of the repository at ``repo_path``."""
+               branch: str | None = None, poll_seconds: float = 2.0) -> FastAPI:
+    """The app serving ``spec`` (``NAME[@VERSION|@ALIAS]``) of the repository at ``repo_path``; unless ``spec``
+    names a version number, the version it names is checked every ``poll_seconds`` (0: never) and swapped in
+    when it changes (``assay.serve.rollout``)."""
     from assay.repo.repository import Repo
 
     with Repo(repo_path) as repo:
@@ -152,7 +159,7 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
         root, assay_dir = repo.root, repo.dir
         lineage = lineage_of(repo, served.version.spec).to_dict()
     name = served.version.name
-    state = _State(served)
+    state = _State(served, lineage=lineage)
     metrics = Metrics(max_batch)
     keys = KeyStore(assay_dir) if auth else None
     predict_path = f"/v1/models/{name}/predict"
@@ -172,6 +179,25 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
                                 "inputs": json.dumps(inputs[i], allow_nan=False), "outputs": json.dumps(results[i])})
         state.log.append(entries)
 
+    async def follow() -> None:
+        while True:
+            await asyncio.sleep(poll_seconds)
+            current = state.served.version.version
+            try:
+                found = await asyncio.to_thread(rollout.changed, root, spec, current, threads=threads)
+            except Exception as e:  # the repository is busy or the new version does not load: keep serving
+                state.rollout_errors += 1
+                state.last_rollout_error = f"{type(e).__name__}: {e}"
+                continue
+            if found is None:
+                continue
+            new, state.lineage = found
+            state.served = new
+            assert state.batcher is not None
+            state.batcher.swap(new)
+            metrics.model.remove(name, str(current), "primary")
+            metrics.model.labels(model=name, version=str(new.version.version), role="primary").set(1)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if log:
@@ -183,11 +209,17 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
         metrics.watch(lambda: state.batcher.depth if state.batcher else 0,
                       lambda: state.log.pending if state.log else 0, lambda: state.log.errors if state.log else 0)
         metrics.model.labels(model=name, version=str(served.version.version), role="primary").set(1)
+        follower = (asyncio.get_running_loop().create_task(follow()) if poll_seconds > 0 and not rollout.pinned(spec)
+                    else None)
         state.ready = True
         try:
             yield
         finally:
             state.ready = False
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
             await state.batcher.stop()
             if state.log is not None:
                 await asyncio.to_thread(state.log.close)
@@ -240,7 +272,7 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
     async def models() -> Any:
         v = state.served.version
         return {"models": [{"name": v.name, "version": v.version, "spec": v.spec, "framework": v.framework,
-                            "signature": state.served.validator.signature.to_dict(), "lineage": lineage,
+                            "signature": state.served.validator.signature.to_dict(), "lineage": state.lineage,
                             "predict": predict_path, "auth": keys is not None,
                             "log": state.log.dataset if state.log else None}]}
 
