@@ -258,3 +258,20 @@ def test_a_pinned_version_is_not_followed() -> None:
     from assay.serve.rollout import pinned
 
     assert pinned("digits@3") and not pinned("digits@champion") and not pinned("digits")
+
+
+def test_a_shadow_gets_the_traffic_and_its_predictions_are_logged_not_returned(tmp_path: Path) -> None:
+    folder = make_repo(tmp_path / "shadow")
+    with TestClient(create_app(folder, "digits", auth=False, shadow="other@1")) as c:
+        ids = [c.post("/v1/models/digits/predict", json=_one(i)).json() for i in range(3)]
+        served = c.get("/v1/models").json()["models"][0]
+    assert all(set(r) == {"model", "version", "request_id", "prediction"} and r["model"] == "digits" for r in ids)
+    assert served["shadow"]["spec"] == "other@1" and served["shadow"]["log"] == "predictions.digits.shadow"
+    with assay.Repo(folder) as repo:
+        primary = repo.dataset("predictions.digits").to_arrow().to_pylist()
+        shadow = repo.dataset("predictions.digits.shadow").to_arrow().to_pylist()
+    assert sorted(r["request_id"] for r in shadow) == sorted(r["request_id"] for r in primary) == sorted(
+        r["request_id"] for r in ids)
+    assert {r["model"] for r in shadow} == {"other"}
+    by_id = {r["request_id"]: r for r in primary}
+    assert all(json.loads(r["outputs"]) == json.loads(by_id[r["request_id"]]["outputs"]) for r in shadow)

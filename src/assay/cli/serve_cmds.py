@@ -49,7 +49,10 @@ def run(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION|@ALIAS]", hel
         timeout: Annotated[float, typer.Option(help="Seconds a request may wait for the model.")] = 10.0,
         max_body: Annotated[int, typer.Option(help="Largest request body, in bytes.")] = 1 << 20,
         poll_seconds: Annotated[float, typer.Option(help="How often an alias (or the newest version) is "
-                                                    "checked for a move to another version; 0: never.")] = 2.0
+                                                    "checked for a move to another version; 0: never.")] = 2.0,
+        shadow: Annotated[str | None, typer.Option(metavar="NAME[@VERSION|@ALIAS]", help="A version that gets a "
+                                                   "copy of the traffic; its predictions are logged (in "
+                                                   "predictions.NAME.shadow), not returned.")] = None
         ) -> None:
     """Serve NAME[@VERSION|@ALIAS] until interrupted."""
     import uvicorn
@@ -63,7 +66,8 @@ def run(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION|@ALIAS]", hel
         root = str(repo.root)
     config = {"repo": root, "spec": spec, "max_batch": max_batch, "max_wait_ms": max_wait_ms, "auth": not no_auth,
               "log": not no_log, "flush_seconds": flush_seconds, "flush_rows": flush_rows, "timeout_s": timeout,
-              "max_body": max_body, "poll_seconds": poll_seconds}
+              "max_body": max_body, "poll_seconds": poll_seconds,
+              "shadow": shadow}
     os.environ[CONFIG_ENV] = json.dumps(config)
     v = served.version
     err.print(f"serving {v.spec} on http://{host}:{port}/v1/models/{v.name}/predict ({workers} worker(s))",

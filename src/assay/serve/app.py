@@ -34,6 +34,7 @@ from assay.serve.keys import KeyRefused, KeyStore
 from assay.serve.log import PredictionLog
 from assay.serve.metrics import Metrics
 from assay.serve.schema import BodyInvalid, Validator, rows
+from assay.serve.shadow import Shadow, check_inputs
 
 MAX_BODY = 1 << 20  # bytes
 
@@ -136,6 +137,7 @@ class _Observe:
 @dataclass
 class _State:
     served: Served
+    shadow: Shadow | None = None
     batcher: Batcher | None = None
     log: PredictionLog | None = None
     ready: bool = False
@@ -145,19 +147,37 @@ class _State:
     last_rollout_error: str | None = None
 
 
+def log_rows(items: Sequence[Item], outputs: list[Feeds], model: Served) -> list[dict[str, Any]]:
+    """The prediction log's rows of a batch: one per instance (``ID/i`` for the instances of a list)."""
+    now, entries = time.time(), []
+    for item, out in zip(items, outputs, strict=True):
+        rid, key_name, t0, many = item.context
+        inputs, results = rows(item.feeds, item.rows), rows(out, item.rows)
+        for i in range(item.rows):
+            entries.append({"request_id": f"{rid}/{i}" if many else rid, "time": now, "model": model.version.name,
+                            "version": model.version.version, "key_name": key_name,
+                            "latency_s": time.perf_counter() - t0,
+                            "inputs": json.dumps(inputs[i], allow_nan=False), "outputs": json.dumps(results[i])})
+    return entries
+
+
 def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
                auth: bool = True, log: bool = True, max_body: int = MAX_BODY, timeout_s: float = 10.0,
                threads: int = 1, flush_rows: int = 1000, flush_seconds: float = 1.0,
-               branch: str | None = None, poll_seconds: float = 2.0) -> FastAPI:
+               branch: str | None = None, poll_seconds: float = 2.0, shadow: str | None = None) -> FastAPI:
     """The app serving ``spec`` (``NAME[@VERSION|@ALIAS]``) of the repository at ``repo_path``; unless ``spec``
     names a version number, the version it names is checked every ``poll_seconds`` (0: never) and swapped in
-    when it changes (``assay.serve.rollout``)."""
+    when it changes (``assay.serve.rollout``). ``shadow`` names a version that gets a copy of the traffic and
+    whose predictions are logged, not returned (``assay.serve.shadow``)."""
     from assay.repo.repository import Repo
 
     with Repo(repo_path) as repo:
         served = load_served(repo, spec, threads=threads)
         root, assay_dir = repo.root, repo.dir
         lineage = lineage_of(repo, served.version.spec).to_dict()
+        shadow_served = load_served(repo, shadow, threads=threads) if shadow else None
+    if shadow_served is not None:
+        check_inputs(served, shadow_served)
     name = served.version.name
     state = _State(served, lineage=lineage)
     metrics = Metrics(max_batch)
@@ -165,19 +185,10 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
     predict_path = f"/v1/models/{name}/predict"
 
     def after(items: Sequence[Item], outputs: list[Feeds], model: Served) -> None:
-        if state.log is None:
-            return
-        now = time.time()
-        entries = []
-        for item, out in zip(items, outputs, strict=True):
-            rid, key_name, t0, many = item.context
-            inputs, results = rows(item.feeds, item.rows), rows(out, item.rows)
-            for i in range(item.rows):
-                entries.append({"request_id": f"{rid}/{i}" if many else rid, "time": now, "model": name,
-                                "version": model.version.version, "key_name": key_name,
-                                "latency_s": time.perf_counter() - t0,
-                                "inputs": json.dumps(inputs[i], allow_nan=False), "outputs": json.dumps(results[i])})
-        state.log.append(entries)
+        if state.log is not None:
+            state.log.append(log_rows(items, outputs, model))
+        if state.shadow is not None:
+            state.shadow.offer(items)
 
     async def follow() -> None:
         while True:
@@ -203,6 +214,15 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
         if log:
             state.log = PredictionLog(root, name, branch=branch, flush_rows=flush_rows, flush_seconds=flush_seconds)
             state.replayed = await asyncio.to_thread(state.log.start)
+        if shadow_served is not None:
+            shadow_log = None
+            if log:
+                shadow_log = PredictionLog(root, f"{name}.shadow", branch=branch, flush_rows=flush_rows,
+                                           flush_seconds=flush_seconds)
+                await asyncio.to_thread(shadow_log.start)
+            state.shadow = Shadow(shadow_served, shadow_log, log_rows)
+            metrics.model.labels(model=shadow_served.version.name, version=str(shadow_served.version.version),
+                                 role="shadow").set(1)
         state.batcher = Batcher(_run, served, max_batch=max_batch, max_wait_ms=max_wait_ms, after=after,
                                 on_batch=metrics.batch)
         state.batcher.start()
@@ -221,6 +241,10 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
                 with contextlib.suppress(asyncio.CancelledError):
                     await follower
             await state.batcher.stop()
+            if state.shadow is not None:
+                await asyncio.to_thread(state.shadow.close)
+                if state.shadow.log is not None:
+                    await asyncio.to_thread(state.shadow.log.close)
             if state.log is not None:
                 await asyncio.to_thread(state.log.close)
             if keys is not None:
@@ -274,7 +298,15 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
         return {"models": [{"name": v.name, "version": v.version, "spec": v.spec, "framework": v.framework,
                             "signature": state.served.validator.signature.to_dict(), "lineage": state.lineage,
                             "predict": predict_path, "auth": keys is not None,
-                            "log": state.log.dataset if state.log else None}]}
+                            "log": state.log.dataset if state.log else None,
+                            "shadow": shadow_info()}]}
+
+    def shadow_info() -> dict[str, Any] | None:
+        sh = state.shadow
+        if sh is None:
+            return None
+        return {"spec": sh.served.version.spec, "log": sh.log.dataset if sh.log else None, "dropped": sh.dropped,
+                "errors": sh.errors}
 
     @app.get("/healthz")
     async def healthz() -> Any:
