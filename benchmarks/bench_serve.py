@@ -126,8 +126,10 @@ def main() -> None:
         (folder / "plain_app.py").write_text(PLAIN)
         env = {**os.environ, "MODEL": str(folder / "digits.onnx")}
         servers = {}
-        a_port, n_port, p_port = _port(), _port(), _port()
-        for label, port, extra in (("assay serve", a_port, []), ("assay serve --no-log", n_port, ["--no-log"])):
+        a_port, b_port, n_port, p_port = _port(), _port(), _port(), _port()
+        for label, port, extra in (("assay serve", a_port, []),
+                                   ("assay serve --log-durability batch", b_port, ["--log-durability", "batch"]),
+                                   ("assay serve --no-log", n_port, ["--no-log"])):
             servers[label] = (port, subprocess.Popen(
                 [sys.executable, "-m", "assay.cli", "-C", str(repo), "serve", "digits", "--port", str(port),
                  "--no-auth", *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

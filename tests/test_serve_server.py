@@ -22,11 +22,12 @@ X, _ = digits()
 BODY = {"X": X[0].tolist()}
 
 
-def _start(folder: Path, port: int) -> subprocess.Popen[bytes]:
+def _start(folder: Path, port: int, durability: str = "sync") -> subprocess.Popen[bytes]:
     errors = folder.parent / f"server-{port}.err"
     with open(errors, "wb") as f:
         proc = subprocess.Popen([sys.executable, "-m", "assay.cli", "-C", str(folder), "serve", "digits", "--port",
-                                 str(port), "--no-auth", "--flush-seconds", "0.3", "--flush-rows", "100"],
+                                 str(port), "--no-auth", "--flush-seconds", "0.3", "--flush-rows", "100",
+                                 "--log-durability", durability],
                                 stdout=subprocess.DEVNULL, stderr=f, env=os.environ.copy())
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -59,10 +60,11 @@ def _metrics(port: int) -> dict[str, list[tuple[str, dict[str, str], float]]]:
 
 
 @pytest.mark.slow
-def test_sigkill_under_load_keeps_every_acknowledged_prediction_exactly_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("durability", ["sync", "batch"])
+def test_sigkill_under_load_keeps_every_acknowledged_prediction_exactly_once(tmp_path: Path, durability: str) -> None:
     folder = make_repo(tmp_path / "repo")
     port = free_port()
-    proc = _start(folder, port)
+    proc = _start(folder, port, durability)
     said = (folder.parent / f"server-{port}.err").read_text()
     assert "auth: OFF (--no-auth)" in said and "http://127.0.0.1:" in said
     acked: list[str] = []

@@ -31,7 +31,7 @@ from assay.models.onnx_export import session as onnx_session
 from assay.serve import rollout
 from assay.serve.batching import Batcher, Feeds, Item
 from assay.serve.keys import KeyRefused, KeyStore
-from assay.serve.log import PredictionLog
+from assay.serve.log import DURABILITY, PredictionLog
 from assay.serve.metrics import Metrics
 from assay.serve.schema import BodyInvalid, Validator, rows
 from assay.serve.shadow import Shadow, check_inputs
@@ -164,13 +164,16 @@ def log_rows(items: Sequence[Item], outputs: list[Feeds], model: Served) -> list
 def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
                auth: bool = True, log: bool = True, max_body: int = MAX_BODY, timeout_s: float = 10.0,
                threads: int = 1, flush_rows: int = 1000, flush_seconds: float = 1.0,
-               branch: str | None = None, poll_seconds: float = 2.0, shadow: str | None = None) -> FastAPI:
+               branch: str | None = None, poll_seconds: float = 2.0, shadow: str | None = None,
+               log_durability: str = "sync") -> FastAPI:
     """The app serving ``spec`` (``NAME[@VERSION|@ALIAS]``) of the repository at ``repo_path``; unless ``spec``
     names a version number, the version it names is checked every ``poll_seconds`` (0: never) and swapped in
     when it changes (``assay.serve.rollout``). ``shadow`` names a version that gets a copy of the traffic and
     whose predictions are logged, not returned (``assay.serve.shadow``)."""
     from assay.repo.repository import Repo
 
+    if log_durability not in DURABILITY:
+        raise InputError(f"unknown log durability {log_durability!r}; use one of {', '.join(DURABILITY)}")
     with Repo(repo_path) as repo:
         served = load_served(repo, spec, threads=threads)
         root, assay_dir = repo.root, repo.dir
@@ -212,13 +215,14 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if log:
-            state.log = PredictionLog(root, name, branch=branch, flush_rows=flush_rows, flush_seconds=flush_seconds)
+            state.log = PredictionLog(root, name, branch=branch, flush_rows=flush_rows, flush_seconds=flush_seconds,
+                                      durability=log_durability)
             state.replayed = await asyncio.to_thread(state.log.start)
         if shadow_served is not None:
             shadow_log = None
             if log:
                 shadow_log = PredictionLog(root, f"{name}.shadow", branch=branch, flush_rows=flush_rows,
-                                           flush_seconds=flush_seconds)
+                                           flush_seconds=flush_seconds, durability="batch")
                 await asyncio.to_thread(shadow_log.start)
             state.shadow = Shadow(shadow_served, shadow_log, log_rows)
             metrics.model.labels(model=shadow_served.version.name, version=str(shadow_served.version.version),
