@@ -49,6 +49,7 @@ app.add_typer(gate_cmds.quarantine_app, name="quarantine")
 app.add_typer(remote_cmds.remote_app, name="remote")
 app.add_typer(model_cmds.app, name="model")
 app.add_typer(serve_cmds.app, name="serve")
+app.add_typer(serve_cmds.predictions_app, name="predictions")
 
 
 @app.command()

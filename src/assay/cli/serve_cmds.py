@@ -139,3 +139,27 @@ def revoke(model: NameArg, name: KeyName = "default") -> None:
         store.close()
     out.print(f"revoked key {name!r} of model {model!r}", markup=False, highlight=False)
 
+
+
+predictions_app = Typer(name="predictions", no_args_is_help=True,
+                        help="The prediction logs of served models (datasets predictions.NAME): join labels that "
+                             "arrive later by request id.")
+
+
+@predictions_app.command("label")
+def label_cmd(model: NameArg,
+              file: Annotated[str, typer.Argument(metavar="FILE", help="A file of labels (.csv, .parquet, .jsonl, "
+                                                  "...).")],
+              id_column: Annotated[str, typer.Option(help="Column of FILE holding the request id.")] = "request_id",
+              label_column: Annotated[str, typer.Option(help="Column of FILE holding the label.")] = "label",
+              as_json: JsonOpt = False) -> None:
+    """Join the labels in FILE to the logged predictions of NAME (into predictions.NAME.labels)."""
+    from assay.serve.labels import label
+
+    with _repo() as repo:
+        result = label(repo, model, file, id_column=id_column, label_column=label_column)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    out.print(f"labelled {result.labelled} predictions in {result.dataset} ({result.matched} matched, "
+              f"{result.unknown} ids not in the log)", markup=False, highlight=False)

@@ -7,6 +7,7 @@ Needs the ``serve`` extra (fastapi, uvicorn, prometheus-client): ``pip install '
 from assay.serve.app import BodyTooLarge, NotServable, Served, create_app, load_served
 from assay.serve.batching import Batch, Batcher
 from assay.serve.keys import KeyInfo, KeyRefused, KeyStore
+from assay.serve.labels import LabelResult, label, labels_dataset
 from assay.serve.log import PredictionLog, dataset_name
 from assay.serve.schema import BodyInvalid, Validator, instance_model
 
@@ -18,6 +19,7 @@ __all__ = [
     "KeyInfo",
     "KeyRefused",
     "KeyStore",
+    "LabelResult",
     "NotServable",
     "PredictionLog",
     "Served",
@@ -25,5 +27,7 @@ __all__ = [
     "create_app",
     "dataset_name",
     "instance_model",
+    "label",
+    "labels_dataset",
     "load_served",
 ]
