@@ -275,3 +275,25 @@ def test_a_shadow_gets_the_traffic_and_its_predictions_are_logged_not_returned(t
     assert {r["model"] for r in shadow} == {"other"}
     by_id = {r["request_id"]: r for r in primary}
     assert all(json.loads(r["outputs"]) == json.loads(by_id[r["request_id"]]["outputs"]) for r in shadow)
+
+
+def test_a_slow_body_is_a_408_and_the_server_keeps_answering_others(repo_path: Path) -> None:
+    import httpx
+
+    async def scenario() -> tuple[int, int]:
+        app = create_app(repo_path, "digits", auth=False, log=False, timeout_s=0.3)
+
+        async def trickle() -> Any:
+            yield b'{"X": ['
+            await asyncio.sleep(3)
+            yield b"0]}"
+
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://serve") as c:
+                slow = asyncio.ensure_future(c.post("/v1/models/digits/predict", content=trickle()))
+                await asyncio.sleep(0.05)
+                other = await c.post("/v1/models/digits/predict", json=_one())
+                return (await slow).status_code, other.status_code
+
+    assert asyncio.run(scenario()) == (408, 200)

@@ -277,11 +277,17 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
                              "responses": {"422": {"description": "The body does not fit the signature"},
                                            "401": {"description": "No API key"},
                                            "403": {"description": "A revoked key, or another model's"},
-                                           "413": {"description": "The body is too large"}}})
+                                           "408": {"description": "The body did not arrive in time"},
+                                           "413": {"description": "The body is too large"},
+                                           "504": {"description": "The model did not answer in time"}}})
     async def predict(request: Request) -> Any:
         t0 = time.perf_counter()
         key_name = keys.check(name, request.headers.get("authorization")) if keys is not None else ""
-        feeds, many = state.served.validator.parse(await read_body(request, max_body))
+        try:
+            body = await asyncio.wait_for(read_body(request, max_body), timeout_s)
+        except TimeoutError:
+            return _error(408, f"the body did not arrive within {timeout_s} s")
+        feeds, many = state.served.validator.parse(body)
         count = len(next(iter(feeds.values())))
         rid = uuid.uuid4().hex
         if state.batcher is None:
