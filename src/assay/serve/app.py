@@ -298,9 +298,9 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
         except TimeoutError:
             return _error(504, f"the model did not answer within {timeout_s} s; try again")
         values = rows(out, count)
-        body = {"model": name, "version": model.version.version, "request_id": rid}
-        body.update({"predictions": values} if many else {"prediction": values[0]})
-        return JSONResponse(body, headers={"X-Request-Id": rid})
+        answer: dict[str, Any] = {"model": name, "version": model.version.version, "request_id": rid}
+        answer.update({"predictions": values} if many else {"prediction": values[0]})
+        return JSONResponse(answer, headers={"X-Request-Id": rid})
 
     @app.get("/v1/models")
     async def models() -> Any:
