@@ -36,11 +36,13 @@ app.add_typer(keys_app, name="keys")
 
 @app.command("run", hidden=True)
 def run(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION|@ALIAS]", help="The version to serve.")],
-        host: Annotated[str, typer.Option(help="Address to bind (default: this machine only).")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="Port.")] = 8000,
-        workers: Annotated[int, typer.Option(help="Worker processes, each with its own model session.")] = 1,
-        max_batch: Annotated[int, typer.Option(help="Most instances run together.")] = 64,
-        max_wait_ms: Annotated[float, typer.Option(help="Most a batch waits for company, only under "
+        host: Annotated[str, typer.Option(metavar="ADDRESS",
+                                          help="Address to bind (default: this machine only).")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(metavar="PORT", help="Port.")] = 8000,
+        workers: Annotated[int, typer.Option(metavar="N",
+                                             help="Worker processes, each with its own model session.")] = 1,
+        max_batch: Annotated[int, typer.Option(metavar="N", help="Most instances run together.")] = 64,
+        max_wait_ms: Annotated[float, typer.Option(metavar="MS", help="Most a batch waits for company, only under "
                                                    "load (a lone request never waits).")] = 2.0,
         no_auth: Annotated[bool, typer.Option("--no-auth", help="Answer without API keys (local use).")] = False,
         no_log: Annotated[bool, typer.Option("--no-log", help="Do not log predictions.")] = False,
@@ -48,11 +50,14 @@ def run(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION|@ALIAS]", hel
                                                     "before it is answered; batch: fsynced every 50 ms (a power "
                                                     "loss can lose the last 50 ms; a killed server loses "
                                                     "nothing).")] = "sync",
-        flush_seconds: Annotated[float, typer.Option(help="Commit logged predictions this often.")] = 1.0,
-        flush_rows: Annotated[int, typer.Option(help="... or once this many are buffered.")] = 1000,
-        timeout: Annotated[float, typer.Option(help="Seconds a request may wait for the model.")] = 10.0,
-        max_body: Annotated[int, typer.Option(help="Largest request body, in bytes.")] = 1 << 20,
-        poll_seconds: Annotated[float, typer.Option(help="How often an alias (or the newest version) is "
+        flush_seconds: Annotated[float, typer.Option(metavar="SECONDS",
+                                                     help="Commit logged predictions this often.")] = 1.0,
+        flush_rows: Annotated[int, typer.Option(metavar="N", help="... or once this many are buffered.")] = 1000,
+        timeout: Annotated[float, typer.Option(metavar="SECONDS",
+                                               help="Seconds a request may wait for the model.")] = 10.0,
+        max_body: Annotated[int, typer.Option(metavar="BYTES", help="Largest request body, in bytes.")] = 1 << 20,
+        poll_seconds: Annotated[float, typer.Option(metavar="SECONDS",
+                                                    help="How often an alias (or the newest version) is "
                                                     "checked for a move to another version; 0: never.")] = 2.0,
         shadow: Annotated[str | None, typer.Option(metavar="NAME[@VERSION|@ALIAS]", help="A version that gets a "
                                                    "copy of the traffic; its predictions are logged (in "
@@ -95,7 +100,7 @@ def _keys() -> Any:
 
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The model.")]
-KeyName = Annotated[str, typer.Option("--name", help="The key's name (recorded with each prediction).")]
+KeyName = Annotated[str, typer.Option("--name", metavar="KEY", help="The key's name (recorded with each prediction).")]
 
 
 @keys_app.command()
@@ -150,8 +155,10 @@ predictions_app = Typer(name="predictions", no_args_is_help=True,
 def label_cmd(model: NameArg,
               file: Annotated[str, typer.Argument(metavar="FILE", help="A file of labels (.csv, .parquet, .jsonl, "
                                                   "...).")],
-              id_column: Annotated[str, typer.Option(help="Column of FILE holding the request id.")] = "request_id",
-              label_column: Annotated[str, typer.Option(help="Column of FILE holding the label.")] = "label",
+              id_column: Annotated[str, typer.Option(metavar="COLUMN",
+                                                     help="Column of FILE holding the request id.")] = "request_id",
+              label_column: Annotated[str, typer.Option(metavar="COLUMN",
+                                                        help="Column of FILE holding the label.")] = "label",
               as_json: JsonOpt = False) -> None:
     """Join the labels in FILE to the logged predictions of NAME (into predictions.NAME.labels)."""
     from assay.serve.labels import label
