@@ -16,6 +16,7 @@ import assay.gate
 import assay.models
 import assay.repo
 import assay.screens
+import assay.serve
 import assay.store
 import assay.table
 
@@ -183,7 +184,7 @@ def test_library_never_prints() -> None:
 
 def test_public_surfaces_are_sorted_and_importable() -> None:
     for module in (assay, assay.engines, assay.store, assay.table, assay.repo, assay.checks, assay.screens,
-                   assay.gate, assay.models):
+                   assay.gate, assay.models, assay.serve):
         names = list(module.__all__)
         assert names == sorted(names), module.__name__
         for name in names:

@@ -13,7 +13,16 @@ from typing import Annotated
 
 import typer
 
-from assay.cli import check_cmds, data_cmds, gate_cmds, model_cmds, remote_cmds, repo_cmds, upkeep_cmds
+from assay.cli import (
+    check_cmds,
+    data_cmds,
+    gate_cmds,
+    model_cmds,
+    remote_cmds,
+    repo_cmds,
+    serve_cmds,
+    upkeep_cmds,
+)
 from assay.cli._common import RepoOpt, _progress, _state, err, escape, out
 from assay.cli._help import Typer
 from assay.errors import AssayError, MergeConflict
@@ -47,6 +56,8 @@ app.add_typer(check_cmds.suite_app, name="suite")
 app.add_typer(gate_cmds.quarantine_app, name="quarantine")
 app.add_typer(remote_cmds.remote_app, name="remote")
 app.add_typer(model_cmds.app, name="model")
+app.add_typer(serve_cmds.app, name="serve")
+app.add_typer(serve_cmds.predictions_app, name="predictions")
 
 
 @app.command()

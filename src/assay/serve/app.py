@@ -1,0 +1,364 @@
+"""The ASGI app that serves one model version (FastAPI; routes thin, the work in the modules beside it).
+
+``create_app(repo_path, "digits@champion")`` resolves the version, opens one ONNX Runtime session for this
+worker process and returns the app; the batcher and the prediction log start with the app (its lifespan).
+Errors have one JSON shape: ``{"error": message, "detail": [...]}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from assay.errors import AssayError, InputError
+from assay.models import ModelVersion, Signature, get, read_artifact
+from assay.models import model_lineage as lineage_of
+from assay.models.onnx_export import session as onnx_session
+from assay.serve import rollout
+from assay.serve.batching import Batcher, Feeds, Item
+from assay.serve.keys import KeyRefused, KeyStore
+from assay.serve.log import DURABILITY, PredictionLog
+from assay.serve.metrics import Metrics
+from assay.serve.schema import BodyInvalid, Validator, rows
+from assay.serve.shadow import Shadow, check_inputs
+
+MAX_BODY = 1 << 20  # bytes
+
+
+class BodyTooLarge(InputError):
+    """A request body over the server's limit (413)."""
+
+
+class NotServable(InputError):
+    """A model version that cannot be served: not ONNX, or no signature."""
+
+
+@dataclass
+class Served:
+    """A loaded version: its record, its session, and the validator built from its signature."""
+
+    version: ModelVersion
+    session: Any
+    validator: Validator
+    outputs: list[str] = field(default_factory=list)
+
+
+class Prediction(BaseModel):
+    model: str
+    version: int
+    request_id: str
+    prediction: dict[str, Any] | None = None  # for one instance
+    predictions: list[dict[str, Any]] | None = None  # for a list of instances
+
+
+def load_served(repo: Any, spec: str, *, threads: int = 1) -> Served:
+    version = get(repo, spec)
+    if version.framework != "onnx":
+        raise NotServable(f"{version.spec} is a {version.framework} model; assay serve runs ONNX versions: export "
+                          f"it first (`assay model export {version.spec}`) and serve the exported version")
+    sess = onnx_session(read_artifact(repo, version.spec), threads=threads)
+    signature = version.signature
+    if not signature.inputs:
+        signature = Signature(tuple(_spec(i) for i in sess.get_inputs()), signature.outputs, signature.features,
+                              signature.label, signature.classes)
+    validator = Validator.build(version.name, signature)
+    return Served(version, sess, validator, [o.name for o in sess.get_outputs()])
+
+
+def _spec(arg: Any) -> Any:
+    from assay.models import TensorSpec
+
+    dtype = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
+             "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(string)": "string"}.get(arg.type, "float32")
+    return TensorSpec(arg.name, dtype, tuple(d if isinstance(d, int) else None for d in arg.shape))
+
+
+def _run(served: Served, feeds: Feeds) -> Feeds:
+    return dict(zip(served.outputs, served.session.run(served.outputs, feeds), strict=True))
+
+
+def _error(status: int, message: str, detail: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "detail": detail if detail is not None else []}, status, headers=headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, or BodyTooLarge as soon as it is known to pass ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the body has {declared} bytes; this server takes at most {limit}")
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the body passes {limit} bytes, the most this server takes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+class _Observe:
+    """ASGI middleware: counts responses by route and status, and times them."""
+
+    def __init__(self, app: Any, metrics: Metrics, routes: set[str]):
+        self.app, self.metrics, self.routes = app, metrics, routes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = scope["path"] if scope["path"] in self.routes else "other"
+        start, status = time.perf_counter(), [500]
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.metrics.requests.labels(route=route, status=str(status[0])).inc()
+            self.metrics.latency.labels(route=route).observe(time.perf_counter() - start)
+
+
+@dataclass
+class _State:
+    served: Served
+    shadow: Shadow | None = None
+    batcher: Batcher | None = None
+    log: PredictionLog | None = None
+    ready: bool = False
+    replayed: int = 0
+    lineage: dict[str, Any] = field(default_factory=dict)
+    rollout_errors: int = 0
+    last_rollout_error: str | None = None
+
+
+def log_rows(items: Sequence[Item], outputs: list[Feeds], model: Served) -> list[dict[str, Any]]:
+    """The prediction log's rows of a batch: one per instance (``ID/i`` for the instances of a list)."""
+    now, entries = time.time(), []
+    for item, out in zip(items, outputs, strict=True):
+        rid, key_name, t0, many = item.context
+        inputs, results = rows(item.feeds, item.rows), rows(out, item.rows)
+        for i in range(item.rows):
+            entries.append({"request_id": f"{rid}/{i}" if many else rid, "time": now, "model": model.version.name,
+                            "version": model.version.version, "key_name": key_name,
+                            "latency_s": time.perf_counter() - t0,
+                            "inputs": json.dumps(inputs[i], allow_nan=False), "outputs": json.dumps(results[i])})
+    return entries
+
+
+def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
+               auth: bool = True, log: bool = True, max_body: int = MAX_BODY, timeout_s: float = 10.0,
+               threads: int = 1, flush_rows: int = 1000, flush_seconds: float = 1.0,
+               branch: str | None = None, poll_seconds: float = 2.0, shadow: str | None = None,
+               log_durability: str = "sync") -> FastAPI:
+    """The app serving ``spec`` (``NAME[@VERSION|@ALIAS]``) of the repository at ``repo_path``; unless ``spec``
+    names a version number, the version it names is checked every ``poll_seconds`` (0: never) and swapped in
+    when it changes (``assay.serve.rollout``). ``shadow`` names a version that gets a copy of the traffic and
+    whose predictions are logged, not returned (``assay.serve.shadow``)."""
+    from assay.repo.repository import Repo
+
+    if log_durability not in DURABILITY:
+        raise InputError(f"unknown log durability {log_durability!r}; use one of {', '.join(DURABILITY)}")
+    with Repo(repo_path) as repo:
+        served = load_served(repo, spec, threads=threads)
+        root, assay_dir = repo.root, repo.dir
+        lineage = lineage_of(repo, served.version.spec).to_dict()
+        shadow_served = load_served(repo, shadow, threads=threads) if shadow else None
+    if shadow_served is not None:
+        check_inputs(served, shadow_served)
+    name = served.version.name
+    state = _State(served, lineage=lineage)
+    metrics = Metrics(max_batch)
+    keys = KeyStore(assay_dir) if auth else None
+    predict_path = f"/v1/models/{name}/predict"
+
+    def after(items: Sequence[Item], outputs: list[Feeds], model: Served) -> None:
+        if state.log is not None:
+            state.log.append(log_rows(items, outputs, model))
+        if state.shadow is not None:
+            state.shadow.offer(items)
+
+    async def follow() -> None:
+        while True:
+            await asyncio.sleep(poll_seconds)
+            current = state.served.version.version
+            try:
+                found = await asyncio.to_thread(rollout.changed, root, spec, current, threads=threads)
+            except Exception as e:  # the repository is busy or the new version does not load: keep serving
+                state.rollout_errors += 1
+                state.last_rollout_error = f"{type(e).__name__}: {e}"
+                continue
+            if found is None:
+                continue
+            new, state.lineage = found
+            state.served = new
+            assert state.batcher is not None
+            state.batcher.swap(new)
+            metrics.model.remove(name, str(current), "primary")
+            metrics.model.labels(model=name, version=str(new.version.version), role="primary").set(1)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if log:
+            state.log = PredictionLog(root, name, branch=branch, flush_rows=flush_rows, flush_seconds=flush_seconds,
+                                      durability=log_durability)
+            state.replayed = await asyncio.to_thread(state.log.start)
+        if shadow_served is not None:
+            shadow_log = None
+            if log:
+                shadow_log = PredictionLog(root, f"{name}.shadow", branch=branch, flush_rows=flush_rows,
+                                           flush_seconds=flush_seconds, durability="batch")
+                await asyncio.to_thread(shadow_log.start)
+            state.shadow = Shadow(shadow_served, shadow_log, log_rows)
+            metrics.model.labels(model=shadow_served.version.name, version=str(shadow_served.version.version),
+                                 role="shadow").set(1)
+        state.batcher = Batcher(_run, served, max_batch=max_batch, max_wait_ms=max_wait_ms, after=after,
+                                on_batch=metrics.batch)
+        state.batcher.start()
+        metrics.watch(lambda: state.batcher.depth if state.batcher else 0,
+                      lambda: state.log.pending if state.log else 0, lambda: state.log.errors if state.log else 0)
+        metrics.model.labels(model=name, version=str(served.version.version), role="primary").set(1)
+        follower = (asyncio.get_running_loop().create_task(follow()) if poll_seconds > 0 and not rollout.pinned(spec)
+                    else None)
+        state.ready = True
+        try:
+            yield
+        finally:
+            state.ready = False
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+            await state.batcher.stop()
+            if state.shadow is not None:
+                await asyncio.to_thread(state.shadow.close)
+                if state.shadow.log is not None:
+                    await asyncio.to_thread(state.shadow.log.close)
+            if state.log is not None:
+                await asyncio.to_thread(state.log.close)
+            if keys is not None:
+                keys.close()
+
+    app = FastAPI(title=f"assay serve: {name}", version=str(served.version.version), lifespan=lifespan)
+    app.state.assay = state
+    instance = served.validator.model
+    body_schema = {"oneOf": [{"$ref": f"#/components/schemas/{instance.__name__}"},
+                             {"type": "array", "minItems": 1,
+                              "items": {"$ref": f"#/components/schemas/{instance.__name__}"}}]}
+
+    @app.exception_handler(AssayError)
+    async def _assay_error(_: Request, e: AssayError) -> JSONResponse:
+        if isinstance(e, KeyRefused):
+            return _error(e.status, str(e), headers={"WWW-Authenticate": "Bearer"} if e.status == 401 else None)
+        if isinstance(e, BodyInvalid):
+            return _error(422, str(e), e.errors)
+        if isinstance(e, BodyTooLarge):
+            return _error(413, str(e))
+        return _error(400 if isinstance(e, InputError) else 500, str(e))
+
+    @app.post(predict_path, response_model=Prediction, summary=f"Predict with {name}",
+              openapi_extra={"requestBody": {"required": True,
+                                             "content": {"application/json": {"schema": body_schema}}},
+                             "responses": {"422": {"description": "The body does not fit the signature"},
+                                           "401": {"description": "No API key"},
+                                           "403": {"description": "A revoked key, or another model's"},
+                                           "408": {"description": "The body did not arrive in time"},
+                                           "413": {"description": "The body is too large"},
+                                           "504": {"description": "The model did not answer in time"}}})
+    async def predict(request: Request) -> Any:
+        t0 = time.perf_counter()
+        key_name = keys.check(name, request.headers.get("authorization")) if keys is not None else ""
+        try:
+            body = await asyncio.wait_for(read_body(request, max_body), timeout_s)
+        except TimeoutError:
+            return _error(408, f"the body did not arrive within {timeout_s} s")
+        feeds, many = state.served.validator.parse(body)
+        count = len(next(iter(feeds.values())))
+        rid = uuid.uuid4().hex
+        if state.batcher is None:
+            return _error(503, "the server is starting; try again")
+        try:
+            out, model = await asyncio.wait_for(state.batcher.submit(feeds, count, (rid, key_name, t0, many)),
+                                                timeout_s)
+        except TimeoutError:
+            return _error(504, f"the model did not answer within {timeout_s} s; try again")
+        values = rows(out, count)
+        answer: dict[str, Any] = {"model": name, "version": model.version.version, "request_id": rid}
+        answer.update({"predictions": values} if many else {"prediction": values[0]})
+        return JSONResponse(answer, headers={"X-Request-Id": rid})
+
+    @app.get("/v1/models")
+    async def models() -> Any:
+        v = state.served.version
+        return {"models": [{"name": v.name, "version": v.version, "spec": v.spec, "framework": v.framework,
+                            "signature": state.served.validator.signature.to_dict(), "lineage": state.lineage,
+                            "predict": predict_path, "auth": keys is not None,
+                            "log": state.log.dataset if state.log else None,
+                            "shadow": shadow_info()}]}
+
+    def shadow_info() -> dict[str, Any] | None:
+        sh = state.shadow
+        if sh is None:
+            return None
+        return {"spec": sh.served.version.spec, "log": sh.log.dataset if sh.log else None, "dropped": sh.dropped,
+                "errors": sh.errors}
+
+    @app.get("/healthz")
+    async def healthz() -> Any:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Any:
+        if not state.ready:
+            return _error(503, "not ready: the model or the prediction log is still loading")
+        return {"status": "ready", "model": state.served.version.spec}
+
+    @app.get("/metrics")
+    async def metrics_route() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            defs = instance.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(defs.pop("$defs", {}))
+            components[instance.__name__] = defs
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(_Observe, metrics=metrics, routes={predict_path, "/v1/models", "/healthz", "/readyz",
+                                                          "/metrics"})
+    return app
+
+
+CONFIG_ENV = "ASSAY_SERVE_CONFIG"
+
+
+def app_from_env() -> FastAPI:
+    """The app that ``$ASSAY_SERVE_CONFIG`` (JSON: ``repo``, ``spec`` and create_app's keywords) describes: how
+    each uvicorn worker process builds its own app, with its own ONNX Runtime session."""
+    import os
+
+    try:
+        config = json.loads(os.environ[CONFIG_ENV])
+    except (KeyError, ValueError) as e:
+        raise InputError(f"${CONFIG_ENV} must hold the server's configuration as JSON; start it with `assay "
+                         "serve`") from e
+    return create_app(config.pop("repo"), config.pop("spec"), **config)
