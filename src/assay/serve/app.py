@@ -170,7 +170,7 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
     names a version number, the version it names is checked every ``poll_seconds`` (0: never) and swapped in
     when it changes (``assay.serve.rollout``). ``shadow`` names a version that gets a copy of the traffic and
     whose predictions are logged, not returned (``assay.serve.shadow``)."""
-    from assay.repo.repository import Repo
+    from assay.repo.repository import Repository as Repo
 
     if log_durability not in DURABILITY:
         raise InputError(f"unknown log durability {log_durability!r}; use one of {', '.join(DURABILITY)}")

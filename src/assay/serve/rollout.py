@@ -35,7 +35,7 @@ def warm(served: Any) -> None:
 
 def changed(root: Path, spec: str, current: int, *, threads: int = 1) -> tuple[Any, dict[str, Any]] | None:
     """The version ``spec`` names now, loaded and warmed with its lineage, if it is not ``current``; else None."""
-    from assay.repo.repository import Repo
+    from assay.repo.repository import Repository as Repo
     from assay.serve.app import load_served
 
     with Repo(root) as repo:
