@@ -21,11 +21,15 @@ the subclass also derives from it::
     │   ├── ScreenError                                 data a screen cannot score (no labels, one class)
     │   ├── SuiteError                                  a suite (file or object) that cannot be used
     │   ├── PolicyError                                 a gate policy file that cannot be read
+    │   ├── BodyInvalid                                 a served request body that does not fit the signature (422)
+    │   ├── BodyTooLarge                                a served request body over the limit (413)
+    │   ├── NotServable                                 a model version that cannot be served (not ONNX)
     │   ├── SQLConditionError                           user SQL that is not one expression over the data
     │   └── ModelError                                  a model the registry cannot take; nothing registered
     │       ├── UnsupportedModel(ModelError, TypeError)  not a scikit-learn, PyTorch or ONNX model
     │       ├── SignatureMismatch                       inputs that do not fit the data it claims
     │       └── ModelFileError                          a model file that cannot be read (corrupt ONNX)
+    ├── KeyRefused(AssayError, PermissionError)        a served request without a valid API key (401, 403)
     ├── ConflictError(AssayError, RuntimeError)        a ref moved under a writer
     │   ├── NonFastForward                              a push whose remote branch holds commits it lacks
     │   └── LockHeld                                    a catalog lock (gc's) held elsewhere until it expires
@@ -250,3 +254,27 @@ class StorageAccessDenied(StorageError):
 
 class StorageUnreachable(StorageError):
     """An object storage endpoint that does not connect or does not answer (after the client's retries)."""
+
+
+class BodyTooLarge(InputError):
+    """A request body over the server's limit (413)."""
+
+
+class NotServable(InputError):
+    """A model version that cannot be served: not ONNX, or no signature."""
+
+
+class KeyRefused(AssayError, PermissionError):
+    """A request whose key is missing (``status`` 401), unknown, revoked or for another model (403)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class BodyInvalid(InputError):
+    """A request body that does not fit the model's signature; ``errors`` lists each problem with its field."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]]):
+        super().__init__(message)
+        self.errors = errors

@@ -4,12 +4,13 @@ and every prediction logged back into the repository as the dataset ``prediction
 Needs the ``serve`` extra (fastapi, uvicorn, prometheus-client): ``pip install 'assay[serve]'``.
 """
 
-from assay.serve.app import BodyTooLarge, NotServable, Served, create_app, load_served
+from assay.errors import BodyInvalid, BodyTooLarge, KeyRefused, NotServable
+from assay.serve.app import Served, create_app, load_served
 from assay.serve.batching import Batch, Batcher
-from assay.serve.keys import KeyInfo, KeyRefused, KeyStore
+from assay.serve.keys import KeyInfo, KeyStore
 from assay.serve.labels import LabelResult, label, labels_dataset
 from assay.serve.log import PredictionLog, dataset_name
-from assay.serve.schema import BodyInvalid, Validator, instance_model
+from assay.serve.schema import Validator, instance_model
 
 __all__ = [
     "Batch",

@@ -24,27 +24,19 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from assay.errors import AssayError, InputError
+from assay.errors import AssayError, BodyInvalid, BodyTooLarge, InputError, KeyRefused, NotServable
 from assay.models import ModelVersion, Signature, get, read_artifact
 from assay.models import model_lineage as lineage_of
 from assay.models.onnx_export import session as onnx_session
 from assay.serve import rollout
 from assay.serve.batching import Batcher, Feeds, Item
-from assay.serve.keys import KeyRefused, KeyStore
+from assay.serve.keys import KeyStore
 from assay.serve.log import DURABILITY, PredictionLog
 from assay.serve.metrics import Metrics
-from assay.serve.schema import BodyInvalid, Validator, rows
+from assay.serve.schema import Validator, rows
 from assay.serve.shadow import Shadow, check_inputs
 
 MAX_BODY = 1 << 20  # bytes
-
-
-class BodyTooLarge(InputError):
-    """A request body over the server's limit (413)."""
-
-
-class NotServable(InputError):
-    """A model version that cannot be served: not ONNX, or no signature."""
 
 
 @dataclass

@@ -15,21 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assay.errors import AssayError, InputError, RefExists
+from assay.errors import InputError, KeyRefused, RefExists
 from assay.repo.revisions import DATASET_RE
 
 PREFIX = "assay_"
 SCHEMA = """CREATE TABLE IF NOT EXISTS keys (
     model TEXT NOT NULL, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created REAL NOT NULL, revoked REAL,
     PRIMARY KEY (model, name))"""
-
-
-class KeyRefused(AssayError, PermissionError):
-    """A request whose key is missing (``status`` 401), unknown, revoked or for another model (403)."""
-
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)

@@ -15,19 +15,11 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from assay.errors import InputError
+from assay.errors import BodyInvalid, InputError
 from assay.models import Signature, TensorSpec
 
 _FLOATS = {"float16", "float32", "float64", "double", "float"}
 _INTS = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
-
-
-class BodyInvalid(InputError):
-    """A request body that does not fit the model's signature; ``errors`` lists each problem with its field."""
-
-    def __init__(self, message: str, errors: list[dict[str, Any]]):
-        super().__init__(message)
-        self.errors = errors
 
 
 def _scalar(dtype: str) -> Any:

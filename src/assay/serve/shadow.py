@@ -20,7 +20,7 @@ from assay.serve.log import PredictionLog
 
 
 def check_inputs(primary: Any, shadow: Any) -> None:
-    from assay.serve.app import NotServable
+    from assay.errors import NotServable
 
     mine = [(s.name, s.dtype) for s in primary.validator.signature.inputs]
     theirs = [(s.name, s.dtype) for s in shadow.validator.signature.inputs]
