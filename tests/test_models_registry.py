@@ -234,7 +234,7 @@ def test_lineage_both_ways(drepo: assay.Repo, digits: pa.Table) -> None:
                      ("digits-copy@2", "exact")}
     assert {t.spec for t in drepo.trained_on("train@v2")} == {"digits@2"}
     late = drepo.dataset("train@v2").to_arrow(["id"], with_ids=True)
-    sid = late.column("_assay_id")[late.column("id").to_pylist().index(1100)].as_py().hex()
+    sid = late.column("_assay_id")[late.column("id").to_pylist().index(1100)].as_py()  # hex, as users see ids
     assert [t.spec for t in drepo.trained_on("train@v2", sample=sid)] == ["digits@2"]
     assert [t.spec for t in drepo.trained_on("train@v2", sample="1100")] == ["digits@2"]  # by its key
     with pytest.raises(RefNotFound, match="has no sample"):

@@ -209,9 +209,9 @@ def trained_on(spec: Annotated[str, typer.Argument(metavar="DATASET@REV", help="
 @app.command()
 def export(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION]", help="The version to export (default: "
                                                "the newest).")],
-           format: Annotated[str, typer.Option("--format", help="The format: onnx.")] = "onnx",
-           atol: Annotated[float, typer.Option(help="Absolute tolerance of the verification.")] = 1e-4,
-           rtol: Annotated[float, typer.Option(help="Relative tolerance of the verification.")] = 1e-3,
+           format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="The format: onnx.")] = "onnx",
+           atol: Annotated[float, typer.Option(metavar="TOL", help="Absolute tolerance of the verification.")] = 1e-4,
+           rtol: Annotated[float, typer.Option(metavar="TOL", help="Relative tolerance of the verification.")] = 1e-3,
            as_json: JsonOpt = False) -> None:
     """Export a version to ONNX, verified against it on samples of its recorded data, as a new version."""
     from assay.models.ship import export_version
@@ -234,10 +234,11 @@ def quantize(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION]", help=
                                                  "(default: the newest; exported to ONNX first if need be).")],
              eval: Annotated[str | None, typer.Option(metavar="DATASET@REV", help="The data to measure the "
                                                       "metric on (default: the version's evaluation data).")] = None,
-             budget: Annotated[float, typer.Option(help="The largest drop allowed, in points (accuracy, relative "
-                                                   "error in %, or cosine in %).")] = 0.5,
-             method: Annotated[str, typer.Option(help="dynamic, or static (QDQ, calibrated on the training "
-                                                 "data).")] = "dynamic",
+             budget: Annotated[float, typer.Option(
+                 metavar="POINTS", help="The largest drop allowed, in points (accuracy, relative error in %, "
+                 "or cosine in %).")] = 0.5,
+             method: Annotated[str, typer.Option(
+                 metavar="METHOD", help="dynamic, or static (QDQ, calibrated on the training data).")] = "dynamic",
              as_json: JsonOpt = False) -> None:
     """Quantise a version to INT8 within an accuracy budget; registers it with fp32 and INT8 metrics, or refuses."""
     from assay.models.ship import quantize_version
@@ -270,7 +271,7 @@ def _ints(text: str, option: str) -> list[int]:
 def bench(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION]", help="The version to benchmark.")],
           batch: Annotated[str, typer.Option(metavar="SIZES", help="Batch sizes, comma-separated.")] = "1,8,64",
           threads: Annotated[str, typer.Option(metavar="COUNTS", help="Thread counts, comma-separated.")] = "1,2",
-          runs: Annotated[int, typer.Option(help="Timed runs per batch size and thread count.")] = 100,
+          runs: Annotated[int, typer.Option(metavar="N", help="Timed runs per batch size and thread count.")] = 100,
           as_json: JsonOpt = False) -> None:
     """Benchmark a version on inputs drawn from its data; the results are stored with it (see model show)."""
     from assay.models.ship import bench_version

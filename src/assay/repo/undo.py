@@ -14,11 +14,10 @@ from assay.errors import InputError, MergeConflict, NothingToCommit, RefNotFound
 from assay.repo import revisions
 from assay.repo.commits import Commit, merge_contents
 from assay.repo.staging import StagedDataset, Staging
-from assay.table import diff_manifests, merge_manifests
-from assay.table.merge import Conflict
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the table layer (Arrow) is imported by the functions that diff or merge samples
     from assay.repo.repository import Repository as Repo
+    from assay.table.merge import Conflict
 
 RESET_MODES = ("soft", "hard")
 
@@ -130,6 +129,8 @@ def _soft_staging(repo: Repo, target: str) -> Staging:
 def _summary(repo: Repo, name: str, before: str | None, after: str | None) -> dict[str, Any]:
     if after is None:
         return {"removed_dataset": True, "mode": "reset --soft"}
+    from assay.table import diff_manifests
+
     a = repo.read_manifest(before) if before else None
     b = repo.read_manifest(after)
     with repo.store.cache_scope():
@@ -254,6 +255,8 @@ def _parent(repo: Repo, oid: str, c: Commit, mainline: int | None) -> str | None
 def _revert_datasets(repo: Repo, undone: Commit, head: Commit, before: Commit | None
                      ) -> tuple[dict[str, str], dict[str, str]]:
     """HEAD's datasets with the commit's changes undone: merge(base=commit, ours=HEAD, theirs=parent)."""
+    from assay.table import merge_manifests
+
     then = before.datasets if before else {}
     out, origin = dict(head.datasets), {}
     conflicts: list[Conflict] = []

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 from assay._types import Progress
 from assay.errors import InputError
 from assay.repo import revisions
-from assay.repo.export import FolderSync, sync_folder, version_files
 from assay.store.fs import atomic_write
-from assay.table.folders import StatCache, folder_oids
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the table layer (Arrow) is imported where a folder is compared or written: a status with
+    # no working folder needs none of it
+    from assay.repo.export import FolderSync
     from assay.repo.repository import Repository as Repo
+    from assay.table.folders import StatCache
 
 FOLDERS_FILE = "workdirs.json"
 
@@ -75,6 +76,8 @@ def restore(repo: Repo, spec: str, to: str | os.PathLike[str] | None = None, *, 
     the files that differ; files the version lacks are removed from that folder. ``to`` then becomes the
     dataset's working folder. Files whose bytes the repository lacks are kept unless ``force`` (see sync_folder).
     """
+    from assay.repo.export import sync_folder
+
     name = revisions.parse_dataset_spec(spec).name
     if to is None:
         known = working_folders(repo).get(name)
@@ -89,9 +92,14 @@ def restore(repo: Repo, spec: str, to: str | os.PathLike[str] | None = None, *, 
 
 def folder_changes(repo: Repo) -> list[FolderChanges]:
     """For each folder dataset of the working version that has a working folder: what changed in that folder."""
+    folders = working_folders(repo)
+    if not folders:
+        return []
+    from assay.repo.export import version_files
+
     working = repo.datasets()
     out = []
-    for name, folder in sorted(working_folders(repo).items()):
+    for name, folder in sorted(folders.items()):
         if name not in working:
             continue
         version = repo.dataset(name)
@@ -103,6 +111,8 @@ def folder_changes(repo: Repo) -> list[FolderChanges]:
 
 def compare_folder(repo: Repo, name: str, folder: Path, want: dict[str, str]) -> FolderChanges:
     """How ``folder`` differs from the files ``want`` (path -> blob address); only changed files are hashed."""
+    from assay.table.folders import folder_oids
+
     if not folder.is_dir():
         return FolderChanges(name, str(folder), missing=True)
     try:
@@ -119,6 +129,8 @@ def compare_folder(repo: Repo, name: str, folder: Path, want: dict[str, str]) ->
 
 
 def _cache(repo: Repo) -> StatCache:
+    from assay.table.folders import StatCache
+
     return StatCache(repo.dir / "statcache")
 
 
