@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from assay.errors import ConflictError, InputError, KeyViolation
 from assay.repo import RefUpdate
+from assay.store.fs import fsync_dir
 
 SCHEMA = pa.schema([("request_id", pa.string()), ("time", pa.float64()), ("model", pa.string()),
                     ("version", pa.int64()), ("key_name", pa.string()), ("latency_s", pa.float64()),
@@ -41,14 +42,6 @@ DURABILITY = ("sync", "batch")  # fsync before each answer, or every sync_window
 
 def dataset_name(model: str) -> str:
     return f"predictions.{model}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -142,7 +135,7 @@ class PredictionLog:
         written = self._commit(rows, skip_present=True) if rows else 0
         for path in (self.aside, self.buffer):
             path.unlink(missing_ok=True)
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         return written
 
     # -- writing --------------------------------------------------------------------------------------------
@@ -195,14 +188,14 @@ class PredictionLog:
                     self._file.close()
                     os.replace(self.buffer, self.aside)
                     self._file = open(self.buffer, "ab")  # noqa: SIM115
-                    _fsync_dir(self.folder)
+                    fsync_dir(self.folder)
                     moved, self.pending = self.pending, 0
             else:
                 moved = 0
             rows = read_lines(self.aside)
             written = self._commit(rows, skip_present=moved == 0)  # a retry: part may be in already
             self.aside.unlink()
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
             self.flushed += written
             return written
 
