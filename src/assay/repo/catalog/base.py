@@ -205,15 +205,23 @@ class SqlTextCatalog(Catalog):
     def _transaction(self, work: Any) -> Any:
         """Run ``work(cursor)`` in one write transaction, again when the database asks for a retry."""
         self._writable()
-        for attempt in range(60):
+
+        def attempt() -> Any:
+            with self._writing() as c:
+                return work(c)
+
+        return self._retrying(attempt)
+
+    def _retrying(self, attempt: Any) -> Any:
+        """``attempt()``, again (with a growing, jittered pause) while the database says busy or locked."""
+        for n in range(60):
             try:
-                with self._writing() as c:
-                    return work(c)
+                return attempt()
             except Exception as e:
                 self._raise_damage(e)
-                if attempt == 59 or not self._retryable(e):
+                if n == 59 or not self._retryable(e):
                     raise
-                time.sleep(min(0.5, 0.01 * 2 ** min(attempt, 6)) * (0.5 + random.random()))
+                time.sleep(min(0.5, 0.01 * 2 ** min(n, 6)) * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
     def _write(self, key: str, **params: Any) -> int:
@@ -223,8 +231,10 @@ class SqlTextCatalog(Catalog):
     # -- schema ------------------------------------------------------------------------------------------------
 
     def _open_version(self) -> int:
+        # The first connections to a new SQLite file race to switch it to WAL, which can answer "locked" at
+        # once (no busy wait): the first read is retried like a write.
         try:
-            rows = self._read("version")
+            rows = self._retrying(lambda: self._read("version"))
         except Exception as e:
             if self._missing_table(e):
                 return 0
