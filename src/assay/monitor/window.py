@@ -1,0 +1,273 @@
+"""What monitoring reads: a model's prediction log as a table of features and predictions, cut into windows,
+and the reference it is compared with (the model's training version, or any dataset version).
+
+``production(repo, "digits", window=Window.parse("1h"))`` decodes the log rows (``inputs``/``outputs`` JSON,
+see ``assay.serve.log``) into one column per feature the model was registered with (``Signature.features``;
+the input tensor's positions ``x0..`` when it has none), plus:
+
+- ``prediction``: the predicted class (classifiers: an integer or string output named ``label``, or the
+  arg-max of the probabilities) or value (regressors: the first float output);
+- ``score``: the confidence of the predicted class (the largest probability), null for regressors;
+- ``proba``: the class probabilities as a list (classifiers that give them), for calibration and estimation;
+- ``label``: the label joined from ``predictions.NAME.labels`` when ``labels=True`` (null until it arrives).
+
+Every table keeps ``request_id``, ``time`` and ``version`` of the log.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assay.errors import InputError, RefNotFound
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w|rows?)?\s*$", re.IGNORECASE)
+LOG_COLUMNS = ["request_id", "time", "version", "inputs", "outputs"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window of the log: the last ``rows`` rows, or the rows of the last ``seconds`` seconds."""
+
+    rows: int | None = None
+    seconds: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | int | Window) -> Window:
+        """``"1h"``, ``"30m"``, ``"2d"``, ``"90s"`` (a duration) or ``"10000"``, ``"10000 rows"`` (a count)."""
+        if isinstance(text, Window):
+            return text
+        if isinstance(text, int):
+            text = str(text)
+        m = _WINDOW.match(text)
+        if m is None or float(m.group(1)) <= 0:
+            raise InputError(f"window {text!r} is neither a duration (1h, 30m, 2d, 90s) nor a row count (10000, "
+                             "'10000 rows'); give one of those")
+        unit = (m.group(2) or "rows").lower()
+        if unit.startswith("row"):
+            if not m.group(1).isdigit():
+                raise InputError(f"window {text!r}: a row count is a whole number (10000)")
+            return cls(rows=int(m.group(1)))
+        return cls(seconds=float(m.group(1)) * _UNITS[unit])
+
+    def __str__(self) -> str:
+        return f"{self.rows} rows" if self.rows is not None else f"{self.seconds:g} s"
+
+
+def parse_time(text: str | float | None, *, now: float | None = None) -> float | None:
+    """``--since``: seconds since the epoch, an ISO 8601 time (UTC unless it says), or a duration ago (``2h``)."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    now = time.time() if now is None else now
+    m = _WINDOW.match(text)
+    if m and m.group(2) and not m.group(2).lower().startswith("row"):
+        return now - float(m.group(1)) * _UNITS[m.group(2).lower()]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    from datetime import UTC, datetime
+
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"time {text!r} is not an ISO 8601 time (2026-12-03T10:00), seconds since the epoch, "
+                         "or a duration ago (2h)") from None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+
+
+def log_table(repo: Any, model: str, *, rev: str | None = None, columns: Sequence[str] = LOG_COLUMNS) -> pa.Table:
+    """The raw rows of ``predictions.MODEL`` at ``rev`` (default HEAD), sorted by time."""
+    from assay.serve.log import dataset_name
+
+    name = dataset_name(model)
+    try:
+        version = repo.dataset(name, rev)
+    except (RefNotFound, KeyError) as e:
+        raise RefNotFound(f"no prediction log {name!r}{f' at {rev!r}' if rev else ''}: serve the model "
+                          f"(`assay serve {model}`) so that its predictions are logged") from e
+    table = version.to_arrow(list(columns))
+    return table.take(pc.sort_indices(table, [("time", "ascending")]))
+
+
+def select(table: pa.Table, *, window: Window | None = None, since: float | None = None,
+           until: float | None = None) -> pa.Table:
+    """The rows of a time-sorted table in ``[since, until)`` and, of those, the last ``window``."""
+    if since is not None:
+        table = table.filter(pc.greater_equal(table.column("time"), since))
+    if until is not None:
+        table = table.filter(pc.less(table.column("time"), until))
+    if window is not None and table.num_rows:
+        if window.rows is not None:
+            table = table.slice(max(0, table.num_rows - window.rows))
+        elif window.seconds is not None:
+            end = pc.max(table.column("time")).as_py()
+            table = table.filter(pc.greater(table.column("time"), end - window.seconds))
+    return table
+
+
+def split(table: pa.Table, window: Window) -> Iterator[tuple[float, float, pa.Table]]:
+    """Consecutive windows of a time-sorted table: ``(start, end, rows)``, oldest first; the last may be short."""
+    if table.num_rows == 0:
+        return
+    t = table.column("time").to_numpy()
+    if window.rows is not None:
+        for start in range(0, table.num_rows, window.rows):
+            part = table.slice(start, window.rows)
+            yield float(t[start]), float(t[min(start + window.rows, table.num_rows) - 1]), part
+        return
+    assert window.seconds is not None
+    edges = np.arange(t[0], t[-1] + window.seconds, window.seconds)
+    cuts = np.searchsorted(t, edges[1:], side="left")
+    begin = 0
+    for i, cut in enumerate(cuts):
+        if cut > begin:
+            yield float(edges[i]), float(edges[i] + window.seconds), table.slice(begin, cut - begin)
+        begin = int(cut)
+
+
+def _version(repo: Any, model: str, version: int | str | None) -> Any:
+    from assay.models import registry
+
+    return registry.get(repo, model if version is None else f"{model}@{version}")
+
+
+def feature_names(mv: Any) -> tuple[str, ...]:
+    """The features a model version takes, as monitoring names them."""
+    if mv.signature.features:
+        return tuple(mv.signature.features)
+    inputs = mv.signature.inputs
+    if len(inputs) == 1 and inputs[0].shape and isinstance(inputs[0].shape[-1], int):
+        return tuple(f"x{i}" for i in range(inputs[0].shape[-1]))
+    return tuple(t.name for t in inputs)
+
+
+def decode(table: pa.Table, mv: Any) -> pa.Table:
+    """Log rows (``inputs``/``outputs`` JSON) as feature columns plus ``prediction``, ``score``, ``proba``."""
+    features = feature_names(mv)
+    ins = [json.loads(s) for s in table.column("inputs").to_pylist()]
+    outs = [json.loads(s) for s in table.column("outputs").to_pylist()]
+    cols: dict[str, Any] = {c: table.column(c) for c in ("request_id", "time", "version") if c in table.column_names}
+    values = _feature_matrix(ins, features)
+    for j, name in enumerate(features):
+        cols[name] = pa.array([row[j] for row in values]) if values else pa.array([], pa.float64())
+    prediction, score, proba = _predictions(outs, mv.signature.classes)
+    cols["prediction"] = prediction
+    cols["score"] = score
+    if proba is not None:
+        cols["proba"] = proba
+    return pa.table(cols)
+
+
+def _feature_matrix(ins: list[dict[str, Any]], features: Sequence[str]) -> list[list[Any]]:
+    rows = []
+    for row in ins:
+        if len(row) == 1:
+            (value,) = row.values()
+            flat = np.asarray(value, dtype=object).ravel().tolist() if isinstance(value, list) else [value]
+        elif set(features) <= set(row):
+            flat = [_scalar(row[f]) for f in features]
+        else:
+            flat = [_scalar(v) for v in row.values()]
+        if len(flat) != len(features):
+            raise InputError(f"a logged request has {len(flat)} input values where the model takes {len(features)} "
+                             "features: was it logged by another version of the model? Name one with --version")
+        rows.append(flat)
+    return rows
+
+
+def _scalar(value: Any) -> Any:
+    while isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value
+
+
+def _predictions(outs: list[dict[str, Any]], classes: Sequence[Any] | None) -> tuple[pa.Array, pa.Array, Any]:
+    if not outs:
+        return pa.array([], pa.float64()), pa.array([], pa.float64()), None
+    first = outs[0]
+    label_key = next((k for k in first if k.lower() in ("label", "labels", "output_label")), None)
+    proba_key = next((k for k in first if isinstance(first[k], list) and len(first[k]) > 1 and k != label_key), None)
+    proba = None
+    if proba_key is not None:
+        p = np.asarray([o[proba_key] for o in outs], dtype=np.float64)
+        if p.ndim == 2 and (p.min() < 0 or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3)):
+            e = np.exp(p - p.max(axis=1, keepdims=True))  # logits: the softmax gives probabilities
+            p = e / e.sum(axis=1, keepdims=True)
+        proba = pa.array(p.tolist(), pa.list_(pa.float64()))
+        score = pa.array(p.max(axis=1))
+        if label_key is None:
+            idx = p.argmax(axis=1)
+            labels = [classes[i] for i in idx] if classes else idx.tolist()
+            return pa.array(labels), score, proba
+    if label_key is not None:
+        return pa.array([_scalar(o[label_key]) for o in outs]), score if proba is not None else \
+            pa.nulls(len(outs), pa.float64()), proba
+    key = next(iter(first))
+    return pa.array([float(_scalar(o[key])) for o in outs]), pa.nulls(len(outs), pa.float64()), None
+
+
+def production(repo: Any, model: str, *, window: Window | str | None = None, since: float | str | None = None,
+               until: float | str | None = None, version: int | str | None = None, labels: bool = False,
+               rev: str | None = None) -> pa.Table:
+    """The decoded production rows of ``model`` (see the module docstring), sorted by time."""
+    mv = _version(repo, model, version)
+    table = select(log_table(repo, model, rev=rev), window=Window.parse(window) if window is not None else None,
+                   since=parse_time(since), until=parse_time(until))
+    if version is not None:
+        table = table.filter(pc.equal(table.column("version"), mv.version))
+    decoded = decode(table, mv)
+    if labels:
+        decoded = join_labels(repo, model, decoded, rev=rev)
+    return decoded
+
+
+def join_labels(repo: Any, model: str, table: pa.Table, *, rev: str | None = None) -> pa.Table:
+    """``table`` with a ``label`` column from ``predictions.MODEL.labels`` (null where none has arrived)."""
+    from assay.serve.labels import labels_dataset
+
+    try:
+        got = repo.dataset(labels_dataset(model), rev).to_arrow(["request_id", "label"])
+    except (RefNotFound, KeyError):
+        return table.append_column("label", pa.nulls(table.num_rows))
+    index = pc.index_in(table.column("request_id"), value_set=got.column("request_id"))
+    return table.append_column("label", pc.take(got.column("label"), index))
+
+
+def reference(repo: Any, model: str, *, reference: str | None = None, role: str = "train",
+              version: int | str | None = None) -> pa.Table:
+    """The reference rows: ``reference`` (``dataset@rev``) or the model version's training (``role``) data,
+    as its feature columns plus ``label`` when the data has the label column."""
+    from assay.models import registry
+    from assay.repo.revisions import split_dataset_rev
+
+    mv = _version(repo, model, version)
+    if reference is not None:
+        name, rev = split_dataset_rev(reference)
+        data = repo.dataset(name, rev)
+    else:
+        data = registry.data(repo, mv, role)
+        if data is None:
+            raise InputError(f"{mv.spec} was registered without a {role} dataset version, so there is nothing to "
+                             f"compare production with: name a reference with --reference DATASET@REV, or register "
+                             f"the model with --{role} DATASET@REV")
+    features = feature_names(mv)
+    missing = [f for f in features if f not in data.schema.names]
+    if missing:
+        raise InputError(f"the reference {data.name} has no column {missing[0]!r} of the features {mv.spec} takes; "
+                         "name a dataset version with those columns")
+    label = mv.signature.label
+    cols = list(features) + ([label] if label and label in data.schema.names else [])
+    table = data.to_arrow(cols)
+    if label and label in table.column_names and label != "label":
+        table = table.rename_columns([*features, "label"])
+    return table
