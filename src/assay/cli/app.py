@@ -18,6 +18,7 @@ from assay.cli import (
     data_cmds,
     gate_cmds,
     model_cmds,
+    monitor_cmds,
     remote_cmds,
     repo_cmds,
     serve_cmds,
@@ -56,6 +57,7 @@ app.add_typer(check_cmds.suite_app, name="suite")
 app.add_typer(gate_cmds.quarantine_app, name="quarantine")
 app.add_typer(remote_cmds.remote_app, name="remote")
 app.add_typer(model_cmds.app, name="model")
+app.add_typer(monitor_cmds.app, name="monitor")
 app.add_typer(serve_cmds.app, name="serve")
 app.add_typer(serve_cmds.predictions_app, name="predictions")
 
