@@ -10,14 +10,20 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from assay.errors import ExportMismatch, InputError, MissingExtra, QuantizationRefused, UnsupportedModel
+from assay.errors import (
+    ExportMismatch,
+    InputError,
+    MissingExtra,
+    ModelFileError,
+    QuantizationRefused,
+    UnsupportedModel,
+)
+from assay.models.adapters import check_onnx, require
 from assay.models.benchmark import benchmark, time_calls
 from assay.models.onnx_export import (
     detect_framework,
     export_onnx,
-    load_model,
     reference_outputs,
-    require,
     run_onnx,
     verify_export,
 )
@@ -110,8 +116,8 @@ def test_tolerance_is_the_stated_one(mlp: Any, mlp_onnx: bytes, digits: tuple[np
 def test_unsupported_model_and_corrupt_bytes_are_clear_errors(mlp_onnx: bytes) -> None:
     with pytest.raises(UnsupportedModel, match=r"supported are scikit-learn .* PyTorch"):
         export_onnx(object(), sample_inputs=np.zeros((1, 2)))
-    with pytest.raises(UnsupportedModel, match="truncated or corrupt"):
-        load_model(mlp_onnx[: len(mlp_onnx) // 2])
+    with pytest.raises(ModelFileError, match="truncated or corrupt"):
+        check_onnx(mlp_onnx[: len(mlp_onnx) // 2])
     with pytest.raises(UnsupportedModel, match="truncated, corrupt"):
         run_onnx(b"not an onnx file", np.zeros((1, 64), np.float32))
     assert detect_framework(mlp_onnx) == "onnx"
@@ -152,7 +158,7 @@ def test_quantize_over_budget_is_refused_after_the_remedies(mlp_onnx: bytes,
     remedies = [a["remedy"] for a in report["attempts"]]
     assert remedies[:2] == ["none", "per_channel"] and remedies[2].startswith("exclude 1 most sensitive")
     assert report["fp32_metric"] == pytest.approx(100.0) and report["best_int8_metric"] < 100.0
-    graph_nodes = {n.name for n in load_model(name_nodes(optimize(mlp_onnx))).graph.node}
+    graph_nodes = {n.name for n in check_onnx(name_nodes(optimize(mlp_onnx))).graph.node}
     excluded = report["attempts"][2]["excluded"]
     assert len(excluded) == 1 and set(excluded) <= graph_nodes
 
@@ -223,7 +229,7 @@ def test_torch_cnn_exports_with_a_dynamic_batch_and_quantizes_static(cnn: tuple[
     q = quantize(result.onnx, eval_inputs=images[1200:], eval_targets=y[1200:], task="classification",
                  method="static", calibration_inputs=images[:256], budget=2.0)
     assert q.method == "static" and q.drop <= 2.0 and q.fp32_metric > 80
-    ops = {n.op_type for n in load_model(q.onnx).graph.node}
+    ops = {n.op_type for n in check_onnx(q.onnx).graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops  # QDQ format
 
 

@@ -12,6 +12,7 @@ Loading a pickle runs code from the file: register and load only pickle files th
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import pickle
 import platform
@@ -24,8 +25,27 @@ from typing import Any
 
 import numpy as np
 
-from assay.errors import ModelError, ModelFileError, UnsupportedModel
+from assay.errors import MissingExtra, ModelError, ModelFileError, UnsupportedModel
 from assay.models.record import ModelVersion, Signature, TensorSpec
+
+_HINT = {
+    "onnx": "pip install 'assay[onnx]'",
+    "onnxruntime": "pip install 'assay[onnx]'",
+    "skl2onnx": "pip install 'assay[onnx]'",
+    "onnxscript": "pip install 'assay[onnx]'",
+    "torch": "pip install 'assay[torch]' (the CPU build: pip install torch==2.13.0)",
+    "sentence_transformers": "pip install 'assay[text]'",
+}
+
+
+def require(module: str) -> Any:
+    """Import an optional dependency, or raise :class:`MissingExtra` saying what to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        top = module.split(".")[0]
+        raise MissingExtra(f"this model operation needs {top}, which is not installed: "
+                           f"{_HINT.get(top, 'pip install ' + top)}") from e
 
 SUPPORTED = ("scikit-learn estimators and pipelines, PyTorch nn.Module (with example_input; Hugging Face "
              "transformers and sentence-transformers models export to ONNX; pip install 'assay[torch]'), and ONNX "
@@ -115,7 +135,7 @@ def read_file(path: str | Path) -> Any:
     if kind == "onnx":
         return OnnxBytes(data, p.name)
     if kind == "torch":
-        torch = _torch()
+        torch = require("torch")
         try:
             return torch.export.load(io.BytesIO(data))
         except Exception as e:  # a zip that is not an exported program, or no zip at all
@@ -182,14 +202,6 @@ def _pack_sklearn(model: Any, example_input: Any) -> Packed:
 # -- PyTorch --------------------------------------------------------------------------------------------------------
 
 
-def _torch() -> Any:
-    try:
-        import torch
-    except ImportError as e:
-        raise UnsupportedModel("PyTorch models need torch: pip install 'assay[torch]'") from e
-    return torch
-
-
 def _as_tuple(x: Any) -> tuple[Any, ...]:
     return tuple(x) if isinstance(x, tuple | list) else (x,)
 
@@ -224,7 +236,7 @@ def _export(torch: Any, model: Any, example: tuple[Any, ...]) -> Any:
 
 
 def _pack_torch(model: Any, example_input: Any) -> Packed:
-    torch = _torch()
+    torch = require("torch")
     program = model if isinstance(model, torch.export.ExportedProgram) else None
     if program is None:
         if example_input is None:
@@ -249,25 +261,18 @@ def _pack_torch(model: Any, example_input: Any) -> Packed:
 # -- ONNX -----------------------------------------------------------------------------------------------------------
 
 
-def _onnx() -> Any:
-    try:
-        import onnx
-    except ImportError as e:
-        raise UnsupportedModel("ONNX models need onnx: pip install 'assay[onnx]'") from e
-    return onnx
-
-
 def check_onnx(data: bytes, source: str = "the ONNX model") -> Any:
     """The ``onnx.ModelProto`` in ``data``, checked with ``onnx.checker``; ModelFileError if it is not one."""
-    onnx = _onnx()
+    onnx = require("onnx")
     try:
         proto = onnx.load_from_string(data)
         onnx.checker.check_model(proto)
     except Exception as e:  # DecodeError, ValidationError: a truncated or corrupt file
         raise ModelFileError(f"{source} is not a valid ONNX model ({type(e).__name__}: {str(e)[:200]}); the file "
                              "may be truncated or corrupt: export it again") from e
-    if not proto.graph.input:
-        raise ModelFileError(f"{source} is not a valid ONNX model: its graph has no inputs; export it again")
+    for part in ("input", "output"):
+        if not getattr(proto.graph, part):
+            raise ModelFileError(f"{source} is not a valid ONNX model: its graph has no {part}s; export it again")
     return proto
 
 
@@ -292,7 +297,7 @@ def _pack_onnx(model: Any, example_input: Any) -> Packed:
 def onnx_spec(value: Any) -> TensorSpec:
     """The spec of an ONNX graph input or output (a ``ValueInfoProto``): numpy dtype name, and shape with a
     named dynamic axis as its name ("batch") and an unnamed one as None; non-tensor values by their kind."""
-    onnx = _onnx()
+    onnx = require("onnx")
     t = value.type.tensor_type
     try:
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)).name
@@ -315,9 +320,9 @@ def load(version: ModelVersion, read: Callable[[str], bytes]) -> Any:
     if art.media == "sklearn-pickle":
         return pickle.loads(data)  # the registered bytes, verified against their hash
     if art.media == "torch-export":
-        return _torch().export.load(io.BytesIO(data)).module()
+        return require("torch").export.load(io.BytesIO(data)).module()
     if art.media == "onnx":
-        return _onnx().load_from_string(data)
+        return require("onnx").load_from_string(data)
     raise UnsupportedModel(f"{version.spec} is stored as {art.media!r}, which this assay cannot load; upgrade assay")
 
 

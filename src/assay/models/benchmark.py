@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from assay.errors import InputError
-from assay.models.onnx_export import onnx_feeds, require, session
+from assay.models.adapters import require
+from assay.models.onnx_export import onnx_feeds, session
 
 FORMAT_VERSION = 1
 

@@ -29,32 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from assay.errors import ExportMismatch, MissingExtra, UnsupportedModel
-from assay.models.adapters import framework_of, onnx_spec
+from assay.errors import ExportMismatch, UnsupportedModel
+from assay.models.adapters import check_onnx, framework_of, onnx_spec, require
 from assay.models.record import Signature, TensorSpec
 
 FRAMEWORKS = ("sklearn", "torch", "transformers", "sentence-transformers", "onnx")
 Feeds = dict[str, np.ndarray]
-_HINT = {
-    "onnx": "pip install 'assay[onnx]'",
-    "onnxruntime": "pip install 'assay[onnx]'",
-    "skl2onnx": "pip install 'assay[onnx]'",
-    "onnxscript": "pip install 'assay[onnx]'",
-    "torch": "pip install 'assay[torch]' (the CPU build: pip install torch==2.13.0)",
-    "sentence_transformers": "pip install 'assay[text]'",
-}
-
-
-def require(module: str) -> Any:
-    """Import an optional dependency, or raise :class:`MissingExtra` saying what to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        top = module.split(".")[0]
-        raise MissingExtra(f"this model operation needs {top}, which is not installed: "
-                           f"{_HINT.get(top, 'pip install ' + top)}") from e
-
-
 @dataclass(frozen=True)
 class ExportResult:
     """ONNX bytes with their signature and where they came from."""
@@ -115,26 +95,12 @@ def export_onnx(model: Any, *, sample_inputs: Any, framework: str | None = None,
 def describe_onnx(onnx_bytes: bytes, *, framework: str = "onnx", converter: str = "",
                   preprocessing_in_graph: bool = False) -> ExportResult:
     """Read the signature and opset of ONNX bytes (raises :class:`UnsupportedModel` on a corrupt file)."""
-    proto = load_model(onnx_bytes)
+    proto = check_onnx(bytes(onnx_bytes))
     opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
     init = {i.name for i in proto.graph.initializer}
     inputs = tuple(onnx_spec(v) for v in proto.graph.input if v.name not in init)
     outputs = tuple(onnx_spec(v) for v in proto.graph.output)
     return ExportResult(onnx_bytes, framework, opset, inputs, outputs, preprocessing_in_graph, converter)
-
-
-def load_model(onnx_bytes: bytes) -> Any:
-    """Parse and check ONNX bytes; a truncated or corrupt file raises :class:`UnsupportedModel`."""
-    onnx = require("onnx")
-    try:
-        proto = onnx.load_from_string(bytes(onnx_bytes))
-        onnx.checker.check_model(proto)
-    except Exception as e:  # protobuf DecodeError, ValidationError: both mean "not a usable ONNX model"
-        raise UnsupportedModel(f"these {len(onnx_bytes)} bytes are not a valid ONNX model ({e}); the file is "
-                               "truncated or corrupt: export the model again") from e
-    if not proto.graph.output:
-        raise UnsupportedModel("this ONNX model has no outputs: export the model again")
-    return proto
 
 
 # scikit-learn

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from assay.errors import InputError, ModelError, QuantizationRefused
-from assay.models.onnx_export import Feeds, load_model, onnx_feeds, require, session
+from assay.models.adapters import check_onnx, require
+from assay.models.onnx_export import Feeds, onnx_feeds, session
 
 TASKS = ("classification", "regression", "embedding")
 METHODS = ("dynamic", "static")
@@ -100,7 +101,7 @@ def optimize(onnx_bytes: bytes, *, level: str = "basic") -> bytes:
               "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}
     if level not in levels:
         raise InputError(f"unknown optimisation level {level!r}: use none, basic or extended")
-    load_model(onnx_bytes)
+    check_onnx(onnx_bytes)
     with tempfile.TemporaryDirectory(prefix="assay-opt-") as tmp:
         out = Path(tmp) / "optimized.onnx"
         opts = ort.SessionOptions()
@@ -200,7 +201,7 @@ def _run_quantizer(q: Any, src: Path, dst: Path, fp32: bytes, method: str, per_c
     reader = _Calibration(_requests(calibration), [i.name for i in session(fp32).get_inputs()])
     # Softmax stays fp32: ORT's QDQ quantiser pins its output range to [0, 1] and fails when that output is
     # one it did not calibrate (a classifier's last node, as skl2onnx writes it)
-    softmax = [n.name for n in load_model(fp32).graph.node if n.op_type == "Softmax"]
+    softmax = [n.name for n in check_onnx(fp32).graph.node if n.op_type == "Softmax"]
     q.quantize_static(str(src), str(dst), reader, quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
                       activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
                       nodes_to_exclude=[*excluded, *softmax], extra_options=extra)
@@ -297,7 +298,7 @@ class _Scorer:
     def sensitivity(self, fp32: bytes, int8: bytes) -> list[str]:
         """Quantisable nodes, most sensitive first: the relative error each adds to its input's error, on the
         first evaluation requests, comparing the fp32 and INT8 graphs' intermediate tensors."""
-        nodes = [n for n in load_model(fp32).graph.node if n.op_type in SENSITIVE_OPS and n.name]
+        nodes = [n for n in check_onnx(fp32).graph.node if n.op_type in SENSITIVE_OPS and n.name]
         tensors = sorted({t for n in nodes for t in (n.input[0], n.output[0])})
         a = _intermediates(fp32, tensors, self.requests[:8], self.threads)
         b = _intermediates(int8, tensors, self.requests[:8], self.threads)
@@ -314,7 +315,7 @@ class _Scorer:
 def _intermediates(model: bytes, tensors: Sequence[str], requests: list[Any], threads: int) -> dict[str, np.ndarray]:
     """The values of ``tensors`` (those the graph has) on ``requests``, concatenated over requests."""
     onnx = require("onnx")
-    proto = load_model(model)
+    proto = check_onnx(model)
     present = {o for n in proto.graph.node for o in n.output} | {i.name for i in proto.graph.input}
     have = {o.name for o in proto.graph.output}
     names = [t for t in tensors if t in present]
@@ -328,7 +329,7 @@ def _intermediates(model: bytes, tensors: Sequence[str], requests: list[Any], th
 def name_nodes(onnx_bytes: bytes) -> bytes:
     """The model with a unique name on every node (quantisers exclude nodes by name) and each opset domain
     imported once (skl2onnx can import the default domain twice, which the quantiser refuses)."""
-    proto = load_model(onnx_bytes)
+    proto = check_onnx(onnx_bytes)
     seen: set[str] = set()
     opsets: dict[str, int] = {}
     for o in proto.opset_import:
