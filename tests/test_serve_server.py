@@ -22,12 +22,12 @@ X, _ = digits()
 BODY = {"X": X[0].tolist()}
 
 
-def _start(folder: Path, port: int, durability: str = "sync") -> subprocess.Popen[bytes]:
+def _start(folder: Path, port: int, durability: str = "sync", *, auth: bool = False) -> subprocess.Popen[bytes]:
     errors = folder.parent / f"server-{port}.err"
     with open(errors, "wb") as f:
         proc = subprocess.Popen([sys.executable, "-m", "assay.cli", "-C", str(folder), "serve", "digits", "--port",
-                                 str(port), "--no-auth", "--flush-seconds", "0.3", "--flush-rows", "100",
-                                 "--log-durability", durability],
+                                 str(port), *([] if auth else ["--no-auth"]), "--flush-seconds", "0.3",
+                                 "--flush-rows", "100", "--log-durability", durability],
                                 stdout=subprocess.DEVNULL, stderr=f, env=os.environ.copy())
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

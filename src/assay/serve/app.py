@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
@@ -33,7 +34,7 @@ from assay.serve.batching import Batcher, Feeds, Item
 from assay.serve.keys import KeyStore
 from assay.serve.log import DURABILITY, PredictionLog
 from assay.serve.metrics import Metrics
-from assay.serve.schema import Validator, rows
+from assay.serve.schema import Validator, finite, rows
 from assay.serve.shadow import Shadow, check_inputs
 
 MAX_BODY = 1 << 20  # bytes
@@ -139,6 +140,24 @@ class _State:
     last_rollout_error: str | None = None
 
 
+def _json(value: dict[str, Any]) -> str:
+    """JSON of an output row; a non-finite number (answered as a 422, but logged) is written as null."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_nulls(value), allow_nan=False)
+
+
+def _nulls(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_nulls(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _nulls(v) for k, v in value.items()}
+    return value
+
+
 def log_rows(items: Sequence[Item], outputs: list[Feeds], model: Served) -> list[dict[str, Any]]:
     """The prediction log's rows of a batch: one per instance (``ID/i`` for the instances of a list)."""
     now, entries = time.time(), []
@@ -149,7 +168,7 @@ def log_rows(items: Sequence[Item], outputs: list[Feeds], model: Served) -> list
             entries.append({"request_id": f"{rid}/{i}" if many else rid, "time": now, "model": model.version.name,
                             "version": model.version.version, "key_name": key_name,
                             "latency_s": time.perf_counter() - t0,
-                            "inputs": json.dumps(inputs[i], allow_nan=False), "outputs": json.dumps(results[i])})
+                            "inputs": json.dumps(inputs[i], allow_nan=False), "outputs": _json(results[i])})
     return entries
 
 
@@ -271,6 +290,7 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
                                            "403": {"description": "A revoked key, or another model's"},
                                            "408": {"description": "The body did not arrive in time"},
                                            "413": {"description": "The body is too large"},
+                                           "503": {"description": "The server is starting"},
                                            "504": {"description": "The model did not answer in time"}}})
     async def predict(request: Request) -> Any:
         t0 = time.perf_counter()
@@ -289,6 +309,9 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
                                                 timeout_s)
         except TimeoutError:
             return _error(504, f"the model did not answer within {timeout_s} s; try again")
+        if not finite(out):
+            return _error(422, "the model's output for this input is not a finite number (an input far outside "
+                               "the range the model was trained on overflowed); send inputs in that range")
         values = rows(out, count)
         answer: dict[str, Any] = {"model": name, "version": model.version.version, "request_id": rid}
         answer.update({"predictions": values} if many else {"prediction": values[0]})
@@ -320,7 +343,8 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
             return _error(503, "not ready: the model or the prediction log is still loading")
         return {"status": "ready", "model": state.served.version.spec}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse,
+             responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}})
     async def metrics_route() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -22,9 +22,14 @@ _FLOATS = {"float16", "float32", "float64", "double", "float"}
 _INTS = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
 
 
+_FLOAT_MAX = {"float16": float(np.finfo(np.float16).max), "float32": float(np.finfo(np.float32).max),
+              "float": float(np.finfo(np.float32).max)}  # beyond it the value would turn into inf
+
+
 def _scalar(dtype: str) -> Any:
     if dtype in _FLOATS:
-        return Annotated[float, Field(allow_inf_nan=False, strict=False)]
+        bound = _FLOAT_MAX.get(dtype)
+        return Annotated[float, Field(allow_inf_nan=False, strict=False, ge=-bound if bound else None, le=bound)]
     if dtype in _INTS:
         return Annotated[int, Field(strict=True)]
     if dtype == "bool":
@@ -100,6 +105,11 @@ class Validator:
             dtype = np.dtype(spec.dtype) if spec.dtype not in ("string", "str", "object") else np.dtype(object)
             out[spec.name] = np.asarray(values, dtype=dtype)
         return out
+
+
+def finite(outputs: dict[str, np.ndarray]) -> bool:
+    """Whether every floating-point output is a finite number (JSON has no NaN or infinity)."""
+    return all(bool(np.isfinite(v).all()) for v in outputs.values() if np.asarray(v).dtype.kind == "f")
 
 
 def rows(outputs: dict[str, np.ndarray], count: int) -> list[dict[str, Any]]:
