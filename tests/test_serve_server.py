@@ -3,6 +3,7 @@ acknowledged prediction and writes none twice."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -101,3 +102,40 @@ def test_sigkill_under_load_keeps_every_acknowledged_prediction_exactly_once(tmp
     assert len(ids) == len(set(ids))
     assert set(acked) <= set(ids), f"{len(set(acked) - set(ids))} acknowledged predictions were lost"
     assert len(ids) >= len(acked) + 1
+
+
+@pytest.mark.slow
+def test_ten_thousand_idle_connections_and_a_slow_client_do_not_stop_the_others(tmp_path: Path) -> None:
+    import resource
+    import socket
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 10_000 + 500
+    assert hard >= need, f"the test needs {need} open files (ulimit -Hn is {hard})"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 2 * need)), hard))  # the server inherits it
+    folder = make_repo(tmp_path / "repo")
+    port = free_port()
+    proc = _start(folder, port)
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(10_000):  # connected, never a byte sent
+            s = socket.socket()
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):  # connecting: the server accepts it in its own time
+                s.connect(("127.0.0.1", port))
+            idle.append(s)
+        slow = socket.create_connection(("127.0.0.1", port), timeout=60)
+        slow.sendall(b"POST /v1/models/digits/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{\"X\": [")  # and the rest of the body never comes
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            answers = [c.post("/v1/models/digits/predict", json=BODY) for _ in range(50)]
+        assert [r.status_code for r in answers] == [200] * 50
+        with slow:
+            assert slow.recv(100).startswith(b"HTTP/1.1 408")  # the slow body is given up on, not waited for ever
+        assert proc.poll() is None
+    finally:
+        for s in idle:
+            s.close()
+        proc.terminate()
+        proc.wait(30)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
