@@ -5,11 +5,15 @@ ONNX Runtime once per request (what a user writes by hand), on the same INT8 dig
 second process, side by side in one run.
 
 wrk (Debian: `apt-get install -y wrk`) is closed-loop: C connections each send a request as soon as the last
-answer came. So this reports throughput and latency percentiles (p50/p90/p99, max) at each connection count,
-not at fixed request rates (that needs wrk2, not packaged by Debian); BentoML is not run here (it needs its
-own virtual environment). Issue 9's goals at fixed rates are therefore not checked by this script yet.
+answer came, so its table gives throughput and latency percentiles (p50/p90/p99, max) at each connection count.
+Fixed request rates (200, 500, 1000 req/s, and the highest rate each server holds with p99 <= 25 ms) come
+from autocannon (wrk2 is not packaged by Debian), a Node.js load generator from the npm registry, also in its
+own process: `mkdir -p /work/peer-autocannon && cd /work/peer-autocannon && npm install autocannon@8`, then
+`--autocannon /work/peer-autocannon/node_modules/.bin/autocannon`. autocannon paces each connection, so a
+server that falls behind shows it as a rate below the target and growing latency. BentoML is not run here.
 
-    python benchmarks/bench_serve.py [--connections 1,8,32] [--seconds 5] [--quick]
+    python benchmarks/bench_serve.py [--connections 1,8,32] [--seconds 5] [--rates 200,500,1000]
+                                     [--autocannon PATH] [--quick]
 """
 
 from __future__ import annotations
@@ -110,10 +114,50 @@ def _wrk(port: int, lua: Path, connections: int, seconds: int) -> dict[str, Any]
             "non2xx": int(errors.group(1)) if errors else 0}
 
 
+def _autocannon(exe: str, port: int, body: str, rate: int, seconds: int) -> dict[str, Any]:
+    conns = max(8, min(128, rate // 20))  # enough connections that the pacing, not the round trip, sets the rate
+    out = subprocess.run([exe, "-j", "-c", str(conns), "-R", str(rate), "-d", str(seconds), "-m", "POST",
+                          "-H", "Content-Type=application/json", "-b", body,
+                          f"http://127.0.0.1:{port}/v1/models/digits/predict"], capture_output=True, text=True)
+    r = json.loads(out.stdout)
+    lat = r["latency"]
+    return {"rps": r["requests"]["average"], "p50": lat["p50"], "p90": lat["p90"], "p99": lat["p99"],
+            "max": lat["max"], "non2xx": r.get("non2xx", 0) + r.get("errors", 0) + r.get("timeouts", 0)}
+
+
+def _holds(r: dict[str, Any], rate: int) -> bool:
+    return r["p99"] <= 25 and r["rps"] >= 0.95 * rate and r["non2xx"] == 0
+
+
+def _fixed_rates(exe: str, servers: dict[str, tuple[int, Any]], body: str, rates: list[int], seconds: int) -> None:
+    rows = []
+    for rate in rates:
+        for label, (port, _) in servers.items():
+            r = _autocannon(exe, port, body, rate, seconds)
+            rows.append([rate, label, f"{r['rps']:.0f}", *(f"{r[k]:.1f}" for k in ("p50", "p90", "p99", "max")),
+                         r["non2xx"]])
+    print_table("fixed rates (autocannon; latency in ms)", ["target req/s", "server", "req/s", "p50", "p90", "p99",
+                                                            "max", "errors"], rows)
+    best: dict[str, int] = {}
+    for label, (port, _) in servers.items():
+        rate, held = 250, 0
+        while rate <= 8000:
+            if not _holds(_autocannon(exe, port, body, rate, seconds), rate):
+                break
+            held, rate = rate, int(rate * 1.5)
+        best[label] = held
+    plain = best.get("plain FastAPI") or 0
+    print_table("highest rate held with p99 <= 25 ms (steps x1.5 from 250 req/s)", ["server", "req/s", "vs plain"],
+                [[k, v, f"{v / plain:.2f}x" if plain else "-"] for k, v in best.items()])
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--connections", default="1,8,32")
     p.add_argument("--seconds", type=int, default=5)
+    p.add_argument("--rates", default="200,500,1000")
+    p.add_argument("--autocannon", default=shutil.which("autocannon") or "",
+                   help="autocannon's executable (see the docstring); without it the fixed-rate tables are skipped")
     args = p.parse_args()
     setup(args, "serve: assay serve vs a plain FastAPI endpoint (wrk)")
     if shutil.which("wrk") is None:
@@ -147,6 +191,11 @@ def main() -> None:
                                                                for k in ("p50", "p90", "p99", "max")), r["non2xx"]])
             print_table("closed loop, batch-1 requests (latency in ms)", ["conns", "server", "req/s", "p50", "p90",
                                                                           "p99", "max", "non-2xx"], rows)
+            if args.autocannon:
+                _fixed_rates(args.autocannon, servers, json.dumps({"X": x[0].tolist()}),
+                             [int(v) for v in args.rates.split(",")], seconds)
+            else:
+                print("fixed rates: skipped (no autocannon; see the docstring for how to install it)")
             with assay.Repo(repo) as r:
                 time.sleep(1.5)
                 n = r.dataset("predictions.digits").num_rows if "predictions.digits" in r.datasets() else 0
