@@ -9,7 +9,6 @@ imported here, its metric names are reported as missing, with the reason, rather
 from __future__ import annotations
 
 import importlib
-
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
