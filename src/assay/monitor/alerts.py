@@ -151,7 +151,7 @@ def resolved(alert: Alert, now: float) -> Alert:
 
 
 def set_rules(repo: Any, model: str, text: str, *, where: str = "<rules>", branch: str | None = None,
-              check: Callable[[RuleSet], None] | None = None) -> str:
+              check: Callable[[RuleSet], object] | None = None) -> str:
     """Commit ``text`` (a rules file) as the default rules of ``model``, after parsing (and ``check``)."""
     rules = parse_rules(text, where)
     if check is not None:
