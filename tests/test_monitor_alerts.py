@@ -319,4 +319,15 @@ def test_a_monitoring_server_exports_gauges_and_a_hanging_webhook_does_not_hold_
         hanging.close()
     repo = assay.Repo(served)
     assert [a.rule for a in list_alerts(repo, "digits", state="firing")] == ["traffic"]
-    assert len(Outbox.of(repo.dir).entries()) == 1  # kept for the next start
+    assert _until(lambda: Outbox.of(repo.dir).entries() and Outbox.of(repo.dir).entries()[0]["attempts"] == 1)
+    receiver = _accepting(port)  # the next start replays the outbox at once, backoff or not
+    try:
+        app = create_monitored_app(served, "digits", auth=False, monitor_rules=str(rules), monitor_every=60)
+        with TestClient(app):
+            assert _until(lambda: receiver.got)  # type: ignore[attr-defined]
+        (post,) = receiver.got  # type: ignore[attr-defined]
+        assert post["body"]["event"] == "firing" and post["body"]["alert"]["rule"] == "traffic"
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    assert Outbox.of(repo.dir).entries() == []

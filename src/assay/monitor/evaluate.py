@@ -131,11 +131,12 @@ def evaluate(repo: Any, model: str, rules: RuleSet | None = None, *, now: float 
 
 def run(repo: Any, model: str, rules: RuleSet | None = None, *, now: float | None = None,
         branch: str | None = None, deliver_s: float = 10.0) -> Evaluation:
-    """``evaluate``, then post what the outbox holds that is due (for at most about ``deliver_s`` seconds)."""
+    """``evaluate``, then post what the outbox holds (for at most about ``deliver_s`` seconds): each run is a
+    retry of every waiting delivery, whatever its backoff."""
     from dataclasses import replace
 
     evaluation = evaluate(repo, model, rules, now=now, branch=branch)
-    return replace(evaluation, delivery=Outbox.of(repo.dir).deliver(budget_s=deliver_s))
+    return replace(evaluation, delivery=Outbox.of(repo.dir).deliver(now=math.inf, budget_s=deliver_s))
 
 
 def _log(repo: Any, model: str, rules: Sequence[Rule], known: dict[str, MetricInfo], now: float) -> pa.Table:

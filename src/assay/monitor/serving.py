@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import math
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -124,9 +125,11 @@ class Monitor:
             self._stop.wait(self.every)
 
     def _delivering(self) -> None:
+        now: float | None = math.inf  # at start, everything the outbox holds; then what is due
         while not self._stop.is_set():
             with contextlib.suppress(Exception):  # the outbox keeps what failed; the next pass tries again
-                self.outbox.deliver()
+                self.outbox.deliver(now=now)
+            now = None
             self._wake.wait(self.deliver_every)
             self._wake.clear()
 

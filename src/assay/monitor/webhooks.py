@@ -4,8 +4,9 @@ disk only once a receiver has answered 2xx.
 The outbox is the folder ``.assay/monitor/outbox/``: one JSON file per delivery (URL, body, attempts, next try),
 each written atomically (a temporary file, fsynced, renamed). ``deliver`` posts those that are due, each with its
 own timeout; a receiver that refuses, fails or hangs only moves its delivery's next try later (exponential
-backoff with jitter, up to ``MAX_BACKOFF``); nothing is ever dropped. Every run of ``assay monitor run`` and
-every tick of a monitoring server replays what is due, so a delivery survives crashes and restarts. A delivery
+backoff with jitter, up to ``MAX_BACKOFF``); nothing is ever dropped. Every ``assay monitor run`` retries all
+that waits (``now=math.inf``), a monitoring server what is due (everything when it starts), so a delivery
+survives crashes and restarts. A delivery
 may arrive twice (a crash between the answer and the removal): its ``X-Assay-Delivery`` header and the body's
 ``delivery`` field let a receiver drop the copy. One process at a time delivers (an flock on the folder's lock).
 """
@@ -121,6 +122,16 @@ class Outbox:
         return DeliveryResult(delivered, failed, self.pending())
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A webhook's answer is its status: a redirect is not followed (it could lead off http(s))."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def post(url: str, body: dict[str, Any], *, timeout: float, delivery: str = "") -> str | None:
     """POST ``body`` as JSON; None when answered 2xx, else what went wrong."""
     if not url.lower().startswith(("http://", "https://")):
@@ -129,7 +140,7 @@ def post(url: str, body: dict[str, Any], *, timeout: float, delivery: str = "") 
     request = urllib.request.Request(url, data=data, method="POST", headers={
         "Content-Type": "application/json", "User-Agent": "assay-monitor", "X-Assay-Delivery": delivery})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # http(s) only, checked above
+        with _OPENER.open(request, timeout=timeout) as response:
             response.read(1 << 16)
             return None if 200 <= response.status < 300 else f"HTTP {response.status}"
     except urllib.error.HTTPError as e:
