@@ -147,6 +147,9 @@ def test_for_needs_every_consecutive_window_to_breach(served: Path) -> None:
 def test_a_window_with_no_rows(served: Path) -> None:
     repo = assay.Repo(served)
     text = TRAFFIC.format(severity="warning") + "  - metric: null_share\n    threshold: 0.5\n"
+    now = evaluate(repo, "digits", parse_rules(text))  # with rows: '*' is every feature, each on its own
+    shares = {r.feature: r.value for r in now.results if r.metric == "null_share"}
+    assert shares == {f: 0.0 for f in [*FEATURES, "prediction"]}
     ev = evaluate(repo, "digits", parse_rules(text), now=time.time() + 86400)  # tomorrow: the last hour is empty
     status = {(r.rule, r.feature): (r.status, r.value) for r in ev.results}
     assert status[("traffic", "*")] == ("firing", 0.0)
@@ -331,3 +334,13 @@ def test_a_monitoring_server_exports_gauges_and_a_hanging_webhook_does_not_hold_
         receiver.shutdown()
         receiver.server_close()
     assert Outbox.of(repo.dir).entries() == []
+
+
+def test_null_share_counts_nulls_and_nans_and_a_feature_all_null() -> None:
+    import pyarrow as pa
+
+    from assay.monitor.values import null_share
+
+    rows = pa.table({"request_id": ["a", "b"], "time": [1.0, 2.0], "p0": pa.array([None, None], pa.float64()),
+                     "p1": [1.0, float("nan")], "prediction": [3, 4]})
+    assert null_share(rows) == {"p0": 1.0, "p1": 0.5, "prediction": 0.0}
