@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -61,7 +62,13 @@ def run(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION|@ALIAS]", hel
                                                     "checked for a move to another version; 0: never.")] = 2.0,
         shadow: Annotated[str | None, typer.Option(metavar="NAME[@VERSION|@ALIAS]", help="A version that gets a "
                                                    "copy of the traffic; its predictions are logged (in "
-                                                   "predictions.NAME.shadow), not returned.")] = None
+                                                   "predictions.NAME.shadow), not returned.")] = None,
+        monitor_rules: Annotated[str | None, typer.Option(metavar="FILE", help="Evaluate these alert rules while "
+                                                          "serving (default: the rules set with `assay monitor "
+                                                          "rules set`, if any).")] = None,
+        monitor_every: Annotated[float, typer.Option(metavar="SECONDS", help="How often the alert rules are "
+                                                     "evaluated.")] = 60.0,
+        no_monitor: Annotated[bool, typer.Option("--no-monitor", help="Do not evaluate alert rules.")] = False
         ) -> None:
     """Serve NAME[@VERSION|@ALIAS] until interrupted."""
     import uvicorn
@@ -80,6 +87,15 @@ def run(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION|@ALIAS]", hel
               "log": not no_log, "flush_seconds": flush_seconds, "flush_rows": flush_rows, "timeout_s": timeout,
               "max_body": max_body, "poll_seconds": poll_seconds, "log_durability": log_durability,
               "shadow": shadow}
+    factory = "assay.serve.app:app_from_env"
+    if not no_monitor:  # the monitor layer wraps the app: rules evaluated in the background, gauges on /metrics
+        from assay.monitor.rules import load_rules
+
+        if monitor_rules is not None:
+            load_rules(monitor_rules)  # a bad file is an error here, before any worker starts
+        config["monitor"] = {"monitor_rules": str(Path(monitor_rules).resolve()) if monitor_rules else None,
+                             "monitor_every": monitor_every}
+        factory = "assay.monitor.serving:app_from_env"
     os.environ[CONFIG_ENV] = json.dumps(config)
     v = served.version
     err.print(f"serving {v.spec} on http://{host}:{port}/v1/models/{v.name}/predict ({workers} worker(s))",
@@ -88,7 +104,10 @@ def run(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION|@ALIAS]", hel
               f"auth: API keys (create one with `assay serve keys create {v.name}`)", markup=False, highlight=False)
     shown = "off" if no_log else f"dataset {dataset_name(v.name)} (durability: {log_durability})"
     err.print(f"log: {shown}", markup=False, highlight=False)
-    uvicorn.run("assay.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+    watched = "off (--no-monitor)" if no_monitor else \
+        f"every {monitor_every:g} s, rules from {monitor_rules or f'`assay monitor rules set {v.name}` (none: idle)'}"
+    err.print(f"monitor: {watched}", markup=False, highlight=False)
+    uvicorn.run(factory, factory=True, host=host, port=port, workers=workers,
                 log_level="warning", access_log=False)
 
 

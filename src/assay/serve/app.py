@@ -267,6 +267,7 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
 
     app = FastAPI(title=f"assay serve: {name}", version=str(served.version.version), lifespan=lifespan)
     app.state.assay = state
+    app.state.metrics = metrics  # for layers above that add their own gauges (assay.monitor.serving)
     instance = served.validator.model
     body_schema = {"oneOf": [{"$ref": f"#/components/schemas/{instance.__name__}"},
                              {"type": "array", "minItems": 1,
