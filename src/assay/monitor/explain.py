@@ -1,0 +1,599 @@
+"""From an alert to the samples: the slices of production data that explain a drifted feature or a drop in
+(estimated) performance, and for one slice the production samples behind it beside their nearest training
+samples.
+
+Slices are the values of categorical columns (and of the prediction) and the ranges of numeric ones, cut at
+the deciles of the reference (quantile bins; nulls and values the reference never had are slices of their
+own). Each slice gets an ``effect``:
+
+- **drift** of feature F: the share of rows that moved inside the slice, ``1/2 * sum_b |p(S, b) - q(S, b)|``
+  over the bins ``b`` of F, where ``p`` and ``q`` are the production and reference shares of the rows in slice
+  ``S`` with F in bin ``b``. For a slice of F itself it is half the change of its share; a slice of another
+  column scores high when F moved within it (a shift confined to the slice). With no feature (``*``), it is
+  half the change of each slice's share.
+- **performance**: the slice's part in the drop, ``share_production(S) * (error_production(S) -
+  error_reference(S))``: errors are wrong predictions (or absolute errors of a regressor) where labels have been
+  joined, and ``1 - confidence`` for the estimate before labels. The reference errors come from running the model
+  on its evaluation data (its training data when it has none).
+
+The counting is vectorised (Arrow dictionary encoding, numpy bins and counts), never a Python loop over rows.
+Nearest training samples come from scikit-learn's NearestNeighbors on the features standardised by the
+reference (mean and standard deviation; a constant column is centred only), categories one-hot, text through
+the screens' text features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assay.errors import InputError
+from assay.monitor.window import Window, feature_names, parse_time, production
+
+BINS = 10  # quantile bins of a numeric column: its deciles in the reference
+MAX_VALUES = 30  # values of a categorical column shown as slices; the rest form one slice "other"
+PERFORMANCE = ("accuracy", "f1", "auc", "mae", "rmse", "precision", "recall")
+SHARE_METRICS = ("rows", "multivariate", "embedding")
+
+
+@dataclass(frozen=True)
+class Slice:
+    """A set of production rows: a value (``kind`` "value"), a range ``(low, high]`` ("range"), nulls ("null") or
+    the rarer values ("other") of ``column``, with its effect (see the module docstring) and counts."""
+
+    column: str
+    kind: str
+    name: str
+    effect: float
+    reference_rows: int
+    production_rows: int
+    reference_share: float
+    production_share: float
+    value: Any = None
+    low: float | None = None
+    high: float | None = None
+    reference_error: float | None = None
+    production_error: float | None = None
+    inside: float | None = None
+    outside: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"column": self.column, "kind": self.kind, "name": self.name, "effect": self.effect,
+                "reference_rows": self.reference_rows, "production_rows": self.production_rows,
+                "reference_share": self.reference_share, "production_share": self.production_share,
+                "value": self.value, "low": self.low, "high": self.high,
+                "reference_error": self.reference_error, "production_error": self.production_error,
+                "inside": self.inside, "outside": self.outside}
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A training sample near a production sample: its row in the reference, sample id, key, label, distance
+    (in the standardised feature space), feature values and blobs (``column -> object id``, for thumbnails)."""
+
+    row: int
+    sample_id: str
+    key: dict[str, Any]
+    label: Any
+    distance: float
+    values: dict[str, Any]
+    blobs: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "sample_id": self.sample_id, "key": self.key, "label": self.label,
+                "distance": self.distance, "values": self.values, "blobs": self.blobs}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A production sample of the chosen slice, with its nearest training samples."""
+
+    request_id: str
+    time: float
+    prediction: Any
+    score: float | None
+    label: Any
+    values: dict[str, Any]
+    neighbours: list[Neighbour]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "time": self.time, "prediction": self.prediction,
+                "score": self.score, "label": self.label, "values": self.values,
+                "neighbours": [n.to_dict() for n in self.neighbours]}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What ``explain`` found: the slices ranked by effect, and the samples of the chosen one (``chosen``, an
+    index into ``slices``)."""
+
+    model: str
+    version: int
+    mode: str  # "drift" or "performance"
+    feature: str | None
+    metric: str | None
+    alert: str | None
+    since: float | None
+    until: float | None
+    production_rows: int
+    reference: str
+    reference_rows: int
+    slices: list[Slice]
+    chosen: int | None
+    samples: list[Sample]
+    training: str
+    blob_columns: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def slice(self) -> Slice | None:
+        return self.slices[self.chosen] if self.chosen is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "mode": self.mode, "feature": self.feature,
+                "metric": self.metric, "alert": self.alert, "since": self.since, "until": self.until,
+                "production_rows": self.production_rows, "reference": self.reference,
+                "reference_rows": self.reference_rows, "slices": [s.to_dict() for s in self.slices],
+                "chosen": self.chosen, "samples": [s.to_dict() for s in self.samples], "training": self.training,
+                "blob_columns": list(self.blob_columns), "notes": list(self.notes)}
+
+
+# -- the request: an alert, a feature or a metric ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    mode: str
+    feature: str | None
+    metric: str | None
+    since: float | None
+    until: float | None
+    alert: str | None
+
+
+def _target(repo: Any, model: str, feature: str | None, metric: str | None, since: Any,
+            alert: str | None) -> _Target:
+    start = parse_time(since)
+    until = None
+    if alert is not None:
+        try:
+            from assay.monitor.alerts import get_alert  # type: ignore[attr-defined,unused-ignore]
+        except ImportError:
+            raise InputError(f"alert {alert!r}: this assay has no alerts (assay.monitor.alerts is missing); "
+                             "name what to explain with --feature F or --metric M") from None
+        found = get_alert(repo, model, alert)
+        feature = feature or (None if found.feature in (None, "*") else found.feature)
+        metric = metric or found.metric
+        start = float(found.window_start) if found.window_start is not None else start
+        until = float(found.window_end) + 1e-6 if found.window_end is not None else None
+    if feature is None and metric is None:
+        raise InputError("name what to explain: --alert ID, --feature F (a drifted feature) or --metric M "
+                         "(accuracy, estimated_accuracy, ...)")
+    if metric is not None and _is_performance(metric):
+        return _Target("performance", feature, metric, start, until, alert)
+    return _Target("drift", feature, metric, start, until, alert)
+
+
+def _is_performance(metric: str) -> bool:
+    base = metric.removeprefix("estimated_")
+    base = base.removesuffix("_low").removesuffix("_high")
+    return base in PERFORMANCE
+
+
+# -- slicing ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Codes:
+    """One column's slices: a code per row on each side, and what each code means."""
+
+    column: str
+    ref: np.ndarray
+    prod: np.ndarray
+    defs: list[dict[str, Any]]  # kind, name, value, low, high
+
+
+def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), np.float64)
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)) and not pa.types.is_boolean(t)
+
+
+def _codes(name: str, ref: pa.ChunkedArray, prod: pa.ChunkedArray, bins: int = BINS) -> _Codes:
+    if _is_numeric(ref.type) and _is_numeric(prod.type) and len(pc.unique(ref.drop_null())) > bins:
+        return _range_codes(name, ref, prod, bins)
+    return _value_codes(name, ref, prod)
+
+
+def _range_codes(name: str, ref: pa.ChunkedArray, prod: pa.ChunkedArray, bins: int) -> _Codes:
+    r, p = _floats(ref), _floats(prod)
+    finite = r[np.isfinite(r)]
+    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])) if len(finite) else np.zeros(0)
+    k = len(edges)
+
+    def code(x: np.ndarray) -> np.ndarray:
+        c = np.searchsorted(edges, x, side="left")
+        return np.where(np.isnan(x), k + 1, c)
+
+    defs = []
+    for i in range(k + 1):
+        low = float(edges[i - 1]) if i > 0 else None
+        high = float(edges[i]) if i < k else None
+        text = (f"{name} <= {high:g}" if low is None else f"{name} > {low:g}" if high is None
+                else f"{low:g} < {name} <= {high:g}")
+        defs.append({"kind": "range", "name": text, "low": low, "high": high})
+    defs.append({"kind": "null", "name": f"{name} is null"})
+    return _Codes(name, code(r), code(p), defs)
+
+
+def _value_codes(name: str, ref: pa.ChunkedArray, prod: pa.ChunkedArray) -> _Codes:
+    both = pa.chunked_array(ref.chunks + [c.cast(ref.type) for c in prod.chunks], ref.type) \
+        if prod.type != ref.type and ref.type != pa.null() else pa.chunked_array(ref.chunks + prod.chunks)
+    encoded = pc.dictionary_encode(both.combine_chunks())
+    values = encoded.dictionary.to_pylist()
+    idx = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+    counts = np.bincount(idx[idx >= 0], minlength=len(values))
+    keep = np.argsort(-counts, kind="stable")[:MAX_VALUES]
+    position = np.full(len(values) + 1, len(keep), np.int64)  # the rest: "other"; index -1 is null
+    position[keep] = np.arange(len(keep))
+    position[-1] = len(keep) + 1
+    codes = position[idx]
+    defs = [{"kind": "value", "name": f"{name} = {values[i]!r}" if isinstance(values[i], str)
+             else f"{name} = {values[i]}", "value": values[i]} for i in keep]
+    defs.append({"kind": "other", "name": f"{name}: another value"})
+    defs.append({"kind": "null", "name": f"{name} is null"})
+    return _Codes(name, codes[:len(ref)], codes[len(ref):], defs)
+
+
+def _drift_slices(columns: list[_Codes], target: _Codes | None,
+                  min_rows: int) -> tuple[list[Slice], dict[str, np.ndarray]]:
+    """Slices with their drift effect, and per column the excess ``p(b|S) - q(b|S)`` of each (slice, bin)."""
+    out, excess = [], {}
+    for c in columns:
+        n_ref, n_prod = len(c.ref), len(c.prod)
+        ref_rows, prod_rows = np.bincount(c.ref, minlength=len(c.defs)), np.bincount(c.prod, minlength=len(c.defs))
+        shares = (ref_rows / max(n_ref, 1), prod_rows / max(n_prod, 1))
+        if target is None or c.column == target.column:
+            effect = np.abs(shares[1] - shares[0])
+            inside = outside = np.full(len(c.defs), np.nan)
+            excess[c.column] = (shares[1] - shares[0]).reshape(-1, 1)
+            enough = (ref_rows + prod_rows) > 0
+        else:
+            nb = len(target.defs)
+            q = np.bincount(c.ref * nb + target.ref, minlength=len(c.defs) * nb).reshape(len(c.defs), nb)
+            p = np.bincount(c.prod * nb + target.prod, minlength=len(c.defs) * nb).reshape(len(c.defs), nb)
+            inside = _tv(p, q)
+            outside = _tv(p.sum(axis=0) - p, q.sum(axis=0) - q)
+            effect = inside - outside
+            excess[c.column] = _conditional(p) - _conditional(q)
+            enough = ((prod_rows >= min_rows) & (n_prod - prod_rows >= min_rows) & (ref_rows >= min_rows)
+                      & (n_ref - ref_rows >= min_rows))
+        for i, d in enumerate(c.defs):
+            if enough[i]:
+                out.append(_slice(c.column, d, float(effect[i]), int(ref_rows[i]), int(prod_rows[i]), n_ref, n_prod,
+                                  inside=_num(inside[i]), outside=_num(outside[i])))
+    return out, excess
+
+
+def _conditional(counts: np.ndarray) -> np.ndarray:
+    """Rows of counts as shares of their row (zero rows stay zero)."""
+    total = counts.sum(axis=-1, keepdims=True)
+    return np.divide(counts, total, out=np.zeros(counts.shape), where=total > 0)
+
+
+def _tv(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Total variation between the rows of two count tables, each row as a distribution."""
+    return 0.5 * np.abs(_conditional(p) - _conditional(q)).sum(axis=-1)
+
+
+def _num(v: float) -> float | None:
+    return None if np.isnan(v) else float(v)
+
+
+def _performance_slices(columns: list[_Codes], err_ref: np.ndarray, err_prod: np.ndarray,
+                        min_rows: int) -> list[Slice]:
+    """Slices with the change of error inside them less the change outside them."""
+    out = []
+    for c in columns:
+        n_ref, n_prod = len(c.ref), len(c.prod)
+        ref_rows, prod_rows = np.bincount(c.ref, minlength=len(c.defs)), np.bincount(c.prod, minlength=len(c.defs))
+        ref_sum = np.bincount(c.ref, weights=err_ref, minlength=len(c.defs))
+        prod_sum = np.bincount(c.prod, weights=err_prod, minlength=len(c.defs))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            e_ref, e_prod = ref_sum / ref_rows, prod_sum / prod_rows
+            o_ref = (ref_sum.sum() - ref_sum) / (n_ref - ref_rows)
+            o_prod = (prod_sum.sum() - prod_sum) / (n_prod - prod_rows)
+        inside, outside = e_prod - e_ref, o_prod - o_ref
+        enough = ((prod_rows >= min_rows) & (n_prod - prod_rows >= min_rows) & (ref_rows >= min_rows)
+                  & (n_ref - ref_rows >= min_rows))
+        for i, d in enumerate(c.defs):
+            if enough[i]:
+                out.append(_slice(c.column, d, float(inside[i] - outside[i]), int(ref_rows[i]), int(prod_rows[i]),
+                                  n_ref, n_prod, float(e_ref[i]), float(e_prod[i]), float(inside[i]),
+                                  float(outside[i])))
+    return out
+
+
+def _slice(column: str, d: dict[str, Any], effect: float, ref_rows: int, prod_rows: int, n_ref: int, n_prod: int,
+           e_ref: float | None = None, e_prod: float | None = None, inside: float | None = None,
+           outside: float | None = None) -> Slice:
+    return Slice(column, d["kind"], d["name"], effect, ref_rows, prod_rows, ref_rows / max(n_ref, 1),
+                 prod_rows / max(n_prod, 1), d.get("value"), d.get("low"), d.get("high"), e_ref, e_prod, inside,
+                 outside)
+
+
+# -- the model on the reference ---------------------------------------------------------------------------------
+
+
+def _matrix(table: pa.Table, features: Sequence[str]) -> np.ndarray:
+    if not features:
+        return np.zeros((table.num_rows, 0))
+    return np.stack([_floats(table.column(f)) for f in features], axis=1)
+
+
+def _predict(repo: Any, mv: Any, table: pa.Table, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The model's predictions and confidences on reference rows, as the log decodes them; None when the model
+    cannot be run here (not ONNX, several inputs, non-numeric features)."""
+    from assay.models.onnx_export import run_onnx
+    from assay.models.registry import read_artifact
+
+    try:
+        outputs = run_onnx(read_artifact(repo, mv.spec, "model.onnx"), _matrix(table, features).astype(np.float32))
+    except Exception:  # onnxruntime raises its own types: explained without the reference predictions
+        return None
+    names = list(outputs)
+    label_key = next((k for k in names if k.lower() in ("label", "labels", "output_label")), None)
+    proba_key = next((k for k in names if k != label_key and np.ndim(outputs[k]) == 2
+                      and np.shape(outputs[k])[1] > 1), None)
+    if proba_key is None:
+        value = np.asarray(outputs[label_key or names[0]]).reshape(table.num_rows, -1)[:, 0]
+        return value, np.full(table.num_rows, np.nan)
+    p = np.asarray(outputs[proba_key], np.float64)
+    if p.min() < 0 or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
+        e = np.exp(p - p.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+    if label_key is not None:
+        prediction = np.asarray(outputs[label_key]).ravel()
+    else:
+        classes = mv.signature.classes
+        prediction = np.asarray(classes, dtype=object)[p.argmax(axis=1)] if classes else p.argmax(axis=1)
+    return prediction, p.max(axis=1)
+
+
+def _errors(prediction: Any, label: Any, score: np.ndarray, estimated: bool, classifier: bool) -> np.ndarray:
+    if estimated:
+        return 1.0 - np.nan_to_num(np.asarray(score, np.float64), nan=1.0)
+    if classifier:
+        return (np.asarray(prediction, dtype=object) != np.asarray(label, dtype=object)).astype(np.float64)
+    return np.abs(np.asarray(prediction, np.float64) - np.asarray(label, np.float64))
+
+
+# -- nearest training samples -----------------------------------------------------------------------------------
+
+
+def embed(reference: pa.Table, rows: pa.Table, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The reference rows and ``rows`` in one feature space: numbers standardised by the reference (a constant
+    column centred only; nulls at the mean), categories one-hot over the reference's values, long text through
+    the screens' text features."""
+    from assay.screens.features import FeatureSpec, _is_text, _text_features
+
+    ref_blocks, row_blocks = [], []
+    for f in features:
+        r, x = reference.column(f), rows.column(f)
+        if _is_numeric(r.type) or pa.types.is_boolean(r.type):
+            rv, xv = _floats(r), _floats(x)
+            mean = float(np.nanmean(rv)) if np.isfinite(rv).any() else 0.0
+            std = float(np.nanstd(rv)) if np.isfinite(rv).any() else 0.0
+            scale = std if std > 0 else 1.0
+            ref_blocks.append(np.nan_to_num((rv - mean) / scale).reshape(-1, 1))
+            row_blocks.append(np.nan_to_num((xv - mean) / scale).reshape(-1, 1))
+        elif _is_text(r):
+            strings = [s or "" for s in r.to_pylist()] + [s or "" for s in x.to_pylist()]
+            both = _text_features(strings, FeatureSpec())
+            ref_blocks.append(both[:len(r)])
+            row_blocks.append(both[len(r):])
+        else:
+            values = pc.unique(r.drop_null()).to_pylist()[:MAX_VALUES * 2]
+            value_set = pa.array(values, r.type) if values else pa.array([], r.type)
+            for side, blocks in ((r, ref_blocks), (x, row_blocks)):
+                idx = np.asarray(pc.index_in(side.cast(r.type), value_set=value_set).fill_null(-1)
+                                 .to_numpy(zero_copy_only=False), np.int64)
+                hot = np.zeros((len(idx), len(values)))
+                hot[np.flatnonzero(idx >= 0), idx[idx >= 0]] = 1.0
+                blocks.append(hot)
+    n_ref, n_rows = reference.num_rows, rows.num_rows
+    return (np.hstack(ref_blocks) if ref_blocks else np.zeros((n_ref, 0)),
+            np.hstack(row_blocks) if row_blocks else np.zeros((n_rows, 0)))
+
+
+def _neighbours(train: pa.Table, rows: pa.Table, features: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.neighbors import NearestNeighbors
+
+    z_ref, z_rows = embed(train, rows, features)
+    k = min(k, train.num_rows)
+    if k == 0 or rows.num_rows == 0:
+        return np.zeros((rows.num_rows, 0)), np.zeros((rows.num_rows, 0), np.int64)
+    nn = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(z_ref)
+    dist, idx = nn.kneighbors(z_rows)
+    return dist, idx
+
+
+# -- explain ----------------------------------------------------------------------------------------------------
+
+
+def explain(repo: Any, model: str, *, feature: str | None = None, metric: str | None = None,
+            window: Window | str | None = None, since: float | str | None = None, alert: str | None = None,
+            reference: str | None = None, slice_rank: int = 1, top: int = 20, samples: int = 10,
+            neighbours: int = 3, min_rows: int = 20) -> Explanation:
+    """The slices that explain a drifted ``feature`` or a drop in a performance ``metric`` (or what ``alert``
+    fired on) in the production window, ranked by effect; then for the ``slice_rank``-th slice (1: the top one) up
+    to ``samples`` production samples, each with its ``neighbours`` nearest training samples.
+
+    A slice is ranked when it holds at least ``min_rows`` rows, and leaves as many outside it, in the window and
+    in the reference (a slice of the drifted feature itself, or with no feature, needs only one row)."""
+    from assay.models import registry
+
+    target = _target(repo, model, feature, metric, since, alert)
+    mv = registry.get(repo, model)
+    features = list(feature_names(mv))
+    if target.feature is not None and target.feature not in (*features, "prediction"):
+        raise InputError(f"{mv.spec} has no feature {target.feature!r}; its features are {_listed(features)} "
+                         "(and 'prediction')")
+    rows = production(repo, model, window=window, since=target.since, until=target.until, labels=True)
+    if rows.num_rows == 0:
+        raise InputError(f"no production rows of {model!r} in the window asked for (window {window or 'all'}, "
+                         f"since {target.since}): widen --window or --since, or serve some traffic first")
+    if target.feature is not None and rows.column(target.feature).null_count == rows.num_rows:
+        raise InputError(f"feature {target.feature!r} is null in all {rows.num_rows} production rows of the window: "
+                         "there is no distribution to explain; check that clients send it (its null share is "
+                         "the alert to follow)")
+    train_version, train = _reference_data(repo, mv, reference, "train")
+    notes: list[str] = []
+    if target.mode == "drift":
+        ref_version, ref = train_version, train
+    else:
+        ref_version, ref = (train_version, train) if reference else _reference_data(repo, mv, None, "eval")
+    ref = _with_predictions(repo, mv, ref, features, notes)
+    columns = [c for c in [*features, "prediction"] if c in ref.column_names]
+    codes = [_codes(c, ref.column(c), rows.column(c)) for c in columns]
+    tcodes = next((c for c in codes if c.column == target.feature), None)
+    excess: dict[str, np.ndarray] = {}
+    err_prod = np.zeros(0)
+    if target.mode == "drift":
+        found, excess = _drift_slices(codes, tcodes, min_rows)
+    else:
+        rows, found, err_prod = _performance(target, rows, ref, codes, notes, min_rows)
+    found.sort(key=lambda s: -s.effect)
+    if not found:
+        raise InputError(f"no slice of the {rows.num_rows} production rows has {min_rows} rows inside it and outside "
+                         "it, on both sides: widen the window (--window, --since) or lower min_rows")
+    if not 1 <= slice_rank <= len(found):
+        raise InputError(f"slice {slice_rank} does not exist: there are {len(found)} slices (1 is the top one)")
+    chosen = found[slice_rank - 1]
+    column_codes = next(c for c in codes if c.column == chosen.column)
+    code = next(i for i, d in enumerate(column_codes.defs) if d["name"] == chosen.name)
+    members = np.flatnonzero(column_codes.prod == code)
+    if target.mode == "drift":
+        own = tcodes is None or tcodes.column == chosen.column
+        tc = np.zeros(rows.num_rows, np.int64) if own or tcodes is None else tcodes.prod
+        order_key = -excess[chosen.column][code, tc[members]]
+    else:
+        order_key = -err_prod[members]
+    times = _floats(rows.column("time"))[members]
+    picked = members[np.lexsort((-times, order_key))][:samples]
+    shown = found[:top] if slice_rank <= top else [*found[:top], chosen]
+    return Explanation(model, mv.version, target.mode, target.feature, target.metric, target.alert, target.since,
+                       target.until, rows.num_rows, _spec(ref_version), ref.num_rows, shown,
+                       shown.index(chosen), _samples(rows.take(pa.array(picked, pa.int64())), train, features,
+                                                     train_version, neighbours),
+                       _spec(train_version), tuple(train_version.manifest.blob_columns), notes)
+
+
+def _performance(target: _Target, rows: pa.Table, ref: pa.Table, codes: list[_Codes], notes: list[str],
+                 min_rows: int) -> tuple[pa.Table, list[Slice], np.ndarray]:
+    assert target.metric is not None
+    estimated = target.metric.startswith("estimated_")
+    classifier = rows.column("score").null_count < rows.num_rows
+    if estimated and not classifier:
+        raise InputError(f"{target.metric}: a regressor gives no confidence to estimate its error from; explain a "
+                         "realised metric (mae, rmse) once labels are joined")
+    keep = np.ones(rows.num_rows, bool)
+    if not estimated:
+        keep = ~np.asarray(rows.column("label").is_null().to_numpy(zero_copy_only=False), bool)
+        if not keep.any():
+            raise InputError(f"{target.metric}: none of the {rows.num_rows} production rows of the window has a label "
+                             "joined yet (assay predictions label ...); explain the estimate instead: --metric "
+                             "estimated_accuracy")
+    rows = rows.filter(pa.array(keep))
+    codes[:] = [_Codes(c.column, c.ref, c.prod[keep], c.defs) for c in codes]
+    err_prod = _errors(rows.column("prediction").to_numpy(zero_copy_only=False),
+                       rows.column("label").to_numpy(zero_copy_only=False),
+                       _floats(rows.column("score")), estimated, classifier)
+    if "prediction" in ref.column_names and (estimated or "label" in ref.column_names):
+        err_ref = _errors(ref.column("prediction").to_numpy(zero_copy_only=False),
+                          ref.column("label").to_numpy(zero_copy_only=False) if "label" in ref.column_names
+                          else None, _floats(ref.column("score")), estimated, classifier)
+    else:
+        err_ref = np.full(ref.num_rows, float(err_prod.mean()))
+        notes.append("the reference has no errors of the model (it could not be run on it, or the reference has no "
+                     "labels): each slice is compared with the window's overall error")
+    return rows, _performance_slices(codes, err_ref, err_prod, min_rows), err_prod
+
+
+def _with_predictions(repo: Any, mv: Any, ref: pa.Table, features: list[str], notes: list[str]) -> pa.Table:
+    got = _predict(repo, mv, ref, features)
+    if got is None:
+        notes.append(f"{mv.spec} could not be run on the reference here: no slices of the prediction, and no "
+                     "reference errors")
+        return ref
+    prediction, score = got
+    try:
+        pred = pa.array(prediction.tolist())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pred = pa.array([str(v) for v in prediction])
+    return ref.append_column("prediction", pred).append_column("score", pa.array(score, pa.float64()))
+
+
+def _reference_data(repo: Any, mv: Any, reference: str | None, role: str) -> tuple[Any, pa.Table]:
+    """The dataset version and its rows (features, label, key, blobs, sample ids) to compare with."""
+    from assay.models import registry
+    from assay.repo.revisions import split_dataset_rev
+
+    if reference is not None:
+        name, rev = split_dataset_rev(reference)
+        data = repo.dataset(name, rev)
+    else:
+        data = registry.data(repo, mv, role)
+        if data is None and role == "eval":
+            data = registry.data(repo, mv, "train")
+        if data is None:
+            raise InputError(f"{mv.spec} was registered without a {role} dataset version, so there is nothing to "
+                             f"compare production with: name a reference with --reference DATASET@REV, or register "
+                             f"the model with --{role} DATASET@REV")
+    features = list(feature_names(mv))
+    missing = [f for f in features if f not in data.schema.names]
+    if missing:
+        raise InputError(f"the reference {data.name} has no column {missing[0]!r} of the features {mv.spec} takes; "
+                         "name a dataset version with those columns")
+    label = mv.signature.label
+    extra = [c for c in (*(data.key or ()), *data.manifest.blob_columns) if c not in features]
+    if label and label in data.schema.names and label not in features:
+        extra.append(label)
+    table = data.to_arrow(list(dict.fromkeys([*features, *extra])), with_ids=True)
+    if label and label in table.column_names and label != "label":
+        table = table.rename_columns(["label" if c == label else c for c in table.column_names])
+    return data, table
+
+
+def _spec(data: Any) -> str:
+    return f"{data.name}@{data.commit[:12]}" if data.commit else data.name
+
+
+def _samples(picked: pa.Table, train: pa.Table, features: list[str], version: Any, k: int) -> list[Sample]:
+    dist, idx = _neighbours(train, picked, features, k)
+    key = [c for c in (version.key or ()) if c in train.column_names]
+    blobs = [c for c in version.manifest.blob_columns if c in train.column_names]
+    wanted = np.unique(idx.ravel()).astype(np.int64)
+    train_rows = dict(zip(wanted.tolist(), train.take(pa.array(wanted)).to_pylist(), strict=True))
+    out = []
+    for i, row in enumerate(picked.to_pylist()):
+        near = []
+        for d, j in zip(dist[i], idx[i], strict=True):
+            t = train_rows[int(j)]
+            near.append(Neighbour(int(j), str(t.get("_assay_id", "")), {c: t[c] for c in key}, t.get("label"),
+                                  float(d), {f: t[f] for f in features}, {c: t[c] for c in blobs if t[c]}))
+        out.append(Sample(str(row["request_id"]), float(row["time"]), row["prediction"], row.get("score"),
+                          row.get("label"), {f: row[f] for f in features}, near))
+    return out
+
+
+def _listed(names: Sequence[str], most: int = 12) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
