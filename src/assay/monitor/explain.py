@@ -430,7 +430,7 @@ def _neighbours(train: pa.Table, rows: pa.Table, features: Sequence[str], k: int
 
 def explain(repo: Any, model: str, *, feature: str | None = None, metric: str | None = None,
             window: Window | str | None = None, since: float | str | None = None, alert: str | None = None,
-            reference: str | None = None, slice_rank: int = 1, top: int = 20, samples: int = 10,
+            reference: str | None = None, slice_rank: int = 1, top: int = 10, samples: int = 10,
             neighbours: int = 3, min_rows: int = 20) -> Explanation:
     """The slices that explain a drifted ``feature`` or a drop in a performance ``metric`` (or what ``alert``
     fired on) in the production window, ranked by effect; then for the ``slice_rank``-th slice (1: the top one) up

@@ -1,0 +1,133 @@
+"""From an alert to the samples: the slice a planted shift lives in comes out on top, the nearest training samples
+are the nearest, and bad input is a clear error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+import assay
+from assay.cli.app import app
+from assay.errors import AssayError, InputError
+from assay.monitor import production
+from assay.monitor.explain import explain
+from assay.serve.labels import label
+from monitor_helpers import FEATURES, digits_table, make_repo, serve
+
+LOW, HIGH = 12, 14  # the planted slice: production rows with 12 < p10 <= 14 (a decile bin of the training data)
+
+
+def _pixels(table: pa.Table) -> np.ndarray:
+    return np.stack([table.column(f).to_numpy() for f in FEATURES], axis=1).astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Held-out digits served with p20 raised by 8 only where 12 < p10 <= 14; labels joined that are wrong
+    exactly where the model predicted 3."""
+    folder = make_repo(tmp_path_factory.mktemp("explain") / "repo")
+    x = _pixels(digits_table())[1200:]
+    inside = (x[:, 10] > LOW) & (x[:, 10] <= HIGH)
+    x[inside, 20] += 8
+    serve(folder, x)
+    with assay.Repo(folder) as repo:
+        rows = production(repo, "digits")
+        pred = rows.column("prediction").to_numpy()
+        wrong = np.where(pred == 3, (pred + 1) % 10, pred)
+        label(repo, "digits", pa.table({"request_id": rows.column("request_id"), "label": pa.array(wrong)}))
+    return folder
+
+
+def test_a_shift_confined_to_one_range_of_another_feature_is_the_top_slice(served: Path) -> None:
+    with assay.Repo(served) as repo:
+        found = explain(repo, "digits", feature="p20")
+    top = found.slices[0]
+    assert (top.column, top.kind, top.low, top.high) == ("p10", "range", LOW, HIGH)
+    assert top.effect > found.slices[1].effect + 0.05
+    assert top.inside is not None and top.outside is not None and top.inside > 0.5 > 0.15 > top.outside
+    assert found.chosen == 0 and found.mode == "drift" and found.production_rows == 597
+    assert found.samples and all(LOW < s.values["p10"] <= HIGH for s in found.samples)
+    assert all(s.values["p20"] > 16 for s in found.samples)  # the shifted rows come first
+    assert json.loads(json.dumps(found.to_dict()))["slices"][0]["name"] == "12 < p10 <= 14"
+
+
+def test_errors_confined_to_one_predicted_class_are_the_top_slice(served: Path) -> None:
+    with assay.Repo(served) as repo:
+        found = explain(repo, "digits", metric="accuracy")
+        estimated = explain(repo, "digits", metric="estimated_accuracy", slice_rank=2)
+    top = found.slices[0]
+    assert (top.column, top.value) == ("prediction", 3)
+    assert top.production_error == 1.0 and top.reference_error is not None and top.reference_error < 0.2
+    assert found.mode == "performance" and all(s.prediction == 3 and s.label == 4 for s in found.samples)
+    assert estimated.mode == "performance" and estimated.chosen == 1
+    assert estimated.slices == sorted(estimated.slices, key=lambda s: -s.effect)
+
+
+def test_the_nearest_training_samples_are_the_nearest(served: Path) -> None:
+    with assay.Repo(served) as repo:
+        found = explain(repo, "digits", feature="p20", samples=4, neighbours=5)
+    train = _pixels(digits_table().slice(0, 1200))
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    scale = np.where(std > 0, std, 1.0)
+    z_train = (train - mean) / scale
+    assert len(found.samples) == 4
+    for s in found.samples:
+        z = (np.array([s.values[f] for f in FEATURES]) - mean) / scale
+        brute = np.sqrt(((z_train - z) ** 2).sum(axis=1))
+        got = [n.distance for n in s.neighbours]
+        assert np.allclose(got, np.sort(brute)[:5])
+        assert [n.key["id"] for n in s.neighbours] == [int(i) for i in np.argsort(brute, kind="stable")[:5]]
+        assert all(n.values["p10"] == train[n.key["id"], 10] for n in s.neighbours)
+
+
+def test_the_cli_prints_the_slices_and_samples_and_the_same_as_json(served: Path) -> None:
+    runner = CliRunner()
+    r = runner.invoke(app, ["-C", str(served), "monitor", "explain", "digits", "--feature", "p20", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["slices"][0]["name"] == "12 < p10 <= 14" and len(data["samples"][0]["neighbours"]) == 3
+    r = runner.invoke(app, ["-C", str(served), "monitor", "explain", "digits", "--metric", "accuracy", "--slice",
+                            "2"])
+    assert r.exit_code == 0, r.output
+    assert "prediction = 3" in r.output and "production samples of" in r.output
+
+
+def test_bad_input_is_a_clear_error(served: Path) -> None:
+    with assay.Repo(served) as repo:
+        with pytest.raises(InputError, match=r"no feature 'p99'.*p0, p1"):
+            explain(repo, "digits", feature="p99")
+        with pytest.raises(InputError, match=r"no production rows .* widen --window or --since"):
+            explain(repo, "digits", feature="p20", since="2999-01-01")
+        with pytest.raises(InputError, match=r"--alert ID, --feature F .* --metric M"):
+            explain(repo, "digits")
+        with pytest.raises(InputError, match=r"slice 999 does not exist"):
+            explain(repo, "digits", feature="p20", slice_rank=999)
+        with pytest.raises(AssayError):  # no alerts module on this branch, or no such alert once there is
+            explain(repo, "digits", alert="no-such-alert")
+
+
+def test_a_feature_null_in_every_row_of_the_window_is_a_clear_error(served: Path, tmp_path: Path) -> None:
+    from assay.serve.log import dataset_name
+
+    with assay.Repo(served) as repo:
+        log = repo.dataset(dataset_name("digits")).to_arrow()
+    inputs = []
+    for text in log.column("inputs").to_pylist():
+        row = json.loads(text)
+        (key,) = row
+        row[key][5] = None
+        inputs.append(json.dumps(row))
+    log = log.set_column(log.column_names.index("inputs"), "inputs", pa.array(inputs))
+    folder = make_repo(tmp_path / "repo")
+    with assay.Repo(folder) as repo:
+        repo.add(dataset_name("digits"), log, key=["request_id"])
+        repo.commit("a log whose clients stopped sending p5")
+        with pytest.raises(InputError, match=r"feature 'p5' is null in all 597 production rows"):
+            explain(repo, "digits", feature="p5")
+        found = explain(repo, "digits", feature="p20")  # the other features still explain
+        assert found.slices[0].column == "p10"
