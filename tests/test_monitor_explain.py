@@ -111,23 +111,35 @@ def test_bad_input_is_a_clear_error(served: Path) -> None:
             explain(repo, "digits", alert="no-such-alert")
 
 
-def test_a_feature_null_in_every_row_of_the_window_is_a_clear_error(served: Path, tmp_path: Path) -> None:
+def _without_p5(log: pa.Table, where: np.ndarray) -> pa.Table:
+    """The log with feature p5 sent as null in the rows ``where`` is true."""
+    inputs = []
+    for text, drop in zip(log.column("inputs").to_pylist(), where, strict=True):
+        row = json.loads(text)
+        (key,) = row
+        if drop:
+            row[key][5] = None
+        inputs.append(json.dumps(row))
+    return log.set_column(log.column_names.index("inputs"), "inputs", pa.array(inputs))
+
+
+def test_a_feature_null_in_every_row_is_an_error_and_nulls_in_one_slice_are_found(served: Path,
+                                                                                   tmp_path: Path) -> None:
     from assay.serve.log import dataset_name
 
     with assay.Repo(served) as repo:
         log = repo.dataset(dataset_name("digits")).to_arrow()
-    inputs = []
-    for text in log.column("inputs").to_pylist():
-        row = json.loads(text)
-        (key,) = row
-        row[key][5] = None
-        inputs.append(json.dumps(row))
-    log = log.set_column(log.column_names.index("inputs"), "inputs", pa.array(inputs))
+    p10 = np.array([json.loads(t)["X"][10] for t in log.column("inputs").to_pylist()])
     folder = make_repo(tmp_path / "repo")
     with assay.Repo(folder) as repo:
-        repo.add(dataset_name("digits"), log, key=["request_id"])
+        repo.add(dataset_name("digits"), _without_p5(log, np.ones(log.num_rows, bool)), key=["request_id"])
         repo.commit("a log whose clients stopped sending p5")
         with pytest.raises(InputError, match=r"feature 'p5' is null in all 597 production rows"):
             explain(repo, "digits", feature="p5")
-        found = explain(repo, "digits", feature="p20")  # the other features still explain
-        assert found.slices[0].column == "p10"
+        assert explain(repo, "digits", feature="p20").slices[0].column == "p10"  # the other features still explain
+        repo.add(dataset_name("digits"), _without_p5(log, (p10 > LOW) & (p10 <= HIGH)), key=["request_id"])
+        repo.commit("a log whose clients send no p5 when 12 < p10 <= 14")
+        found = explain(repo, "digits", feature="p5", metric="null_share")
+    top = found.slices[0]
+    assert (top.column, top.low, top.high) == ("p10", LOW, HIGH) and top.inside is not None and top.inside > 0.9
+    assert all(s.values["p5"] is None for s in found.samples)

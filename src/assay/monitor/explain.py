@@ -252,6 +252,15 @@ def _value_codes(name: str, ref: pa.ChunkedArray, prod: pa.ChunkedArray) -> _Cod
     return _Codes(name, codes[:len(ref)], codes[len(ref):], defs)
 
 
+def _null_codes(name: str, ref: pa.ChunkedArray, prod: pa.ChunkedArray) -> _Codes:
+    def code(col: pa.ChunkedArray) -> np.ndarray:
+        missing = np.asarray(pc.is_null(col, nan_is_null=True).to_numpy(zero_copy_only=False), bool)
+        return missing.astype(np.int64)
+
+    return _Codes(name, code(ref), code(prod), [{"kind": "value", "name": f"{name} is not null", "value": True},
+                                                {"kind": "null", "name": f"{name} is null"}])
+
+
 def _drift_slices(columns: list[_Codes], target: _Codes | None,
                   min_rows: int) -> tuple[list[Slice], dict[str, np.ndarray]]:
     """Slices with their drift effect, and per column the excess ``p(b|S) - q(b|S)`` of each (slice, bin)."""
@@ -464,6 +473,9 @@ def explain(repo: Any, model: str, *, feature: str | None = None, metric: str | 
     columns = [c for c in [*features, "prediction"] if c in ref.column_names]
     codes = [_codes(c, ref.column(c), rows.column(c)) for c in columns]
     tcodes = next((c for c in codes if c.column == target.feature), None)
+    if tcodes is not None and target.metric == "null_share":  # where the nulls are: F null or not, by slice
+        tcodes = _null_codes(tcodes.column, ref.column(tcodes.column), rows.column(tcodes.column))
+        codes = [c for c in codes if c.column != tcodes.column] + [tcodes]
     excess: dict[str, np.ndarray] = {}
     err_prod = np.zeros(0)
     if target.mode == "drift":
