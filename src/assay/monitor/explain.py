@@ -4,22 +4,23 @@ samples.
 
 Slices are the values of categorical columns (and of the prediction) and the ranges of numeric ones, cut at
 the deciles of the reference (quantile bins; nulls and values the reference never had are slices of their
-own). Each slice gets an ``effect``:
+own). Each slice gets an ``effect``, what changed inside it less what changed outside it, so that a slice of
+all rows explains nothing and a change confined to a slice puts that slice on top:
 
-- **drift** of feature F: the share of rows that moved inside the slice, ``1/2 * sum_b |p(S, b) - q(S, b)|``
-  over the bins ``b`` of F, where ``p`` and ``q`` are the production and reference shares of the rows in slice
-  ``S`` with F in bin ``b``. For a slice of F itself it is half the change of its share; a slice of another
-  column scores high when F moved within it (a shift confined to the slice). With no feature (``*``), it is
-  half the change of each slice's share.
-- **performance**: the slice's part in the drop, ``share_production(S) * (error_production(S) -
-  error_reference(S))``: errors are wrong predictions (or absolute errors of a regressor) where labels have been
-  joined, and ``1 - confidence`` for the estimate before labels. The reference errors come from running the model
-  on its evaluation data (its training data when it has none).
+- **drift** of feature F: the total variation distance between F's binned distribution in production and in
+  the reference among the rows of the slice (``inside``), less the same among the other rows (``outside``). A
+  slice of F itself has the change of its share as effect; so does every slice when no feature is named (``*``).
+  For ``null_share`` the "distribution" of F is whether it is null.
+- **performance**: the change of error inside the slice (production less reference) less the change outside it.
+  Errors are wrong predictions (or absolute errors of a regressor) where labels have been joined, and ``1 -
+  confidence`` for the estimate before labels. The reference errors come from running the model on its
+  evaluation data (its training data when it has none).
 
-The counting is vectorised (Arrow dictionary encoding, numpy bins and counts), never a Python loop over rows.
-Nearest training samples come from scikit-learn's NearestNeighbors on the features standardised by the
-reference (mean and standard deviation; a constant column is centred only), categories one-hot, text through
-the screens' text features.
+A slice is ranked when it holds ``min_rows`` rows and leaves as many outside it, in the window and in the
+reference. The counting is vectorised (Arrow dictionary encoding, numpy bins and counts; see ``_slices``),
+never a Python loop over rows. Nearest training samples come from scikit-learn's NearestNeighbors on the
+features standardised by the reference (mean and standard deviation; a constant column is centred only),
+categories one-hot, text through the screens' text features.
 """
 
 from __future__ import annotations
@@ -30,45 +31,15 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from assay.errors import InputError
+from assay.monitor._nearest import embed, neighbours_of
+from assay.monitor._slices import Codes, Slice, codes_of, drift_slices, floats, null_codes, performance_slices
 from assay.monitor.window import Window, feature_names, parse_time, production
 
-BINS = 10  # quantile bins of a numeric column: its deciles in the reference
-MAX_VALUES = 30  # values of a categorical column shown as slices; the rest form one slice "other"
+__all__ = ["Explanation", "Neighbour", "Sample", "Slice", "embed", "explain"]
+
 PERFORMANCE = ("accuracy", "f1", "auc", "mae", "rmse", "precision", "recall")
-SHARE_METRICS = ("rows", "multivariate", "embedding")
-
-
-@dataclass(frozen=True)
-class Slice:
-    """A set of production rows: a value (``kind`` "value"), a range ``(low, high]`` ("range"), nulls ("null") or
-    the rarer values ("other") of ``column``, with its effect (see the module docstring) and counts."""
-
-    column: str
-    kind: str
-    name: str
-    effect: float
-    reference_rows: int
-    production_rows: int
-    reference_share: float
-    production_share: float
-    value: Any = None
-    low: float | None = None
-    high: float | None = None
-    reference_error: float | None = None
-    production_error: float | None = None
-    inside: float | None = None
-    outside: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"column": self.column, "kind": self.kind, "name": self.name, "effect": self.effect,
-                "reference_rows": self.reference_rows, "production_rows": self.production_rows,
-                "reference_share": self.reference_share, "production_share": self.production_share,
-                "value": self.value, "low": self.low, "high": self.high,
-                "reference_error": self.reference_error, "production_error": self.production_error,
-                "inside": self.inside, "outside": self.outside}
 
 
 @dataclass(frozen=True)
@@ -185,166 +156,13 @@ def _is_performance(metric: str) -> bool:
     return base in PERFORMANCE
 
 
-# -- slicing ----------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Codes:
-    """One column's slices: a code per row on each side, and what each code means."""
-
-    column: str
-    ref: np.ndarray
-    prod: np.ndarray
-    defs: list[dict[str, Any]]  # kind, name, value, low, high
-
-
-def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), np.float64)
-
-
-def _is_numeric(t: pa.DataType) -> bool:
-    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)) and not pa.types.is_boolean(t)
-
-
-def _codes(name: str, ref: pa.ChunkedArray, prod: pa.ChunkedArray, bins: int = BINS) -> _Codes:
-    if _is_numeric(ref.type) and _is_numeric(prod.type) and len(pc.unique(ref.drop_null())) > bins:
-        return _range_codes(name, ref, prod, bins)
-    return _value_codes(name, ref, prod)
-
-
-def _range_codes(name: str, ref: pa.ChunkedArray, prod: pa.ChunkedArray, bins: int) -> _Codes:
-    r, p = _floats(ref), _floats(prod)
-    finite = r[np.isfinite(r)]
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])) if len(finite) else np.zeros(0)
-    k = len(edges)
-
-    def code(x: np.ndarray) -> np.ndarray:
-        c = np.searchsorted(edges, x, side="left")
-        return np.where(np.isnan(x), k + 1, c)
-
-    defs = []
-    for i in range(k + 1):
-        low = float(edges[i - 1]) if i > 0 else None
-        high = float(edges[i]) if i < k else None
-        text = (f"{name} <= {high:g}" if low is None else f"{name} > {low:g}" if high is None
-                else f"{low:g} < {name} <= {high:g}")
-        defs.append({"kind": "range", "name": text, "low": low, "high": high})
-    defs.append({"kind": "null", "name": f"{name} is null"})
-    return _Codes(name, code(r), code(p), defs)
-
-
-def _value_codes(name: str, ref: pa.ChunkedArray, prod: pa.ChunkedArray) -> _Codes:
-    both = pa.chunked_array(ref.chunks + [c.cast(ref.type) for c in prod.chunks], ref.type) \
-        if prod.type != ref.type and ref.type != pa.null() else pa.chunked_array(ref.chunks + prod.chunks)
-    encoded = pc.dictionary_encode(both.combine_chunks())
-    values = encoded.dictionary.to_pylist()
-    idx = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
-    counts = np.bincount(idx[idx >= 0], minlength=len(values))
-    keep = np.argsort(-counts, kind="stable")[:MAX_VALUES]
-    position = np.full(len(values) + 1, len(keep), np.int64)  # the rest: "other"; index -1 is null
-    position[keep] = np.arange(len(keep))
-    position[-1] = len(keep) + 1
-    codes = position[idx]
-    defs = [{"kind": "value", "name": f"{name} = {values[i]!r}" if isinstance(values[i], str)
-             else f"{name} = {values[i]}", "value": values[i]} for i in keep]
-    defs.append({"kind": "other", "name": f"{name}: another value"})
-    defs.append({"kind": "null", "name": f"{name} is null"})
-    return _Codes(name, codes[:len(ref)], codes[len(ref):], defs)
-
-
-def _null_codes(name: str, ref: pa.ChunkedArray, prod: pa.ChunkedArray) -> _Codes:
-    def code(col: pa.ChunkedArray) -> np.ndarray:
-        missing = np.asarray(pc.is_null(col, nan_is_null=True).to_numpy(zero_copy_only=False), bool)
-        return missing.astype(np.int64)
-
-    return _Codes(name, code(ref), code(prod), [{"kind": "value", "name": f"{name} is not null", "value": True},
-                                                {"kind": "null", "name": f"{name} is null"}])
-
-
-def _drift_slices(columns: list[_Codes], target: _Codes | None,
-                  min_rows: int) -> tuple[list[Slice], dict[str, np.ndarray]]:
-    """Slices with their drift effect, and per column the excess ``p(b|S) - q(b|S)`` of each (slice, bin)."""
-    out, excess = [], {}
-    for c in columns:
-        n_ref, n_prod = len(c.ref), len(c.prod)
-        ref_rows, prod_rows = np.bincount(c.ref, minlength=len(c.defs)), np.bincount(c.prod, minlength=len(c.defs))
-        shares = (ref_rows / max(n_ref, 1), prod_rows / max(n_prod, 1))
-        if target is None or c.column == target.column:
-            effect = np.abs(shares[1] - shares[0])
-            inside = outside = np.full(len(c.defs), np.nan)
-            excess[c.column] = (shares[1] - shares[0]).reshape(-1, 1)
-            enough = (ref_rows + prod_rows) > 0
-        else:
-            nb = len(target.defs)
-            q = np.bincount(c.ref * nb + target.ref, minlength=len(c.defs) * nb).reshape(len(c.defs), nb)
-            p = np.bincount(c.prod * nb + target.prod, minlength=len(c.defs) * nb).reshape(len(c.defs), nb)
-            inside = _tv(p, q)
-            outside = _tv(p.sum(axis=0) - p, q.sum(axis=0) - q)
-            effect = inside - outside
-            excess[c.column] = _conditional(p) - _conditional(q)
-            enough = ((prod_rows >= min_rows) & (n_prod - prod_rows >= min_rows) & (ref_rows >= min_rows)
-                      & (n_ref - ref_rows >= min_rows))
-        for i, d in enumerate(c.defs):
-            if enough[i]:
-                out.append(_slice(c.column, d, float(effect[i]), int(ref_rows[i]), int(prod_rows[i]), n_ref, n_prod,
-                                  inside=_num(inside[i]), outside=_num(outside[i])))
-    return out, excess
-
-
-def _conditional(counts: np.ndarray) -> np.ndarray:
-    """Rows of counts as shares of their row (zero rows stay zero)."""
-    total = counts.sum(axis=-1, keepdims=True)
-    return np.divide(counts, total, out=np.zeros(counts.shape), where=total > 0)
-
-
-def _tv(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Total variation between the rows of two count tables, each row as a distribution."""
-    return 0.5 * np.abs(_conditional(p) - _conditional(q)).sum(axis=-1)
-
-
-def _num(v: float) -> float | None:
-    return None if np.isnan(v) else float(v)
-
-
-def _performance_slices(columns: list[_Codes], err_ref: np.ndarray, err_prod: np.ndarray,
-                        min_rows: int) -> list[Slice]:
-    """Slices with the change of error inside them less the change outside them."""
-    out = []
-    for c in columns:
-        n_ref, n_prod = len(c.ref), len(c.prod)
-        ref_rows, prod_rows = np.bincount(c.ref, minlength=len(c.defs)), np.bincount(c.prod, minlength=len(c.defs))
-        ref_sum = np.bincount(c.ref, weights=err_ref, minlength=len(c.defs))
-        prod_sum = np.bincount(c.prod, weights=err_prod, minlength=len(c.defs))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            e_ref, e_prod = ref_sum / ref_rows, prod_sum / prod_rows
-            o_ref = (ref_sum.sum() - ref_sum) / (n_ref - ref_rows)
-            o_prod = (prod_sum.sum() - prod_sum) / (n_prod - prod_rows)
-        inside, outside = e_prod - e_ref, o_prod - o_ref
-        enough = ((prod_rows >= min_rows) & (n_prod - prod_rows >= min_rows) & (ref_rows >= min_rows)
-                  & (n_ref - ref_rows >= min_rows))
-        for i, d in enumerate(c.defs):
-            if enough[i]:
-                out.append(_slice(c.column, d, float(inside[i] - outside[i]), int(ref_rows[i]), int(prod_rows[i]),
-                                  n_ref, n_prod, float(e_ref[i]), float(e_prod[i]), float(inside[i]),
-                                  float(outside[i])))
-    return out
-
-
-def _slice(column: str, d: dict[str, Any], effect: float, ref_rows: int, prod_rows: int, n_ref: int, n_prod: int,
-           e_ref: float | None = None, e_prod: float | None = None, inside: float | None = None,
-           outside: float | None = None) -> Slice:
-    return Slice(column, d["kind"], d["name"], effect, ref_rows, prod_rows, ref_rows / max(n_ref, 1),
-                 prod_rows / max(n_prod, 1), d.get("value"), d.get("low"), d.get("high"), e_ref, e_prod, inside,
-                 outside)
-
-
 # -- the model on the reference ---------------------------------------------------------------------------------
 
 
 def _matrix(table: pa.Table, features: Sequence[str]) -> np.ndarray:
     if not features:
         return np.zeros((table.num_rows, 0))
-    return np.stack([_floats(table.column(f)) for f in features], axis=1)
+    return np.stack([floats(table.column(f)) for f in features], axis=1)
 
 
 def _predict(repo: Any, mv: Any, table: pa.Table, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -387,53 +205,6 @@ def _errors(prediction: Any, label: Any, score: np.ndarray, estimated: bool, cla
 # -- nearest training samples -----------------------------------------------------------------------------------
 
 
-def embed(reference: pa.Table, rows: pa.Table, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The reference rows and ``rows`` in one feature space: numbers standardised by the reference (a constant
-    column centred only; nulls at the mean), categories one-hot over the reference's values, long text through
-    the screens' text features."""
-    from assay.screens.features import FeatureSpec, _is_text, _text_features
-
-    ref_blocks, row_blocks = [], []
-    for f in features:
-        r, x = reference.column(f), rows.column(f)
-        if _is_numeric(r.type) or pa.types.is_boolean(r.type):
-            rv, xv = _floats(r), _floats(x)
-            mean = float(np.nanmean(rv)) if np.isfinite(rv).any() else 0.0
-            std = float(np.nanstd(rv)) if np.isfinite(rv).any() else 0.0
-            scale = std if std > 0 else 1.0
-            ref_blocks.append(np.nan_to_num((rv - mean) / scale).reshape(-1, 1))
-            row_blocks.append(np.nan_to_num((xv - mean) / scale).reshape(-1, 1))
-        elif _is_text(r):
-            strings = [s or "" for s in r.to_pylist()] + [s or "" for s in x.to_pylist()]
-            both = _text_features(strings, FeatureSpec())
-            ref_blocks.append(both[:len(r)])
-            row_blocks.append(both[len(r):])
-        else:
-            values = pc.unique(r.drop_null()).to_pylist()[:MAX_VALUES * 2]
-            value_set = pa.array(values, r.type) if values else pa.array([], r.type)
-            for side, blocks in ((r, ref_blocks), (x, row_blocks)):
-                idx = np.asarray(pc.index_in(side.cast(r.type), value_set=value_set).fill_null(-1)
-                                 .to_numpy(zero_copy_only=False), np.int64)
-                hot = np.zeros((len(idx), len(values)))
-                hot[np.flatnonzero(idx >= 0), idx[idx >= 0]] = 1.0
-                blocks.append(hot)
-    n_ref, n_rows = reference.num_rows, rows.num_rows
-    return (np.hstack(ref_blocks) if ref_blocks else np.zeros((n_ref, 0)),
-            np.hstack(row_blocks) if row_blocks else np.zeros((n_rows, 0)))
-
-
-def _neighbours(train: pa.Table, rows: pa.Table, features: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.neighbors import NearestNeighbors
-
-    z_ref, z_rows = embed(train, rows, features)
-    k = min(k, train.num_rows)
-    if k == 0 or rows.num_rows == 0:
-        return np.zeros((rows.num_rows, 0)), np.zeros((rows.num_rows, 0), np.int64)
-    nn = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(z_ref)
-    dist, idx = nn.kneighbors(z_rows)
-    return dist, idx
-
-
 # -- explain ----------------------------------------------------------------------------------------------------
 
 
@@ -471,15 +242,15 @@ def explain(repo: Any, model: str, *, feature: str | None = None, metric: str | 
         ref_version, ref = (train_version, train) if reference else _reference_data(repo, mv, None, "eval")
     ref = _with_predictions(repo, mv, ref, features, notes)
     columns = [c for c in [*features, "prediction"] if c in ref.column_names]
-    codes = [_codes(c, ref.column(c), rows.column(c)) for c in columns]
+    codes = [codes_of(c, ref.column(c), rows.column(c)) for c in columns]
     tcodes = next((c for c in codes if c.column == target.feature), None)
     if tcodes is not None and target.metric == "null_share":  # where the nulls are: F null or not, by slice
-        tcodes = _null_codes(tcodes.column, ref.column(tcodes.column), rows.column(tcodes.column))
+        tcodes = null_codes(tcodes.column, ref.column(tcodes.column), rows.column(tcodes.column))
         codes = [c for c in codes if c.column != tcodes.column] + [tcodes]
     excess: dict[str, np.ndarray] = {}
     err_prod = np.zeros(0)
     if target.mode == "drift":
-        found, excess = _drift_slices(codes, tcodes, min_rows)
+        found, excess = drift_slices(codes, tcodes, min_rows)
     else:
         rows, found, err_prod = _performance(target, rows, ref, codes, notes, min_rows)
     found.sort(key=lambda s: -s.effect)
@@ -498,7 +269,7 @@ def explain(repo: Any, model: str, *, feature: str | None = None, metric: str | 
         order_key = -excess[chosen.column][code, tc[members]]
     else:
         order_key = -err_prod[members]
-    times = _floats(rows.column("time"))[members]
+    times = floats(rows.column("time"))[members]
     picked = members[np.lexsort((-times, order_key))][:samples]
     shown = found[:top] if slice_rank <= top else [*found[:top], chosen]
     return Explanation(model, mv.version, target.mode, target.feature, target.metric, target.alert, target.since,
@@ -508,7 +279,7 @@ def explain(repo: Any, model: str, *, feature: str | None = None, metric: str | 
                        _spec(train_version), tuple(train_version.manifest.blob_columns), notes)
 
 
-def _performance(target: _Target, rows: pa.Table, ref: pa.Table, codes: list[_Codes], notes: list[str],
+def _performance(target: _Target, rows: pa.Table, ref: pa.Table, codes: list[Codes], notes: list[str],
                  min_rows: int) -> tuple[pa.Table, list[Slice], np.ndarray]:
     assert target.metric is not None
     estimated = target.metric.startswith("estimated_")
@@ -524,19 +295,19 @@ def _performance(target: _Target, rows: pa.Table, ref: pa.Table, codes: list[_Co
                              "joined yet (assay predictions label ...); explain the estimate instead: --metric "
                              "estimated_accuracy")
     rows = rows.filter(pa.array(keep))
-    codes[:] = [_Codes(c.column, c.ref, c.prod[keep], c.defs) for c in codes]
+    codes[:] = [Codes(c.column, c.ref, c.prod[keep], c.defs) for c in codes]
     err_prod = _errors(rows.column("prediction").to_numpy(zero_copy_only=False),
                        rows.column("label").to_numpy(zero_copy_only=False),
-                       _floats(rows.column("score")), estimated, classifier)
+                       floats(rows.column("score")), estimated, classifier)
     if "prediction" in ref.column_names and (estimated or "label" in ref.column_names):
         err_ref = _errors(ref.column("prediction").to_numpy(zero_copy_only=False),
                           ref.column("label").to_numpy(zero_copy_only=False) if "label" in ref.column_names
-                          else None, _floats(ref.column("score")), estimated, classifier)
+                          else None, floats(ref.column("score")), estimated, classifier)
     else:
         err_ref = np.full(ref.num_rows, float(err_prod.mean()))
         notes.append("the reference has no errors of the model (it could not be run on it, or the reference has no "
                      "labels): each slice is compared with the window's overall error")
-    return rows, _performance_slices(codes, err_ref, err_prod, min_rows), err_prod
+    return rows, performance_slices(codes, err_ref, err_prod, min_rows), err_prod
 
 
 def _with_predictions(repo: Any, mv: Any, ref: pa.Table, features: list[str], notes: list[str]) -> pa.Table:
@@ -589,7 +360,7 @@ def _spec(data: Any) -> str:
 
 
 def _samples(picked: pa.Table, train: pa.Table, features: list[str], version: Any, k: int) -> list[Sample]:
-    dist, idx = _neighbours(train, picked, features, k)
+    dist, idx = neighbours_of(train, picked, features, k)
     key = [c for c in (version.key or ()) if c in train.column_names]
     blobs = [c for c in version.manifest.blob_columns if c in train.column_names]
     wanted = np.unique(idx.ravel()).astype(np.int64)
