@@ -3,17 +3,25 @@ are the nearest, and bad input is a clear error."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as csv
 import pytest
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 import assay
 from assay.cli.app import app
 from assay.errors import AssayError, InputError
+from assay.models import register
+from assay.models.onnx_export import export_onnx
 from assay.monitor import production
 from assay.monitor.explain import explain
 from assay.serve.labels import label
@@ -143,3 +151,41 @@ def test_a_feature_null_in_every_row_is_an_error_and_nulls_in_one_slice_are_foun
     top = found.slices[0]
     assert (top.column, top.low, top.high) == ("p10", LOW, HIGH) and top.inside is not None and top.inside > 0.9
     assert all(s.values["p5"] is None for s in found.samples)
+
+
+def test_training_samples_of_an_image_dataset_come_with_thumbnails(tmp_path: Path) -> None:
+    """A training set of 8x8 PNGs with their pixels as feature columns (a labels file): the neighbours carry
+    their blobs, and the JSON of the CLI their thumbnails."""
+
+    t = digits_table().slice(0, 300)
+    x, y = _pixels(t), np.asarray(t.column("label"))
+    (tmp_path / "images").mkdir()
+    for i, row in enumerate(x):
+        Image.fromarray((row.reshape(8, 8) * 15).astype(np.uint8)).save(tmp_path / "images" / f"{i:03d}.png")
+    meta = pa.table({"path": [f"{i:03d}.png" for i in range(len(x))],
+                     **{f: pa.array(x[:, j].astype(np.float32)) for j, f in enumerate(FEATURES)}, "label": y})
+    csv.write_csv(meta, tmp_path / "labels.csv")
+    with assay.init(tmp_path / "repo") as repo:
+        repo.add("digit-images", tmp_path / "images", labels=tmp_path / "labels.csv")
+        repo.commit("digits as images, with their pixels")
+        repo.tag("v1")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = LogisticRegression(max_iter=40).fit(x, y)
+        register(repo, "digits", export_onnx(model, sample_inputs=x[:4]).onnx, train="digit-images@v1",
+                 features=FEATURES, label="label")
+    serve(tmp_path / "repo", _pixels(digits_table())[1200:1300])
+    r = CliRunner().invoke(app, ["-C", str(tmp_path / "repo"), "monitor", "explain", "digits", "--feature", "p20",
+                                 "--samples", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["blob_columns"] == ["blob"]
+    for sample in data["samples"]:
+        for near in sample["neighbours"]:
+            uri = near["thumbnails"]["blob"]
+            assert uri.startswith("data:image/png;base64,")
+            with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as thumb:
+                small = np.asarray(thumb.convert("L").resize((8, 8), Image.Resampling.NEAREST), np.float64)
+            i = int(near["key"]["path"][:3])
+            assert np.array_equal(small, x[i].reshape(8, 8) * 15)  # the thumbnail is that training sample
+            assert near["values"]["p20"] == x[i, 20]
