@@ -76,20 +76,26 @@ def test_errors_confined_to_one_predicted_class_are_the_top_slice(served: Path) 
     assert estimated.slices == sorted(estimated.slices, key=lambda s: -s.effect)
 
 
+def _brute_nearest(values: dict[str, float], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest of the 1,200 training rows by brute force: (distances, row numbers), nearest first."""
+    train = _pixels(digits_table().slice(0, 1200))
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    scale = np.where(std > 0, std, 1.0)
+    z = (np.array([values[f] for f in FEATURES]) - mean) / scale
+    brute = np.sqrt((((train - mean) / scale - z) ** 2).sum(axis=1))
+    order = np.argsort(brute, kind="stable")[:k]
+    return brute[order], order
+
+
 def test_the_nearest_training_samples_are_the_nearest(served: Path) -> None:
     with assay.Repo(served) as repo:
         found = explain(repo, "digits", feature="p20", samples=4, neighbours=5)
     train = _pixels(digits_table().slice(0, 1200))
-    mean, std = train.mean(axis=0), train.std(axis=0)
-    scale = np.where(std > 0, std, 1.0)
-    z_train = (train - mean) / scale
     assert len(found.samples) == 4
     for s in found.samples:
-        z = (np.array([s.values[f] for f in FEATURES]) - mean) / scale
-        brute = np.sqrt(((z_train - z) ** 2).sum(axis=1))
-        got = [n.distance for n in s.neighbours]
-        assert np.allclose(got, np.sort(brute)[:5])
-        assert [n.key["id"] for n in s.neighbours] == [int(i) for i in np.argsort(brute, kind="stable")[:5]]
+        distances, rows = _brute_nearest(s.values, 5)
+        assert np.allclose([n.distance for n in s.neighbours], distances)
+        assert [n.key["id"] for n in s.neighbours] == [n.row for n in s.neighbours] == rows.tolist()
         assert all(n.values["p10"] == train[n.key["id"], 10] for n in s.neighbours)
 
 
@@ -156,7 +162,6 @@ def test_a_feature_null_in_every_row_is_an_error_and_nulls_in_one_slice_are_foun
 def test_training_samples_of_an_image_dataset_come_with_thumbnails(tmp_path: Path) -> None:
     """A training set of 8x8 PNGs with their pixels as feature columns (a labels file): the neighbours carry
     their blobs, and the JSON of the CLI their thumbnails."""
-
     t = digits_table().slice(0, 300)
     x, y = _pixels(t), np.asarray(t.column("label"))
     (tmp_path / "images").mkdir()
@@ -189,3 +194,16 @@ def test_training_samples_of_an_image_dataset_come_with_thumbnails(tmp_path: Pat
             i = int(near["key"]["path"][:3])
             assert np.array_equal(small, x[i].reshape(8, 8) * 15)  # the thumbnail is that training sample
             assert near["values"]["p20"] == x[i, 20]
+
+
+def test_a_large_reference_is_sampled_for_the_slices_but_not_for_the_neighbours(served: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import assay.monitor.explain as module
+
+    monkeypatch.setattr(module, "MAX_REFERENCE", 600)
+    with assay.Repo(served) as repo:
+        found = explain(repo, "digits", feature="p20", samples=10, neighbours=1)
+    assert found.reference_rows == 600 and "600 rows of the reference's 1,200" in found.notes[0]
+    assert found.slices[0].column == "p10"
+    for s in found.samples:
+        assert [n.row for n in s.neighbours] == _brute_nearest(s.values, 1)[1].tolist()

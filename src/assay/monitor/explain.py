@@ -39,6 +39,7 @@ from assay.monitor.window import Window, feature_names, parse_time, production
 
 __all__ = ["Explanation", "Neighbour", "Sample", "Slice", "embed", "explain"]
 
+MAX_REFERENCE = 200_000  # reference rows the slices are counted on (a random sample of a larger reference)
 PERFORMANCE = ("accuracy", "f1", "auc", "mae", "rmse", "precision", "recall")
 
 
@@ -240,6 +241,11 @@ def explain(repo: Any, model: str, *, feature: str | None = None, metric: str | 
         ref_version, ref = train_version, train
     else:
         ref_version, ref = (train_version, train) if reference else _reference_data(repo, mv, None, "eval")
+    if ref.num_rows > MAX_REFERENCE:
+        notes.append(f"slices counted on {MAX_REFERENCE:,} rows of the reference's {ref.num_rows:,}, drawn at random "
+                     "(seed 0); the nearest training samples are searched among all of them")
+        keep = np.sort(np.random.default_rng(0).choice(ref.num_rows, MAX_REFERENCE, replace=False))
+        ref = ref.take(pa.array(keep))
     ref = _with_predictions(repo, mv, ref, features, notes)
     columns = [c for c in [*features, "prediction"] if c in ref.column_names]
     codes = [codes_of(c, ref.column(c), rows.column(c)) for c in columns]
