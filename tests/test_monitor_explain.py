@@ -119,6 +119,8 @@ def test_bad_input_is_a_clear_error(served: Path) -> None:
             explain(repo, "digits", feature="p20", since="2999-01-01")
         with pytest.raises(InputError, match=r"--alert ID, --feature F .* --metric M"):
             explain(repo, "digits")
+        with pytest.raises(InputError, match=r"unknown metric 'psy'.*psi, ks"):
+            explain(repo, "digits", feature="p20", metric="psy")
         with pytest.raises(InputError, match=r"slice 999 does not exist"):
             explain(repo, "digits", feature="p20", slice_rank=999)
         with pytest.raises(AssayError):  # no alerts module on this branch, or no such alert once there is
@@ -151,6 +153,8 @@ def test_a_feature_null_in_every_row_is_an_error_and_nulls_in_one_slice_are_foun
         with pytest.raises(InputError, match=r"feature 'p5' is null in all 597 production rows"):
             explain(repo, "digits", feature="p5")
         assert explain(repo, "digits", feature="p20").slices[0].column == "p10"  # the other features still explain
+        with pytest.raises(InputError, match=r"none of the 597 production rows .* has a label.*estimated_accuracy"):
+            explain(repo, "digits", metric="accuracy")  # this log has no labels joined
         repo.add(dataset_name("digits"), _without_p5(log, (p10 > LOW) & (p10 <= HIGH)), key=["request_id"])
         repo.commit("a log whose clients send no p5 when 12 < p10 <= 14")
         found = explain(repo, "digits", feature="p5", metric="null_share")

@@ -40,6 +40,7 @@ from assay.monitor.window import Window, feature_names, parse_time, production
 __all__ = ["Explanation", "Neighbour", "Sample", "Slice", "embed", "explain"]
 
 MAX_REFERENCE = 200_000  # reference rows the slices are counted on (a random sample of a larger reference)
+WINDOW_METRICS = ("psi", "ks", "wasserstein", "chi2", "js", "embedding", "multivariate", "rows", "null_share")
 PERFORMANCE = ("accuracy", "f1", "auc", "mae", "rmse", "precision", "recall")
 
 
@@ -143,6 +144,9 @@ def _target(repo: Any, model: str, feature: str | None, metric: str | None, sinc
         metric = metric or found.metric
         start = float(found.window_start) if found.window_start is not None else start
         until = float(found.window_end) + 1e-6 if found.window_end is not None else None
+    elif metric is not None and not _is_performance(metric) and metric not in WINDOW_METRICS:
+        raise InputError(f"unknown metric {metric!r}: explain a drift metric ({', '.join(WINDOW_METRICS)}) or a "
+                         f"performance one ({', '.join(PERFORMANCE)}, or estimated_accuracy before labels)")
     if feature is None and metric is None:
         raise InputError("name what to explain: --alert ID, --feature F (a drifted feature) or --metric M "
                          "(accuracy, estimated_accuracy, ...)")
