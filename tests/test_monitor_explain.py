@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.csv as csv
 import pytest
 from PIL import Image
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from typer.testing import CliRunner
 
 import assay
@@ -211,3 +211,27 @@ def test_a_large_reference_is_sampled_for_the_slices_but_not_for_the_neighbours(
     assert found.slices[0].column == "p10"
     for s in found.samples:
         assert [n.row for n in s.neighbours] == _brute_nearest(s.values, 1)[1].tolist()
+
+
+def test_a_regressor_whose_errors_grew_in_one_range_is_explained_by_that_range(tmp_path: Path) -> None:
+    t = digits_table()
+    x, y = _pixels(t), np.asarray(t.column("label"), np.float64)
+    with assay.init(tmp_path / "repo") as repo:
+        repo.add("digits-train", t.slice(0, 1200), key=["id"])
+        repo.add("digits-test", t.slice(1200), key=["id"])
+        repo.commit("digits")
+        repo.tag("v1")
+        onnx = export_onnx(Ridge().fit(x[:1200], y[:1200]), sample_inputs=x[:4]).onnx
+        register(repo, "digits", onnx, train="digits-train@v1", eval="digits-test@v1", label="label")
+    serve(tmp_path / "repo", x[1200:])
+    with assay.Repo(tmp_path / "repo") as repo:
+        rows = production(repo, "digits")
+        p10 = rows.column("p10").to_numpy()
+        truth = rows.column("prediction").to_numpy() + np.where((p10 > LOW) & (p10 <= HIGH), 3.0, 0.0)
+        label(repo, "digits", pa.table({"request_id": rows.column("request_id"), "label": pa.array(truth)}))
+        found = explain(repo, "digits", metric="mae")
+        with pytest.raises(InputError, match="a regressor gives no confidence"):
+            explain(repo, "digits", metric="estimated_accuracy")
+    top = found.slices[0]
+    assert (top.column, top.low, top.high) == ("p10", LOW, HIGH) and top.production_error == pytest.approx(3.0)
+    assert found.samples[0].score is None and found.samples[0].label == pytest.approx(found.samples[0].prediction + 3)
