@@ -76,14 +76,18 @@ def _print_explanation(found: Any) -> None:
     out.print(f"{found.model} v{found.version}: {what}, {found.production_rows:,} production rows against "
               f"{found.reference} ({found.reference_rows:,} rows)"
               + (f", alert {found.alert}" if found.alert else ""), highlight=False, markup=False)
-    inside = "error" if found.mode == "performance" else "drift"
-    table = _table("#", "slice", "effect", "production rows", "reference rows", f"{inside} inside",
-                   f"{inside} outside", title="slices, by effect")
+    perf = found.mode == "performance"
+    extra = ("error: production / reference", "error change inside", "outside") if perf else \
+        ("drift inside", "drift outside")
+    table = _table("#", "slice", "effect", "production rows", "reference rows", *extra, title="slices, by effect")
     for i, s in enumerate(found.slices):
         mark = "*" if i == found.chosen else ""
+        figures = [_figure(s, "inside"), _figure(s, "outside")]
+        if perf:
+            figures.insert(0, f"{_figure(s, 'production_error')} / {_figure(s, 'reference_error')}")
         table.add_row(f"{i + 1}{mark}", escape(s.name), f"{s.effect:+.3f}",
                       f"{s.production_rows:,} ({s.production_share:.1%})",
-                      f"{s.reference_rows:,} ({s.reference_share:.1%})", _figure(s, "inside"), _figure(s, "outside"))
+                      f"{s.reference_rows:,} ({s.reference_share:.1%})", *figures)
     out.print(table)
     for note in found.notes:
         out.print(f"note: {note}", highlight=False, markup=False)
@@ -92,8 +96,8 @@ def _print_explanation(found: Any) -> None:
     samples = _table("request", "time", "prediction", "label", *columns, "nearest training samples (distance)",
                      title=f"production samples of {chosen.name}")
     for s in found.samples:
-        near = "; ".join(f"{_key(n)} label {n.label}, {' '.join(_value(n.values, c) for c in columns)} "
-                         f"({n.distance:.2f})" for n in s.neighbours)
+        near = "; ".join(" ".join([_key(n), f"label {n.label}", *(_value(n.values, c) for c in columns),
+                                   f"({n.distance:.2f})"]) for n in s.neighbours)
         samples.add_row(s.request_id, _when(s.time), f"{s.prediction}" + (f" ({s.score:.2f})" if s.score
                                                                                 else ""),
                         "-" if s.label is None else str(s.label), *(_value(s.values, c, bare=True) for c in columns),
