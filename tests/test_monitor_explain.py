@@ -235,3 +235,18 @@ def test_a_regressor_whose_errors_grew_in_one_range_is_explained_by_that_range(t
     top = found.slices[0]
     assert (top.column, top.low, top.high) == ("p10", LOW, HIGH) and top.production_error == pytest.approx(3.0)
     assert found.samples[0].score is None and found.samples[0].label == pytest.approx(found.samples[0].prediction + 3)
+
+
+def test_a_category_production_brought_is_a_slice_and_types_that_differ_still_slice() -> None:
+    from assay.monitor._slices import codes_of, drift_slices
+
+    rng = np.random.default_rng(0)
+    ref = pa.chunked_array([pa.array(rng.choice(["a", "b", "c"], 3000))])
+    prod = pa.chunked_array([pa.array(np.concatenate([rng.choice(["a", "b", "c"], 900), ["new"] * 100]))])
+    found, _ = drift_slices([codes_of("city", ref, prod)], None, 20)
+    top = max(found, key=lambda s: s.effect)
+    assert (top.name, top.value, top.reference_rows, top.production_rows) == ("city = 'new'", "new", 0, 100)
+    assert top.effect == pytest.approx(0.1)
+    mixed = codes_of("code", pa.chunked_array([pa.array([1, 2, 2, 3])]), pa.chunked_array([pa.array(["2", "x"])]))
+    assert [mixed.defs[i]["value"] for i in mixed.prod] == ["2", "x"]  # compared as text
+    assert [mixed.defs[i]["value"] for i in mixed.ref] == ["1", "2", "2", "3"]

@@ -33,10 +33,9 @@ def embed(reference: pa.Table, rows: pa.Table, features: Sequence[str]) -> tuple
             ref_blocks.append(both[:len(r)])
             row_blocks.append(both[len(r):])
         else:
-            values = pc.unique(r.drop_null()).to_pylist()[:MAX_VALUES * 2]
-            value_set = pa.array(values, r.type) if values else pa.array([], r.type)
+            values = pc.unique(r.drop_null()).cast(pa.string())[:MAX_VALUES * 2]
             for side, blocks in ((r, ref_blocks), (x, row_blocks)):
-                idx = np.asarray(pc.index_in(side.cast(r.type), value_set=value_set).fill_null(-1)
+                idx = np.asarray(pc.index_in(side.cast(pa.string()), value_set=values).fill_null(-1)
                                  .to_numpy(zero_copy_only=False), np.int64)
                 hot = np.zeros((len(idx), len(values)))
                 hot[np.flatnonzero(idx >= 0), idx[idx >= 0]] = 1.0

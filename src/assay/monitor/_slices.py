@@ -90,10 +90,20 @@ def _range_codes(name: str, ref: pa.ChunkedArray, prod: pa.ChunkedArray, bins: i
     return Codes(name, code(r), code(p), defs)
 
 
+def _together(ref: pa.ChunkedArray, prod: pa.ChunkedArray) -> pa.Array:
+    """Both columns as one array: of the reference's type, or as strings when production's does not cast to it."""
+    if prod.type == ref.type:
+        return pa.concat_arrays([ref.combine_chunks(), prod.combine_chunks()])
+    for kind in (ref.type, prod.type, pa.string()):
+        try:
+            return pa.concat_arrays([ref.combine_chunks().cast(kind), prod.combine_chunks().cast(kind)])
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            continue
+    raise AssertionError("every type casts to string")  # pragma: no cover
+
+
 def _value_codes(name: str, ref: pa.ChunkedArray, prod: pa.ChunkedArray) -> Codes:
-    both = pa.chunked_array(ref.chunks + [c.cast(ref.type) for c in prod.chunks], ref.type) \
-        if prod.type != ref.type and ref.type != pa.null() else pa.chunked_array(ref.chunks + prod.chunks)
-    encoded = pc.dictionary_encode(both.combine_chunks())
+    encoded = pc.dictionary_encode(_together(ref, prod))
     values = encoded.dictionary.to_pylist()
     idx = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
     counts = np.bincount(idx[idx >= 0], minlength=len(values))
