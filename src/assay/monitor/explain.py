@@ -228,37 +228,19 @@ def explain(repo: Any, model: str, *, feature: str | None = None, metric: str | 
     target = _target(repo, model, feature, metric, since, alert)
     mv = registry.get(repo, model)
     features = list(feature_names(mv))
-    if target.feature is not None and target.feature not in (*features, "prediction"):
-        raise InputError(f"{mv.spec} has no feature {target.feature!r}; its features are {_listed(features)} "
-                         "(and 'prediction')")
-    rows = production(repo, model, window=window, since=target.since, until=target.until, labels=True)
-    if rows.num_rows == 0:
-        raise InputError(f"no production rows of {model!r} in the window asked for (window {window or 'all'}, "
-                         f"since {target.since}): widen --window or --since, or serve some traffic first")
-    if target.feature is not None and rows.column(target.feature).null_count == rows.num_rows:
-        raise InputError(f"feature {target.feature!r} is null in all {rows.num_rows} production rows of the window: "
-                         "there is no distribution to explain; check that clients send it (its null share is "
-                         "the alert to follow)")
+    rows = _window(repo, mv, target, features, window)
     train_version, train = _reference_data(repo, mv, reference, "train")
     notes: list[str] = []
-    if target.mode == "drift":
+    if target.mode == "drift" or reference:
         ref_version, ref = train_version, train
     else:
-        ref_version, ref = (train_version, train) if reference else _reference_data(repo, mv, None, "eval")
-    if ref.num_rows > MAX_REFERENCE:
-        notes.append(f"slices counted on {MAX_REFERENCE:,} rows of the reference's {ref.num_rows:,}, drawn at random "
-                     "(seed 0); the nearest training samples are searched among all of them")
-        keep = np.sort(np.random.default_rng(0).choice(ref.num_rows, MAX_REFERENCE, replace=False))
-        ref = ref.take(pa.array(keep))
-    ref = _with_predictions(repo, mv, ref, features, notes)
-    columns = [c for c in [*features, "prediction"] if c in ref.column_names]
-    codes = [codes_of(c, ref.column(c), rows.column(c)) for c in columns]
+        ref_version, ref = _reference_data(repo, mv, None, "eval")
+    ref = _with_predictions(repo, mv, _sampled(ref, notes), features, notes)
+    codes = [codes_of(c, ref.column(c), rows.column(c)) for c in [*features, "prediction"] if c in ref.column_names]
     tcodes = next((c for c in codes if c.column == target.feature), None)
     if tcodes is not None and target.metric == "null_share":  # where the nulls are: F null or not, by slice
         tcodes = null_codes(tcodes.column, ref.column(tcodes.column), rows.column(tcodes.column))
         codes = [c for c in codes if c.column != tcodes.column] + [tcodes]
-    excess: dict[str, np.ndarray] = {}
-    err_prod = np.zeros(0)
     if target.mode == "drift":
         found, excess = drift_slices(codes, tcodes, min_rows)
     else:
@@ -270,23 +252,57 @@ def explain(repo: Any, model: str, *, feature: str | None = None, metric: str | 
     if not 1 <= slice_rank <= len(found):
         raise InputError(f"slice {slice_rank} does not exist: there are {len(found)} slices (1 is the top one)")
     chosen = found[slice_rank - 1]
-    column_codes = next(c for c in codes if c.column == chosen.column)
-    code = next(i for i, d in enumerate(column_codes.defs) if d["name"] == chosen.name)
-    members = np.flatnonzero(column_codes.prod == code)
-    if target.mode == "drift":
+    codes_of_chosen = next(c for c in codes if c.column == chosen.column)
+    code = next(i for i, d in enumerate(codes_of_chosen.defs) if d["name"] == chosen.name)
+    members = np.flatnonzero(codes_of_chosen.prod == code)
+    if target.mode == "drift":  # the rows whose value of F is the most over-represented in the slice first
         own = tcodes is None or tcodes.column == chosen.column
-        tc = np.zeros(rows.num_rows, np.int64) if own or tcodes is None else tcodes.prod
-        order_key = -excess[chosen.column][code, tc[members]]
-    else:
-        order_key = -err_prod[members]
-    times = floats(rows.column("time"))[members]
-    picked = members[np.lexsort((-times, order_key))][:samples]
+        bins = np.zeros(rows.num_rows, np.int64) if own or tcodes is None else tcodes.prod
+        badness = excess[chosen.column][code, bins[members]]
+    else:  # the worst errors first
+        badness = err_prod[members]
+    picked = members[np.lexsort((-floats(rows.column("time"))[members], -badness))][:samples]
     shown = found[:top] if slice_rank <= top else [*found[:top], chosen]
     return Explanation(model, mv.version, target.mode, target.feature, target.metric, target.alert, target.since,
                        target.until, rows.num_rows, _spec(ref_version), ref.num_rows, shown,
                        shown.index(chosen), _samples(rows.take(pa.array(picked, pa.int64())), train, features,
                                                      train_version, neighbours),
                        _spec(train_version), tuple(train_version.manifest.blob_columns), notes)
+
+
+def _window(repo: Any, mv: Any, target: _Target, features: list[str], window: Window | str | None) -> pa.Table:
+    """The production rows to explain, with their labels; errors for an unknown or all-null feature, no rows."""
+    if target.feature is not None and target.feature not in (*features, "prediction"):
+        raise InputError(f"{mv.spec} has no feature {target.feature!r}; its features are {_listed(features)} "
+                         "(and 'prediction')")
+    rows = production(repo, mv.name, window=window, since=target.since, until=target.until, labels=True)
+    if rows.num_rows == 0:
+        asked = ", ".join(part for part in (f"window {window}" if window else "",
+                                            f"since {_iso(target.since)}" if target.since is not None else "",
+                                            f"until {_iso(target.until)}" if target.until is not None else "") if part)
+        raise InputError(f"no production rows of {mv.name!r} in the window asked for ({asked or 'the whole log'}): "
+                         "widen --window or --since, or serve some traffic first")
+    if target.feature is not None and rows.column(target.feature).null_count == rows.num_rows:
+        raise InputError(f"feature {target.feature!r} is null in all {rows.num_rows} production rows of the window: "
+                         "there is no distribution to explain; check that clients send it (its null share is "
+                         "the alert to follow)")
+    return rows
+
+
+def _iso(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sampled(ref: pa.Table, notes: list[str]) -> pa.Table:
+    """At most ``MAX_REFERENCE`` rows of the reference, drawn at random (seed 0), to count the slices on."""
+    if ref.num_rows <= MAX_REFERENCE:
+        return ref
+    notes.append(f"slices counted on {MAX_REFERENCE:,} rows of the reference's {ref.num_rows:,}, drawn at random "
+                 "(seed 0); the nearest training samples are searched among all the training rows")
+    keep = np.sort(np.random.default_rng(0).choice(ref.num_rows, MAX_REFERENCE, replace=False))
+    return ref.take(pa.array(keep))
 
 
 def _performance(target: _Target, rows: pa.Table, ref: pa.Table, codes: list[Codes], notes: list[str],
