@@ -250,3 +250,18 @@ def test_a_category_production_brought_is_a_slice_and_types_that_differ_still_sl
     mixed = codes_of("code", pa.chunked_array([pa.array([1, 2, 2, 3])]), pa.chunked_array([pa.array(["2", "x"])]))
     assert [mixed.defs[i]["value"] for i in mixed.prod] == ["2", "x"]  # compared as text
     assert [mixed.defs[i]["value"] for i in mixed.ref] == ["1", "2", "2", "3"]
+
+
+def test_a_shift_of_every_row_shows_as_drift_outside_every_slice(tmp_path: Path) -> None:
+    """No slice confines a shift of every row: the drift outside each slice stays high (where F's values were
+    narrow the shift moves all of them, so those slices still rank first), and F's own top range gains its share."""
+    folder = make_repo(tmp_path / "repo")
+    x = _pixels(digits_table())[1200:]
+    x[:, 20] += 6
+    serve(folder, x)
+    with assay.Repo(folder) as repo:
+        found = explain(repo, "digits", feature="p20", top=50)
+    others = [s for s in found.slices if s.column != "p20"]
+    assert others and all(s.outside is not None and s.outside > 0.4 for s in others)
+    own = next(s for s in found.slices if s.column == "p20" and s.low == 16 and s.high is None)
+    assert own.reference_rows == 0 and own.production_share > 0.3 and found.slices.index(own) < 5
