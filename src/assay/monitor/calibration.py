@@ -4,14 +4,20 @@
 (ONNX versions with ONNX Runtime, scikit-learn ones with the estimator), decodes the outputs exactly as the
 prediction log is decoded (``assay.monitor.window``), and fits isotonic regressions (scikit-learn):
 
-- ``top``: the confidence of the predicted class (``score``) -> the chance that the prediction is right, which
-  estimates accuracy;
-- ``classes``: each class's probability -> the chance that the label is that class (one-vs-rest, as NannyML's
-  CBPE calibrates), which estimates F1;
+- ``per_class``: each class's probability -> the chance that the label is that class (one-vs-rest, normalised to
+  sum to one: NannyML's CBPE). The chance that a prediction is right is then its class's calibrated probability
+  (mode ``score``: CBPE's assumption that it does not move with the inputs once the scores are known);
+- ``inputs``: where it predicts being right better out of fold on the evaluation rows (lower Brier score over 3
+  folds), a small gradient-boosted model of being right given the numeric features and the score, recalibrated
+  by ``top`` (mode ``inputs``): under a covariate shift the chance of being right given the inputs stays put
+  while that given the scores alone need not, which is where CBPE goes wrong;
+- ``top``: the confidence (the calibrated chance in mode ``score``, the inputs model's output in mode
+  ``inputs``) -> the chance of being right;
 - ``boot``: ``top`` fitted again on bootstrap resamples of the evaluation rows, whose spread is the part of the
   estimate's interval that comes from a finite evaluation set.
 
-The result is attached to the model version (``registry.attach(..., "calibration", ...)``, one commit), so it is
+The trees are kept as their public arrays (``tree_``) and evaluated here, so nothing is unpickled. The result
+is attached to the model version (``registry.attach(..., "calibration", ...)``, one commit), so it is
 computed once per version and evaluation data; an isotonic fit is stored as its thresholds, which
 ``numpy.interp`` evaluates exactly as scikit-learn's ``IsotonicRegression.predict`` does.
 """
@@ -31,6 +37,8 @@ from assay.monitor.window import _predictions, feature_names  # the log's decodi
 FORMAT = 1
 KEY = "calibration"
 BOOTSTRAPS = 30
+FOLDS = 3
+MIN_ROWS_FOR_INPUTS = 500  # fewer evaluation rows: the score alone
 _CHUNK = 8192
 
 
@@ -63,6 +71,55 @@ class Curve:
 
 
 @dataclass(frozen=True)
+class Trees:
+    """A gradient-boosted model of being right (scikit-learn's ``GradientBoostingClassifier``) as arrays."""
+
+    columns: tuple[str, ...]  # the numeric features, then "score"
+    init: float
+    rate: float
+    trees: tuple[dict[str, list[float]], ...]  # feature, threshold, left, right, value per node
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.nan_to_num(np.asarray(x, dtype=np.float32)).astype(np.float64)  # as the trees were fitted
+        raw = np.full(len(x), self.init)
+        for t in self.trees:
+            feature, threshold = np.asarray(t["feature"], int), np.asarray(t["threshold"])
+            left, right, value = np.asarray(t["left"], int), np.asarray(t["right"], int), np.asarray(t["value"])
+            node = np.zeros(len(x), dtype=int)
+            for _ in range(64):
+                inner = left[node] >= 0
+                if not inner.any():
+                    break
+                go_left = x[np.arange(len(x)), np.maximum(feature[node], 0)] <= threshold[node]
+                node = np.where(inner, np.where(go_left, left[node], right[node]), node)
+            raw += self.rate * value[node]
+        return 1.0 / (1.0 + np.exp(-raw))
+
+    @classmethod
+    def fit(cls, x: np.ndarray, hits: np.ndarray, columns: Sequence[str], *, seed: int = 0) -> Trees:
+        from sklearn.ensemble import GradientBoostingClassifier
+
+        gb = GradientBoostingClassifier(n_estimators=80, max_depth=3, subsample=0.8, random_state=seed)
+        x = np.nan_to_num(x.astype(np.float32))  # a missing value counts as 0
+        gb.fit(x, hits.astype(int))
+        rate = float(gb.learning_rate)
+        trees = tuple({"feature": t.tree_.feature.tolist(), "threshold": t.tree_.threshold.tolist(),
+                       "left": t.tree_.children_left.tolist(), "right": t.tree_.children_right.tolist(),
+                       "value": t.tree_.value[:, 0, 0].tolist()} for t in gb.estimators_[:, 0])
+        first = x[:1]
+        init = float(gb.decision_function(first)[0]) - rate * sum(float(t.predict(first)[0])
+                                                                   for t in gb.estimators_[:, 0])
+        return cls(tuple(columns), init, rate, trees)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "init": self.init, "rate": self.rate, "trees": list(self.trees)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Trees:
+        return cls(tuple(d["columns"]), d["init"], d["rate"], tuple(d["trees"]))
+
+
+@dataclass(frozen=True)
 class Calibration:
     """A classifier version's calibration on its evaluation rows (see the module docstring)."""
 
@@ -77,22 +134,43 @@ class Calibration:
     boot: tuple[Curve, ...]
     accuracy: float  # the version's accuracy on the evaluation rows
     mean_score: float  # its mean confidence there: the gap is how over-confident it is
+    inputs: Trees | None = None  # the confidence is this model's of the inputs and score (None: the score)
 
-    def correct(self, score: np.ndarray) -> np.ndarray:
-        """The chance that each prediction is right, from its confidence."""
-        return self.top(score)
+    @property
+    def mode(self) -> str:
+        return "score" if self.inputs is None else "inputs"
+
+    def confidence(self, rows: pa.Table) -> np.ndarray:
+        """What ``top`` and ``boot`` map to the chance of being right (see the module docstring)."""
+        if self.inputs is None:
+            proba = self.probabilities(matrix(rows.column("proba")))
+            return proba[np.arange(len(proba)), self.indices(rows.column("prediction").to_pylist())]
+        score = np.asarray(rows.column("score").to_numpy(zero_copy_only=False), dtype=np.float64)
+        return self.inputs(np.column_stack([*[_numbers(rows.column(c)) for c in self.inputs.columns[:-1]], score]))
+
+    def correct(self, confidence: np.ndarray) -> np.ndarray:
+        """The chance that each prediction is right, from its confidence (in mode ``score`` it is one)."""
+        return confidence if self.inputs is None else self.top(confidence)
+
+    def indices(self, predictions: Sequence[Any]) -> np.ndarray:
+        """The probability column of each prediction (the arg-max column where the class is unknown)."""
+        index = {c: k for k, c in enumerate(self.classes)}
+        return np.array([index.get(v, 0) for v in predictions], dtype=int)
+
+    def spread(self, confidence: np.ndarray) -> np.ndarray:
+        """The chance of being right under each bootstrap calibration (rows: calibrations)."""
+        return np.stack([b(confidence) for b in self.boot]) if self.boot else confidence[None, :]
 
     def probabilities(self, proba: np.ndarray) -> np.ndarray:
         """Class probabilities calibrated one-vs-rest and normalised to sum to one."""
-        p = np.stack([c(proba[:, k]) for k, c in enumerate(self.per_class)], axis=1)
-        total = p.sum(axis=1, keepdims=True)
-        return np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / p.shape[1])
+        return _normalised(np.stack([c(proba[:, k]) for k, c in enumerate(self.per_class)], axis=1))
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "model": self.model, "version": self.version, "eval": self.eval,
                 "manifest": self.manifest, "rows": self.rows, "classes": list(self.classes),
                 "top": self.top.to_dict(), "per_class": [c.to_dict() for c in self.per_class],
-                "boot": [c.to_dict() for c in self.boot], "accuracy": self.accuracy, "mean_score": self.mean_score}
+                "boot": [c.to_dict() for c in self.boot], "accuracy": self.accuracy, "mean_score": self.mean_score,
+                "inputs": self.inputs.to_dict() if self.inputs is not None else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -101,7 +179,8 @@ class Calibration:
                               f"newer than this assay reads ({FORMAT}); upgrade assay")
         return cls(d["model"], d["version"], d["eval"], d["manifest"], d["rows"], tuple(d["classes"]),
                    Curve.from_dict(d["top"]), tuple(Curve.from_dict(c) for c in d["per_class"]),
-                   tuple(Curve.from_dict(c) for c in d["boot"]), d["accuracy"], d["mean_score"])
+                   tuple(Curve.from_dict(c) for c in d["boot"]), d["accuracy"], d["mean_score"],
+                   Trees.from_dict(d["inputs"]) if d.get("inputs") else None)
 
 
 def calibration(repo: Any, model: str, *, version: int | str | None = None, eval: str | None = None,
@@ -159,22 +238,75 @@ def fit(repo: Any, mv: Any, data: Any, *, seed: int = 0) -> Calibration:
     prediction = predicted.to_pylist()
     truth = same_type(table.column(label).to_pylist(), prediction)
     classes = classes_of(mv.signature.classes, proba.shape[1], [*truth, *prediction])
-    return _fit(mv, data, classes, proba, np.asarray(score.to_numpy(zero_copy_only=False)), prediction, truth, seed)
+    numeric = [f for f in features if _is_number(table.schema.field(f).type)]
+    x = np.column_stack([_numbers(table.column(f)) for f in numeric]) if numeric else np.zeros((table.num_rows, 0))
+    return _fit(mv, data, classes, proba, np.asarray(score.to_numpy(zero_copy_only=False)), prediction, truth,
+                (x, tuple(numeric)), seed)
 
 
 def _fit(mv: Any, data: Any, classes: Sequence[Any], proba: np.ndarray, score: np.ndarray,
-         prediction: list[Any], truth: list[Any], seed: int) -> Calibration:
+         prediction: list[Any], truth: list[Any], numeric: tuple[np.ndarray, tuple[str, ...]],
+         seed: int) -> Calibration:
     hits = np.array([p == t for p, t in zip(prediction, truth, strict=True)], dtype=np.float64)
     per_class = tuple(Curve.fit(proba[:, k], np.array([t == c for t in truth], dtype=np.float64))
                       for k, c in enumerate(classes))
+    cbpe = _normalised(np.stack([c(proba[:, k]) for k, c in enumerate(per_class)], axis=1))
+    chosen = cbpe[np.arange(len(hits)), _columns(classes, prediction)]
+    inputs, confidence = _inputs_model(numeric, score, hits, chosen, (proba, truth, classes, prediction), seed)
     rng = np.random.default_rng(seed)
     boot = []
     for _ in range(BOOTSTRAPS):
         pick = rng.integers(0, len(hits), len(hits))
-        boot.append(Curve.fit(score[pick], hits[pick]))
+        boot.append(Curve.fit(confidence[pick], hits[pick]))
     spec = f"{data.name}@{data.commit[:12]}" if getattr(data, "commit", None) else data.name
     return Calibration(mv.name, mv.version, spec, manifest_id(data), len(hits), tuple(classes),
-                       Curve.fit(score, hits), per_class, tuple(boot), float(hits.mean()), float(score.mean()))
+                       Curve.fit(confidence, hits), per_class, tuple(boot), float(hits.mean()), float(score.mean()),
+                       inputs)
+
+
+def _normalised(p: np.ndarray) -> np.ndarray:
+    total = p.sum(axis=1, keepdims=True)
+    return np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / p.shape[1])
+
+
+def _columns(classes: Sequence[Any], prediction: Sequence[Any]) -> np.ndarray:
+    index = {c: k for k, c in enumerate(classes)}
+    return np.array([index.get(v, 0) for v in prediction], dtype=int)
+
+
+def _inputs_model(numeric: tuple[np.ndarray, tuple[str, ...]], score: np.ndarray, hits: np.ndarray,
+                  chosen: np.ndarray, scored: tuple[np.ndarray, list[Any], Sequence[Any], list[Any]],
+                  seed: int) -> tuple[Trees | None, np.ndarray]:
+    """The inputs model and its out-of-fold outputs, when they predict being right better than CBPE's
+    calibration does out of fold; else None and CBPE's chances (``chosen``)."""
+    x, names = numeric
+    if not names or len(hits) < MIN_ROWS_FOR_INPUTS or hits.min() == hits.max():
+        return None, chosen
+    proba, truth, classes, prediction = scored
+    x = np.column_stack([x, score])
+    folds = np.random.default_rng(seed).integers(0, FOLDS, len(hits))
+    by_inputs, by_scores = np.empty(len(hits)), np.empty(len(hits))
+    columns = _columns(classes, prediction)
+    for k in range(FOLDS):
+        test, train = folds == k, folds != k
+        if hits[train].min() == hits[train].max():
+            return None, chosen
+        by_inputs[test] = Trees.fit(x[train], hits[train], (*names, "score"), seed=seed)(x[test])
+        curves = [Curve.fit(proba[train, j], np.array([t == c for t in np.asarray(truth, dtype=object)[train]],
+                                                      dtype=np.float64)) for j, c in enumerate(classes)]
+        p = _normalised(np.stack([c(proba[test, j]) for j, c in enumerate(curves)], axis=1))
+        by_scores[test] = p[np.arange(len(p)), columns[test]]
+    if np.mean((by_inputs - hits) ** 2) >= np.mean((by_scores - hits) ** 2):
+        return None, chosen
+    return Trees.fit(x, hits, (*names, "score"), seed=seed), by_inputs  # top maps out-of-fold outputs to hits
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+
+
+def _numbers(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:

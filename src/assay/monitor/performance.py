@@ -215,26 +215,28 @@ def _auc(rows: pa.Table, truth: list[Any], cals: dict[int, Calibration]) -> floa
 
 def estimated(rows: pa.Table, cals: dict[int, Calibration], *, seed: int = 0) -> dict[str, float]:
     """``estimated_accuracy`` and ``estimated_f1`` with their 95% intervals (see the module docstring)."""
-    score = np.asarray(rows.column("score").to_numpy(zero_copy_only=False), dtype=np.float64)
     versions = np.asarray(rows.column("version").to_numpy(zero_copy_only=False))
-    right = np.empty(len(score))
-    spread = np.zeros((min(len(c.boot) for c in cals.values()), len(score)))
+    n = rows.num_rows
+    right = np.empty(n)
+    spread = np.zeros((min(max(len(c.boot), 1) for c in cals.values()), n))
     for v, cal in cals.items():
         mine = versions == v
-        right[mine] = cal.correct(score[mine])
-        for b in range(spread.shape[0]):
-            spread[b, mine] = cal.boot[b](score[mine])
-    n = len(score)
+        confidence = cal.confidence(rows.filter(pa.array(mine)))
+        right[mine] = cal.correct(confidence)
+        spread[:, mine] = cal.spread(confidence)[: spread.shape[0]]
     acc = float(right.mean())
     between = float(np.var(spread.mean(axis=1), ddof=1)) if spread.shape[0] > 1 else 0.0
     width = Z95 * float(np.sqrt(float(np.sum(right * (1 - right))) / n**2 + between))
     out = {"estimated_accuracy": acc, "estimated_accuracy_low": max(0.0, acc - width),
            "estimated_accuracy_high": min(1.0, acc + width)}
-    out.update(_estimated_f1(rows, cals, versions, seed))
+    out.update(_estimated_f1(rows, cals, versions, right, seed))
     return out
 
 
-def _estimated_f1(rows: pa.Table, cals: dict[int, Calibration], versions: np.ndarray, seed: int) -> dict[str, float]:
+def _estimated_f1(rows: pa.Table, cals: dict[int, Calibration], versions: np.ndarray, right: np.ndarray,
+                  seed: int) -> dict[str, float]:
+    """Macro F1 of the calibrated class probabilities, their predicted class's set to the chance of being right
+    (the others scaled to the rest), so that it agrees with the estimated accuracy."""
     classes = {c.classes for c in cals.values()}
     if len(classes) != 1:  # versions with different classes: no one F1 to estimate
         return {}
@@ -243,11 +245,13 @@ def _estimated_f1(rows: pa.Table, cals: dict[int, Calibration], versions: np.nda
     if proba.shape[1] != len(order):
         return {}
     p = np.empty_like(proba)
+    predicted = np.empty(len(p), dtype=int)
+    labels = rows.column("prediction").to_pylist()
     for v, cal in cals.items():
         mine = versions == v
         p[mine] = cal.probabilities(proba[mine])
-    index = {c: k for k, c in enumerate(order)}
-    predicted = np.array([index.get(v, -1) for v in rows.column("prediction").to_pylist()])
+        predicted[mine] = cal.indices([x for x, m in zip(labels, mine, strict=True) if m])
+    p = _with_chosen(p, predicted, right)
     f1 = expected_f1(p, predicted)
     rng = np.random.default_rng(seed)
     cum = np.cumsum(p, axis=1)
@@ -255,6 +259,19 @@ def _estimated_f1(rows: pa.Table, cals: dict[int, Calibration], versions: np.nda
              for _ in range(DRAWS)]
     low, high = np.quantile(draws, [0.025, 0.975])
     return {"estimated_f1": f1, "estimated_f1_low": float(min(low, f1)), "estimated_f1_high": float(max(high, f1))}
+
+
+def _with_chosen(p: np.ndarray, predicted: np.ndarray, right: np.ndarray) -> np.ndarray:
+    rows = np.arange(len(p))
+    rest = 1.0 - p[rows, predicted]
+    scale = np.where(rest > 0, (1.0 - right) / np.where(rest > 0, rest, 1.0), 0.0)
+    out = p * scale[:, None]
+    out[rows, predicted] = right
+    missing = (rest <= 0) & (right < 1)  # all mass on the predicted class: spread the rest evenly
+    if missing.any() and p.shape[1] > 1:
+        out[missing] = ((1.0 - right[missing]) / (p.shape[1] - 1))[:, None]
+        out[rows[missing], predicted[missing]] = right[missing]
+    return out
 
 
 def expected_f1(p: np.ndarray, predicted: np.ndarray) -> float:
