@@ -143,6 +143,7 @@ def test_no_rows_and_no_evaluation_version_are_clear_errors(copy: tuple[Path, li
         calibration(repo, "digits", version=2)
     got = calibration(repo, "digits", version=2, eval="digits-test@v1")
     assert got.version == 2 and got.rows == len(digits_table()) - 1200
+    assert registry.attachments(repo, "digits@2")["calibration"] == got.to_dict()  # kept: it has no other
 
 
 def _regressor(folder: Path) -> None:

@@ -187,7 +187,9 @@ def calibration(repo: Any, model: str, *, version: int | str | None = None, eval
                 store: bool = True) -> Calibration:
     """The calibration of ``model`` (``version``, default the latest) on its evaluation version, or on
     ``eval`` (``dataset@rev``); read from the version's attachment when one was made on the same data, else
-    fitted and (``store``) attached."""
+    fitted and (``store``) attached: the calibration on the recorded evaluation version, or on ``eval`` for a
+    version that has none recorded (one on another ``eval`` is fitted each time, so that the two do not
+    replace each other)."""
     from assay.models import registry
 
     mv = registry.get(repo, model if version is None else f"{model}@{version}")
@@ -196,7 +198,8 @@ def calibration(repo: Any, model: str, *, version: int | str | None = None, eval
     if stored is not None and stored.get("manifest") == manifest_id(data):
         return Calibration.from_dict(stored)
     fitted = fit(repo, mv, data)
-    if store and repo.branch is not None:
+    recorded = mv.lineage.eval is None or eval is None  # an --eval for a version that has one: not kept
+    if store and recorded and repo.branch is not None:
         registry.attach(repo, mv.spec, KEY, fitted.to_dict())
     return fitted
 
