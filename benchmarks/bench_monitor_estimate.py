@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from _common import parser, print_table, scratch, setup
+from _common import parser, print_table, scratch, setup, yes_no
 
 import assay
 from assay.models import register
@@ -214,10 +214,11 @@ def main() -> None:
                      f"{_pt(est['estimated_accuracy'])} [{_pt(est['estimated_accuracy_low'])}, "
                      f"{_pt(est['estimated_accuracy_high'])}]", _pt(err), _pt(cb["accuracy"]) if cb else "-",
                      _pt(cb_err) if cb_err is not None else "-", _pt(f1_err), _pt(cb_f1) if cb_f1 is not None else "-",
-                     r["mode"]])
+                     r["mode"], yes_no(est["estimated_accuracy_low"] <= real["accuracy"]
+                                       <= est["estimated_accuracy_high"])])
     print_table("accuracy in %: realised on the labelled production rows, estimated before the labels",
                 ["scenario", "rows", "eval acc", "realised", "assay est [95%]", "assay |err|", "CBPE est",
-                 "CBPE |err|", "assay F1 |err|", "CBPE F1 |err|", "confidence"], rows)
+                 "CBPE |err|", "assay F1 |err|", "CBPE F1 |err|", "confidence", "realised in 95%"], rows)
     print_table("time (s)", ["scenario", "answer + log", "first estimate (calibrates)", "estimate again", "CBPE"],
                 [[f"{r['kind']}, {r['classes']} classes", f"{r['served_s']:.1f}", f"{r['first_s']:.2f}",
                   f"{r['again_s']:.2f}", f"{r['cbpe_s']:.1f}" if "cbpe_s" in r else "-"] for r in results])
