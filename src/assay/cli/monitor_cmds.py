@@ -72,8 +72,9 @@ def _print_performance(report: Any) -> None:
                           f"{m['auc']:.3f}" if "auc" in m else "-")
     out.print(table)
     for c in report.calibrations:
+        how = "the inputs and score" if c["confidence"] == "inputs" else "the scores"
         out.print(escape(f"estimate of version {c['version']} calibrated on {c['eval']} ({c['rows']} rows, "
-                         f"accuracy {100 * c['accuracy']:.1f}% there)"), highlight=False)
+                         f"accuracy {100 * c['accuracy']:.1f}% there), from {how}"), highlight=False)
 
 
 # -- alerts ----------------------------------------------------------------------------------------------------

@@ -130,7 +130,8 @@ def _calibrations(repo: Any, model: str, rows: pa.Table, eval: str | None) -> di
 
 
 def _calibration_summary(c: Calibration) -> dict[str, Any]:
-    return {"version": c.version, "eval": c.eval, "rows": c.rows, "accuracy": c.accuracy, "mean_score": c.mean_score}
+    return {"version": c.version, "eval": c.eval, "rows": c.rows, "accuracy": c.accuracy, "mean_score": c.mean_score,
+            "confidence": c.mode}
 
 
 def _labels_as_predictions(rows: pa.Table, kind: str) -> pa.Table:
