@@ -4,7 +4,10 @@
 ``assay add`` reads), keeps the rows whose id is a logged prediction of the model, and upserts them into the
 dataset ``predictions.NAME.labels`` (columns ``request_id``, ``label``, ``labelled_at``; keyed by
 ``request_id``, so a later label for the same request replaces the earlier one) in a commit of its own on the
-branch. Ids that match no logged prediction are not written; the result counts them. Keeping labels in a
+branch. Ids that match no logged prediction are not written; the result counts them, and a file none of whose
+ids matches is refused (a wrong ``--id-column``, or another model's ids). A file that gives one request id two
+labels is refused with the id and its two rows: which one is right cannot be told. Nothing is written then.
+Keeping labels in a
 dataset beside the log (rather than rewriting logged rows) means a server that keeps logging never conflicts
 with labelling.
 """
@@ -18,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assay.errors import ConflictError, InputError, RefNotFound
+from assay.errors import ConflictError, InputError, KeyViolation, RefNotFound
 from assay.repo import RefUpdate
 from assay.serve.log import dataset_name
 
@@ -50,7 +53,30 @@ def _read(source: Any, id_column: str, label_column: str) -> pa.Table:
                          "the request id and label columns with --id-column and --label-column")
     table = pa.Table.from_batches(list(src.open()), src.schema).select([id_column, label_column])
     ids = pc.cast(table.column(id_column), pa.string())
+    _refuse_duplicates(ids, src.description, id_column)
     return pa.table({"request_id": ids, "label": table.column(label_column)})
+
+
+def _refuse_duplicates(ids: pa.ChunkedArray, where: str, id_column: str) -> None:
+    counts = pc.value_counts(ids.drop_null())
+    twice = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(twice) == 0:
+        return
+    rid = twice.field("values")[0].as_py()
+    rows = [i + 1 for i in pc.indices_nonzero(pc.equal(ids, rid)).to_pylist()[:2]]
+    raise KeyViolation(f"{where} gives request id {rid!r} two labels (rows {rows[0]} and {rows[1]} of its data; "
+                       f"{len(twice)} id(s) appear more than once in column {id_column!r}): keep one label per "
+                       "request and run it again; nothing was written")
+
+
+def _refuse_no_match(incoming: pa.Table, model: str) -> None:
+    if incoming.num_rows == 0:
+        return
+    first = incoming.column("request_id")[0].as_py()
+    raise InputError(f"none of the {incoming.num_rows} request ids of the labels is a logged prediction of {model!r} "
+                     f"(the first is {first!r}): the ids are those the server answered with (`ID`, or `ID/i` for "
+                     "the i-th instance of a list); name the column that holds them with --id-column. Nothing was "
+                     "written")
 
 
 def label(repo: Any, model: str, source: Any, *, id_column: str = "request_id", label_column: str = "label",
@@ -75,6 +101,7 @@ def label(repo: Any, model: str, source: Any, *, id_column: str = "request_id", 
         known = incoming.filter(pc.is_in(incoming.column("request_id"), value_set=logged))
         unknown = incoming.num_rows - known.num_rows
         if known.num_rows == 0:
+            _refuse_no_match(incoming, model)
             return LabelResult(labels_dataset(model), 0, 0, unknown, None)
         known = known.append_column("labelled_at", pa.array([time.time()] * known.num_rows, pa.float64()))
         name = labels_dataset(model)
