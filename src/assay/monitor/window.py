@@ -16,7 +16,6 @@ Every table keeps ``request_id``, ``time`` and ``version`` of the log.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -152,15 +151,14 @@ def feature_names(mv: Any) -> tuple[str, ...]:
 
 
 def decode(table: pa.Table, mv: Any) -> pa.Table:
-    """Log rows (``inputs``/``outputs`` JSON) as feature columns plus ``prediction``, ``score``, ``proba``."""
+    """Log rows (``inputs``/``outputs`` JSON) as feature columns plus ``prediction``, ``score``, ``proba``.
+
+    The JSON is parsed by Arrow's reader (C++, a column at a time), not row by row in Python."""
     features = feature_names(mv)
-    ins = [json.loads(s) for s in table.column("inputs").to_pylist()]
-    outs = [json.loads(s) for s in table.column("outputs").to_pylist()]
     cols: dict[str, Any] = {c: table.column(c) for c in ("request_id", "time", "version") if c in table.column_names}
-    values = _feature_matrix(ins, features)
-    for j, name in enumerate(features):
-        cols[name] = pa.array([row[j] for row in values]) if values else pa.array([], pa.float64())
-    prediction, score, proba = _predictions(outs, mv.signature.classes)
+    for name, column in zip(features, _feature_columns(_parse_json(table.column("inputs")), features), strict=True):
+        cols[name] = column
+    prediction, score, proba = _predictions(_parse_json(table.column("outputs")), mv.signature.classes)
     cols["prediction"] = prediction
     cols["score"] = score
     if proba is not None:
@@ -168,52 +166,101 @@ def decode(table: pa.Table, mv: Any) -> pa.Table:
     return pa.table(cols)
 
 
-def _feature_matrix(ins: list[dict[str, Any]], features: Sequence[str]) -> list[list[Any]]:
-    rows = []
-    for row in ins:
-        if len(row) == 1:
-            (value,) = row.values()
-            flat = np.asarray(value, dtype=object).ravel().tolist() if isinstance(value, list) else [value]
-        elif set(features) <= set(row):
-            flat = [_scalar(row[f]) for f in features]
-        else:
-            flat = [_scalar(v) for v in row.values()]
-        if len(flat) != len(features):
-            raise InputError(f"a logged request has {len(flat)} input values where the model takes {len(features)} "
+def _parse_json(column: pa.ChunkedArray) -> pa.Table:
+    """One JSON object per row of a string column, as a table (one column per key)."""
+    import io
+
+    import pyarrow.json as pj
+
+    if len(column) == 0:
+        return pa.table({})
+    data = "\n".join(column.to_pylist()).encode()
+    longest = int(pc.max(pc.binary_length(column)).as_py() or 0)
+    block = max(4 << 20, 2 * longest + 2)  # blocks are parsed on Arrow's threads; a row never spans two
+    return pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=block))
+
+
+def _flat(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray | pa.Array, int]:
+    """A column of (nested) fixed-length lists as an (n, k) matrix, or a scalar column as itself and 1."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n, width = len(arr), 1
+    while pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        lengths = pc.list_value_length(arr)
+        if pc.min(lengths).as_py() != pc.max(lengths).as_py():
+            raise InputError("the logged requests hold lists of different lengths where the model takes a fixed "
+                             "shape: were they logged by another version of the model? Name one with --version")
+        width *= int(pc.max(lengths).as_py() or 0)
+        arr = pc.list_flatten(arr)
+    if width == 1:
+        return arr, 1
+    if arr.null_count:  # a null sent inside the list stays null (not NaN): a masked array keeps it
+        mask = arr.is_null().to_numpy(zero_copy_only=False).reshape(n, width)
+        return np.ma.masked_array(arr.fill_null(0).to_numpy(zero_copy_only=False).reshape(n, width), mask), width
+    return arr.to_numpy(zero_copy_only=False).reshape(n, width), width
+
+
+def _feature_columns(ins: pa.Table, features: Sequence[str]) -> list[pa.Array]:
+    if ins.num_columns == 0:
+        return [pa.array([], pa.float64()) for _ in features]
+    names = ins.column_names
+    if len(names) == 1:
+        values, width = _flat(ins.column(0))
+        if width != len(features):
+            raise InputError(f"a logged request has {width} input values where the model takes {len(features)} "
                              "features: was it logged by another version of the model? Name one with --version")
-        rows.append(flat)
-    return rows
+        if width == 1:
+            return [values]
+        if isinstance(values, np.ma.MaskedArray):
+            mask = np.ma.getmaskarray(values)
+            return [pa.array(values.data[:, j], mask=mask[:, j]) for j in range(width)]
+        return [pa.array(values[:, j]) for j in range(width)]
+    chosen = list(features) if set(features) <= set(names) else names
+    if len(chosen) != len(features):
+        raise InputError(f"a logged request has {len(chosen)} input values where the model takes {len(features)} "
+                         "features: was it logged by another version of the model? Name one with --version")
+    out = []
+    for name in chosen:
+        values, width = _flat(ins.column(name))
+        if width != 1:
+            raise InputError(f"the logged input {name!r} holds {width} values where the model takes one")
+        out.append(values)
+    return out
 
 
-def _scalar(value: Any) -> Any:
-    while isinstance(value, list) and len(value) == 1:
-        value = value[0]
-    return value
+_LABELS = ("label", "labels", "output_label")
 
 
-def _predictions(outs: list[dict[str, Any]], classes: Sequence[Any] | None) -> tuple[pa.Array, pa.Array, Any]:
-    if not outs:
+def _predictions(outs: list[dict[str, Any]] | pa.Table, classes: Sequence[Any] | None
+                 ) -> tuple[pa.Array, pa.Array, Any]:
+    """``prediction``, ``score`` and ``proba`` (or None) of a model's outputs (a table, or one dict per row)."""
+    table = outs if isinstance(outs, pa.Table) else pa.Table.from_pylist(outs)
+    n = table.num_rows
+    if n == 0:
         return pa.array([], pa.float64()), pa.array([], pa.float64()), None
-    first = outs[0]
-    label_key = next((k for k in first if k.lower() in ("label", "labels", "output_label")), None)
-    proba_key = next((k for k in first if isinstance(first[k], list) and len(first[k]) > 1 and k != label_key), None)
+    label_key = next((k for k in table.column_names if k.lower() in _LABELS), None)
+    proba_key, p = None, None
+    for k in table.column_names:
+        if k != label_key and pa.types.is_list(table.schema.field(k).type):
+            values, width = _flat(table.column(k))
+            if width > 1:
+                proba_key, p = k, np.asarray(values, dtype=np.float64)
+                break
     proba = None
-    if proba_key is not None:
-        p = np.asarray([o[proba_key] for o in outs], dtype=np.float64)
-        if p.ndim == 2 and (p.min() < 0 or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3)):
+    if proba_key is not None and p is not None:
+        if p.min() < 0 or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
             e = np.exp(p - p.max(axis=1, keepdims=True))  # logits: the softmax gives probabilities
             p = e / e.sum(axis=1, keepdims=True)
-        proba = pa.array(p.tolist(), pa.list_(pa.float64()))
+        proba = pa.FixedSizeListArray.from_arrays(pa.array(p.ravel()), p.shape[1]).cast(pa.list_(pa.float64()))
         score = pa.array(p.max(axis=1))
         if label_key is None:
             idx = p.argmax(axis=1)
-            labels = [classes[i] for i in idx] if classes else idx.tolist()
-            return pa.array(labels), score, proba
+            labels = pa.array(np.asarray(classes, dtype=object)[idx].tolist()) if classes else pa.array(idx)
+            return labels, score, proba
     if label_key is not None:
-        return pa.array([_scalar(o[label_key]) for o in outs]), score if proba is not None else \
-            pa.nulls(len(outs), pa.float64()), proba
-    key = next(iter(first))
-    return pa.array([float(_scalar(o[key])) for o in outs]), pa.nulls(len(outs), pa.float64()), None
+        label, _ = _flat(table.column(label_key))
+        return label, score if proba is not None else pa.nulls(n, pa.float64()), proba
+    first, _ = _flat(table.column(0))
+    return pc.cast(first, pa.float64()), pa.nulls(n, pa.float64()), None
 
 
 def production(repo: Any, model: str, *, window: Window | str | None = None, since: float | str | None = None,
