@@ -25,6 +25,7 @@ the subclass also derives from it::
     │   ├── BodyTooLarge                                a served request body over the limit (413)
     │   ├── NotServable                                 a model version that cannot be served (not ONNX)
     │   ├── SQLConditionError                           user SQL that is not one expression over the data
+    │   ├── NothingToIngest                             no (labelled) production rows to take into a dataset
     │   └── ModelError                                  a model the registry cannot take; nothing registered
     │       ├── UnsupportedModel(ModelError, TypeError)  not a scikit-learn, PyTorch or ONNX model
     │       ├── SignatureMismatch                       inputs that do not fit the data it claims
@@ -278,3 +279,7 @@ class BodyInvalid(InputError):
     def __init__(self, message: str, errors: list[dict[str, Any]]):
         super().__init__(message)
         self.errors = errors
+
+
+class NothingToIngest(InputError):
+    """``assay ingest predictions/NAME``: no production rows in the window, or none of them labelled yet."""

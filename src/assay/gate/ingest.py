@@ -94,8 +94,12 @@ class IngestReport:
 
 def ingest(repo: Repository, batch: Any, *, into: str, policy: Policy | None = None, branch: str | None = None,
            key: list[str] | str | None = None, mode: str = "append", labels: str | None = None,
-           message: str | None = None, progress: Progress | None = None) -> IngestReport:
-    """Audit ``batch`` (a file, folder or frame) for dataset ``into`` and publish or quarantine its samples."""
+           message: str | None = None, source: dict[str, Any] | None = None,
+           progress: Progress | None = None) -> IngestReport:
+    """Audit ``batch`` (a file, folder or frame) for dataset ``into`` and publish or quarantine its samples.
+
+    ``source`` (JSON values) says where the batch came from; the commits record it as ``meta.ingest.source``.
+    """
     policy = policy or default_policy()
     if mode not in ("append", "upsert"):
         raise InputError(f"ingest adds samples: mode must be 'append' or 'upsert', not {mode!r}")
@@ -126,7 +130,8 @@ def ingest(repo: Repository, batch: Any, *, into: str, policy: Policy | None = N
     if report.rejected:
         _drop_staging(repo, into, staging_commit)
         return report
-    _publish(repo, report, run, staged, in_batch, quarantine, warn, datasets, suites, tip, staging_commit, message)
+    _publish(repo, report, run, staged, in_batch, quarantine, warn, datasets, suites, tip, staging_commit, message,
+             source)
     return report
 
 
@@ -229,7 +234,7 @@ def _decide(report: IngestReport, policy: Policy, run: ScreenRun, in_batch: np.n
 
 def _publish(repo: Repository, report: IngestReport, run: ScreenRun, staged: Manifest, in_batch: np.ndarray,
              quarantine: np.ndarray, warn: np.ndarray, datasets: dict[str, str], suites: dict[str, str],
-             tip: str | None, batch: str, message: str | None) -> None:
+             tip: str | None, batch: str, message: str | None, source: dict[str, Any] | None) -> None:
     into, branch = report.dataset, report.branch
     store = repo.store
     accepted_rows = np.flatnonzero(in_batch & ~quarantine)
@@ -244,6 +249,8 @@ def _publish(repo: Repository, report: IngestReport, run: ScreenRun, staged: Man
             base=datasets.get(scores_name(into)), key=["sample"], mode="upsert")
     summary = {"batch": batch, "rows": report.batch_rows, "accepted": len(accepted_rows),
                "quarantined": len(held_rows), "warned": int((warn & in_batch).sum())}
+    if source is not None:
+        summary["source"] = source
     text = message or f"ingest into {into}"
     target = repo.derive(parents=(tip,) if tip else (), datasets=published, suites=suites, meta={"ingest": summary},
                          message=f"{text}: {len(accepted_rows)} accepted, {len(held_rows)} quarantined",
