@@ -90,6 +90,8 @@ def ingest_predictions(repo: Any, model: str, *, into: str, since: float | str |
     if branch is None:
         raise InputError("HEAD is detached; name the branch to ingest into (--branch) or check one out")
     report = LoopReport(model, into, branch)
+    target = _target(repo, into, branch)
+    columns = _columns(repo, model, target)
     if labels is not None:
         from assay.serve.labels import label
 
@@ -98,15 +100,14 @@ def ingest_predictions(repo: Any, model: str, *, into: str, since: float | str |
         if joined.unknown:
             report.notes.append(f"{joined.unknown} label(s) of the file match no logged prediction of {model}: "
                                 "not joined")
-    target = _target(repo, into, branch)
     rows = production(repo, model, since=start, labels=True, rev=branch)
-    batch, schema = _labelled(report, rows, repo, model, target, start)
+    batch = _labelled(report, rows, columns, start)
     batch = _new_only(report, repo, batch, target, branch)
     if batch.num_rows == 0:
         report.notes.append(f"all {report.labelled} labelled row(s) were ingested before; nothing to do")
         return report
     report.source = _source(model, batch, start)
-    table = _as_target(batch, schema, target.manifest.key, model, report)
+    table = _as_target(batch, target.schema, target.manifest.key, model, report)
     text = message or f"ingest {batch.num_rows} labelled production row(s) of {model}"
     report.gate = ingest(repo, table, into=into, policy=policy, branch=branch, mode="append", message=text,
                          source=report.source, progress=progress)
@@ -129,37 +130,40 @@ def _target(repo: Any, into: str, branch: str) -> Any:
                          "(the one the model was trained on, or one with its feature and label columns)") from e
 
 
-def _labelled(report: LoopReport, rows: pa.Table, repo: Any, model: str, target: Any,
-              start: float | None) -> tuple[pa.Table, pa.Schema]:
-    """The labelled rows, and the target's schema after checking it has the model's columns."""
+def _columns(repo: Any, model: str, target: Any) -> dict[str, str]:
+    """The target's column for each column of the decoded log it takes (the features, and ``label``)."""
     from assay.models import get
 
     mv = get(repo, model)
     label = mv.signature.label or "label"
-    columns = [*feature_names(mv), label]
-    missing = [c for c in columns if c not in target.schema.names]
+    columns = {**{f: f for f in feature_names(mv)}, "label": label}
+    missing = [c for c in columns.values() if c not in target.schema.names]
     if missing:
         what = "label column" if missing[0] == label else "feature column"
         raise InputError(f"dataset {target.name!r} has no column {missing[0]!r} ({what} of {mv.spec}), so its "
                          f"production rows do not fit it: ingest into a dataset with the model's columns, such as "
                          f"its training data ({mv.lineage.train.spec if mv.lineage.train else 'none recorded'})")
+    return columns
+
+
+def _labelled(report: LoopReport, rows: pa.Table, columns: dict[str, str], start: float | None) -> pa.Table:
+    """The labelled rows, their columns named as the target names them."""
     report.rows = rows.num_rows
     when = f" since {_iso(start)}" if start is not None else ""
     if rows.num_rows == 0:
-        raise NothingToIngest(f"the prediction log of {model} holds no rows{when}: serve the model, or give an "
-                              "earlier --since")
-    has_label = pc.invert(pc.is_null(rows.column("label")))
-    labelled = rows.filter(has_label)
+        raise NothingToIngest(f"the prediction log of {report.model} holds no rows{when}: serve the model, or give "
+                              "an earlier --since")
+    labelled = rows.filter(pc.invert(pc.is_null(rows.column("label"))))
     report.labelled, report.unlabelled = labelled.num_rows, rows.num_rows - labelled.num_rows
     if labelled.num_rows == 0:
-        raise NothingToIngest(f"none of the {rows.num_rows} production row(s) of {model}{when} has a label yet, and "
-                              f"only labelled rows are ingested: join labels by request id with --labels FILE or "
-                              f"`assay predictions label {model} FILE`")
+        raise NothingToIngest(f"none of the {rows.num_rows} production row(s) of {report.model}{when} has a label "
+                              f"yet, and only labelled rows are ingested: join labels by request id with --labels "
+                              f"FILE or `assay predictions label {report.model} FILE`")
     if report.unlabelled:
         report.notes.append(f"{report.unlabelled} row(s) without a label were not ingested; label them and run "
                             "again to take them")
-    renamed = labelled.select([*feature_names(mv), "label", "request_id", "time", "version"])
-    return renamed.rename_columns([*columns, "request_id", "time", "version"]), target.schema
+    kept = [*columns, "request_id", "time", "version"]
+    return labelled.select(kept).rename_columns([*columns.values(), "request_id", "time", "version"])
 
 
 def _new_only(report: LoopReport, repo: Any, batch: pa.Table, target: Any, branch: str) -> pa.Table:
