@@ -169,3 +169,36 @@ def test_the_cli_ingests_predictions_and_says_what_it_left(repo_dir: Path,
     assert json.loads(r.output)["already_ingested"] == 80 and json.loads(r.output)["gate"] is None
     r = CliRunner().invoke(app, [*args, "--key", "id"])
     assert isinstance(r.exception, InputError) and "do not apply to predictions/NAME" in str(r.exception)
+
+
+def test_a_server_logging_to_the_branch_meanwhile_does_not_stop_the_ingest(repo_dir: Path) -> None:
+    x = np.stack([digits_table().column(f).to_numpy() for f in FEATURES], axis=1)[1600:1605]
+    served: list[str] = []
+
+    def log_meanwhile(stage: str, done: int, total: int) -> None:  # the server flushes while the gate audits
+        if not served:
+            served.extend(serve(repo_dir, x))
+
+    r = ingest_predictions(assay.Repo(repo_dir), "digits", into="digits-train", policy=POLICY,
+                           labels=repo_dir / "labels.csv", id_column="rid", label_column="y", progress=log_meanwhile)
+    assert served and r.gate is not None and r.gate.accepted > 0
+    repo = assay.Repo(repo_dir)
+    logged = repo.dataset("predictions.digits").to_arrow(["request_id"]).column(0).to_pylist()
+    assert set(served) <= set(logged)  # both the server's rows and the gate's are on main
+    assert repo.dataset("digits-train").num_rows == 1200 + r.gate.accepted
+
+
+def test_a_change_to_the_dataset_meanwhile_is_a_conflict(repo_dir: Path) -> None:
+    from assay.errors import ConflictError
+
+    def change_meanwhile(stage: str, done: int, total: int) -> None:
+        other = assay.Repo(repo_dir)
+        if other.dataset("digits-train").num_rows == 1200:
+            other.add("digits-train", digits_table().slice(1700, 1), mode="append")
+            other.commit("a sample added while the gate audits")
+
+    with pytest.raises(ConflictError, match="changed on 'main' while the batch was audited"):
+        ingest_predictions(assay.Repo(repo_dir), "digits", into="digits-train", policy=POLICY,
+                           labels=repo_dir / "labels.csv", id_column="rid", label_column="y",
+                           progress=change_meanwhile)
+    assert assay.Repo(repo_dir).dataset("digits-train").num_rows == 1201

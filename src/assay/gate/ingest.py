@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from assay.repo import Repository
 
 EXAMPLES = 24
+ATTEMPTS = 50  # publishing on a branch that keeps moving (a server logging to it): tries before giving up
 
 
 def staging_branch(dataset: str) -> str:
@@ -252,19 +253,44 @@ def _publish(repo: Repository, report: IngestReport, run: ScreenRun, staged: Man
     if source is not None:
         summary["source"] = source
     text = message or f"ingest into {into}"
-    target = repo.derive(parents=(tip,) if tip else (), datasets=published, suites=suites, meta={"ingest": summary},
-                         message=f"{text}: {len(accepted_rows)} accepted, {len(held_rows)} quarantined",
-                         verify=False)  # the suite ran on the batch (_run_checks); the policy decided
-    updates = [RefUpdate(branch, "branch", target, tip), _staging_removal(into, batch)]
+    others = [_staging_removal(into, batch)]
     if len(held_rows):
-        updates.append(_quarantine_commit(repo, run, staged, in_batch & quarantine, held_rows, into, batch, text,
-                                          summary))
-        report.commits[updates[-1].name] = str(updates[-1].new)
-    repo.move_refs(updates, f"ingest: {into}")
+        others.append(_quarantine_commit(repo, run, staged, in_batch & quarantine, held_rows, into, batch, text,
+                                         summary))
+        report.commits[others[-1].name] = str(others[-1].new)
+    for attempt in range(ATTEMPTS):
+        target = repo.derive(parents=(tip,) if tip else (), datasets=published, suites=suites,
+                             meta={"ingest": summary},
+                             message=f"{text}: {len(accepted_rows)} accepted, {len(held_rows)} quarantined",
+                             verify=False)  # the suite ran on the batch (_run_checks); the policy decided
+        try:
+            repo.move_refs([RefUpdate(branch, "branch", target, tip), *others], f"ingest: {into}")
+            break
+        except ConflictError:
+            if attempt == ATTEMPTS - 1:
+                raise
+            tip, published, suites = _moved_on(repo, branch, into, tip, datasets, suites, published)
     report.commits[branch] = target
     report.accepted = len(accepted_rows)
     report.quarantined = _examples(repo, run, staged, held_rows, "quarantined")
     report.warned = _examples(repo, run, staged, np.flatnonzero(in_batch & warn), "warned")
+
+
+def _moved_on(repo: Repository, branch: str, into: str, tip: str | None, datasets: dict[str, str],
+              suites: dict[str, str], published: dict[str, str]) -> tuple[str | None, dict[str, str], dict[str, str]]:
+    """The branch moved while the batch was audited: when the commits since left the dataset, its scores and its
+    suite alone (a server logging its predictions, another dataset's commit), the new tip with the published
+    versions of those; else a ConflictError (the batch must be audited again against what is there now)."""
+    ref = repo.catalog.get_ref(branch)
+    now = ref.commit if ref else None
+    if now == tip:  # the branch did not move: another ingest of this dataset took its staging or quarantine
+        raise ConflictError(f"another ingest into {into!r} ran at the same time; ingest the batch again")
+    commit = repo.read_commit(now) if now else None
+    there, rules = (dict(commit.datasets), dict(commit.suites)) if commit else ({}, {})
+    mine = [into, scores_name(into)]
+    if any(there.get(n) != datasets.get(n) for n in mine) or rules.get(into) != suites.get(into):
+        raise ConflictError(f"{into!r} changed on {branch!r} while the batch was audited; ingest the batch again")
+    return now, {**there, **{n: published[n] for n in mine if n in published}}, rules
 
 
 def _accepted(repo: Repository, staged: Manifest, keep: np.ndarray, base: str | None, held: set[bytes]) -> Manifest:
