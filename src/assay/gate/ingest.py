@@ -4,6 +4,8 @@ then publish the accepted samples to the target branch and hold the flagged ones
 Both branches move in one catalog transaction, so a crash leaves the repository as it was or fully
 updated. The staging branch holds the batch while it is audited and is removed once the batch is published
 (in that same transaction) or rejected; the report keeps the staged commit and everything the audit found.
+A target branch that moved meanwhile without touching the dataset, its scores or its suite (a server logging
+its predictions to it) gets the batch on its new tip; one whose dataset changed is a ConflictError.
 """
 
 from __future__ import annotations
