@@ -35,9 +35,9 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
         assert result.exit_code == 0, result.output
 
 
-def _assay(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _assay(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "assay.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=timeout)
 
 
 def test_session_through_the_cli(tmp_path: Path) -> None:
@@ -142,7 +142,14 @@ def test_quickstart_runs_and_says_what_it_did(tmp_path: Path) -> None:
                      "quantised to INT8 as digits-mlp@3", "benchmarked digits-mlp@3", "packaged digits-mlp@3"):
         assert expected in r.stdout  # the model demo, with only the quickstart extra's packages
     assert (tmp_path / "demo" / "edge" / "digits-mlp" / "predict.py").is_file()
-    again = _assay(tmp_path, "quickstart", "--path", "demo")
+    for expected in ("serving digits-mlp@champion (version 3) on http://127.0.0.1:", "labels arrived for 300",
+                     "assay ingest predictions/digits-mlp --into digits-train: of 951 logged rows, 300 labelled",
+                     "parent digits-mlp@3", "the running server answered with version 6"):
+        assert expected in r.stdout  # the loop: served, shifted, labelled, ingested, retrained, followed
+    shifted = re.search(r"brighter, noisier digits \(accuracy (\d+)%\)", r.stdout)
+    retrained = re.search(r"(\d+)% on the 300 shifted digits nobody labelled", r.stdout)
+    assert shifted and retrained and int(retrained.group(1)) > int(shifted.group(1)) + 50
+    again = _assay(tmp_path, "quickstart", "--path", "demo", timeout=300)
     assert again.returncode == 0
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")

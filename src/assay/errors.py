@@ -26,6 +26,7 @@ the subclass also derives from it::
     │   ├── NotServable                                 a model version that cannot be served (not ONNX)
     │   ├── SQLConditionError                           user SQL that is not one expression over the data
     │   ├── RulesError                                  an alert rules file that cannot be used (names its line)
+    │   ├── NothingToIngest                             no (labelled) production rows to take into a dataset
     │   └── ModelError                                  a model the registry cannot take; nothing registered
     │       ├── UnsupportedModel(ModelError, TypeError)  not a scikit-learn, PyTorch or ONNX model
     │       ├── SignatureMismatch                       inputs that do not fit the data it claims
@@ -283,3 +284,7 @@ class BodyInvalid(InputError):
 
 class RulesError(InputError):
     """An alert rules file (``assay monitor run --rules``) that cannot be used: the message names its line."""
+
+
+class NothingToIngest(InputError):
+    """``assay ingest predictions/NAME``: no production rows in the window, or none of them labelled yet."""

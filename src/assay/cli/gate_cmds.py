@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from assay.cli._common import JsonOpt, _output, _print_json, _progress, _repo, _spec, _table, err, escape, out
 from assay.cli._help import Typer
+from assay.errors import InputError
 
 app = Typer()
 
@@ -19,7 +21,9 @@ PolicyOpt = Annotated[str | None, typer.Option(metavar="FILE",
 
 
 @app.command()
-def ingest(batch: Annotated[str, typer.Argument(help="File, folder or Parquet of new samples.")],
+def ingest(batch: Annotated[str, typer.Argument(
+               metavar="BATCH", help="File, folder or Parquet of new samples, or predictions/NAME: the labelled "
+                                     "production rows of served model NAME (its prediction log).")],
            into: Annotated[str, typer.Option(metavar="DATASET", help="Dataset the batch is for.")],
            policy: PolicyOpt = None,
            branch: Annotated[str | None, typer.Option(metavar="BRANCH",
@@ -30,7 +34,16 @@ def ingest(batch: Annotated[str, typer.Argument(help="File, folder or Parquet of
            mode: Annotated[str, typer.Option(metavar="MODE",
                                              help="append (new samples) or upsert (new or changed).")] = "append",
            labels: Annotated[str | None, typer.Option(metavar="FILE",
-                                                      help="Labels file, for a folder of files.")] = None,
+                                                      help="Labels file, for a folder of files; for "
+                                                           "predictions/NAME, labels joined to the log by request "
+                                                           "id first (as `assay predictions label`).")] = None,
+           since: Annotated[str | None, typer.Option(metavar="TIME", help="predictions/NAME: rows logged since "
+                                                     "then (ISO 8601, epoch seconds, or a duration ago: 2h).")]
+           = None,
+           id_column: Annotated[str, typer.Option(metavar="COLUMN", help="predictions/NAME: the labels file's "
+                                                  "request id column.")] = "request_id",
+           label_column: Annotated[str, typer.Option(metavar="COLUMN", help="predictions/NAME: the labels "
+                                                     "file's label column.")] = "label",
            message: Annotated[str | None, typer.Option("--message", "-m", metavar="MESSAGE",
                                                        help="Commit message.")] = None,
            html_file: Annotated[str | None, typer.Option("--html", metavar="FILE",
@@ -39,12 +52,21 @@ def ingest(batch: Annotated[str, typer.Argument(help="File, folder or Parquet of
            as_json: JsonOpt = False) -> None:
     """Audit a batch against the accepted data; publish what passes, quarantine what is flagged.
 
-    Exits with 1 when the whole batch is rejected.
+    `assay ingest predictions/NAME --into DATASET` takes the labelled production rows of model NAME (those not
+    ingested before) through the gate; unlabelled rows wait for their labels. Exits with 1 when the whole batch
+    is rejected.
     """
     from assay.gate import ingest as do_ingest
     from assay.gate import load_policy
 
     repo = _repo()
+    if batch.startswith(PREDICTIONS) and not Path(batch).exists():
+        if key or mode != "append":
+            raise InputError("--key and --mode do not apply to predictions/NAME: production rows are appended to "
+                             "the dataset with keys derived from their request ids")
+        _ingest_log(repo, batch.removeprefix(PREDICTIONS), into, load_policy(policy), branch, since, labels,
+                    id_column, label_column, message, html_file, as_json)
+        return
     with _progress() as report:
         result = do_ingest(repo, batch, into=into, policy=load_policy(policy), branch=branch, key=key, mode=mode,
                            labels=labels, message=message, progress=report)
@@ -57,6 +79,38 @@ def ingest(batch: Annotated[str, typer.Argument(help="File, folder or Parquet of
         _print_json(result.to_dict())
     else:
         _print_ingest(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+PREDICTIONS = "predictions/"
+
+
+def _ingest_log(repo: Any, model: str, into: str, policy: Any, branch: str | None, since: str | None,
+                labels: str | None, id_column: str, label_column: str, message: str | None, html_file: str | None,
+                as_json: bool) -> None:
+    from assay.monitor.loop import ingest_predictions
+
+    with _progress() as report:
+        result = ingest_predictions(repo, model, into=into, since=since, labels=labels, id_column=id_column,
+                                    label_column=label_column, branch=branch, policy=policy, message=message,
+                                    progress=report)
+    if html_file and result.gate is not None:
+        from assay.report import ingest_report_html
+
+        _output(html_file).write_text(ingest_report_html(result.gate, repo.store.get), encoding="utf-8")
+        err.print(f"wrote {html_file}")
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        if result.labels is not None:
+            out.print(f"joined {result.labels.labelled} label(s) to the log of {escape(model)}")
+        out.print(f"{result.rows} production row(s) of {escape(model)}: {result.labelled} labelled, "
+                  f"{result.unlabelled} without a label (not ingested), {result.already} ingested before")
+        for note in result.notes:
+            out.print(f"[yellow]note:[/] {escape(note)}")
+        if result.gate is not None:
+            _print_ingest(result.gate)
     if not result.ok:
         raise typer.Exit(1)
 

@@ -5,13 +5,16 @@ commits, a label fix, a diff, a branch with a three-way merge, a tag, an export 
 the images through the gate in three batches (clean; with flipped labels; with a backdoor-poisoned
 subset) and shows what the gate accepted, what it quarantined and why. Last, it trains an MLP on the digits
 the gate accepted, registers it with that data as its lineage, exports it to ONNX, quantises it to INT8
-within an accuracy budget, benchmarks it and writes an edge package.
+within an accuracy budget, benchmarks it and writes an edge package. Last, the loop
+(``assay.cli.quickstart_loop``): the INT8 model served on 127.0.0.1, traffic that drifts, labels for part of it,
+the labelled production rows through the gate into the next training version, a retrained model, the alias
+moved, and the server following it.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +82,8 @@ def run(path: Path, progress: Progress | None = None) -> Iterator[str]:
     raw = sum(p.stat().st_size for p in (path / "data").rglob("*") if p.is_file())
     yield f"storage: {stored / 1e6:.2f} MB for {len(repo.log())} commits of {raw / 1e6:.2f} MB of input"
     yield from _gate_demo(repo, path)
-    yield from _model_demo(repo, path)
+    served = yield from _model_demo(repo, path)
+    yield from _loop_demo(repo, path, served)
     yield f"try: assay -C {path} log; assay -C {path} diff v1 main --dataset digits"
     yield f"     assay -C {path} quarantine list gated; assay -C {path} scores gated --flagged any"
     yield f"     assay -C {path} model lineage {MODEL}@1; assay -C {path} model show {MODEL}"
@@ -119,9 +123,9 @@ def _gate_demo(repo: Any, path: Path) -> Iterator[str]:
 MODEL = "digits-mlp"
 
 
-def _model_demo(repo: Any, path: Path) -> Iterator[str]:
+def _model_demo(repo: Any, path: Path) -> Generator[str, None, str]:
     """An MLP trained on the digits the gate accepted: registered with its data, exported, quantised, timed
-    and packaged (assay.models.ship)."""
+    and packaged (assay.models.ship); returns the version it shipped."""
     from assay.errors import QuantizationRefused
     from assay.models import register
     from assay.models.ship import bench_version, export_version, package_version, quantize_version
@@ -157,6 +161,17 @@ def _model_demo(repo: Any, path: Path) -> Iterator[str]:
     p = package_version(repo, best, path / "edge" / MODEL)
     yield (f"packaged {best} into {p.result.path} ({p.result.size / 1e3:.1f} kB, needs only onnxruntime and "
            f"numpy): python {p.result.path / 'predict.py'} input.json")
+    return best
+
+
+def _loop_demo(repo: Any, path: Path, served: str) -> Iterator[str]:
+    """The loop on the version the model demo shipped (``assay.cli.quickstart_loop``)."""
+    from assay.cli import quickstart_loop
+    from assay.gate import parse_policy
+
+    policy_file = path / "gate-production.yaml"
+    policy_file.write_text(LOOP_POLICY)
+    yield from quickstart_loop.run(repo, path, MODEL, served, parse_policy(LOOP_POLICY, str(policy_file)), _fit_mlp)
 
 
 def _accepted_features(gated: Any) -> tuple[pa.Table, pa.Table]:
@@ -201,6 +216,16 @@ screens:
   outlier: {action: warn}
   label_issue: {action: quarantine}
   poison: {action: quarantine}
+  value: {action: warn}
+"""
+
+LOOP_POLICY = """\
+# What the gate does with labelled production digits: as with any batch (the label model on 2 folds, to be quick)
+screens:
+  duplicate: {action: quarantine}
+  outlier: {action: warn}
+  label_issue: {action: quarantine, folds: 2}
+  poison: {action: quarantine, folds: 2}
   value: {action: warn}
 """
 
@@ -257,10 +282,13 @@ def _fresh_folder(path: Path) -> Path:
 
 def _write_digits(folder: Path) -> tuple[Path, Path]:
     try:
+        import fastapi  # noqa: F401 (the loop serves the model)
+        import uvicorn  # noqa: F401
         from PIL import Image
         from sklearn.datasets import load_digits
     except ImportError as e:
-        raise InputError("the quickstart needs scikit-learn and pillow: pip install 'assay[quickstart]'") from e
+        raise InputError("the quickstart needs scikit-learn, pillow, fastapi and uvicorn: pip install "
+                         "'assay[quickstart]'") from e
     digits = load_digits()
     images = folder / "digits"
     for i, (img, label) in enumerate(zip(digits.images, digits.target, strict=True)):

@@ -4,6 +4,8 @@ then publish the accepted samples to the target branch and hold the flagged ones
 Both branches move in one catalog transaction, so a crash leaves the repository as it was or fully
 updated. The staging branch holds the batch while it is audited and is removed once the batch is published
 (in that same transaction) or rejected; the report keeps the staged commit and everything the audit found.
+A target branch that moved meanwhile without touching the dataset, its scores or its suite (a server logging
+its predictions to it) gets the batch on its new tip; one whose dataset changed is a ConflictError.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from assay.repo import Repository
 
 EXAMPLES = 24
+ATTEMPTS = 50  # publishing on a branch that keeps moving (a server logging to it): tries before giving up
 
 
 def staging_branch(dataset: str) -> str:
@@ -94,8 +97,12 @@ class IngestReport:
 
 def ingest(repo: Repository, batch: Any, *, into: str, policy: Policy | None = None, branch: str | None = None,
            key: list[str] | str | None = None, mode: str = "append", labels: str | None = None,
-           message: str | None = None, progress: Progress | None = None) -> IngestReport:
-    """Audit ``batch`` (a file, folder or frame) for dataset ``into`` and publish or quarantine its samples."""
+           message: str | None = None, source: dict[str, Any] | None = None,
+           progress: Progress | None = None) -> IngestReport:
+    """Audit ``batch`` (a file, folder or frame) for dataset ``into`` and publish or quarantine its samples.
+
+    ``source`` (JSON values) says where the batch came from; the commits record it as ``meta.ingest.source``.
+    """
     policy = policy or default_policy()
     if mode not in ("append", "upsert"):
         raise InputError(f"ingest adds samples: mode must be 'append' or 'upsert', not {mode!r}")
@@ -126,7 +133,8 @@ def ingest(repo: Repository, batch: Any, *, into: str, policy: Policy | None = N
     if report.rejected:
         _drop_staging(repo, into, staging_commit)
         return report
-    _publish(repo, report, run, staged, in_batch, quarantine, warn, datasets, suites, tip, staging_commit, message)
+    _publish(repo, report, run, staged, in_batch, quarantine, warn, datasets, suites, tip, staging_commit, message,
+             source)
     return report
 
 
@@ -229,7 +237,7 @@ def _decide(report: IngestReport, policy: Policy, run: ScreenRun, in_batch: np.n
 
 def _publish(repo: Repository, report: IngestReport, run: ScreenRun, staged: Manifest, in_batch: np.ndarray,
              quarantine: np.ndarray, warn: np.ndarray, datasets: dict[str, str], suites: dict[str, str],
-             tip: str | None, batch: str, message: str | None) -> None:
+             tip: str | None, batch: str, message: str | None, source: dict[str, Any] | None) -> None:
     into, branch = report.dataset, report.branch
     store = repo.store
     accepted_rows = np.flatnonzero(in_batch & ~quarantine)
@@ -244,20 +252,47 @@ def _publish(repo: Repository, report: IngestReport, run: ScreenRun, staged: Man
             base=datasets.get(scores_name(into)), key=["sample"], mode="upsert")
     summary = {"batch": batch, "rows": report.batch_rows, "accepted": len(accepted_rows),
                "quarantined": len(held_rows), "warned": int((warn & in_batch).sum())}
+    if source is not None:
+        summary["source"] = source
     text = message or f"ingest into {into}"
-    target = repo.derive(parents=(tip,) if tip else (), datasets=published, suites=suites, meta={"ingest": summary},
-                         message=f"{text}: {len(accepted_rows)} accepted, {len(held_rows)} quarantined",
-                         verify=False)  # the suite ran on the batch (_run_checks); the policy decided
-    updates = [RefUpdate(branch, "branch", target, tip), _staging_removal(into, batch)]
+    others = [_staging_removal(into, batch)]
     if len(held_rows):
-        updates.append(_quarantine_commit(repo, run, staged, in_batch & quarantine, held_rows, into, batch, text,
-                                          summary))
-        report.commits[updates[-1].name] = str(updates[-1].new)
-    repo.move_refs(updates, f"ingest: {into}")
+        others.append(_quarantine_commit(repo, run, staged, in_batch & quarantine, held_rows, into, batch, text,
+                                         summary))
+        report.commits[others[-1].name] = str(others[-1].new)
+    for attempt in range(ATTEMPTS):
+        target = repo.derive(parents=(tip,) if tip else (), datasets=published, suites=suites,
+                             meta={"ingest": summary},
+                             message=f"{text}: {len(accepted_rows)} accepted, {len(held_rows)} quarantined",
+                             verify=False)  # the suite ran on the batch (_run_checks); the policy decided
+        try:
+            repo.move_refs([RefUpdate(branch, "branch", target, tip), *others], f"ingest: {into}")
+            break
+        except ConflictError:
+            if attempt == ATTEMPTS - 1:
+                raise
+            tip, published, suites = _moved_on(repo, branch, into, tip, datasets, suites, published)
     report.commits[branch] = target
     report.accepted = len(accepted_rows)
     report.quarantined = _examples(repo, run, staged, held_rows, "quarantined")
     report.warned = _examples(repo, run, staged, np.flatnonzero(in_batch & warn), "warned")
+
+
+def _moved_on(repo: Repository, branch: str, into: str, tip: str | None, datasets: dict[str, str],
+              suites: dict[str, str], published: dict[str, str]) -> tuple[str | None, dict[str, str], dict[str, str]]:
+    """The branch moved while the batch was audited: when the commits since left the dataset, its scores and its
+    suite alone (a server logging its predictions, another dataset's commit), the new tip with the published
+    versions of those; else a ConflictError (the batch must be audited again against what is there now)."""
+    ref = repo.catalog.get_ref(branch)
+    now = ref.commit if ref else None
+    if now == tip:  # the branch did not move: another ingest of this dataset took its staging or quarantine
+        raise ConflictError(f"another ingest into {into!r} ran at the same time; ingest the batch again")
+    commit = repo.read_commit(now) if now else None
+    there, rules = (dict(commit.datasets), dict(commit.suites)) if commit else ({}, {})
+    mine = [into, scores_name(into)]
+    if any(there.get(n) != datasets.get(n) for n in mine) or rules.get(into) != suites.get(into):
+        raise ConflictError(f"{into!r} changed on {branch!r} while the batch was audited; ingest the batch again")
+    return now, {**there, **{n: published[n] for n in mine if n in published}}, rules
 
 
 def _accepted(repo: Repository, staged: Manifest, keep: np.ndarray, base: str | None, held: set[bytes]) -> Manifest:
