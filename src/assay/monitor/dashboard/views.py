@@ -1,0 +1,330 @@
+"""What the dashboard shows, as JSON-ready dicts: the repository (datasets, commits), the registry (models,
+versions, lineage both ways), serving metrics per window of the prediction log, and the monitor parts (drift,
+performance, alerts, explain), each read through its public function and imported lazily: a part that is not
+installed gives ``{"available": False, "reason": "..."}`` instead of an error, so the page shows what it can.
+
+Every function takes an open repository and only reads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from assay.errors import InputError, RefNotFound
+from assay.monitor import window as win
+
+MAX_WINDOWS = 2000  # windows a time series holds at most (the newest ones)
+NICE_SECONDS = (1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400, 604800)
+AUTO_WINDOWS = 100  # the automatic window gives at most this many windows
+PERCENTILES = (50, 95, 99)
+MAX_CLASSES = 12  # predicted classes shown by name; the rest are summed as "other"
+
+
+def _part(module: str, name: str) -> tuple[Callable[..., Any] | None, str]:
+    """``assay.monitor.MODULE.NAME`` if it is installed, else None and why not."""
+    try:
+        mod = importlib.import_module(f"assay.monitor.{module}")
+    except ImportError as e:
+        return None, f"not available: assay.monitor.{module} is not part of this build ({e})"
+    fn = getattr(mod, name, None)
+    if fn is None:
+        return None, f"not available: assay.monitor.{module} has no {name}()"
+    return fn, ""
+
+
+def _unavailable(reason: str) -> dict[str, Any]:
+    return {"available": False, "reason": reason}
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON: NaN and infinities as null, numpy scalars as numbers, bytes as hex."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def _record(obj: Any) -> dict[str, Any]:
+    if hasattr(obj, "to_dict"):
+        return dict(obj.to_dict())
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return asdict(obj)
+    return dict(obj)
+
+
+# -- the repository ---------------------------------------------------------------------------------------------
+
+
+def overview(repo: Any) -> dict[str, Any]:
+    """The branch, its commit, and what the repository holds."""
+    from assay.models import list_models
+
+    head = repo.head()
+    return {"root": str(repo.root), "branch": repo.branch, "head": head,
+            "datasets": len(repo.datasets("HEAD")) if head else 0,
+            "models": len(list_models(repo)) if head else 0}
+
+
+def datasets(repo: Any) -> list[dict[str, Any]]:
+    """The datasets at HEAD: name, rows, columns, key."""
+    if repo.head() is None:
+        return []
+    out = []
+    for name, oid in sorted(repo.datasets("HEAD").items()):
+        m = repo.read_manifest(oid)
+        out.append({"name": name, "rows": m.rows, "columns": len(m.schema.names), "key": list(m.key or ()),
+                    "kind": m.kind, "manifest": oid})
+    return out
+
+
+def _commit(oid: str, c: Any) -> dict[str, Any]:
+    return {"id": oid, "message": c.message, "author": c.author, "time": c.time, "parents": list(c.parents),
+            "datasets": sorted(c.datasets), "models": sorted(c.models)}
+
+
+def commits(repo: Any, *, dataset: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Commits reachable from HEAD, newest first (only those that changed ``dataset`` when given)."""
+    return [_commit(oid, c) for oid, c in repo.log(limit=limit, dataset=dataset)]
+
+
+def dataset(repo: Any, name: str) -> dict[str, Any]:
+    """One dataset at HEAD: its schema, the commits that changed it, and the model versions trained on it."""
+    from assay.models import find_trained_on
+
+    version = repo.dataset(name, "HEAD")
+    m = version.manifest
+    trained = [t.to_dict() for t in find_trained_on(repo, f"{name}@HEAD")]
+    return {"name": name, "rows": m.rows, "key": list(m.key or ()), "kind": m.kind,
+            "schema": [{"name": f.name, "type": str(f.type)} for f in m.schema],
+            "commits": commits(repo, dataset=name), "trained_on": trained}
+
+
+# -- the registry -----------------------------------------------------------------------------------------------
+
+
+def models(repo: Any) -> list[dict[str, Any]]:
+    from assay.models import list_models
+
+    if repo.head() is None:
+        return []
+    return [_jsonable({**s.to_dict(), "logged": _has_log(repo, s.name)}) for s in list_models(repo)]
+
+
+def model(repo: Any, name: str, *, version: str | None = None) -> dict[str, Any]:
+    """A model's versions and, for one (the newest by default), its lineage both ways: the data and code it came
+    from, the versions it derives from and those derived from it."""
+    from assay.models import describe, history, model_lineage
+
+    spec = name if version is None else f"{name}@{version}"
+    view = describe(repo, spec)
+    versions = [{"version": v.version, "spec": v.spec, "created": v.created, "framework": v.framework,
+                 "metrics": v.metrics, "size": v.size,
+                 "train": v.lineage.train.spec if v.lineage.train else None,
+                 "derived_by": v.lineage.derived_by} for v in history(repo, name)]
+    aliases = {a: view.version.version for a in view.aliases}
+    return _jsonable({"name": name, "selected": view.version.version, "aliases": aliases, "versions": versions,
+                      "lineage": model_lineage(repo, spec).to_dict(), "logged": _has_log(repo, name)})
+
+
+def _has_log(repo: Any, name: str) -> bool:
+    from assay.serve.log import dataset_name
+
+    return dataset_name(name) in repo.datasets("HEAD")
+
+
+# -- windows of the prediction log --------------------------------------------------------------------------------
+
+
+def auto_window(times: np.ndarray) -> win.Window:
+    """The smallest round duration that cuts the log into at most AUTO_WINDOWS windows."""
+    span = float(times[-1] - times[0]) if len(times) else 0.0
+    for s in NICE_SECONDS:
+        if span / s < AUTO_WINDOWS:
+            return win.Window(seconds=float(s))
+    return win.Window(seconds=float(NICE_SECONDS[-1]))
+
+
+def _log(repo: Any, name: str, columns: list[str]) -> pa.Table:
+    try:
+        return win.log_table(repo, name, columns=columns)
+    except RefNotFound:
+        raise
+    except KeyError as e:
+        raise InputError(f"the prediction log of {name!r} lacks a column: {e}") from e
+
+
+def _windows(table: pa.Table, window: str | None) -> tuple[win.Window, list[tuple[int, float, float, pa.Table]]]:
+    """The window and the newest MAX_WINDOWS windows of ``table``, each with the row it starts at."""
+    w = win.Window.parse(window) if window and window != "auto" else auto_window(table.column("time").to_numpy())
+    parts, at = [], 0
+    for start, end, part in win.split(table, w):  # consecutive slices: each starts where the last ended
+        parts.append((at, start, end, part))
+        at += part.num_rows
+    return w, parts[-MAX_WINDOWS:]
+
+
+def serving(repo: Any, name: str, *, window: str | None = None) -> dict[str, Any]:
+    """Per window of the log: rows, latency percentiles (``latency_s``), and the share of each predicted class."""
+    from assay.models import get
+
+    table = _log(repo, name, [*win.LOG_COLUMNS, "latency_s"])
+    w, parts = _windows(table, window)
+    mv = get(repo, name)
+    predictions = _predictions(table, mv)
+    out: dict[str, Any] = {"model": name, "window": str(w), "start": [], "end": [], "rows": [],
+                           **{f"p{q}": [] for q in PERCENTILES}}
+    counts: list[dict[Any, int]] = []
+    for offset, start, end, part in parts:
+        out["start"].append(start)
+        out["end"].append(end)
+        out["rows"].append(part.num_rows)
+        lat = part.column("latency_s").to_numpy(zero_copy_only=False).astype(np.float64)
+        lat = lat[~np.isnan(lat)]
+        for q in PERCENTILES:
+            out[f"p{q}"].append(float(np.percentile(lat, q)) * 1000 if len(lat) else None)
+        values, n = np.unique(np.asarray(predictions[offset:offset + part.num_rows], dtype=object).astype(str),
+                              return_counts=True)
+        counts.append(dict(zip(values.tolist(), n.tolist(), strict=True)))
+    out["classes"], out["shares"] = _shares(counts)
+    out["total_rows"] = table.num_rows
+    return _jsonable(out)
+
+
+def _predictions(table: pa.Table, mv: Any) -> list[Any]:
+    """The predicted class (or value) of every log row, decoded as monitoring does (assay.monitor.window)."""
+    try:
+        return win.decode(table.select(["request_id", "time", "version", "inputs", "outputs"]), mv) \
+            .column("prediction").to_pylist()
+    except InputError:  # rows logged by another version with other inputs: outputs alone give the prediction
+        return [None] * table.num_rows
+
+
+def _shares(counts: list[dict[Any, int]]) -> tuple[list[str], dict[str, list[float]]]:
+    totals: dict[str, int] = {}
+    for c in counts:
+        for k, n in c.items():
+            totals[k] = totals.get(k, 0) + n
+    top = sorted(totals, key=lambda k: (-totals[k], k))[:MAX_CLASSES]
+    shares: dict[str, list[float]] = {k: [] for k in top}
+    if len(totals) > len(top):
+        shares["other"] = []
+    for c in counts:
+        n = sum(c.values()) or 1
+        for k in top:
+            shares[k].append(c.get(k, 0) / n)
+        if "other" in shares:
+            shares["other"].append(sum(v for k, v in c.items() if k not in top) / n)
+    classes = sorted(shares, key=lambda k: (k == "other", _class_order(k)))
+    return classes, shares
+
+
+def _class_order(k: str) -> tuple[int, float | str]:
+    try:
+        return 0, float(k)
+    except ValueError:
+        return 1, k
+
+
+def _decoded_windows(repo: Any, name: str, window: str | None, *,
+                     labels: bool) -> Iterator[tuple[win.Window, float, float, pa.Table]]:
+    from assay.models import get
+
+    table = _log(repo, name, win.LOG_COLUMNS)
+    w, parts = _windows(table, window)
+    mv = get(repo, name)
+    for _, start, end, part in parts:
+        rows = win.decode(part, mv)
+        if labels:
+            rows = win.join_labels(repo, name, rows)
+        yield w, start, end, rows
+
+
+def _series(repo: Any, name: str, window: str | None, fn: Callable[..., Any], *, labels: bool,
+            **kwargs: Any) -> dict[str, Any]:
+    """``fn(repo, name, rows)`` for each window: {metric: {feature: [value per window]}}."""
+    starts: list[float] = []
+    ends: list[float] = []
+    values: dict[str, dict[str, list[float | None]]] = {}
+    shown = window
+    for i, (w, start, end, rows) in enumerate(_decoded_windows(repo, name, window, labels=labels)):
+        shown = str(w)
+        starts.append(start)
+        ends.append(end)
+        got = fn(repo, name, rows, **kwargs) if rows.num_rows else {}
+        for metric, by_feature in got.items():
+            for feature, value in by_feature.items():
+                series = values.setdefault(metric, {}).setdefault(feature, [None] * i)
+                series.append(value)
+        for by_feature in values.values():
+            for series in by_feature.values():
+                series.extend([None] * (i + 1 - len(series)))
+    return _jsonable({"available": True, "model": name, "window": shown, "start": starts, "end": ends,
+                      "metrics": values})
+
+
+def drift(repo: Any, name: str, *, window: str | None = None, reference: str | None = None) -> dict[str, Any]:
+    """Drift per window against the training version (``assay.monitor.drift.drift_values``)."""
+    fn, why = _part("drift", "drift_values")
+    if fn is None:
+        return _unavailable(why)
+    return _series(repo, name, window, fn, labels=False, reference=reference)
+
+
+def performance(repo: Any, name: str, *, window: str | None = None) -> dict[str, Any]:
+    """Realised and estimated performance per window (``assay.monitor.performance.performance_values``)."""
+    fn, why = _part("performance", "performance_values")
+    if fn is None:
+        return _unavailable(why)
+    return _series(repo, name, window, fn, labels=True)
+
+
+def alerts(repo: Any, name: str) -> dict[str, Any]:
+    """The model's stored alerts (``assay.monitor.alerts.list_alerts``), newest first."""
+    fn, why = _part("alerts", "list_alerts")
+    if fn is None:
+        return _unavailable(why)
+    found = [_record(a) for a in fn(repo, name)]
+    found.sort(key=lambda a: a.get("fired_at") or 0, reverse=True)
+    return _jsonable({"available": True, "model": name, "alerts": found})
+
+
+def alert(repo: Any, name: str, alert_id: str) -> dict[str, Any]:
+    fn, why = _part("alerts", "get_alert")
+    if fn is None:
+        return _unavailable(why)
+    return _jsonable({"available": True, "alert": _record(fn(repo, name, alert_id))})
+
+
+def explain(repo: Any, name: str, *, alert: str | None = None, feature: str | None = None,
+            metric: str | None = None, slice_rank: int = 1) -> dict[str, Any]:
+    """The drill-down: the slices behind an alert (or a feature, or a metric) and the samples of one slice
+    beside their nearest training samples (``assay.monitor.explain.explain``)."""
+    fn, why = _part("explain", "explain")
+    if fn is None:
+        return _unavailable(why)
+    if slice_rank < 1:
+        raise InputError(f"slice {slice_rank} does not exist: slices are ranked from 1")
+    got = fn(repo, name, alert=alert, feature=feature, metric=metric, slice_rank=slice_rank)
+    return _jsonable({"available": True, **_record(got)})
+
+
+def check_window(text: str | None) -> str | None:
+    """``window``: ``auto`` or anything ``Window.parse`` takes (errors say what is accepted)."""
+    if text and text != "auto":
+        win.Window.parse(text)
+    return text
+
