@@ -168,6 +168,12 @@ def decode(table: pa.Table, mv: Any) -> pa.Table:
     return pa.table(cols)
 
 
+def decode_outputs(table: pa.Table, mv: Any) -> tuple[pa.Array, pa.Array, Any]:
+    """``prediction``, ``score`` and ``proba`` (None when the model gives no probabilities) of log rows, from
+    their ``outputs`` alone (as ``decode`` gives them, without reading the inputs)."""
+    return _predictions([json.loads(s) for s in table.column("outputs").to_pylist()], mv.signature.classes)
+
+
 def _feature_matrix(ins: list[dict[str, Any]], features: Sequence[str]) -> list[list[Any]]:
     rows = []
     for row in ins:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from assay.errors import InputError, RefNotFound
 from assay.monitor import window as win
@@ -181,55 +182,53 @@ def serving(repo: Any, name: str, *, window: str | None = None) -> dict[str, Any
     """Per window of the log: rows, latency percentiles (``latency_s``), and the share of each predicted class."""
     from assay.models import get
 
-    table = _log(repo, name, [*win.LOG_COLUMNS, "latency_s"])
+    table = _log(repo, name, ["request_id", "time", "version", "latency_s", "outputs"])
     w, parts = _windows(table, window)
-    mv = get(repo, name)
-    predictions = _predictions(table, mv)
+    classes, codes = _class_codes(table, get(repo, name))
+    latency = table.column("latency_s").to_numpy(zero_copy_only=False).astype(np.float64) * 1000
     out: dict[str, Any] = {"model": name, "window": str(w), "start": [], "end": [], "rows": [],
                            **{f"p{q}": [] for q in PERCENTILES}}
-    counts: list[dict[Any, int]] = []
+    counts = []
     for offset, start, end, part in parts:
+        stop = offset + part.num_rows
         out["start"].append(start)
         out["end"].append(end)
         out["rows"].append(part.num_rows)
-        lat = part.column("latency_s").to_numpy(zero_copy_only=False).astype(np.float64)
+        lat = latency[offset:stop]
         lat = lat[~np.isnan(lat)]
-        for q in PERCENTILES:
-            out[f"p{q}"].append(float(np.percentile(lat, q)) * 1000 if len(lat) else None)
-        values, n = np.unique(np.asarray(predictions[offset:offset + part.num_rows], dtype=object).astype(str),
-                              return_counts=True)
-        counts.append(dict(zip(values.tolist(), n.tolist(), strict=True)))
-    out["classes"], out["shares"] = _shares(counts)
+        for q, v in zip(PERCENTILES, np.percentile(lat, PERCENTILES) if len(lat) else [None] * 3, strict=True):
+            out[f"p{q}"].append(v)
+        counts.append(np.bincount(codes[offset:stop], minlength=len(classes)))
+    out["classes"], out["shares"] = _shares(classes, counts)
     out["total_rows"] = table.num_rows
     return _jsonable(out)
 
 
-def _predictions(table: pa.Table, mv: Any) -> list[Any]:
-    """The predicted class (or value) of every log row, decoded as monitoring does (assay.monitor.window)."""
-    try:
-        return win.decode(table.select(["request_id", "time", "version", "inputs", "outputs"]), mv) \
-            .column("prediction").to_pylist()
-    except InputError:  # rows logged by another version with other inputs: outputs alone give the prediction
-        return [None] * table.num_rows
+def _class_codes(table: pa.Table, mv: Any) -> tuple[list[str], np.ndarray]:
+    """The predicted classes (as text) and, per log row, the index of its predicted class; "other" beyond the
+    MAX_CLASSES most frequent."""
+    prediction, _, _ = win.decode_outputs(table, mv)
+    encoded = pc.cast(prediction, pa.string()).dictionary_encode()
+    names = [str(v) for v in encoded.dictionary.to_pylist()]
+    codes = encoded.indices.fill_null(len(names)).to_numpy(zero_copy_only=False).astype(np.int64)
+    if (codes == len(names)).any():
+        names.append("none")
+    freq = np.bincount(codes, minlength=len(names))
+    top = sorted(np.argsort(-freq, kind="stable")[:MAX_CLASSES].tolist(), key=lambda i: _class_order(names[i]))
+    keep = [names[i] for i in top]
+    remap = np.full(len(names), len(keep), np.int64)
+    remap[top] = np.arange(len(keep))
+    if len(names) > len(keep):
+        keep.append("other")
+    return keep, remap[codes]
 
 
-def _shares(counts: list[dict[Any, int]]) -> tuple[list[str], dict[str, list[float]]]:
-    totals: dict[str, int] = {}
-    for c in counts:
-        for k, n in c.items():
-            totals[k] = totals.get(k, 0) + n
-    top = sorted(totals, key=lambda k: (-totals[k], k))[:MAX_CLASSES]
-    shares: dict[str, list[float]] = {k: [] for k in top}
-    if len(totals) > len(top):
-        shares["other"] = []
-    for c in counts:
-        n = sum(c.values()) or 1
-        for k in top:
-            shares[k].append(c.get(k, 0) / n)
-        if "other" in shares:
-            shares["other"].append(sum(v for k, v in c.items() if k not in top) / n)
-    classes = sorted(shares, key=lambda k: (k == "other", _class_order(k)))
-    return classes, shares
+def _shares(classes: list[str], counts: list[np.ndarray]) -> tuple[list[str], dict[str, list[float]]]:
+    if not counts:
+        return classes, {c: [] for c in classes}
+    m = np.stack(counts).astype(np.float64)
+    m /= np.maximum(m.sum(axis=1, keepdims=True), 1)
+    return classes, {c: m[:, i].tolist() for i, c in enumerate(classes)}
 
 
 def _class_order(k: str) -> tuple[int, float | str]:
