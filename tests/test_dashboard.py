@@ -232,3 +232,20 @@ def test_drill_down_feature_to_slices_to_samples(folder: Path) -> None:
             page.wait_for_selector("#samples tbody tr", timeout=60_000)
             assert page.locator("#samples tbody tr").count() >= 1
     assert errors == []
+
+
+def test_percentiles_per_window_are_numpys() -> None:
+    from assay.monitor.dashboard.views import _percentiles
+
+    rng = np.random.default_rng(3)
+    sizes = [1, 7, 0, 30, 2, 5]
+    values = rng.exponential(size=sum(sizes) + 4)
+    values[[3, 20]] = np.nan  # a lost latency is left out
+    edges = np.concatenate([[4], 4 + np.cumsum(sizes)])
+    bounds = np.stack([edges[:-1], edges[1:]], axis=1)
+    got = _percentiles(values, bounds, (50, 95, 99))
+    for j, (a, b) in enumerate(bounds):
+        part = values[a:b][~np.isnan(values[a:b])]
+        for i, q in enumerate((50, 95, 99)):
+            want = float(np.percentile(part, q)) if len(part) else None
+            assert got[i][j] == (pytest.approx(want) if want is not None else None)

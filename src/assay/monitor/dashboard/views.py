@@ -186,22 +186,39 @@ def serving(repo: Any, name: str, *, window: str | None = None) -> dict[str, Any
     w, parts = _windows(table, window)
     classes, codes = _class_codes(table, get(repo, name))
     latency = table.column("latency_s").to_numpy(zero_copy_only=False).astype(np.float64) * 1000
-    out: dict[str, Any] = {"model": name, "window": str(w), "start": [], "end": [], "rows": [],
-                           **{f"p{q}": [] for q in PERCENTILES}}
-    counts = []
-    for offset, start, end, part in parts:
-        stop = offset + part.num_rows
-        out["start"].append(start)
-        out["end"].append(end)
-        out["rows"].append(part.num_rows)
-        lat = latency[offset:stop]
-        lat = lat[~np.isnan(lat)]
-        for q, v in zip(PERCENTILES, np.percentile(lat, PERCENTILES) if len(lat) else [None] * 3, strict=True):
-            out[f"p{q}"].append(v)
-        counts.append(np.bincount(codes[offset:stop], minlength=len(classes)))
+    bounds = np.array([[offset, offset + part.num_rows] for offset, _, _, part in parts], np.int64).reshape(-1, 2)
+    out: dict[str, Any] = {"model": name, "window": str(w), "start": [p[1] for p in parts],
+                           "end": [p[2] for p in parts], "rows": [p[3].num_rows for p in parts]}
+    for q, values in zip(PERCENTILES, _percentiles(latency, bounds, PERCENTILES), strict=True):
+        out[f"p{q}"] = values
+    counts = [np.bincount(codes[a:b], minlength=len(classes)) for a, b in bounds]
     out["classes"], out["shares"] = _shares(classes, counts)
     out["total_rows"] = table.num_rows
     return _jsonable(out)
+
+
+def _percentiles(values: np.ndarray, bounds: np.ndarray, qs: tuple[int, ...]) -> list[list[float | None]]:
+    """Percentiles ``qs`` of ``values[a:b]`` for each row ``(a, b)`` of ``bounds`` (consecutive segments), NaN
+    left out, linear as numpy's default; None for a segment with no value. One sort for all segments."""
+    segment = np.repeat(np.arange(len(bounds)), bounds[:, 1] - bounds[:, 0])
+    x = values[bounds[0, 0]:bounds[-1, 1]] if len(bounds) else values[:0]
+    keep = ~np.isnan(x)
+    x, segment = x[keep], segment[keep]
+    order = np.lexsort((x, segment))
+    x = x[order]
+    n = np.bincount(segment, minlength=len(bounds))
+    first = np.concatenate([[0], np.cumsum(n)[:-1]]) if len(n) else n
+    out = []
+    for q in qs:
+        pos = (n - 1).clip(min=0) * (q / 100)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, (n - 1).clip(min=0))
+        frac = pos - lo
+        at_lo = x[np.minimum(first + lo, max(len(x) - 1, 0))] if len(x) else np.zeros(len(n))
+        at_hi = x[np.minimum(first + hi, max(len(x) - 1, 0))] if len(x) else np.zeros(len(n))
+        got = at_lo + (at_hi - at_lo) * frac
+        out.append([float(v) if k else None for v, k in zip(got, n, strict=True)])
+    return out
 
 
 def _class_codes(table: pa.Table, mv: Any) -> tuple[list[str], np.ndarray]:
