@@ -252,7 +252,7 @@ function drawDrift(d) {
   const box = document.getElementById("chart-drift");
   box.append(el("div", { class: "muted" }, "explain a feature: ",
     ...features.map((f) => el("button", { class: "link", type: "button", "data-feature": f,
-                                          onclick: () => drillFeature({ feature: f, metric: keep }) }, f + " "))));
+                                          onclick: () => drillFeature({ feature: f, metric: keep }) }, f))));
 }
 
 function drawPerformance(p) {
