@@ -131,6 +131,8 @@ def test_bad_requests_get_a_clear_error(client: TestClient) -> None:
     r = client.get("/api/models/digits/serving", params={"window": "soon"})
     assert r.status_code == 400 and "neither a duration" in r.json()["error"]
     assert client.get("/api/datasets/nothing").status_code == 404
+    r = client.get("/api/models/digits/drift", params={"windows": "0"})
+    assert r.status_code == 400 and "from 1 to 2000" in r.json()["error"]
     r = client.get("/api/models/digits/explain", params={"slice": "x"})
     assert r.status_code == 400 and "whole number" in r.json()["error"]
 

@@ -106,10 +106,11 @@ def _routes() -> dict[str, Handler]:
         "/api/models/{name}": lambda repo, r: views.model(repo, r.path_params["name"],
                                                          version=getattr(r, q).get("version")),
         "/api/models/{name}/serving": lambda repo, r: views.serving(repo, r.path_params["name"], window=_window(r)),
-        "/api/models/{name}/drift": lambda repo, r: views.drift(repo, r.path_params["name"], window=_window(r),
-                                                                reference=getattr(r, q).get("reference")),
-        "/api/models/{name}/performance": lambda repo, r: views.performance(repo, r.path_params["name"],
-                                                                            window=_window(r)),
+        "/api/models/{name}/drift": lambda repo, r: views.drift(
+            repo, r.path_params["name"], window=_window(r), reference=getattr(r, q).get("reference"),
+            last=_int(r, "windows", views.SERIES_WINDOWS)),
+        "/api/models/{name}/performance": lambda repo, r: views.performance(
+            repo, r.path_params["name"], window=_window(r), last=_int(r, "windows", views.SERIES_WINDOWS)),
         "/api/models/{name}/alerts": lambda repo, r: views.alerts(repo, r.path_params["name"]),
         "/api/models/{name}/alerts/{id}": lambda repo, r: views.alert(repo, r.path_params["name"],
                                                                       r.path_params["id"]),

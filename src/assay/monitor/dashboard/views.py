@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from assay.errors import InputError, RefNotFound
 from assay.monitor import window as win
 
 MAX_WINDOWS = 2000  # windows a time series holds at most (the newest ones)
+SERIES_WINDOWS = 100  # windows of drift and performance by default (each costs a computation; serving: all)
 NICE_SECONDS = (1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400, 604800)
 AUTO_WINDOWS = 100  # the automatic window gives at most this many windows
 PERCENTILES = (50, 95, 99)
@@ -255,57 +258,92 @@ def _class_order(k: str) -> tuple[int, float | str]:
         return 1, k
 
 
-def _decoded_windows(repo: Any, name: str, window: str | None, *,
-                     labels: bool) -> Iterator[tuple[win.Window, float, float, pa.Table]]:
+class _Cache:
+    """Values of closed windows, computed once: a window is named by its first and last request ids and its rows
+    (the log only grows and is sorted by time, so those rows never change), plus what else the value depends on
+    (the model's index, the labels, the reference). The newest ``size`` entries are kept."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self.values: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        with self.lock:
+            if key in self.values:
+                self.values.move_to_end(key)
+                return self.values[key]
+        value = compute()
+        with self.lock:
+            self.values[key] = value
+            while len(self.values) > self.size:
+                self.values.popitem(last=False)
+        return value
+
+
+_CACHE = _Cache()
+
+
+def _series(repo: Any, name: str, window: str | None, part: str, fn: Callable[..., Any], *, labels: bool,
+            last: int, **kwargs: Any) -> dict[str, Any]:
+    """``fn(repo, name, rows, **kwargs)`` for each of the newest ``last`` windows (the same windows as the
+    serving metrics): {metric: {feature: [value per window]}}. The newest window is computed each time, the
+    others once (``_Cache``)."""
     from assay.models import get
+    from assay.serve.labels import labels_dataset
 
     table = _log(repo, name, win.LOG_COLUMNS)
     w, parts = _windows(table, window)
+    parts = parts[-last:]
     mv = get(repo, name)
-    for _, start, end, part in parts:
-        rows = win.decode(part, mv)
-        if labels:
-            rows = win.join_labels(repo, name, rows)
-        yield w, start, end, rows
-
-
-def _series(repo: Any, name: str, window: str | None, fn: Callable[..., Any], *, labels: bool,
-            **kwargs: Any) -> dict[str, Any]:
-    """``fn(repo, name, rows)`` for each window: {metric: {feature: [value per window]}}."""
-    starts: list[float] = []
-    ends: list[float] = []
+    head = repo.read_commit(repo.head())
+    depends = (str(repo.root), part, head.models.get(name), tuple(sorted(kwargs.items())),
+               head.datasets.get(labels_dataset(name)) if labels else None)
     values: dict[str, dict[str, list[float | None]]] = {}
-    shown = window
-    for i, (w, start, end, rows) in enumerate(_decoded_windows(repo, name, window, labels=labels)):
-        shown = str(w)
-        starts.append(start)
-        ends.append(end)
-        got = fn(repo, name, rows, **kwargs) if rows.num_rows else {}
+    for i, (_, _, _, rows) in enumerate(parts):
+        def compute(rows: pa.Table = rows) -> dict[str, dict[str, float]]:
+            decoded = win.decode(rows, mv)
+            if labels:
+                decoded = win.join_labels(repo, name, decoded)
+            return fn(repo, name, decoded, **kwargs) if decoded.num_rows else {}
+
+        ids = rows.column("request_id")
+        key = (*depends, ids[0].as_py(), ids[-1].as_py(), rows.num_rows)
+        got = compute() if i == len(parts) - 1 else _CACHE.get(key, compute)
         for metric, by_feature in got.items():
             for feature, value in by_feature.items():
-                series = values.setdefault(metric, {}).setdefault(feature, [None] * i)
-                series.append(value)
+                values.setdefault(metric, {}).setdefault(feature, [None] * i).append(value)
         for by_feature in values.values():
             for series in by_feature.values():
                 series.extend([None] * (i + 1 - len(series)))
-    return _jsonable({"available": True, "model": name, "window": shown, "start": starts, "end": ends,
-                      "metrics": values})
+    return _jsonable({"available": True, "model": name, "window": str(w), "start": [p[1] for p in parts],
+                      "end": [p[2] for p in parts], "metrics": values})
 
 
-def drift(repo: Any, name: str, *, window: str | None = None, reference: str | None = None) -> dict[str, Any]:
-    """Drift per window against the training version (``assay.monitor.drift.drift_values``)."""
+def _check_last(last: int) -> None:
+    if not 1 <= last <= MAX_WINDOWS:
+        raise InputError(f"windows={last}: give a number of windows from 1 to {MAX_WINDOWS}")
+
+
+def drift(repo: Any, name: str, *, window: str | None = None, reference: str | None = None,
+          last: int = SERIES_WINDOWS) -> dict[str, Any]:
+    """Drift in each of the newest ``last`` windows against the training version, or ``reference``
+    (``assay.monitor.drift.drift_values``)."""
+    _check_last(last)
     fn, why = _part("drift", "drift_values")
     if fn is None:
         return _unavailable(why)
-    return _series(repo, name, window, fn, labels=False, reference=reference)
+    return _series(repo, name, window, "drift", fn, labels=False, last=last, reference=reference)
 
 
-def performance(repo: Any, name: str, *, window: str | None = None) -> dict[str, Any]:
-    """Realised and estimated performance per window (``assay.monitor.performance.performance_values``)."""
+def performance(repo: Any, name: str, *, window: str | None = None, last: int = SERIES_WINDOWS) -> dict[str, Any]:
+    """Realised and estimated performance in each of the newest ``last`` windows
+    (``assay.monitor.performance.performance_values``)."""
+    _check_last(last)
     fn, why = _part("performance", "performance_values")
     if fn is None:
         return _unavailable(why)
-    return _series(repo, name, window, fn, labels=True)
+    return _series(repo, name, window, "performance", fn, labels=True, last=last)
 
 
 def alerts(repo: Any, name: str) -> dict[str, Any]:
