@@ -217,8 +217,7 @@ def test_click_paths_dataset_to_commits_and_models_model_to_lineage(folder: Path
         lineage = page.locator("#lineage").inner_text()
         assert "train: digits-train@" in lineage and "eval: digits-test@" in lineage and "digits@1" in lineage
         page.locator("#lineage button", has_text="digits-test").click()  # model -> its evaluation data
-        page.wait_for_function("(document.querySelector('#dataset-detail h3') || {textContent: ''})"
-                               ".textContent.startsWith('digits-test')")
+        page.locator("#dataset-detail h3", has_text="digits-test: 597 rows").wait_for()
         page.locator("#models tbody tr", has_text="digits").click()
         page.wait_for_selector("#model-versions tbody tr")
         assert page.locator("#model-versions tbody tr").count() == 1
