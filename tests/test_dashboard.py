@@ -255,3 +255,22 @@ def test_percentiles_per_window_are_numpys() -> None:
         for i, q in enumerate((50, 95, 99)):
             want = float(np.percentile(part, q)) if len(part) else None
             assert got[i][j] == (pytest.approx(want) if want is not None else None)
+
+
+def test_the_page_and_its_chart_library_are_package_data() -> None:
+    import fnmatch
+    import tomllib
+
+    import assay
+
+    root = Path(assay.__file__).parent
+    globs = tomllib.loads((root.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    static = [p.relative_to(root).as_posix() for p in (root / "monitor" / "dashboard" / "static").rglob("*")
+              if p.is_file()]
+    assert {"monitor/dashboard/static/index.html", "monitor/dashboard/static/vendor/uplot/uPlot.iife.min.js",
+            "monitor/dashboard/static/vendor/uplot/LICENSE"} <= set(static)
+    missing = [p for p in static if not any(fnmatch.fnmatch(p, g) and p.count("/") == g.count("/")
+                                            for g in globs["assay"])]
+    assert missing == []  # in the wheel: setuptools globs do not cross folders
+    page = (root / "monitor" / "dashboard" / "static" / "index.html").read_text()
+    assert "http://" not in page and "https://" not in page  # nothing from the internet
