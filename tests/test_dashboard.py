@@ -274,3 +274,14 @@ def test_the_page_and_its_chart_library_are_package_data() -> None:
     assert missing == []  # in the wheel: setuptools globs do not cross folders
     page = (root / "monitor" / "dashboard" / "static" / "index.html").read_text()
     assert "http://" not in page and "https://" not in page  # nothing from the internet
+
+
+def test_an_empty_repository_shows_empty_panes_without_errors(tmp_path: Path) -> None:
+    import assay
+
+    assay.init(tmp_path).close()
+    with _server(tmp_path) as url, _page(url) as (page, errors):
+        assert "0 datasets · 0 models" in page.locator("#repo-info").inner_text()
+        assert page.locator("#datasets tbody").inner_text().strip() == "none"
+        assert "no model has a prediction log" in page.locator("#monitor-status").inner_text()
+    assert errors == []
