@@ -285,3 +285,38 @@ def test_an_empty_repository_shows_empty_panes_without_errors(tmp_path: Path) ->
         assert page.locator("#datasets tbody").inner_text().strip() == "none"
         assert "no model has a prediction log" in page.locator("#monitor-status").inner_text()
     assert errors == []
+
+
+TRAFFIC = ("rules:\n  - name: traffic\n    metric: rows\n    threshold: 1000\n    direction: below\n"
+           "    severity: warning\n")
+
+
+def test_drill_down_alert_to_feature_to_slice_to_samples(folder: Path, tmp_path: Path) -> None:
+    """The click path of an alert: the alerts table -> the alert's feature -> its slices -> the samples of one,
+    on an alert fired by the real rules evaluation. Where alerts or explain is not part of the build, the page
+    says so in their place."""
+    if not (_has("alerts") and _has("explain")):
+        with _server(folder) as url, _page(url + "/?window=100") as (page, errors):
+            assert "not available" in page.locator("#alerts-status").inner_text() or not _has("explain")
+        assert errors == []
+        return
+    import shutil
+
+    import assay
+    from assay.monitor.evaluate import run
+    from assay.monitor.rules import parse_rules
+
+    copy = Path(shutil.copytree(folder, tmp_path / "repo"))
+    with assay.Repo(copy) as repo:
+        fired = run(repo, "digits", parse_rules(TRAFFIC), deliver_s=0)
+    assert fired is not None
+    with _server(copy) as url, _page(url + "/?window=100") as (page, errors):
+        rows = page.locator("#alerts tbody tr.clickable")
+        assert rows.count() >= 1 and "traffic" in rows.first.inner_text()
+        rows.first.click()
+        page.locator("#drill-feature").click()  # the alert's feature
+        page.wait_for_selector("#slices tbody tr.clickable", timeout=60_000)
+        page.locator("#slices tbody tr.clickable").first.click()
+        page.wait_for_selector("#samples tbody tr", timeout=60_000)
+        assert page.locator("#samples tbody tr").count() >= 1
+    assert errors == []
