@@ -9,10 +9,10 @@ headless Chromium (Debian's, driven by Playwright). Prints, as medians of RUNS p
 - ready: until every pane has been filled (all API answers in, every chart drawn);
 - the serving API's answer time for the 1,000 windows, measured in-process.
 
-The alerts pane shows what ``assay.monitor.alerts`` has stored; with that part not installed it shows "not
-available" and the count printed is 0.
+With ``assay.monitor.alerts`` installed, ALERTS alerts are stored as it stores them (``store_alerts``); without
+it the alerts pane shows "not available" and the count printed is 0.
 
-    PYTHONPATH=src python benchmarks/bench_dashboard.py [--windows 1000] [--rows 10] [--runs 5]
+    PYTHONPATH=src python benchmarks/bench_dashboard.py [--windows 1000] [--rows 10] [--alerts 100] [--runs 5]
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.monitor_helpers import FEATURES, digits_table, make_repo, serve
 
 
-def build(folder: Path, windows: int, rows: int) -> int:
-    """The repository with a log of ``windows`` one-minute windows of ``rows`` predictions each; the rows."""
+def build(folder: Path, windows: int, rows: int, alerts: int) -> int:
+    """The repository with a log of ``windows`` one-minute windows of ``rows`` predictions each, and ``alerts``
+    stored alerts where ``assay.monitor.alerts`` is installed; the rows."""
     import assay
     from assay.serve.log import SCHEMA, dataset_name
 
@@ -53,7 +54,23 @@ def build(folder: Path, windows: int, rows: int) -> int:
         cols["latency_s"] = pa.array(rng.lognormal(np.log(0.002), 0.5, n))
         repo.add(dataset_name("digits"), pa.table(cols, schema=SCHEMA), key="request_id")
         repo.commit(f"bench: a log of {windows} windows of {rows} predictions")
+        _alerts(repo, start, alerts)
     return n
+
+
+def _alerts(repo: object, start: float, count: int) -> None:
+    """``count`` alerts stored as ``assay.monitor.alerts`` stores them (one a window, fired on null_share)."""
+    try:
+        from assay.monitor.alerts import Alert, store_alerts
+    except ImportError:
+        return
+    made = []
+    for i in range(count):
+        at = start + i * 60.0
+        feature = FEATURES[i % len(FEATURES)]
+        made.append(Alert(Alert.make_id("digits", "bench", feature, at), "digits", "bench", "null_share", feature,
+                          "warning", 0.5, 0.1, at, at + 60.0, at + 60.0, updated_at=at + 60.0))
+    store_alerts(repo, "digits", lambda stored: made)
 
 
 def measure(folder: Path, runs: int) -> tuple[list[float], list[float], int, int]:
@@ -82,11 +99,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--windows", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=10)
+    parser.add_argument("--alerts", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "repo"
-        rows = build(folder, args.windows, args.rows)
+        rows = build(folder, args.windows, args.rows, args.alerts)
 
         from starlette.testclient import TestClient
 
