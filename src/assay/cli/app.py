@@ -22,6 +22,7 @@ from assay.cli import (
     remote_cmds,
     repo_cmds,
     serve_cmds,
+    ui_cmds,
     upkeep_cmds,
 )
 from assay.cli._common import RepoOpt, _progress, _state, err, escape, out
@@ -60,6 +61,7 @@ app.add_typer(model_cmds.app, name="model")
 app.add_typer(monitor_cmds.app, name="monitor")
 app.add_typer(serve_cmds.app, name="serve")
 app.add_typer(serve_cmds.predictions_app, name="predictions")
+app.command("ui")(ui_cmds.ui)
 
 
 @app.command()

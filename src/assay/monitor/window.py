@@ -166,6 +166,12 @@ def decode(table: pa.Table, mv: Any) -> pa.Table:
     return pa.table(cols)
 
 
+def decode_outputs(table: pa.Table, mv: Any) -> tuple[pa.Array, pa.Array, Any]:
+    """``prediction``, ``score`` and ``proba`` (None when the model gives no probabilities) of log rows, from
+    their ``outputs`` alone (as ``decode`` gives them, without reading the inputs)."""
+    return _predictions(_parse_json(table.column("outputs")), mv.signature.classes)
+
+
 def _parse_json(column: pa.ChunkedArray) -> pa.Table:
     """One JSON object per row of a string column, as a table (one column per key)."""
     import io
