@@ -34,7 +34,7 @@ from assay.monitor.profile import ColumnProfile, Profile, reference_profile, win
 
 DRIFT_METRICS = ("psi", "ks", "wasserstein", "chi2", "js", "embedding", "multivariate")
 DEFAULT_THRESHOLDS: dict[str, float] = {"psi": 0.2, "ks": 0.1, "wasserstein": 0.1, "chi2": 0.1, "js": 0.1,
-                                        "embedding": 0.1, "multivariate": 0.1, "alpha": 0.01}
+                                        "embedding": 0.1, "multivariate": 0.05, "alpha": 0.01}
 _GRID = 512
 _FLOOR = 1e-4  # shares below this count as this in PSI (as Evidently does)
 _TEXT_SIGNIFICANT = 4.0
