@@ -35,7 +35,7 @@ from assay.monitor.profile import ColumnProfile, Profile, reference_profile, win
 DRIFT_METRICS = ("psi", "ks", "wasserstein", "chi2", "js", "embedding", "multivariate")
 DEFAULT_THRESHOLDS: dict[str, float] = {"psi": 0.2, "ks": 0.1, "wasserstein": 0.1, "chi2": 0.1, "js": 0.1,
                                         "embedding": 0.1, "multivariate": 0.05, "alpha": 0.01}
-_GRID = 512
+_GRID = 128
 _FLOOR = 1e-4  # shares below this count as this in PSI (as Evidently does)
 _TEXT_SIGNIFICANT = 4.0
 
@@ -230,18 +230,28 @@ def _categorical(ref: ColumnProfile, win: ColumnProfile) -> tuple[dict[str, floa
     p = (a + 0.5) / (a.sum() + 0.5 * len(cats))
     q = b / b.sum()
     chi2_div = float(np.sum((q - p) ** 2 / p))
-    from scipy.spatial.distance import jensenshannon
-    from scipy.stats import chi2
+    from scipy.special import chdtrc  # scipy.special, not scipy.stats: a tenth of its import time and memory
 
-    js = float(jensenshannon(a / a.sum(), q, base=2))
+    js = _jensen_shannon(a / a.sum(), q)
     table = np.stack([a, b])
     expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
     keep = expected.min(axis=0) > 0
     stat = float(((table[:, keep] - expected[:, keep]) ** 2 / expected[:, keep]).sum())
-    pvalue = float(chi2.sf(stat, max(int(keep.sum()) - 1, 1))) if keep.sum() > 1 else 1.0
+    pvalue = float(chdtrc(max(int(keep.sum()) - 1, 1), stat)) if keep.sum() > 1 else 1.0
     hist = {"categories": [c or "(other)" for c in cats][:30], "current": q.tolist()[:30],
             "reference": (a / a.sum()).tolist()[:30]}
-    return {"chi2": chi2_div, "js": 0.0 if math.isnan(js) else js}, pvalue, hist
+    return {"chi2": chi2_div, "js": js}, pvalue, hist
+
+
+def _jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
+    """The Jensen-Shannon distance (base 2: in [0, 1]) between two distributions over the same values."""
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray) -> float:
+        nz = a > 0
+        return float(np.sum(a[nz] * np.log2(a[nz] / m[nz])))
+
+    return math.sqrt(max((kl(p) + kl(q)) / 2, 0.0))
 
 
 def _text(ref: ColumnProfile, win: ColumnProfile) -> dict[str, float]:
@@ -261,9 +271,9 @@ def _multivariate(reference: Profile, window: Profile, th: Thresholds, alpha: fl
     mean = total / n
     value = (mean - pca.error_mean) / pca.error_mean if pca.error_mean > 0 else 0.0
     noise = pca.error_std * math.sqrt(1 / n + 1 / pca.rows) or 1e-12
-    from scipy.stats import norm
+    from scipy.special import ndtr
 
-    p = float(norm.sf((mean - pca.error_mean) / noise))
+    p = float(ndtr(-(mean - pca.error_mean) / noise))
     over = ("multivariate",) if value > th.of("*", "multivariate") else ()
     return FeatureDrift("*", "multivariate", {"multivariate": float(value)}, p, bool(over) and p < alpha, over,
                         n, 0, pca.rows, 0, note=f"mean PCA reconstruction error {mean:.4g} (reference "

@@ -299,10 +299,32 @@ class Profile:
                 err = like.pca.errors(table)
                 out.errors = (len(err), float(err.sum()), float(np.dot(err, err)))
         elif like is None and fit_pca:
-            numeric = [n for n in names if kinds[n] == "numeric" and n not in ("prediction", "label")]
-            center = [profiles[n].mean if profiles[n].values else 0.0 for n in numeric]
-            scale = [profiles[n].std or 1.0 for n in numeric]
-            out.pca = PCAModel.fit(table, numeric, center, scale)
+            out.pca = _fit_pca(table, out)
+        return out
+
+    @classmethod
+    def build_stream(cls, batches: Iterable[pa.Table | pa.RecordBatch], columns: Sequence[str] | None = None, *,
+                     like: Profile | None = None, meta: Mapping[str, Any] | None = None) -> Profile:
+        """The profile of a stream of batches, one batch in memory at a time (``like``: as ``build``); a
+        reference's PCA is fitted at the end on a sample drawn from every batch."""
+        out: Profile | None = None
+        sample: list[pa.Table] = []
+        rng = np.random.default_rng(0)
+        for batch in batches:
+            table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+            part = cls.build(table, columns if out is None else list(out.columns), like=like, fit_pca=False,
+                             kinds=None if out is None else {n: c.kind for n, c in out.columns.items()}, meta=meta)
+            out = part if out is None else out.merge(part)
+            if like is None:
+                take = min(table.num_rows, PCA_SAMPLE // 10)
+                sample.append(table.take(pa.array(np.sort(rng.choice(table.num_rows, take, replace=False)))))
+                if sum(t.num_rows for t in sample) > 2 * PCA_SAMPLE:
+                    both = pa.concat_tables(sample)
+                    sample = [both.take(pa.array(np.sort(rng.choice(both.num_rows, PCA_SAMPLE, replace=False))))]
+        if out is None:
+            raise InputError("no batch to profile: the stream was empty")
+        if like is None and sample:
+            out.pca = _fit_pca(pa.concat_tables(sample), out)
         return out
 
     def merge(self, other: Profile) -> Profile:
@@ -335,6 +357,14 @@ class Profile:
         err = d.get("errors", [0, 0.0, 0.0])
         return cls(cols, d["rows"], PCAModel.from_dict(d["pca"]) if d.get("pca") else None,
                    (int(err[0]), float(err[1]), float(err[2])), d.get("meta", {}))
+
+
+def _fit_pca(table: pa.Table, profile: Profile) -> PCAModel | None:
+    """The PCA of ``table``'s numeric features, standardised by ``profile``'s exact means and deviations."""
+    numeric = [n for n, c in profile.columns.items() if c.kind == "numeric" and n not in ("prediction", "label")]
+    center = [profile.columns[n].mean if profile.columns[n].values else 0.0 for n in numeric]
+    scale = [profile.columns[n].std or 1.0 for n in numeric]
+    return PCAModel.fit(table, numeric, center, scale)
 
 
 # -- text embeddings ---------------------------------------------------------------------------------------
