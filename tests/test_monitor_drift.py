@@ -282,3 +282,18 @@ def test_the_cli_profiles_and_prints_drift_as_a_table_json_and_html(served: Path
     r = subprocess.run([sys.executable, "-m", "assay.cli", "-C", str(served), "monitor", "drift", "digits", "--since",
                         "2999-01-01"], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 1 and r.stderr.startswith("error: no production rows of digits"), r.stderr
+
+
+def test_model_register_can_profile_the_training_data(synth: Path, tmp_path: Path) -> None:
+    from assay.cli.app import app
+    from assay.models import registry
+    from assay.models.registry import read_artifact
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(read_artifact(assay.Repo(synth), "synth"))
+    r = CliRunner().invoke(app, ["-C", str(synth), "model", "register", "again", str(model), "--train", "synth@v1",
+                                 "--profile"])
+    assert r.exit_code == 0, r.output
+    assert "profiled for monitoring" in r.output
+    entry = registry.attachments(assay.Repo(synth), "again")["profile"]["profiles"]["train"]
+    assert entry["rows"] == 20_000
