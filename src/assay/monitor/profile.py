@@ -388,7 +388,11 @@ def embed(texts: list[str], embedder: str) -> np.ndarray:
 
         return _minilm(texts)
     if embedder == "hashing":
-        from sklearn.feature_extraction.text import HashingVectorizer
+        try:
+            from sklearn.feature_extraction.text import HashingVectorizer
+        except ImportError as e:
+            raise MissingExtra("text features are embedded with scikit-learn's HashingVectorizer (or MiniLM): "
+                               "pip install 'assay[screens]' or 'assay[text]'") from e
 
         vec = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), n_features=512, alternate_sign=False)
         return np.asarray(vec.transform(texts).todense(), np.float64)
