@@ -297,3 +297,23 @@ def test_model_register_can_profile_the_training_data(synth: Path, tmp_path: Pat
     assert "profiled for monitoring" in r.output
     entry = registry.attachments(assay.Repo(synth), "again")["profile"]["profiles"]["train"]
     assert entry["rows"] == 20_000
+
+
+def test_a_large_reference_is_profiled_fragment_by_fragment_as_in_memory(synth: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from assay.models import registry
+
+    repo = assay.Repo(synth)
+    mv = registry.get(repo, "synth")
+    whole = profiles.compute_reference(repo, mv)
+    monkeypatch.setattr(profiles, "STREAM_ROWS", 1000)
+    monkeypatch.setattr(profiles, "PREDICTION_SAMPLE", 5000)
+    streamed = profiles.compute_reference(repo, mv)
+    assert set(streamed.columns) == set(whole.columns) and streamed.rows == whole.rows == 20_000
+    for name in ("f0", "f5", "label"):
+        assert streamed.columns[name].count == whole.columns[name].count
+        assert streamed.columns[name].mean == pytest.approx(whole.columns[name].mean)
+    assert 4000 < streamed.columns["prediction"].count < 6000 and streamed.pca is not None
+    x = _sample(np.random.default_rng(11), 5000, shift=0.3)
+    rows = _rows(repo, x)
+    assert [f.feature for f in compare(streamed, window_profile(streamed, rows)) if f.drifted] == ["f3"]

@@ -455,23 +455,70 @@ _CACHE: dict[str, Profile] = {}
 
 
 def compute_reference(repo: Any, mv: Any, *, reference: str | None = None, shown: str = "") -> Profile:
-    """The reference rows' profile: features, the model's predictions on (a sample of) them, and labels."""
+    """The reference rows' profile: features, the model's predictions on (a sample of) them, and labels. Data
+    of more than ``STREAM_ROWS`` rows is read fragment by fragment, never all in memory."""
     from assay.monitor.window import feature_names
     from assay.monitor.window import reference as reference_rows
 
-    table = reference_rows(repo, mv.spec, reference=reference)
     features = list(feature_names(mv))
-    predictions = reference_predictions(repo, mv, table.select(features))
-    cols = [*features, *(["label"] if "label" in table.column_names else [])]
-    meta = {"model": mv.spec, "reference": shown, "created": time.time(),
-            "predictions": f"the model's on {len(predictions)} reference rows" if predictions is not None
-            else "none (the version is not one ONNX graph of one input run here)"}
-    profile = Profile.build(table, cols, meta=meta)
+    data = _reference_data(repo, mv, reference)
+    if data is None or data.num_rows <= STREAM_ROWS:
+        table = reference_rows(repo, mv.spec, reference=reference)  # the checks and their messages
+        batches: Iterable[pa.Table] = [table]
+        sample = [table.select(features)]
+        label = "label" in table.column_names
+    else:
+        batches, sample, label = _scan_reference(repo, mv, data, features)
+    cols = [*features, *(["label"] if label else [])]
+    profile = Profile.build(batches[0], cols) if isinstance(batches, list) else Profile.build_stream(batches, cols)
+    predictions = reference_predictions(repo, mv, pa.concat_tables(sample))
+    profile.meta = {"model": mv.spec, "reference": shown, "created": time.time(),
+                    "predictions": f"the model's on {len(predictions)} reference rows" if predictions is not None
+                    else "none (the version is not one ONNX graph of one input run here)"}
     if predictions is not None:
         column = ColumnProfile.empty("prediction", kind_of(predictions, "prediction"))
         column.update(predictions)
         profile.columns["prediction"] = column
     return profile
+
+
+STREAM_ROWS = 200_000
+
+
+def _reference_data(repo: Any, mv: Any, reference: str | None) -> Any:
+    from assay.models import registry
+    from assay.repo.revisions import split_dataset_rev
+
+    if reference is None:
+        return registry.data(repo, mv, "train")
+    name, rev = split_dataset_rev(reference)
+    return repo.dataset(name, rev)
+
+
+def _scan_reference(repo: Any, mv: Any, data: Any, features: list[str]) -> tuple[Any, list[pa.Table], bool]:
+    """Batches of a large reference (features, and the label as ``label``), and the sample of feature rows the
+    model is run on, filled as the batches are read."""
+    missing = [f for f in features if f not in data.schema.names]
+    if missing:
+        raise InputError(f"the reference {data.name} has no column {missing[0]!r} of the features {mv.spec} takes; "
+                         "name a dataset version with those columns")
+    label = mv.signature.label
+    has_label = bool(label) and label in data.schema.names
+    cols = features + ([label] if has_label else [])
+    share = PREDICTION_SAMPLE / max(data.num_rows, 1)
+    sample: list[pa.Table] = []
+    rng = np.random.default_rng(0)
+
+    def batches() -> Any:
+        for batch in data.scan(cols, batch_size=65536):
+            table = pa.Table.from_batches([batch])
+            if has_label and label != "label":
+                table = table.rename_columns([*features, "label"])
+            keep = rng.random(table.num_rows) < share
+            sample.append(table.select(features).filter(pa.array(keep)))
+            yield table
+
+    return batches(), sample, has_label
 
 
 def save_profile(repo: Any, mv: Any, key: str, profile: Profile) -> str:
