@@ -224,6 +224,11 @@ def test_a_feature_all_null_in_the_window_is_reported_as_such(synth: Path) -> No
     assert f2.drifted and f2.values == {} and f2.nulls == 1000 and "all 1000 value(s) null" in f2.note
     assert report.drifted == ["f2"]
     assert "f2" not in report.values()["psi"]
+    waiting = drift(repo, "synth", rows=_rows(repo, _sample(np.random.default_rng(7), 1000)).append_column(
+        "label", pa.nulls(1000, pa.int64())))  # labels joined but none arrived yet: not a drift of the label
+    assert waiting.drifted == [] and "label" not in {f.feature for f in waiting.features}
+    with pytest.raises(InputError, match=r"column 'f1' holds string values where its reference holds numbers"):
+        drift(repo, "synth", rows=rows.set_column(1, "f1", pa.array(["x"] * 1000)))
 
 
 def test_a_window_with_no_rows_and_a_model_without_training_data_are_clear_errors(synth: Path) -> None:

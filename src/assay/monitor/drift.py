@@ -162,7 +162,8 @@ def compare(reference: Profile, window: Profile, thresholds: Thresholds | Mappin
             ) -> list[FeatureDrift]:
     """Each column both profiles have, and the multivariate signal, of ``window`` against ``reference``."""
     th = Thresholds.load(thresholds)
-    names = [n for n in reference.columns if n in window.columns]
+    names = [n for n in reference.columns if n in window.columns
+             and not (n == "label" and window.columns[n].values == 0)]  # labels not arrived yet: not drift
     tested = len(names) + (1 if reference.pca is not None and window.errors[0] else 0)
     alpha = th.metrics["alpha"] / max(tested, 1)
     out = [_column(n, reference.columns[n], window.columns[n], th, alpha) for n in names]

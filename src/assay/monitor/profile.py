@@ -107,7 +107,11 @@ class ColumnProfile:
     def update(self, column: pa.ChunkedArray | pa.Array) -> None:
         self.count += len(column)
         if self.kind == "numeric":
-            x = np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)
+            try:
+                x = np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise InputError(f"column {self.name!r} holds {column.type} values where its reference holds "
+                                 "numbers: was it logged by another version of the model?") from e
             x = x[np.isfinite(x)]
             self.nulls += len(column) - len(x)
             if len(x):
