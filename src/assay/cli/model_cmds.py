@@ -60,19 +60,29 @@ def register(name: Annotated[str, typer.Argument(help="Model name.")],
                                                         "derived from.")] = None,
              example_input: Annotated[str | None, typer.Option(metavar="FILE", help="An example input (.npy), "
                                                                "for a torch program's signature.")] = None,
+             profile: Annotated[bool, typer.Option("--profile", help="Also compute and store the monitoring "
+                                                   "profile of the training data (assay monitor profile; needs "
+                                                   "assay[monitor]).")] = False,
              as_json: JsonOpt = False) -> None:
     """Register FILE as the next version of model NAME, with its lineage."""
     from assay.models import register as do_register
 
+    if profile and train is None:
+        raise InputError("--profile profiles the training data: name it with --train DATASET@REV")
     v = do_register(_repo(), name, file, train=train, eval=eval, metrics=_json_option(metrics, "--metrics"),
                     params=_json_option(params, "--params"), example_input=_example(example_input),
                     features=[c.strip() for c in features.split(",")] if features else None, label=label,
                     parent=parent)
+    if profile:
+        from assay.monitor.profile import reference_profile
+
+        reference_profile(_repo(), v.spec)
     if as_json:
         _print_json(v.to_dict())
         return
     data = f", trained on {v.lineage.train.dataset}@{v.lineage.train.rev}" if v.lineage.train else ""
-    out.print(f"registered {escape(v.spec)} ({v.framework}, {_size(v.size)}{escape(data)})", highlight=False)
+    out.print(f"registered {escape(v.spec)} ({v.framework}, {_size(v.size)}{escape(data)})"
+              + ("; its training data profiled for monitoring" if profile else ""), highlight=False)
 
 
 @app.command("list")
