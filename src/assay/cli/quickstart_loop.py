@@ -49,13 +49,52 @@ def run(repo: Any, path: Path, model: str, served: str, policy: Any, fit: Fit) -
         yield from _retrain(repo, path, model, served, traffic["brighter, noisier"], url, fit)
 
 
-def monitor_step(repo: Any, model: str, since: float) -> Iterator[str]:
-    """Drift -> alert -> drill-down on the traffic logged since ``since`` (the shifted part).
+QUICKSTART_RULES = f"""\
+format: 1
+window: {SHIFTED} rows
+rules:
+  - name: inputs-drift
+    metric: multivariate
+    threshold: 0.05
+    severity: error
+  - name: predictions-drift
+    metric: psi
+    feature: prediction
+    threshold: 0.2
+    severity: warning
+"""
 
-    The place where the monitor's drift, alerts and explain (issue 10, items 2, 4 and 5) join the quickstart
-    once they are merged; until then it says nothing.
-    """
-    yield from ()
+
+def monitor_step(repo: Any, model: str, since: float) -> Iterator[str]:
+    """Drift -> alert -> drill-down on the traffic logged since ``since`` (the shifted part)."""
+    from assay.monitor.drift import drift
+    from assay.monitor.evaluate import run
+    from assay.monitor.explain import explain
+    from assay.monitor.rules import parse_rules
+
+    report = drift(repo, model, since=since)
+    pixels = [f for f in report.features if f.drifted and f.feature not in ("*", "prediction", "label")]
+    top = ", ".join(f"{f.feature} PSI {f.values['psi']:.1f}" for f in
+                    sorted(pixels, key=lambda f: -f.values.get("psi", 0.0))[:3])
+    yield (f"drift of the {report.rows} shifted requests against {report.reference}: {len(pixels)} of 64 pixels "
+           f"drifted (most: {top}); assay monitor drift {model} --since 10m --html drift.html")
+    evaluation = run(repo, model, parse_rules(QUICKSTART_RULES, "the quickstart's rules"), deliver_s=0)
+    opened = sorted(evaluation.opened, key=lambda a: a.severity != "error")
+    fired = "; ".join(f"{a.id[:8]} {a.rule} ({a.metric} {a.value:.2f} > {a.threshold:g}, {a.severity})"
+                      for a in opened)
+    yield f"alert rules evaluated (assay monitor run {model} --rules FILE): {len(opened)} opened: {fired or 'none'}"
+    if not opened:
+        return
+    found = explain(repo, model, alert=opened[0].id)
+    if found.chosen is None or not found.samples:
+        return
+    chosen = found.slices[found.chosen]
+    sample = found.samples[0]
+    near = sample.neighbours[0] if sample.neighbours else None
+    beside = f", beside its nearest training sample (label {near.label}, distance {near.distance:.1f})" if near else ""
+    yield (f"explained {opened[0].id[:8]}: the slice that moved most is {chosen.name} ({chosen.reference_share:.0%} "
+           f"of training, {chosen.production_share:.0%} of production); e.g. request {sample.request_id[:8]} "
+           f"predicted {sample.prediction}{beside}: assay monitor explain {model} --alert {opened[0].id[:8]}")
 
 
 def _traffic(repo: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
