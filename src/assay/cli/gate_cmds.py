@@ -6,7 +6,19 @@ from typing import Annotated, Any
 
 import typer
 
-from assay.cli._common import JsonOpt, _output, _print_json, _progress, _repo, _spec, _table, err, escape, out
+from assay.cli._common import (
+    EngineOpt,
+    JsonOpt,
+    _output,
+    _print_json,
+    _progress,
+    _repo,
+    _spec,
+    _table,
+    err,
+    escape,
+    out,
+)
 from assay.cli._help import Typer
 
 app = Typer()
@@ -36,7 +48,7 @@ def ingest(batch: Annotated[str, typer.Argument(help="File, folder or Parquet of
            html_file: Annotated[str | None, typer.Option("--html", metavar="FILE",
                                                          help="Also write an HTML report (with "
                                                               "thumbnails of flagged images) to this file.")] = None,
-           as_json: JsonOpt = False) -> None:
+           as_json: JsonOpt = False, engine: EngineOpt = None) -> None:
     """Audit a batch against the accepted data; publish what passes, quarantine what is flagged.
 
     Exits with 1 when the whole batch is rejected.
@@ -44,7 +56,7 @@ def ingest(batch: Annotated[str, typer.Argument(help="File, folder or Parquet of
     from assay.gate import ingest as do_ingest
     from assay.gate import load_policy
 
-    repo = _repo()
+    repo = _repo(engine)
     with _progress() as report:
         result = do_ingest(repo, batch, into=into, policy=load_policy(policy), branch=branch, key=key, mode=mode,
                            labels=labels, message=message, progress=report)
