@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -103,6 +104,27 @@ def test_add_and_check_match_in_process_and_run_on_both_nodes(engine: RayEngine,
     assert results["ray"][1] == results["inprocess"][1] and results["ray"][1]["ok"]
     assert results["ray"][2].equals(results["inprocess"][2])
     assert len(engine.nodes) == 2 and sum(engine.nodes.values()) >= 7  # 5 fragments written, 2 check groups
+
+
+def test_screens_match_in_process_with_their_neighbour_queries_on_both_nodes(engine: RayEngine, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from assay.gate import screen_version
+
+    monkeypatch.setattr("assay.screens._neighbors.BLOCK_ROWS", 1_500)  # cut by the driver: 4 blocks
+    assay.init(tmp_path)
+    runs = {}
+    for name, eng in (("inprocess", None), ("ray", engine)):
+        with assay.Repo(tmp_path, engine=eng) as repo:
+            if name == "inprocess":
+                repo.add("t", make_table(6_000), key="id")
+            runs[name] = screen_version(repo, "t")
+    before = sum(engine.nodes.values())
+    assert set(runs["ray"].results) == set(runs["inprocess"].results) and runs["ray"].results
+    for screen, r in runs["ray"].results.items():
+        other = runs["inprocess"].results[screen]
+        assert np.array_equal(r.score, other.score) and np.array_equal(r.flag, other.flag), screen
+        assert r.reason == other.reason, screen
+    assert len(engine.nodes) == 2 and before >= 4
 
 
 def test_an_error_names_its_item_keeps_its_class_and_cancels_the_rest(engine: RayEngine, tmp_path: Path) -> None:

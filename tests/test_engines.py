@@ -155,3 +155,19 @@ def test_without_ray_installed_the_error_says_how_to_install_it(monkeypatch: pyt
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` finds where Ray is not installed
     with pytest.raises(MissingExtra, match=r"pip install 'assay\[ray\]'"):
         list(RayEngine().map(abs, [1]))
+
+
+def test_neighbour_queries_in_blocks_of_an_engine_match_one_piece(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from assay.screens._neighbors import neighbors
+    from assay.screens.data import ScreenData
+
+    features = np.random.default_rng(0).normal(size=(3_000, 6)).astype(np.float32)
+    features[10] = features[11]  # copies tie at distance 0
+    whole = neighbors(ScreenData(features, [str(i) for i in range(3_000)]), 5)
+    monkeypatch.setattr("assay.screens._neighbors.BLOCK_ROWS", 700)
+    engine = Recording()
+    blocks = neighbors(ScreenData(features, [str(i) for i in range(3_000)], engine=engine), 5)
+    assert engine.tasks == 5  # 3,000 samples in blocks of 700
+    assert np.array_equal(whole[0], blocks[0]) and np.array_equal(whole[1], blocks[1])

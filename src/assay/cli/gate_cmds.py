@@ -223,12 +223,12 @@ def _num(v: float | None, flagged: bool) -> str:
 def screen(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
                                                help="DATASET or DATASET@REV.")], policy: PolicyOpt = None,
            save: Annotated[bool, typer.Option(help="Stage the scores as DATASET.scores (then commit).")] = False,
-           as_json: JsonOpt = False) -> None:
+           as_json: JsonOpt = False, engine: EngineOpt = None) -> None:
     """Score every sample of a dataset version with the screens (duplicates, outliers, labels, value, poison)."""
     from assay.gate import load_policy, screen_version
 
     with _progress() as report:
-        run = screen_version(_repo(), spec, load_policy(policy), save=save, progress=report)
+        run = screen_version(_repo(engine), spec, load_policy(policy), save=save, progress=report)
     if as_json:
         _print_json(run.to_dict())
         return
