@@ -69,7 +69,7 @@ class RayEngine(Engine):
         self.num_cpus = num_cpus
         self.window = window
         self.nodes: Counter[str] = Counter()  # tasks run per node id, over this engine's life
-        self._started = False  # whether this engine started a local Ray (then close() stops it)
+        self._connected = False  # whether this engine connected this process to Ray (then close() disconnects)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -84,16 +84,18 @@ class RayEngine(Engine):
         with self._lock:
             if not ray.is_initialized():
                 _init(ray, self.address)
-                self._started = self.address is None and not os.environ.get("RAY_ADDRESS")
+                self._connected = True
         return self
 
     def close(self) -> None:
-        """Disconnect; a local Ray that this engine started is stopped."""
-        ray = _ray()
+        """Disconnect this process from Ray if this engine connected it (a local Ray it started stops); a
+        connection made by someone else is left as it is."""
         with self._lock:
-            if ray.is_initialized():
-                ray.shutdown()
-            self._started = False
+            if self._connected:
+                ray = _ray()
+                if ray.is_initialized():
+                    ray.shutdown()
+            self._connected = False
 
     def __enter__(self) -> RayEngine:
         return self.connect()
