@@ -123,9 +123,8 @@ class RayEngine(Engine):
                     yield self._take(ray, pending.popleft(), stage)
             while pending:
                 yield self._take(ray, pending.popleft(), stage)
-        finally:
-            for _, _, ref in pending:  # an error, or the caller stopped early: cancel what is in flight
-                ray.cancel(ref)
+        finally:  # an error, or the caller stopped early: cancel what is in flight
+            _cancel(ray, [ref for _, _, ref in pending])
 
     def _take(self, ray: Any, entry: tuple[int, Any, Any], stage: str) -> Any:
         index, item, ref = entry
@@ -139,6 +138,18 @@ class RayEngine(Engine):
         if ok:
             return value
         raise _named(value, f"task {index + 1} of {stage}, item {_describe(item)}, on node {node[:12]}", trace)
+
+
+def _cancel(ray: Any, refs: list[Any], rounds: int = 3, wait_s: float = 1.0) -> None:
+    """Cancel ``refs`` until they are done: a cancel that reaches a task while its arguments are still being
+    fetched can be lost, so the ones still running after ``wait_s`` are cancelled again, the last time by
+    killing their worker (the store's writes are atomic: a killed write leaves nothing behind)."""
+    for attempt in range(rounds):
+        if not refs:
+            return
+        for ref in refs:
+            ray.cancel(ref, force=attempt == rounds - 1)
+        _, refs = ray.wait(refs, num_returns=len(refs), timeout=wait_s)
 
 
 def _reopen(address: str | None, num_cpus: float, window: int | None) -> RayEngine:
