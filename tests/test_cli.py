@@ -142,8 +142,9 @@ def test_quickstart_runs_and_says_what_it_did(tmp_path: Path) -> None:
                      "quantised to INT8 as digits-mlp@3", "benchmarked digits-mlp@3", "packaged digits-mlp@3"):
         assert expected in r.stdout  # the model demo, with only the quickstart extra's packages
     assert (tmp_path / "demo" / "edge" / "digits-mlp" / "predict.py").is_file()
-    for expected in ("serving digits-mlp@champion (version 3) on http://127.0.0.1:", "drift of the 600 shifted requests",
-                     "inputs-drift (multivariate", "explained ", "labels arrived for 300",
+    for expected in ("serving digits-mlp@champion (version 3) on http://127.0.0.1:",
+                     "drift of the 600 shifted requests", "inputs-drift (multivariate", "explained ",
+                     "labels arrived for 300",
                      "assay ingest predictions/digits-mlp --into digits-train: of 951 logged rows, 300 labelled",
                      "parent digits-mlp@3", "the running server answered with version 6"):
         assert expected in r.stdout  # the loop: served, shifted, drift, alert, explained, labelled, ingested, ...

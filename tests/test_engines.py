@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 
 import assay
 from assay._types import Progress
-from assay.engines import Engine, InProcessEngine, default_engine
+from assay.engines import Engine, InProcessEngine, RayEngine, default_engine, open_engine
+from assay.errors import MissingExtra
 from tests.conftest import make_table
 
 
@@ -130,3 +132,42 @@ def test_engines_subclass_the_protocol() -> None:
     assert issubclass(InProcessEngine, Engine)
     with pytest.raises(TypeError):
         Engine()  # type: ignore[abstract]
+
+
+def test_open_engine_reads_the_forms_users_write() -> None:
+    threads = open_engine("inprocess:3")
+    assert isinstance(open_engine(None), InProcessEngine) and isinstance(threads, InProcessEngine)
+    assert threads.threads == 3
+    rays = [open_engine(u) for u in ("ray", "ray:auto", "ray:10.0.0.1:6379", "ray://head:10001")]
+    assert [e.address for e in rays if isinstance(e, RayEngine)] == [None, "auto", "10.0.0.1:6379", "ray://head:10001"]
+    with pytest.raises(assay.InputError, match="unknown engine 'spark'"):
+        open_engine("spark")
+    with pytest.raises(assay.InputError, match="whole number"):
+        open_engine("inprocess:many")
+
+
+def test_the_ray_engine_pickles_as_its_settings_and_connects_only_when_it_runs() -> None:
+    engine = pickle.loads(pickle.dumps(RayEngine("10.0.0.1:6379", num_cpus=2, window=3)))
+    assert (engine.address, engine.num_cpus, engine.window) == ("10.0.0.1:6379", 2, 3)
+
+
+def test_without_ray_installed_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` finds where Ray is not installed
+    with pytest.raises(MissingExtra, match=r"pip install 'assay\[ray\]'"):
+        list(RayEngine().map(abs, [1]))
+
+
+def test_neighbour_queries_in_blocks_of_an_engine_match_one_piece(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from assay.screens._neighbors import neighbors
+    from assay.screens.data import ScreenData
+
+    features = np.random.default_rng(0).normal(size=(3_000, 6)).astype(np.float32)
+    features[10] = features[11]  # copies tie at distance 0
+    whole = neighbors(ScreenData(features, [str(i) for i in range(3_000)]), 5)
+    monkeypatch.setattr("assay.screens._neighbors.BLOCK_ROWS", 700)
+    engine = Recording()
+    blocks = neighbors(ScreenData(features, [str(i) for i in range(3_000)], engine=engine), 5)
+    assert engine.tasks == 5  # 3,000 samples in blocks of 700
+    assert np.array_equal(whole[0], blocks[0]) and np.array_equal(whole[1], blocks[1])

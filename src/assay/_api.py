@@ -121,11 +121,12 @@ def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None,
 
 def screen(version: DatasetVersion, screens: Sequence[str | Screen] = ("duplicate", "outlier", "label_issue",
                                                                       "value", "poison"),
-           *, features: FeatureSpec | None = None, progress: Progress | None = None
-           ) -> ScreenRun:
-    """Score every sample of ``version`` with ``screens`` (names or configured Screen objects)."""
+           *, features: FeatureSpec | None = None, progress: Progress | None = None,
+           engine: Engine | None = None) -> ScreenRun:
+    """Score every sample of ``version`` with ``screens`` (names or configured Screen objects); ``engine`` runs
+    the nearest-neighbour queries (default: in one piece, in this process)."""
     from assay.screens import make_screen, run_screens, screen_data
 
-    data = screen_data(version, features, progress=progress)
+    data = screen_data(version, features, progress=progress, engine=engine)
     chosen = [make_screen(s) if isinstance(s, str) else s for s in screens]
     return run_screens(data, chosen, progress=progress)

@@ -44,10 +44,12 @@ the subclass also derives from it::
     ├── MissingExtra(AssayError, ImportError)          onnx, onnxruntime, skl2onnx or torch not installed
     ├── ExportMismatch(AssayError, ValueError)         an ONNX export whose outputs differ from the original
     ├── QuantizationRefused(AssayError)                INT8 over its accuracy budget after every remedy
-    └── StorageError(AssayError)                       object storage (S3) refused a request or cannot be reached
-        ├── BucketNotFound                              the bucket does not exist
-        ├── StorageAccessDenied                         no, wrong or insufficient credentials
-        └── StorageUnreachable                          the endpoint does not connect or answer
+    ├── StorageError(AssayError)                       object storage (S3) refused a request or cannot be reached
+    │   ├── BucketNotFound                              the bucket does not exist
+    │   ├── StorageAccessDenied                         no, wrong or insufficient credentials
+    │   └── StorageUnreachable                          the endpoint does not connect or answer
+    ├── EngineError(AssayError, RuntimeError)          a distributed engine's task or cluster failed (a worker died)
+    └── NotPortable(AssayError, TypeError)             a store without a URL (in memory) asked to go to another process
 
 Messages say what happened, why, and what to do. Every exception class of assay is defined here
 (``tests/test_layers.py`` checks it); other modules import them from here.
@@ -288,3 +290,13 @@ class RulesError(InputError):
 
 class NothingToIngest(InputError):
     """``assay ingest predictions/NAME``: no production rows in the window, or none of them labelled yet."""
+
+
+class EngineError(AssayError, RuntimeError):
+    """A task of a distributed engine (Ray) that failed without an assay error: the cluster cannot be reached, a
+    worker died, or the task's exception cannot be sent back (its class and message are kept in the text)."""
+
+
+class NotPortable(AssayError, TypeError):
+    """An object store without a URL (in memory) pickled to go to another process (a Ray worker): it would be a
+    silent copy, so it is refused; open the store from a URL (``file://``, ``s3://``)."""

@@ -48,6 +48,10 @@ GATE_BRANCHES = ("quarantine/", "staging/")  # the gate's own branches: listed b
 RepoOpt = Annotated[str, typer.Option("--repo", "-C", metavar="FOLDER",
                                       help="Repository folder (default: current folder).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+EngineOpt = Annotated[str | None, typer.Option(
+    "--engine", metavar="ENGINE", envvar="ASSAY_ENGINE", show_envvar=False,
+    help="Where the work split by fragment runs: inprocess[:THREADS] (default), ray (RAY_ADDRESS, or a local "
+         "Ray), ray:auto, ray:HOST:PORT or ray://HOST:PORT. Default: $ASSAY_ENGINE.")]
 
 
 
@@ -79,10 +83,15 @@ def _arrow_without_pandas() -> None:
         sys.meta_path.remove(finder)
 
 
-def _repo() -> Any:
+def _repo(engine: str | None = None) -> Any:
+    """The repository of ``--repo``; ``engine`` (the text of ``--engine``) runs its work split by fragment."""
     from assay import Repo
 
-    return Repo(_state["repo"])
+    if not engine:
+        return Repo(_state["repo"])
+    from assay.engines import open_engine
+
+    return Repo(_state["repo"], engine=open_engine(engine))
 
 
 def _spec(spec: str) -> Any:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from assay.cli._common import (
+    EngineOpt,
     JsonOpt,
     _output,
     _print_json,
@@ -89,12 +90,12 @@ def check(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
                                                         help="Also write a self-contained HTML report "
                                                              "(with distribution charts) to this file.")] = None,
           show_all: Annotated[bool, typer.Option("--all", help="List every expectation, passes too.")] = False,
-          as_json: JsonOpt = False) -> None:
+          as_json: JsonOpt = False, engine: EngineOpt = None) -> None:
     """Check a dataset version against a suite; exits with 1 when an error-level expectation fails."""
     from assay import load_suite, run_suite
     from assay.errors import RefNotFound
 
-    repo = _repo()
+    repo = _repo(engine)
     name, rev = _spec(spec).name, _spec(spec).rev
     if suite is None:
         text = repo.suite_text(name, rev)

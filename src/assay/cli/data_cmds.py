@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from assay.cli._common import (
+    EngineOpt,
     JsonOpt,
     _arrow_without_pandas,
     _print_json,
@@ -35,11 +36,12 @@ def add(
     format: Annotated[str | None, typer.Option(metavar="FORMAT",
                                                help="Input format when the suffix does not tell.")] = None,
     as_json: JsonOpt = False,
+    engine: EngineOpt = None,
 ) -> None:
     """Stage a change to dataset NAME from SOURCE."""
     keys = [k.strip() for part in key or [] for k in part.split(",") if k.strip()] or None
     _arrow_without_pandas()
-    repo = _repo()
+    repo = _repo(engine)
     with _progress() as report:
         result = repo.add(name, source, key=keys, mode=mode, labels=labels, format=format, progress=report)
     if as_json:
@@ -85,10 +87,10 @@ def diff(a: Annotated[str | None, typer.Argument(metavar="FROM", help="From revi
          dataset: Annotated[str | None, typer.Option(metavar="DATASET", help="Only this dataset.")] = None,
          limit: Annotated[int, typer.Option(metavar="N", help="List at most this many samples per dataset.")] = 20,
          stat: Annotated[bool, typer.Option("--stat", help="Counts only: no samples listed.")] = False,
-         as_json: JsonOpt = False) -> None:
+         as_json: JsonOpt = False, engine: EngineOpt = None) -> None:
     """Show added, removed and changed samples between two versions, in key order, with old -> new values."""
     _arrow_without_pandas()
-    diffs = _repo().diff(a, b, dataset=dataset, limit=0 if stat else limit)
+    diffs = _repo(engine).diff(a, b, dataset=dataset, limit=0 if stat else limit)
     if as_json:
         _print_json([d.to_dict() for d in diffs])
         return

@@ -7,7 +7,19 @@ from typing import Annotated, Any
 
 import typer
 
-from assay.cli._common import JsonOpt, _output, _print_json, _progress, _repo, _spec, _table, err, escape, out
+from assay.cli._common import (
+    EngineOpt,
+    JsonOpt,
+    _output,
+    _print_json,
+    _progress,
+    _repo,
+    _spec,
+    _table,
+    err,
+    escape,
+    out,
+)
 from assay.cli._help import Typer
 from assay.errors import InputError
 
@@ -49,7 +61,7 @@ def ingest(batch: Annotated[str, typer.Argument(
            html_file: Annotated[str | None, typer.Option("--html", metavar="FILE",
                                                          help="Also write an HTML report (with "
                                                               "thumbnails of flagged images) to this file.")] = None,
-           as_json: JsonOpt = False) -> None:
+           as_json: JsonOpt = False, engine: EngineOpt = None) -> None:
     """Audit a batch against the accepted data; publish what passes, quarantine what is flagged.
 
     `assay ingest predictions/NAME --into DATASET` takes the labelled production rows of model NAME (those not
@@ -59,7 +71,7 @@ def ingest(batch: Annotated[str, typer.Argument(
     from assay.gate import ingest as do_ingest
     from assay.gate import load_policy
 
-    repo = _repo()
+    repo = _repo(engine)
     if batch.startswith(PREDICTIONS) and not Path(batch).exists():
         if key or mode != "append":
             raise InputError("--key and --mode do not apply to predictions/NAME: production rows are appended to "
@@ -265,12 +277,12 @@ def _num(v: float | None, flagged: bool) -> str:
 def screen(spec: Annotated[str, typer.Argument(metavar="DATASET[@REV]",
                                                help="DATASET or DATASET@REV.")], policy: PolicyOpt = None,
            save: Annotated[bool, typer.Option(help="Stage the scores as DATASET.scores (then commit).")] = False,
-           as_json: JsonOpt = False) -> None:
+           as_json: JsonOpt = False, engine: EngineOpt = None) -> None:
     """Score every sample of a dataset version with the screens (duplicates, outliers, labels, value, poison)."""
     from assay.gate import load_policy, screen_version
 
     with _progress() as report:
-        run = screen_version(_repo(), spec, load_policy(policy), save=save, progress=report)
+        run = screen_version(_repo(engine), spec, load_policy(policy), save=save, progress=report)
     if as_json:
         _print_json(run.to_dict())
         return

@@ -10,6 +10,7 @@ import typer
 
 from assay.cli._common import (
     GATE_BRANCHES,
+    EngineOpt,
     JsonOpt,
     _arrow_without_pandas,
     _print_json,
@@ -190,9 +191,9 @@ def commit(message: Annotated[str, typer.Option("--message", "-m", metavar="MESS
                                                       help="Author (default: git user, or ASSAY_AUTHOR).")] = None,
            no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the datasets' suites (recorded in "
                                                    "the commit).")] = False,
-           as_json: JsonOpt = False) -> None:
+           as_json: JsonOpt = False, engine: EngineOpt = None) -> None:
     """Record the staged changes as a commit (datasets with a suite are checked first)."""
-    repo = _repo()
+    repo = _repo(engine)
     oid = repo.commit(message, author=author, no_verify=no_verify)
     if as_json:
         _print_json({"commit": oid, "branch": repo.branch, "message": message})

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from assay._types import Progress
 from assay.checks import parse_suite, run_suite
 from assay.checks.gate import describe
+from assay.engines import Engine
 from assay.errors import AssayError, ConflictError, InputError
 from assay.gate.policy import Policy, default_policy
 from assay.repo import RefUpdate
@@ -128,7 +129,7 @@ def ingest(repo: Repository, batch: Any, *, into: str, policy: Policy | None = N
     in_batch = _batch_mask(repo, staged, repo.read_manifest(base) if base else None)
     report.batch_rows = int(in_batch.sum())
     _run_checks(repo, report, policy, version, suites.get(into), into)
-    run = _run_screens(report, policy, version, progress)
+    run = _run_screens(report, policy, version, progress, repo.engine)
     quarantine, warn = _decide(report, policy, run, in_batch)
     if report.rejected:
         _drop_staging(repo, into, staging_commit)
@@ -190,9 +191,9 @@ def _run_checks(repo: Repository, report: IngestReport, policy: Policy, version:
 
 
 def _run_screens(report: IngestReport, policy: Policy, version: DatasetVersion,
-                 progress: Progress | None) -> ScreenRun:
+                 progress: Progress | None, engine: Engine | None = None) -> ScreenRun:
     try:
-        data = screen_data(version, policy.features, progress=progress)
+        data = screen_data(version, policy.features, progress=progress, engine=engine)
     except AssayError as e:
         data = ScreenData(np.zeros((version.num_rows, 0)), [""] * version.num_rows,
                           digests=np.arange(version.num_rows))

@@ -88,11 +88,12 @@ def with_sample_keys(scores: pa.Table, version: DatasetVersion) -> pa.Table:
 
 def screen_version(repo: Repository, spec: str, policy: Policy | None = None, *, save: bool = False,
                    progress: Progress | None = None) -> ScreenRun:
-    """Run the policy's screens over every sample of ``DATASET[@REV]``; ``save`` stages the scores."""
+    """Run the policy's screens over every sample of ``DATASET[@REV]``; ``save`` stages the scores. The
+    repository's engine runs the nearest-neighbour queries."""
     policy = policy or default_policy()
     name, rev = revisions.split_dataset_rev(spec)
     version = repo.dataset(name, rev)
-    data = screen_data(version, policy.features, progress=progress)
+    data = screen_data(version, policy.features, progress=progress, engine=repo.engine)
     run = run_screens(data, [r.build() for r in policy.rules], progress=progress)
     if save:
         batch = (version.commit or "working")[:12]

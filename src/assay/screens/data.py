@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from assay.engines import Engine
 from assay.errors import ScreenError
 
 
@@ -21,7 +22,8 @@ class ScreenData:
     ``digests`` groups samples of identical content (the same integer = the same features), ``texts`` holds
     the text of text datasets (for MinHash), ``pred_probs`` out-of-fold probabilities the user gave, and
     ``kind`` is ``image``, ``text``, ``tabular`` or ``mixed``. ``notes`` lists the fallbacks applied while
-    building it (e.g. missing values imputed), which reports show.
+    building it (e.g. missing values imputed), which reports show. With an ``engine``, the nearest-neighbour
+    queries run as its tasks, a block of samples each (the same results as in one piece).
     """
 
     features: np.ndarray
@@ -35,6 +37,7 @@ class ScreenData:
     notes: list[str] = field(default_factory=list)
     label_column: str | None = None
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    engine: Engine | None = field(default=None, repr=False, compare=False)  # runs the k-NN queries in blocks
 
     def __post_init__(self) -> None:
         self.features = np.ascontiguousarray(self.features, dtype=np.float32)

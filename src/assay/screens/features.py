@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from assay._params import Param, check_params
 from assay._types import Progress
+from assay.engines import Engine
 from assay.errors import InputError, ScreenError
 from assay.screens.data import ScreenData, content_groups
 from assay.table import DatasetVersion
@@ -58,15 +59,17 @@ FEATURE_PARAMS = {
 
 
 def screen_data(version: DatasetVersion, spec: FeatureSpec | None = None, *,
-                progress: Progress | None = None) -> ScreenData:
-    """Read ``version`` and build the features that screens score."""
+                progress: Progress | None = None, engine: Engine | None = None) -> ScreenData:
+    """Read ``version`` and build the features that screens score; ``engine`` runs their k-NN queries."""
     from assay.screens._base import require_sklearn
 
     require_sklearn()
     spec = spec or FeatureSpec()
     table = version.to_arrow(with_ids=True)
-    return table_features(table, spec, key=version.key or (), blob_columns=version.manifest.blob_columns,
+    data = table_features(table, spec, key=version.key or (), blob_columns=version.manifest.blob_columns,
                           read_blob=version.read_blob, progress=progress)
+    data.engine = engine
+    return data
 
 
 def _sample_ids(table: pa.Table) -> list[str]:

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,24 @@ class StoredObject:
 
 
 class ObjectStore(abc.ABC):
-    """Immutable, content-addressed bytes."""
+    """Immutable, content-addressed bytes.
+
+    A store goes to another process (a Ray worker) as its URL, and the worker opens its own: stores opened
+    from a URL (``assay.store.urls``) pickle so. A store without a URL (in memory, or built from a backend by
+    hand) refuses to be pickled (``NotPortable``) rather than travel as a silent copy.
+    """
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        url = getattr(self, "url", None)
+        if not url:
+            from assay.errors import NotPortable
+
+            raise NotPortable(f"{type(self).__name__} has no URL, so it cannot be sent to another process (a Ray "
+                              "worker): it would arrive as a copy that writes go to and are lost; open the store "
+                              "from a URL (file:///path or s3://bucket/prefix) with assay.store.urls.open_store")
+        from assay.store.urls import open_store
+
+        return open_store, (url,)
 
     @abc.abstractmethod
     def put(self, data: bytes, *, chunk: bool = True, compress: bool = True) -> str:
