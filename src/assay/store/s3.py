@@ -17,6 +17,8 @@ put                one PutObject up to ``multipart_from`` bytes; above, a multip
                    ``part_size`` (at least 5 MiB), uploaded by ``threads`` threads, completed last: the key
                    appears whole when CompleteMultipartUpload returns, or not at all (a failed upload is
                    aborted; one whose writer died is removed by ``clean``)
+put_if_match       PutObject with ``If-Match: ETAG`` (or ``If-None-Match: *``): a compare-and-swap; a server
+                   without conditional writes is an error here (no racy fallback)
 put_if_absent      PutObject with ``If-None-Match: *`` (S3 conditional writes, 2024); 412 means "exists".
                    A server that does not implement it (501) gets a HEAD then a PutObject, which races:
                    two writers that both see the key absent both write it, and the last one wins
@@ -243,6 +245,38 @@ class S3Backend(Backend):
                 raise _other(e, "put_if_absent", key) from e
         raise StorageError(f"conditional writes of {key} in {self.location} kept conflicting (409) with others; "
                            "nothing was written by this one: run the command again.")
+
+    def get_tagged(self, key: str) -> tuple[bytes, str] | None:
+        """The value of ``key`` and its ETag (the version ``put_if_match`` compares against); None when absent."""
+        try:
+            r = self._get_or_missing(key, "get_object")
+        except ObjectNotFound:
+            return None
+        return self._read_body(r, key), str(r["ETag"])
+
+    def put_if_match(self, key: str, data: Buffer, etag: str | None) -> bool:
+        """Write ``key`` only if its ETag is still ``etag`` (None: only if it is absent): a compare-and-swap by
+        S3 conditional writes (``If-Match`` / ``If-None-Match: *``). False when another writer got there first.
+
+        Unlike ``put_if_absent`` there is no racy fallback: a server without conditional writes (501) is an
+        error, since a compare-and-swap that races is not one."""
+        from botocore.exceptions import ClientError
+
+        cond = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        try:
+            self._call("put_object", Bucket=self.bucket, Key=self._key(key), Body=bytes(data), **cond)
+            return True
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey") or status in (409, 412, 404):
+                return False  # moved, being moved, or deleted since it was read: read it again
+            if code == "NotImplemented" or status == 501:
+                raise StorageError(
+                    f"the S3 server at {self.endpoint_url or 'AWS'} does not implement conditional writes "
+                    f"(If-Match), which {key} in {self.location} is moved by. Use a server that does (AWS S3, "
+                    "MinIO, moto), or keep the refs in a catalog on PostgreSQL (`--catalog`).") from e
+            raise _other(e, "put_if_match", key) from e
 
     def delete(self, key: str) -> bool:
         if self.stat(key) is None:
