@@ -68,9 +68,9 @@ def normalise_url(url: str) -> str:
         raise InputError(f"{_safe(url)}: credentials do not go in a remote URL (they would be stored in "
                          ".assay/remotes.json); use the environment or your credential files instead")
     if parsed.scheme == "s3":
-        from assay.store.s3 import S3Backend
+        from assay.store.s3 import parse_s3_url
 
-        S3Backend.from_url(url, check=False)  # the URL's form, now
+        parse_s3_url(url)  # the URL's form, now (no client, no request)
         return f"s3://{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
     raise InputError(f"{_safe(url)}: unsupported remote URL scheme {parsed.scheme!r}; use a repository folder "
                      "(a path or file:// URL) or S3 (s3://bucket/prefix)")

@@ -44,11 +44,17 @@ class TransferReport:
 def missing(src: ObjectStore, dst: ObjectStore, commits: Iterable[str]) -> tuple[list[str], int]:
     """The objects reachable from ``commits`` in ``src`` that ``dst`` lacks, children before parents (a
     post-order of the graph: fragments and blobs, then their manifest, ..., a commit after its parents).
-    Also how many reached objects ``dst`` already had (whose subgraphs were not walked)."""
+    Also how many reached objects ``dst`` already had (whose subgraphs were not walked).
+
+    ``dst`` is asked about the children of each object at once (``dst.missing``: on object storage one listing
+    for the lot, not a request for each)."""
+    roots = list(dict.fromkeys(commits))
     order: list[str] = []
     seen: set[str] = set()
+    absent = dst.missing(roots)
+    asked = set(roots)
     skipped = 0
-    stack: list[tuple[Edge, bool]] = [(Edge(c, COMMIT, "sent"), False) for c in reversed(list(commits))]
+    stack: list[tuple[Edge, bool]] = [(Edge(c, COMMIT, "sent"), False) for c in reversed(roots)]
     while stack:
         edge, expanded = stack.pop()
         if expanded:  # every child is placed: the object comes after them
@@ -57,12 +63,16 @@ def missing(src: ObjectStore, dst: ObjectStore, commits: Iterable[str]) -> tuple
         if edge.oid in seen:
             continue
         seen.add(edge.oid)
-        if dst.has(edge.oid):
+        if edge.oid not in absent:
             skipped += 1
             continue
         stack.append((edge, True))
         if edge.node.children is not None:
             children = list(edge.node.children(src, edge.oid, src.get(edge.oid)))
+            ask = {c.oid for c in children} - asked
+            if ask:
+                absent |= dst.missing(ask)
+                asked |= ask
             stack.extend((child, False) for child in reversed(children))
     return order, skipped
 

@@ -374,7 +374,22 @@ class PackingStore(ObjectStore):
     def missing(self, oids: Iterable[str]) -> set[str]:
         self._refresh_packs()  # one list for the whole batch
         unpacked = set(oids) - self._packs.keys()
-        return {o for o in unpacked if not self.backend.exists(loose_key(o))}
+        return unpacked - self._loose_among(unpacked)
+
+    def _loose_among(self, oids: set[str]) -> set[str]:
+        """Which of ``oids`` are stored loose: from one listing of ``objects/`` when that is likely to take fewer
+        requests than a look at each (on object storage a listing returns 1000 keys a request); the listing is
+        abandoned for the looks once it has read more keys than that would pay for."""
+        if len(oids) >= 32:
+            limit = len(oids) // 2 * 1000
+            found: set[str] = set()
+            for i, key in enumerate(self.backend.list("objects/")):
+                if i >= limit:
+                    break
+                found.add(key[len("objects/"):].replace("/", "", 1))
+            else:
+                return oids & found
+        return {o for o in oids if self.backend.exists(loose_key(o))}
 
     def _has_known(self, oid: str) -> bool:
         """Whether ``oid`` is loose or in a pack already indexed (no look for new packs)."""
@@ -438,6 +453,13 @@ class PackingStore(ObjectStore):
 
     def _read_stored(self, oid: str) -> tuple[int, bytes]:
         """The codec byte and the payload of a stored object, read without copying the payload."""
+        known = self._packs.get(oid)
+        if known is not None:  # in a pack already indexed: one ranged read, no look for a loose copy first
+            name, off, length = known
+            with contextlib.suppress(ObjectNotFound):  # rewritten by gc meanwhile: the usual path below
+                stored = self.backend.get_range(f"packs/{name}.pack", off, length)
+                if len(stored) == length:
+                    return _split(stored[:1], stored[1:], oid)
         try:
             return _split(*self.backend.get_split(loose_key(oid), 1), oid)
         except ObjectNotFound:

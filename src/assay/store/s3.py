@@ -86,13 +86,7 @@ class S3Backend(Backend):
         boto3 = _boto3()
         from botocore.config import Config
 
-        if not _BUCKET.match(bucket):
-            raise InputError(f"{bucket!r} is not an S3 bucket name: 3 to 63 lowercase letters, digits, '.' and '-', "
-                             "starting and ending with a letter or digit")
-        stripped = prefix.strip("/")
-        if stripped and not _KEYLIKE.match(stripped):
-            raise InputError(f"{prefix!r} is not a prefix for a store: names of letters, digits, '.', '_' and '-' "
-                             "joined by '/', none starting with '.' or '-'")
+        stripped = check_location(bucket, prefix)
         self.bucket = bucket
         self.prefix = stripped + "/" if stripped else ""
         self.endpoint_url = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
@@ -113,14 +107,8 @@ class S3Backend(Backend):
     @classmethod
     def from_url(cls, url: str, *, endpoint_url: str | None = None, **kw: Any) -> S3Backend:
         """The backend for ``s3://bucket/prefix``."""
-        parsed = urlparse(url)
-        if parsed.scheme != "s3" or not parsed.netloc or parsed.query or parsed.fragment:
-            raise InputError(f"{url!r} is not an S3 URL: write s3://BUCKET/PREFIX (the endpoint goes in "
-                             "--endpoint-url or AWS_ENDPOINT_URL, credentials in the AWS credential chain)")
-        if parsed.username or parsed.password:
-            raise InputError(f"{url!r} holds credentials: never put them in a URL; use AWS_ACCESS_KEY_ID and "
-                             "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ~/.aws/credentials")
-        return cls(parsed.netloc, parsed.path, endpoint_url=endpoint_url, **kw)
+        bucket, prefix = parse_s3_url(url)
+        return cls(bucket, prefix, endpoint_url=endpoint_url, **kw)
 
     def check(self) -> None:
         """Raise a clear error unless the bucket exists and these credentials may read it (one HEAD)."""
@@ -389,6 +377,31 @@ class S3Backend(Backend):
                 raise _other(e, "clean", full) from e
 
 
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """Bucket and prefix of ``s3://bucket/prefix``, checked (InputError otherwise); no client is made."""
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc or parsed.query or parsed.fragment:
+        raise InputError(f"{url!r} is not an S3 URL: write s3://BUCKET/PREFIX (the endpoint goes in "
+                         "--endpoint-url or AWS_ENDPOINT_URL, credentials in the AWS credential chain)")
+    if parsed.username or parsed.password:
+        raise InputError(f"{url!r} holds credentials: never put them in a URL; use AWS_ACCESS_KEY_ID and "
+                         "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ~/.aws/credentials")
+    check_location(parsed.netloc, parsed.path)
+    return parsed.netloc, parsed.path
+
+
+def check_location(bucket: str, prefix: str) -> str:
+    """``prefix`` without its slashes at either end, once bucket and prefix are checked (InputError)."""
+    if not _BUCKET.match(bucket):
+        raise InputError(f"{bucket!r} is not an S3 bucket name: 3 to 63 lowercase letters, digits, '.' and '-', "
+                         "starting and ending with a letter or digit")
+    stripped = prefix.strip("/")
+    if stripped and not _KEYLIKE.match(stripped):
+        raise InputError(f"{prefix!r} is not a prefix for a store: names of letters, digits, '.', '_' and '-' "
+                         "joined by '/', none starting with '.' or '-'")
+    return stripped
+
+
 def _other(e: Any, op: str, key: str) -> StorageError:
     err = e.response.get("Error", {})
     return StorageError(f"S3 refused {op} of {key}: {err.get('Code')} {err.get('Message', '')}. Nothing was "
@@ -427,4 +440,4 @@ def _bounded_map(fn: Callable[[int, bytes], T], chunks: Iterator[bytes], threads
     return results
 
 
-__all__ = ["MULTIPART_FROM", "PART_SIZE", "S3Backend"]
+__all__ = ["MULTIPART_FROM", "PART_SIZE", "S3Backend", "check_location", "parse_s3_url"]
