@@ -15,11 +15,12 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import assay
-from assay.errors import BucketNotFound, ConflictError, InputError, NonFastForward, RefNotFound
+from assay.errors import BucketNotFound, ConflictError, CorruptObject, InputError, NonFastForward, RefNotFound
 from assay.remote import add_remote, clone, fetch, missing, pull, push, push_tags
 from assay.remote.ends import open_url
 from assay.remote.s3refs import REFS_KEY, S3Refs
@@ -184,6 +185,8 @@ def test_credentials_are_never_in_config_refs_or_output(tmp_path: Path, s3_serve
     run("add", "t", str(tmp_path / "t.parquet"), "--key", "id")
     run("commit", "-m", "first")
     run("remote", "add", "origin", url, "--endpoint-url", s3_server.url)
+    run("remote", "list", "--json")
+    assert json.loads(outputs[-1])["origin"] == {"url": url, "endpoint_url": s3_server.url, "branches": {}}
     run("push", "origin")
     run("clone", url, str(tmp_path / "c"), "--endpoint-url", s3_server.url, cwd=tmp_path)
     run("fetch", "origin", cwd=tmp_path / "c")
@@ -380,3 +383,23 @@ def test_an_s3_remote_with_refs_in_postgresql_survives_a_restart_of_the_server(
     assert copy.head() == third
     shared.close()
     copy.close()
+
+
+def test_reading_many_objects_from_an_s3_store_takes_a_request_per_pack_span(local: assay.Repo, url: str) -> None:
+    push(local, "origin")
+    with open_url(url) as remote:
+        oids = sorted(remote.store.iter_oids())
+        store: Any = remote.store
+        gets: list[str] = []
+        store.backend.client.meta.events.register("before-send.s3.GetObject", lambda **kw: gets.append("get"))
+        many = store.get_many(oids)
+        assert many == [local.store.get(o) for o in oids] and len(oids) > 3
+        assert len(gets) < len(oids) // 2  # packed objects come a span at a time, not one request each
+        name, off, length = store._packs[oids[0]]
+        key = f"{store.backend.prefix}packs/{name}.pack"
+        client = store.backend.client
+        body = bytearray(client.get_object(Bucket=store.backend.bucket, Key=key)["Body"].read())
+        body[off + length - 1] ^= 1  # one byte of one object flipped on the server
+        client.put_object(Bucket=store.backend.bucket, Key=key, Body=bytes(body))
+        with pytest.raises(CorruptObject):
+            store.get_many(oids)

@@ -35,19 +35,20 @@ def remote_add(name: Annotated[str, typer.Argument(metavar="NAME", help="Name fo
 @remote_app.command("list")
 def remote_list(as_json: JsonOpt = False) -> None:
     """List remotes, with the branches last fetched from each."""
-    from assay.remote import read_remotes
+    from assay.remote.remotes import read_remote_entries
 
     repo = _repo()
-    remotes = read_remotes(repo)
+    remotes = read_remote_entries(repo)
     seen = {r.name: r.commit for r in repo.catalog.list_refs("remote")}
     if as_json:
-        _print_json({n: {"url": u, "branches": {k.split("/", 2)[2]: v for k, v in seen.items()
-                                                  if k.startswith(f"remotes/{n}/")}} for n, u in remotes.items()})
+        _print_json({n: {**e, "branches": {k.split("/", 2)[2]: v for k, v in seen.items()
+                                           if k.startswith(f"remotes/{n}/")}} for n, e in remotes.items()})
         return
     if not remotes:
         out.print("No remotes; add one with `assay remote add NAME URL`.", markup=False)
-    for n, u in remotes.items():
-        out.print(f"{n}  {u}", markup=False, highlight=False)
+    for n, e in remotes.items():
+        extra = "".join(f"  ({k.replace('_', ' ')} {e[k]})" for k in ("endpoint_url", "catalog") if k in e)
+        out.print(f"{n}  {e['url']}{extra}", markup=False, highlight=False)
         for k, v in sorted(seen.items()):
             if k.startswith(f"remotes/{n}/"):
                 out.print(f"  {k[len('remotes/'):]}  {_short(v)}", markup=False, highlight=False)

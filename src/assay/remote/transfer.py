@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from assay._types import Progress
-from assay.engines import Engine, InProcessEngine
+from assay.engines import Engine
 from assay.errors import CorruptObject
 from assay.repo.graph import COMMIT, Edge
 from assay.store import ObjectStore
@@ -26,7 +26,6 @@ from assay.store.hashing import hash_bytes
 
 SMALL = 256 * 1024  # objects up to this size are stored in batches (packed by the destination store)
 BATCH = 512
-THREADS = 4
 
 
 @dataclass
@@ -81,16 +80,17 @@ def send(src: ObjectStore, dst: ObjectStore, commits: Sequence[str], *,
          progress: Progress | None = None, stage: str = "objects", engine: Engine | None = None) -> TransferReport:
     """Copy into ``dst`` every object reachable from ``commits`` that it lacks (verified, children first).
 
-    ``engine`` reads the objects (by default four threads of this process: reads overlap, and hashing and
-    decompression release the GIL); they are stored in order, here."""
-    engine = engine or InProcessEngine(THREADS)
+    By default the source store reads each batch (``get_many``: objects near each other in a pack in one
+    request, the others on its threads); an ``engine`` reads them one by one on its workers instead. They are
+    stored in order, here."""
     order, skipped = missing(src, dst, commits)
     report = TransferReport(skipped=skipped)
     if progress:
         progress(stage, 0, len(order))
     for start in range(0, len(order), BATCH):
         part = order[start:start + BATCH]
-        _store(dst, list(zip(part, engine.map(src.get, part), strict=True)), report)
+        datas = src.get_many(part) if engine is None else list(engine.map(src.get, part))
+        _store(dst, list(zip(part, datas, strict=True)), report)
         if progress:
             progress(stage, report.objects, len(order))
     return report
