@@ -426,10 +426,12 @@ class PackingStore(ObjectStore):
 
     def _loose_among(self, oids: set[str]) -> set[str]:
         """Which of ``oids`` are stored loose: from one listing of ``objects/`` when that is likely to take fewer
-        requests than a look at each (on object storage a listing returns 1000 keys a request); the listing is
-        abandoned for the looks once it has read more keys than that would pay for."""
-        if len(oids) >= 32:
-            limit = len(oids) // 2 * 1000
+        requests than a look at each (on a backend whose ``list_page`` says how many keys a listing request
+        returns: object storage); the listing is abandoned for the looks once it has read more keys than that
+        would pay for. A folder's backend looks at each (a stat is cheaper than a walk)."""
+        page = int(getattr(self.backend, "list_page", 0))
+        if page and len(oids) >= 32:
+            limit = len(oids) // 2 * page
             found: set[str] = set()
             for i, key in enumerate(self.backend.list("objects/")):
                 if i >= limit:

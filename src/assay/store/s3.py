@@ -79,6 +79,8 @@ def _boto3() -> Any:
 class S3Backend(Backend):
     """Keys as objects under ``prefix`` in ``bucket`` (see the module docstring)."""
 
+    list_page = 1000  # keys a ListObjectsV2 request returns: a listing of N keys costs N / 1000 requests
+
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None, region: str | None = None,
                  multipart_from: int = MULTIPART_FROM, part_size: int = PART_SIZE, threads: int = 4,
                  max_attempts: int = 5, connect_timeout: float = 10.0, read_timeout: float = 60.0,
