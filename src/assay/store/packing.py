@@ -142,9 +142,14 @@ class PackingStore(ObjectStore):
 
     def put_many(self, items: Iterable[bytes]) -> list[str]:
         self._refresh_packs()
-        oids: list[str] = []
+        batch = items if isinstance(items, list) else list(items)
+        present: set[str] | None = None
+        if getattr(self.backend, "list_page", 0) and len(batch) >= 32:  # object storage: one listing, not a look each
+            oids = [hash_bytes(d) for d in batch]
+            present = set(oids) - self.missing(oids)
+        oids = []
         with ThreadPoolExecutor(self.threads) as pool, _PackWriter(self) as packer:
-            for data, encoded in pool.map(lambda d: (d, self._prepare(d)), items):
+            for data, encoded in pool.map(lambda d: (d, self._prepare(d, present)), batch):
                 if encoded is None:
                     oids.append(self.put(data))
                 else:
@@ -211,12 +216,13 @@ class PackingStore(ObjectStore):
                 out.append(None if os.fstat(f.fileno()).st_size > PACK_OBJECT_MAX else self._prepare(f.read()))
         return out
 
-    def _prepare(self, data: bytes) -> Encoded | None:
-        """Hash and encode a small object (worker thread); codec -1 when already stored; None when large."""
+    def _prepare(self, data: bytes, present: set[str] | None = None) -> Encoded | None:
+        """Hash and encode a small object (worker thread); codec -1 when already stored; None when large.
+        ``present``: the objects of the batch known to be stored (else each is looked up)."""
         if len(data) > PACK_OBJECT_MAX:
             return None
         oid = hash_bytes(data)
-        if self._has_known(oid):
+        if oid in present if present is not None else self._has_known(oid):
             if not self._whole(oid, len(data)):
                 return None  # stored damaged: written again by put, which replaces it
             return oid, -1, b""
