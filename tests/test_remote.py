@@ -117,6 +117,9 @@ def test_corrupt_bytes_from_a_remote_are_refused_not_stored(origin: assay.Repo, 
             data = real_get(oid)
             return data[:-1] + bytes([data[-1] ^ 1]) if oid == fragment else data
 
+        def get_many(self, oids: list[str]) -> list[bytes]:  # the batch read a transfer makes
+            return [self.get(o) for o in oids]
+
     from assay.remote import send
 
     with pytest.raises(CorruptObject, match="not stored"):

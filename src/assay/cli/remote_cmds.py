@@ -10,38 +10,45 @@ from assay.cli._common import JsonOpt, _print_json, _progress, _repo, _short, ou
 from assay.cli._help import Typer
 
 app = Typer()
-remote_app = Typer(help="Remotes: other repositories (folders) to clone from, fetch from and push to.",
+remote_app = Typer(help="Remotes: other repositories (folders, S3) to clone from, fetch from and push to.",
                    no_args_is_help=True)
 RemoteArg = Annotated[str, typer.Argument(metavar="REMOTE", help="Remote name (default origin).")]
+CatalogOpt = Annotated[str | None, typer.Option(
+    "--catalog", metavar="URL", help="S3 remotes: keep the refs in this PostgreSQL catalog (postgresql://HOST/DB; "
+    "the password from PGPASSWORD or ~/.pgpass) instead of in the bucket.")]
+EndpointOpt = Annotated[str | None, typer.Option(
+    "--endpoint-url", metavar="URL", help="S3 remotes: the server (default AWS_ENDPOINT_URL, else AWS).")]
 
 
 @remote_app.command("add")
 def remote_add(name: Annotated[str, typer.Argument(metavar="NAME", help="Name for the remote, e.g. origin.")],
-               url: Annotated[str, typer.Argument(metavar="URL", help="A repository folder (path or file:// URL).")]
-               ) -> None:
+               url: Annotated[str, typer.Argument(metavar="URL", help="A repository folder (path or file:// URL) "
+                                                  "or S3 (s3://bucket/prefix).")],
+               catalog: CatalogOpt = None, endpoint_url: EndpointOpt = None) -> None:
     """Remember another repository under NAME (no credentials are stored)."""
     from assay.remote import add_remote
 
-    stored = add_remote(_repo(), name, url)
+    stored = add_remote(_repo(), name, url, catalog=catalog, endpoint_url=endpoint_url)
     out.print(f"added remote {name} -> {stored}", markup=False, highlight=False)
 
 
 @remote_app.command("list")
 def remote_list(as_json: JsonOpt = False) -> None:
     """List remotes, with the branches last fetched from each."""
-    from assay.remote import read_remotes
+    from assay.remote.remotes import read_remote_entries
 
     repo = _repo()
-    remotes = read_remotes(repo)
+    remotes = read_remote_entries(repo)
     seen = {r.name: r.commit for r in repo.catalog.list_refs("remote")}
     if as_json:
-        _print_json({n: {"url": u, "branches": {k.split("/", 2)[2]: v for k, v in seen.items()
-                                                  if k.startswith(f"remotes/{n}/")}} for n, u in remotes.items()})
+        _print_json({n: {**e, "branches": {k.split("/", 2)[2]: v for k, v in seen.items()
+                                           if k.startswith(f"remotes/{n}/")}} for n, e in remotes.items()})
         return
     if not remotes:
         out.print("No remotes; add one with `assay remote add NAME URL`.", markup=False)
-    for n, u in remotes.items():
-        out.print(f"{n}  {u}", markup=False, highlight=False)
+    for n, e in remotes.items():
+        extra = "".join(f"  ({k.replace('_', ' ')} {e[k]})" for k in ("endpoint_url", "catalog") if k in e)
+        out.print(f"{n}  {e['url']}{extra}", markup=False, highlight=False)
         for k, v in sorted(seen.items()):
             if k.startswith(f"remotes/{n}/"):
                 out.print(f"  {k[len('remotes/'):]}  {_short(v)}", markup=False, highlight=False)
@@ -57,12 +64,13 @@ def remote_remove(name: Annotated[str, typer.Argument(metavar="NAME", help="Remo
 
 
 @app.command()
-def clone(url: Annotated[str, typer.Argument(metavar="URL", help="The repository to copy (a folder).")],
+def clone(url: Annotated[str, typer.Argument(metavar="URL", help="The repository to copy (a folder, or "
+                                             "s3://bucket/prefix).")],
           path: Annotated[str | None, typer.Argument(metavar="DIR", help="New folder (default: URL's last "
                                                      "part).")] = None,
           branch: Annotated[str | None, typer.Option("--branch", "-b", metavar="BRANCH",
                                                      help="Branch to check out (default: the remote's).")] = None,
-          as_json: JsonOpt = False) -> None:
+          catalog: CatalogOpt = None, endpoint_url: EndpointOpt = None, as_json: JsonOpt = False) -> None:
     """Copy a repository: every object its branches and tags reach, its branches as origin/*, one checked out."""
     from pathlib import Path
 
@@ -70,7 +78,7 @@ def clone(url: Annotated[str, typer.Argument(metavar="URL", help="The repository
 
     target = path or Path(url.rstrip("/")).name or "clone"
     with _progress() as report:
-        repo = do_clone(url, target, branch=branch, progress=report)
+        repo = do_clone(url, target, branch=branch, catalog=catalog, endpoint_url=endpoint_url, progress=report)
     with repo:
         if as_json:
             _print_json({"path": str(repo.root), "branch": repo.branch, "commit": repo.head()})

@@ -11,8 +11,8 @@ remote's branches is kept as refs of kind ``remote`` named ``remotes/NAME/BRANCH
   local branch does not contain is refused as non-fast-forward unless ``force``.
 - **pull** fetches, then merges the tracking ref into the working branch with the usual three-way merge.
 
-Remote kinds: another repository folder (a path or ``file://`` URL). Object storage URLs (``s3://``) join
-when the S3 store exists; until then they are refused with a clear error.
+Remote kinds (``assay.remote.ends``): another repository folder (a path or ``file://`` URL), a bare remote on
+S3 (``s3://bucket/prefix``: refs moved by S3 conditional writes), and S3 with its refs in a PostgreSQL catalog.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from assay.errors import ConflictError, InputError, NonFastForward, RefNotFound
+from assay.remote.ends import RemoteEnd, _safe, normalise_catalog, normalise_url, open_url
 from assay.remote.transfer import TransferReport, send
 from assay.repo.catalog import RefUpdate
 from assay.repo.revisions import check_ref_name
@@ -72,38 +73,62 @@ class FetchResult:
 # -- configuration ------------------------------------------------------------------------------------------------
 
 
-def read_remotes(repo: Repo) -> dict[str, str]:
-    """Remote name -> URL."""
+def read_remote_entries(repo: Repo) -> dict[str, dict[str, str]]:
+    """Remote name -> its entry: ``url``, and ``catalog`` and ``endpoint_url`` where given (no credentials)."""
     path = repo.dir / REMOTES_FILE
     if not path.exists():
         return {}
-    return {n: r["url"] for n, r in json.loads(path.read_text(encoding="utf-8")).get("remotes", {}).items()}
+    return dict(json.loads(path.read_text(encoding="utf-8")).get("remotes", {}))
 
 
-def _write_remotes(repo: Repo, remotes: dict[str, str]) -> None:
-    data = {"format": 1, "remotes": {n: {"url": u} for n, u in sorted(remotes.items())}}
+def read_remotes(repo: Repo) -> dict[str, str]:
+    """Remote name -> URL."""
+    return {n: e["url"] for n, e in read_remote_entries(repo).items()}
+
+
+def _write_remotes(repo: Repo, remotes: dict[str, dict[str, str]]) -> None:
+    data = {"format": 1, "remotes": dict(sorted(remotes.items()))}
     atomic_write(repo.dir / REMOTES_FILE, json.dumps(data, indent=2).encode())
 
 
-def add_remote(repo: Repo, name: str, url: str) -> str:
+def add_remote(repo: Repo, name: str, url: str, *, catalog: str | None = None,
+               endpoint_url: str | None = None) -> str:
+    """Remember ``url`` as remote ``name``; ``catalog`` (an S3 remote's refs on PostgreSQL) and ``endpoint_url``
+    (a non-AWS S3 server) are kept with it. Credentials never are: a URL holding them is refused."""
     check_ref_name(name, "remote")
     if "/" in name:
         raise InputError(f"{name!r} is not a valid remote name: no '/' (it names remote branches as NAME/BRANCH)")
+    entry = {"url": normalise_url(url)}
+    if (catalog or endpoint_url) and not entry["url"].startswith("s3://"):
+        raise InputError("--catalog and --endpoint-url are for S3 remotes (s3://bucket/prefix); a folder remote "
+                         "has its own store and catalog")
+    if catalog:
+        entry["catalog"] = normalise_catalog(catalog) or ""
+    if endpoint_url:
+        entry["endpoint_url"] = _endpoint(endpoint_url)
     with repo.work.locked():
-        remotes = read_remotes(repo)
+        remotes = read_remote_entries(repo)
         if name in remotes:
-            raise InputError(f"remote {name!r} exists ({remotes[name]}); remove it first with "
+            raise InputError(f"remote {name!r} exists ({remotes[name]['url']}); remove it first with "
                              f"`assay remote remove {name}`")
-        remotes[name] = normalise_url(url)
+        remotes[name] = entry
         _write_remotes(repo, remotes)
-    return remotes[name]
+    return entry["url"]
+
+
+def _endpoint(url: str) -> str:
+    p = urlparse(url)
+    if p.scheme not in ("http", "https") or not p.netloc or p.username or p.password:
+        raise InputError(f"{_safe(url)} is not an S3 endpoint URL: write http(s)://HOST[:PORT], without "
+                         "credentials (they come from the AWS credential chain)")
+    return url.rstrip("/")
 
 
 def remove_remote(repo: Repo, name: str) -> None:
     with repo.work.locked():
-        remotes = read_remotes(repo)
+        remotes = read_remote_entries(repo)
         if name not in remotes:
-            raise RefNotFound(_unknown(name, remotes))
+            raise RefNotFound(_unknown(name, read_remotes(repo)))
         del remotes[name]
         _write_remotes(repo, remotes)
         stale = [RefUpdate(r.name, "remote", None, r.commit) for r in repo.catalog.list_refs("remote")
@@ -112,47 +137,17 @@ def remove_remote(repo: Repo, name: str) -> None:
             repo.catalog.update_refs(stale, f"remote remove {name}")
 
 
-def normalise_url(url: str) -> str:
-    """A remote URL as stored: a folder's absolute path, or a URL of a supported scheme (no credentials)."""
-    parsed = urlparse(url)
-    if parsed.scheme in ("", "file"):
-        path = Path(unquote(parsed.path) if parsed.scheme == "file" else url).expanduser()
-        return str(path.resolve())
-    if parsed.username or parsed.password:
-        raise InputError(f"{_safe(url)}: credentials do not go in a remote URL (they would be stored in "
-                         ".assay/remotes.json); use the environment or your credential files instead")
-    if parsed.scheme == "s3":
-        raise InputError(f"{url}: S3 remotes are not supported yet; use a repository folder (a path or "
-                         "file:// URL) as the remote")
-    raise InputError(f"{_safe(url)}: unsupported remote URL scheme {parsed.scheme!r}; use a repository folder "
-                     "(a path or file:// URL)")
-
-
-def _safe(url: str) -> str:
-    p = urlparse(url)
-    return url.replace(f"{p.username}:{p.password}@", "***@") if p.password else url
-
-
 def _unknown(name: str, remotes: dict[str, str]) -> str:
     known = ", ".join(sorted(remotes)) or "none"
     return f"no remote {name!r} (remotes: {known}); add one with `assay remote add {name} URL`"
 
 
-def open_remote(repo: Repo, name: str) -> Repo:
-    remotes = read_remotes(repo)
-    if name not in remotes:
-        raise RefNotFound(_unknown(name, remotes))
-    return open_url(remotes[name])
-
-
-def open_url(url: str) -> Repo:
-    from assay.repo.repository import Repository as Repo
-
-    path = Path(normalise_url(url))
-    if not (path / ".assay" / "config.json").exists():
-        raise RefNotFound(f"no assay repository at {path}: create one there with `assay init {path}`, or check "
-                          "the remote's URL (`assay remote list`)")
-    return Repo(path)
+def open_remote(repo: Repo, name: str, *, create: bool = False) -> RemoteEnd:
+    entries = read_remote_entries(repo)
+    if name not in entries:
+        raise RefNotFound(_unknown(name, read_remotes(repo)))
+    e = entries[name]
+    return open_url(e["url"], catalog=e.get("catalog"), endpoint_url=e.get("endpoint_url"), create=create)
 
 
 # -- fetch, push, pull ---------------------------------------------------------------------------------------------
@@ -188,7 +183,7 @@ def push(repo: Repo, name: str = "origin", branch: str | None = None, *, force: 
     ref = repo.catalog.get_ref(branch)
     if ref is None or ref.kind != "branch":
         raise RefNotFound(f"no branch {branch!r} here to push; see `assay branch`")
-    with open_remote(repo, name) as remote:
+    with open_remote(repo, name, create=True) as remote:
         theirs = remote.catalog.get_ref(branch)
         old = theirs.commit if theirs else None
         if old == ref.commit:
@@ -215,7 +210,7 @@ def push(repo: Repo, name: str = "origin", branch: str | None = None, *, force: 
 def push_tags(repo: Repo, name: str = "origin", *, progress: Progress | None = None) -> dict[str, str]:
     """Send every local tag the remote does not have (an existing tag is never moved)."""
     tags = {r.name: r.commit for r in repo.catalog.list_refs("tag")}
-    with open_remote(repo, name) as remote:
+    with open_remote(repo, name, create=True) as remote:
         theirs = {r.name: r.commit for r in remote.catalog.list_refs("tag")}
         moved = sorted(t for t in tags if t in theirs and theirs[t] != tags[t])
         if moved:
@@ -242,19 +237,20 @@ def pull(repo: Repo, name: str = "origin", branch: str | None = None, *,
 
 
 def clone(url: str, path: str | os.PathLike[str], *, branch: str | None = None, name: str = "origin",
-          progress: Progress | None = None) -> Repo:
-    """A new repository at ``path`` holding everything the repository at ``url`` has, on ``branch``."""
+          catalog: str | None = None, endpoint_url: str | None = None, progress: Progress | None = None) -> Repo:
+    """A new repository at ``path`` holding everything the repository at ``url`` has, on ``branch``
+    (``catalog``, ``endpoint_url``: as for ``add_remote``)."""
     from assay.repo.repository import init
 
     target = Path(path)
     if target.exists() and any(target.iterdir()):
         raise InputError(f"{target} exists and is not empty; clone into a new or empty folder")
-    with open_url(url) as remote:
+    with open_url(url, catalog=normalise_catalog(catalog), endpoint_url=endpoint_url) as remote:
         default = remote.branch or "main"
     made = not target.exists()
     repo = init(target)
     try:
-        add_remote(repo, name, url)
+        add_remote(repo, name, url, catalog=catalog, endpoint_url=endpoint_url)
         fetched = fetch(repo, name, progress=progress)
         want = branch or default
         tracking = repo.catalog.get_ref(f"{TRACKING}{name}/{want}")

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from assay._types import Progress
-from assay.engines import Engine, InProcessEngine
+from assay.engines import Engine
 from assay.errors import CorruptObject
 from assay.repo.graph import COMMIT, Edge
 from assay.store import ObjectStore
@@ -26,7 +26,6 @@ from assay.store.hashing import hash_bytes
 
 SMALL = 256 * 1024  # objects up to this size are stored in batches (packed by the destination store)
 BATCH = 512
-THREADS = 4
 
 
 @dataclass
@@ -44,11 +43,17 @@ class TransferReport:
 def missing(src: ObjectStore, dst: ObjectStore, commits: Iterable[str]) -> tuple[list[str], int]:
     """The objects reachable from ``commits`` in ``src`` that ``dst`` lacks, children before parents (a
     post-order of the graph: fragments and blobs, then their manifest, ..., a commit after its parents).
-    Also how many reached objects ``dst`` already had (whose subgraphs were not walked)."""
+    Also how many reached objects ``dst`` already had (whose subgraphs were not walked).
+
+    ``dst`` is asked about the children of each object at once (``dst.missing``: on object storage one listing
+    for the lot, not a request for each)."""
+    roots = list(dict.fromkeys(commits))
     order: list[str] = []
     seen: set[str] = set()
+    absent = dst.missing(roots)
+    asked = set(roots)
     skipped = 0
-    stack: list[tuple[Edge, bool]] = [(Edge(c, COMMIT, "sent"), False) for c in reversed(list(commits))]
+    stack: list[tuple[Edge, bool]] = [(Edge(c, COMMIT, "sent"), False) for c in reversed(roots)]
     while stack:
         edge, expanded = stack.pop()
         if expanded:  # every child is placed: the object comes after them
@@ -57,12 +62,16 @@ def missing(src: ObjectStore, dst: ObjectStore, commits: Iterable[str]) -> tuple
         if edge.oid in seen:
             continue
         seen.add(edge.oid)
-        if dst.has(edge.oid):
+        if edge.oid not in absent:
             skipped += 1
             continue
         stack.append((edge, True))
         if edge.node.children is not None:
             children = list(edge.node.children(src, edge.oid, src.get(edge.oid)))
+            ask = {c.oid for c in children} - asked
+            if ask:
+                absent |= dst.missing(ask)
+                asked |= ask
             stack.extend((child, False) for child in reversed(children))
     return order, skipped
 
@@ -71,16 +80,17 @@ def send(src: ObjectStore, dst: ObjectStore, commits: Sequence[str], *,
          progress: Progress | None = None, stage: str = "objects", engine: Engine | None = None) -> TransferReport:
     """Copy into ``dst`` every object reachable from ``commits`` that it lacks (verified, children first).
 
-    ``engine`` reads the objects (by default four threads of this process: reads overlap, and hashing and
-    decompression release the GIL); they are stored in order, here."""
-    engine = engine or InProcessEngine(THREADS)
+    By default the source store reads each batch (``get_many``: objects near each other in a pack in one
+    request, the others on its threads); an ``engine`` reads them one by one on its workers instead. They are
+    stored in order, here."""
     order, skipped = missing(src, dst, commits)
     report = TransferReport(skipped=skipped)
     if progress:
         progress(stage, 0, len(order))
     for start in range(0, len(order), BATCH):
         part = order[start:start + BATCH]
-        _store(dst, list(zip(part, engine.map(src.get, part), strict=True)), report)
+        datas = src.get_many(part) if engine is None else list(engine.map(src.get, part))
+        _store(dst, list(zip(part, datas, strict=True)), report)
         if progress:
             progress(stage, report.objects, len(order))
     return report

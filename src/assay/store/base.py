@@ -77,6 +77,10 @@ class ObjectStore(abc.ABC):
     def get(self, oid: str) -> bytes:
         """The verified bytes of ``oid``; raises ObjectNotFound or CorruptObject."""
 
+    def get_many(self, oids: Sequence[str]) -> list[bytes]:
+        """The verified bytes of each of ``oids``, in order (stores that can read many at once override it)."""
+        return [self.get(o) for o in oids]
+
     def get_ranges(self, oid: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         """The bytes at ``(offset, length)`` ranges of ``oid``, NOT verified: for partial reads of large
         objects by a caller that keeps digests of those ranges and checks them. By default, slices of the

@@ -62,6 +62,10 @@ _HEAD = 1 + 18  # codec byte + the longest zstd frame header (which holds the co
 Encoded = tuple[str, int, bytes | memoryview]  # oid, codec, payload
 
 
+_SPAN = 16 << 20  # get_many reads at most this many bytes of a pack in one request
+_GAP = 1 << 20  # ... and over gaps (objects it was not asked for) of at most this
+
+
 def loose_key(oid: str) -> str:
     return f"objects/{oid[:2]}/{oid[2:]}"
 
@@ -138,9 +142,14 @@ class PackingStore(ObjectStore):
 
     def put_many(self, items: Iterable[bytes]) -> list[str]:
         self._refresh_packs()
-        oids: list[str] = []
+        batch = items if isinstance(items, list) else list(items)
+        present: set[str] | None = None
+        if getattr(self.backend, "list_page", 0) and len(batch) >= 32:  # object storage: one listing, not a look each
+            oids = [hash_bytes(d) for d in batch]
+            present = set(oids) - self.missing(oids)
+        oids = []
         with ThreadPoolExecutor(self.threads) as pool, _PackWriter(self) as packer:
-            for data, encoded in pool.map(lambda d: (d, self._prepare(d)), items):
+            for data, encoded in pool.map(lambda d: (d, self._prepare(d, present)), batch):
                 if encoded is None:
                     oids.append(self.put(data))
                 else:
@@ -207,12 +216,13 @@ class PackingStore(ObjectStore):
                 out.append(None if os.fstat(f.fileno()).st_size > PACK_OBJECT_MAX else self._prepare(f.read()))
         return out
 
-    def _prepare(self, data: bytes) -> Encoded | None:
-        """Hash and encode a small object (worker thread); codec -1 when already stored; None when large."""
+    def _prepare(self, data: bytes, present: set[str] | None = None) -> Encoded | None:
+        """Hash and encode a small object (worker thread); codec -1 when already stored; None when large.
+        ``present``: the objects of the batch known to be stored (else each is looked up)."""
         if len(data) > PACK_OBJECT_MAX:
             return None
         oid = hash_bytes(data)
-        if self._has_known(oid):
+        if oid in present if present is not None else self._has_known(oid):
             if not self._whole(oid, len(data)):
                 return None  # stored damaged: written again by put, which replaces it
             return oid, -1, b""
@@ -338,6 +348,50 @@ class PackingStore(ObjectStore):
             )
         return data
 
+    def get_many(self, oids: Sequence[str]) -> list[bytes]:
+        """Each of ``oids``, verified, in order: objects that lie near each other in one indexed pack are read
+        in one ranged request (at most ``_SPAN`` bytes; on object storage, one request instead of one each);
+        the others, chunked ones, and any whose pack moved meanwhile, as ``get`` reads them."""
+        found: dict[int, bytes] = {}
+        spans: list[tuple[str, list[tuple[int, int, int]]]] = []  # (pack, [(index in oids, offset, length)])
+        for i, oid in sorted(((i, o) for i, o in enumerate(oids) if o in self._packs),
+                             key=lambda io: self._packs[io[1]][:2]):
+            name, off, length = self._packs[oid]
+            last = spans[-1] if spans else None
+            if last is None or last[0] != name or off - (last[1][-1][1] + last[1][-1][2]) > _GAP \
+                    or off + length - last[1][0][1] > _SPAN:
+                spans.append((name, []))
+            spans[-1][1].append((i, off, length))
+        with ThreadPoolExecutor(self.threads) as pool:
+            for part in pool.map(lambda span: self._read_span(oids, *span), spans):
+                found.update(part)
+            rest = [i for i in range(len(oids)) if i not in found]
+            found.update(zip(rest, pool.map(lambda i: self.get(oids[i]), rest), strict=True))
+        return [found[i] for i in range(len(oids))]
+
+    def _read_span(self, oids: Sequence[str], name: str, entries: list[tuple[int, int, int]]) -> dict[int, bytes]:
+        """The objects at ``entries`` (index in ``oids``, offset, length) of pack ``name``, read in one request;
+        none when the pack is gone (rewritten by gc: they are read one by one), chunked ones left out."""
+        start = entries[0][1]
+        try:
+            body = self.backend.get_range(f"packs/{name}.pack", start, entries[-1][1] + entries[-1][2] - start)
+        except ObjectNotFound:
+            return {}
+        found: dict[int, bytes] = {}
+        for i, off, length in entries:
+            stored = body[off - start : off - start + length]
+            if len(stored) == length and stored[:1] != _CODEC_BYTE[codec.CHUNKS]:
+                found[i] = self._verified(oids[i], codec.decode(stored[0], stored[1:], oids[i]))
+        return found
+
+    def _verified(self, oid: str, data: bytes) -> bytes:
+        if hash_bytes(data) != oid:
+            raise CorruptObject(
+                f"object {oid} is corrupt: its bytes no longer match their hash. "
+                "Run `assay fsck` to list every damaged object; restore it from a copy of the repository."
+            )
+        return data
+
     def get_ranges(self, oid: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         cache = self._cache
         if cache is not None and oid in cache:
@@ -374,7 +428,24 @@ class PackingStore(ObjectStore):
     def missing(self, oids: Iterable[str]) -> set[str]:
         self._refresh_packs()  # one list for the whole batch
         unpacked = set(oids) - self._packs.keys()
-        return {o for o in unpacked if not self.backend.exists(loose_key(o))}
+        return unpacked - self._loose_among(unpacked)
+
+    def _loose_among(self, oids: set[str]) -> set[str]:
+        """Which of ``oids`` are stored loose: from one listing of ``objects/`` when that is likely to take fewer
+        requests than a look at each (on a backend whose ``list_page`` says how many keys a listing request
+        returns: object storage); the listing is abandoned for the looks once it has read more keys than that
+        would pay for. A folder's backend looks at each (a stat is cheaper than a walk)."""
+        page = int(getattr(self.backend, "list_page", 0))
+        if page and len(oids) >= 32:
+            limit = len(oids) // 2 * page
+            found: set[str] = set()
+            for i, key in enumerate(self.backend.list("objects/")):
+                if i >= limit:
+                    break
+                found.add(key[len("objects/"):].replace("/", "", 1))
+            else:
+                return oids & found
+        return {o for o in oids if self.backend.exists(loose_key(o))}
 
     def _has_known(self, oid: str) -> bool:
         """Whether ``oid`` is loose or in a pack already indexed (no look for new packs)."""
@@ -438,6 +509,13 @@ class PackingStore(ObjectStore):
 
     def _read_stored(self, oid: str) -> tuple[int, bytes]:
         """The codec byte and the payload of a stored object, read without copying the payload."""
+        known = self._packs.get(oid)
+        if known is not None:  # in a pack already indexed: one ranged read, no look for a loose copy first
+            name, off, length = known
+            with contextlib.suppress(ObjectNotFound):  # rewritten by gc meanwhile: the usual path below
+                stored = self.backend.get_range(f"packs/{name}.pack", off, length)
+                if len(stored) == length:
+                    return _split(stored[:1], stored[1:], oid)
         try:
             return _split(*self.backend.get_split(loose_key(oid), 1), oid)
         except ObjectNotFound:

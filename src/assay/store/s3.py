@@ -17,6 +17,8 @@ put                one PutObject up to ``multipart_from`` bytes; above, a multip
                    ``part_size`` (at least 5 MiB), uploaded by ``threads`` threads, completed last: the key
                    appears whole when CompleteMultipartUpload returns, or not at all (a failed upload is
                    aborted; one whose writer died is removed by ``clean``)
+put_if_match       PutObject with ``If-Match: ETAG`` (or ``If-None-Match: *``): a compare-and-swap; a server
+                   without conditional writes is an error here (no racy fallback)
 put_if_absent      PutObject with ``If-None-Match: *`` (S3 conditional writes, 2024); 412 means "exists".
                    A server that does not implement it (501) gets a HEAD then a PutObject, which races:
                    two writers that both see the key absent both write it, and the last one wins
@@ -77,6 +79,8 @@ def _boto3() -> Any:
 class S3Backend(Backend):
     """Keys as objects under ``prefix`` in ``bucket`` (see the module docstring)."""
 
+    list_page = 1000  # keys a ListObjectsV2 request returns: a listing of N keys costs N / 1000 requests
+
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None, region: str | None = None,
                  multipart_from: int = MULTIPART_FROM, part_size: int = PART_SIZE, threads: int = 4,
                  max_attempts: int = 5, connect_timeout: float = 10.0, read_timeout: float = 60.0,
@@ -84,13 +88,7 @@ class S3Backend(Backend):
         boto3 = _boto3()
         from botocore.config import Config
 
-        if not _BUCKET.match(bucket):
-            raise InputError(f"{bucket!r} is not an S3 bucket name: 3 to 63 lowercase letters, digits, '.' and '-', "
-                             "starting and ending with a letter or digit")
-        stripped = prefix.strip("/")
-        if stripped and not _KEYLIKE.match(stripped):
-            raise InputError(f"{prefix!r} is not a prefix for a store: names of letters, digits, '.', '_' and '-' "
-                             "joined by '/', none starting with '.' or '-'")
+        stripped = check_location(bucket, prefix)
         self.bucket = bucket
         self.prefix = stripped + "/" if stripped else ""
         self.endpoint_url = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
@@ -111,14 +109,8 @@ class S3Backend(Backend):
     @classmethod
     def from_url(cls, url: str, *, endpoint_url: str | None = None, **kw: Any) -> S3Backend:
         """The backend for ``s3://bucket/prefix``."""
-        parsed = urlparse(url)
-        if parsed.scheme != "s3" or not parsed.netloc or parsed.query or parsed.fragment:
-            raise InputError(f"{url!r} is not an S3 URL: write s3://BUCKET/PREFIX (the endpoint goes in "
-                             "--endpoint-url or AWS_ENDPOINT_URL, credentials in the AWS credential chain)")
-        if parsed.username or parsed.password:
-            raise InputError(f"{url!r} holds credentials: never put them in a URL; use AWS_ACCESS_KEY_ID and "
-                             "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ~/.aws/credentials")
-        return cls(parsed.netloc, parsed.path, endpoint_url=endpoint_url, **kw)
+        bucket, prefix = parse_s3_url(url)
+        return cls(bucket, prefix, endpoint_url=endpoint_url, **kw)
 
     def check(self) -> None:
         """Raise a clear error unless the bucket exists and these credentials may read it (one HEAD)."""
@@ -244,6 +236,38 @@ class S3Backend(Backend):
         raise StorageError(f"conditional writes of {key} in {self.location} kept conflicting (409) with others; "
                            "nothing was written by this one: run the command again.")
 
+    def get_tagged(self, key: str) -> tuple[bytes, str] | None:
+        """The value of ``key`` and its ETag (the version ``put_if_match`` compares against); None when absent."""
+        try:
+            r = self._get_or_missing(key, "get_object")
+        except ObjectNotFound:
+            return None
+        return self._read_body(r, key), str(r["ETag"])
+
+    def put_if_match(self, key: str, data: Buffer, etag: str | None) -> bool:
+        """Write ``key`` only if its ETag is still ``etag`` (None: only if it is absent): a compare-and-swap by
+        S3 conditional writes (``If-Match`` / ``If-None-Match: *``). False when another writer got there first.
+
+        Unlike ``put_if_absent`` there is no racy fallback: a server without conditional writes (501) is an
+        error, since a compare-and-swap that races is not one."""
+        from botocore.exceptions import ClientError
+
+        cond = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        try:
+            self._call("put_object", Bucket=self.bucket, Key=self._key(key), Body=bytes(data), **cond)
+            return True
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey") or status in (409, 412, 404):
+                return False  # moved, being moved, or deleted since it was read: read it again
+            if code == "NotImplemented" or status == 501:
+                raise StorageError(
+                    f"the S3 server at {self.endpoint_url or 'AWS'} does not implement conditional writes "
+                    f"(If-Match), which {key} in {self.location} is moved by. Use a server that does (AWS S3, "
+                    "MinIO, moto), or keep the refs in a catalog on PostgreSQL (`--catalog`).") from e
+            raise _other(e, "put_if_match", key) from e
+
     def delete(self, key: str) -> bool:
         if self.stat(key) is None:
             return False
@@ -355,6 +379,31 @@ class S3Backend(Backend):
                 raise _other(e, "clean", full) from e
 
 
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """Bucket and prefix of ``s3://bucket/prefix``, checked (InputError otherwise); no client is made."""
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc or parsed.query or parsed.fragment:
+        raise InputError(f"{url!r} is not an S3 URL: write s3://BUCKET/PREFIX (the endpoint goes in "
+                         "--endpoint-url or AWS_ENDPOINT_URL, credentials in the AWS credential chain)")
+    if parsed.username or parsed.password:
+        raise InputError(f"{url!r} holds credentials: never put them in a URL; use AWS_ACCESS_KEY_ID and "
+                         "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ~/.aws/credentials")
+    check_location(parsed.netloc, parsed.path)
+    return parsed.netloc, parsed.path
+
+
+def check_location(bucket: str, prefix: str) -> str:
+    """``prefix`` without its slashes at either end, once bucket and prefix are checked (InputError)."""
+    if not _BUCKET.match(bucket):
+        raise InputError(f"{bucket!r} is not an S3 bucket name: 3 to 63 lowercase letters, digits, '.' and '-', "
+                         "starting and ending with a letter or digit")
+    stripped = prefix.strip("/")
+    if stripped and not _KEYLIKE.match(stripped):
+        raise InputError(f"{prefix!r} is not a prefix for a store: names of letters, digits, '.', '_' and '-' "
+                         "joined by '/', none starting with '.' or '-'")
+    return stripped
+
+
 def _other(e: Any, op: str, key: str) -> StorageError:
     err = e.response.get("Error", {})
     return StorageError(f"S3 refused {op} of {key}: {err.get('Code')} {err.get('Message', '')}. Nothing was "
@@ -393,4 +442,4 @@ def _bounded_map(fn: Callable[[int, bytes], T], chunks: Iterator[bytes], threads
     return results
 
 
-__all__ = ["MULTIPART_FROM", "PART_SIZE", "S3Backend"]
+__all__ = ["MULTIPART_FROM", "PART_SIZE", "S3Backend", "check_location", "parse_s3_url"]
