@@ -21,9 +21,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from assay.errors import ConflictError, InputError, RefNotFound, RulesError
+from assay.errors import InputError, RefNotFound, RulesError
 from assay.monitor.rules import RuleSet, parse_rules
-from assay.repo import RefUpdate
+from assay.repo.onbranch import Change, commit_on_branch
 
 STATES = ("firing", "resolved")
 SCHEMA = pa.schema([("id", pa.string()), ("model", pa.string()), ("rule", pa.string()), ("metric", pa.string()),
@@ -110,23 +110,19 @@ def _commit(repo: Any, name: str, key: str, make: Callable[[pa.Table | None], pa
     target = branch or repo.branch
     if target is None:
         raise InputError("HEAD is detached: alerts and rules are committed on a branch; check one out and try again")
-    for _ in range(200):
-        ref = repo.catalog.get_ref(target)
-        tip = ref.commit if ref else None
-        datasets = dict(repo.read_commit(tip).datasets) if tip else {}
+
+    def build(_tip: str | None, datasets: dict[str, str]) -> Change:
         current = DatasetVersion(repo.store, repo.read_manifest(datasets[name])).to_arrow() if name in datasets \
             else None
         rows = make(current)
         if rows is None or rows.num_rows == 0:
-            return None
+            return Change(None)
         datasets[name], _ = repo.build_version(name, rows, base=datasets.get(name), key=key, mode="upsert")
-        commit = repo.derive(parents=[tip] if tip else [], message=message, datasets=datasets, verify=False)
-        try:
-            repo.move_refs([RefUpdate(target, "branch", commit, tip)], message)
-        except ConflictError:
-            continue
-        return str(commit)
-    raise ConflictError(f"branch {target!r} kept moving while writing {name}; nothing was written, try again")
+        return Change(datasets, message)
+
+    commit, _ = commit_on_branch(repo, target, build, refused=f"branch {target!r} kept moving while writing {name}; "
+                                                              "nothing was written, try again")
+    return commit
 
 
 def store_alerts(repo: Any, model: str, merge: Callable[[list[Alert]], Sequence[Alert]], *,

@@ -15,14 +15,14 @@ with labelling.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assay.errors import ConflictError, InputError, KeyViolation, RefNotFound
-from assay.repo import RefUpdate
+from assay.errors import InputError, KeyViolation, RefNotFound
+from assay.repo.onbranch import Change, commit_on_branch
 from assay.serve.log import dataset_name
 
 
@@ -89,10 +89,9 @@ def label(repo: Any, model: str, source: Any, *, id_column: str = "request_id", 
     target = branch or repo.branch
     if target is None:
         raise InputError("HEAD is detached: labels are committed on a branch; check one out and try again")
-    for _ in range(200):
-        ref = repo.catalog.get_ref(target)
-        tip = ref.commit if ref else None
-        datasets = dict(repo.read_commit(tip).datasets) if tip else {}
+    name = labels_dataset(model)
+
+    def build(_tip: str | None, datasets: dict[str, str]) -> Change:
         log = datasets.get(dataset_name(model))
         if log is None:
             raise RefNotFound(f"no prediction log {dataset_name(model)!r} on {target!r}: serve the model "
@@ -102,17 +101,14 @@ def label(repo: Any, model: str, source: Any, *, id_column: str = "request_id", 
         unknown = incoming.num_rows - known.num_rows
         if known.num_rows == 0:
             _refuse_no_match(incoming, model)
-            return LabelResult(labels_dataset(model), 0, 0, unknown, None)
+            return Change(None, result=LabelResult(name, 0, 0, unknown, None))
         known = known.append_column("labelled_at", pa.array([time.time()] * known.num_rows, pa.float64()))
-        name = labels_dataset(model)
-        oid, result = repo.build_version(name, known, base=datasets.get(name), key="request_id", mode="upsert")
-        datasets[name] = oid
+        datasets[name], result = repo.build_version(name, known, base=datasets.get(name), key="request_id",
+                                                    mode="upsert")
         text = message or f"label {result.added + result.updated} predictions of {model}"
-        commit = repo.derive(parents=[tip] if tip else [], message=text, datasets=datasets,
-                             verify=False)  # the labels as they arrived; `assay check` reports on them
-        try:
-            repo.move_refs([RefUpdate(target, "branch", commit, tip)], text)
-        except ConflictError:
-            continue
-        return LabelResult(name, result.added + result.updated, known.num_rows, unknown, commit)
-    raise ConflictError(f"branch {target!r} kept moving while labelling; nothing was written, try again")
+        return Change(datasets, text, LabelResult(name, result.added + result.updated, known.num_rows, unknown, None))
+
+    commit, got = commit_on_branch(repo, target, build,
+                                   refused=f"branch {target!r} kept moving while labelling; nothing was written, "
+                                           "try again")
+    return replace(got, commit=commit) if commit else got

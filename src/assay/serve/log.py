@@ -30,7 +30,7 @@ from typing import IO, Any
 import pyarrow as pa
 
 from assay.errors import ConflictError, InputError, KeyViolation
-from assay.repo import RefUpdate
+from assay.repo.onbranch import Change, commit_on_branch
 from assay.store.fs import fsync_dir
 
 SCHEMA = pa.schema([("request_id", pa.string()), ("time", pa.float64()), ("model", pa.string()),
@@ -204,33 +204,30 @@ class PredictionLog:
 
         unique = list({r["request_id"]: r for r in rows}.values())
         with Repo(self.root) as repo:
-            for _ in range(200):
-                target = self.branch or repo.branch or "main"
-                ref = repo.catalog.get_ref(target)
-                tip = ref.commit if ref else None
-                datasets = dict(repo.read_commit(tip).datasets) if tip else {}
+            target = self.branch or repo.branch or "main"
+
+            def build(_tip: str | None, datasets: dict[str, str]) -> Change:
                 base = datasets.get(self.dataset)
                 todo = self._new_rows(repo, base, unique) if skip_present else unique
                 if not todo:
-                    return 0
+                    return Change(None, result=0)
                 try:
                     oid, _ = repo.build_version(self.dataset, self._table(todo), base=base, key="request_id",
                                                 mode="append")
-                except KeyViolation:
-                    skip_present = True  # some were written by a run that crashed before removing its file
-                    continue
+                except KeyViolation:  # some were written by a run that crashed before removing its file
+                    todo = self._new_rows(repo, base, unique)
+                    if not todo:
+                        return Change(None, result=0)
+                    oid, _ = repo.build_version(self.dataset, self._table(todo), base=base, key="request_id",
+                                                mode="append")
                 datasets[self.dataset] = oid
-                message = f"serve: log {len(todo)} predictions of {self.model}"
-                # verify=False: what the model answered is recorded as it was; a suite on the log reports on
-                # it (`assay check`), it does not refuse acknowledged predictions
-                commit = repo.derive(parents=[tip] if tip else [], message=message, datasets=datasets,
-                                     meta={"serve": {"model": self.model, "rows": len(todo)}}, verify=False)
-                try:
-                    repo.move_refs([RefUpdate(target, "branch", commit, tip)], message)
-                    return len(todo)
-                except ConflictError:
-                    continue
-        raise ConflictError(f"branch kept moving while logging predictions of {self.model!r}; they stay buffered")
+                return Change(datasets, f"serve: log {len(todo)} predictions of {self.model}", len(todo),
+                              {"serve": {"model": self.model, "rows": len(todo)}})
+
+            _, written = commit_on_branch(repo, target, build, refused=f"branch kept moving while logging "
+                                                                       f"predictions of {self.model!r}; they stay "
+                                                                       "buffered")
+            return int(written)
 
     def _new_rows(self, repo: Any, base: str | None, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if base is None:
