@@ -210,7 +210,7 @@ def _wait_for_a_part(server: MotoServer, bucket: str, prefix: str, alive: Callab
     client = server.client()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert alive(), "the put ended before a part was seen: make the object larger"
+        assert alive(), "the writer ended before a part was seen"
         for up in _uploads(server, bucket, prefix):
             if client.list_parts(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"]).get("Parts"):
                 return
@@ -223,9 +223,15 @@ import os, sys
 from assay.store import PackingStore
 from assay.store.s3 import S3Backend
 url, endpoint = sys.argv[1], sys.argv[2]
-store = PackingStore(S3Backend.from_url(url, endpoint_url=endpoint, multipart_from=5 << 20, part_size=5 << 20,
-                                        threads=1))
-store.put(sys.stdin.buffer.read())
+backend = S3Backend.from_url(url, endpoint_url=endpoint, multipart_from=5 << 20, part_size=5 << 20, threads=1)
+real_call = backend._call
+def call(op, **kw):  # after the second part the writer stalls (as a slow link would) until it is killed
+    if op == "upload_part" and kw["PartNumber"] > 2:
+        import time
+        time.sleep(3600)
+    return real_call(op, **kw)
+backend._call = call
+PackingStore(backend).put(sys.stdin.buffer.read())
 """
 
 

@@ -331,7 +331,17 @@ class PackingStore(ObjectStore):
         return data
 
     def _get(self, oid: str) -> bytes:
-        kind, payload = self._read_stored(oid)
+        try:
+            return self._decoded(oid, loose_first=False)
+        except CorruptObject:
+            if oid not in self._packs:
+                raise
+            # the pack's copy was read first (no look for a loose one): a loose copy written by repair shadows
+            # a damaged packed entry, so it is read before giving up
+            return self._decoded(oid, loose_first=True)
+
+    def _decoded(self, oid: str, *, loose_first: bool) -> bytes:
+        kind, payload = self._read_stored(oid, loose_first=loose_first)
         if kind == codec.CHUNKS:
             chunks = codec.decode_chunk_list(payload)
             parts = [self.get(c) for c, _ in chunks]
@@ -381,7 +391,8 @@ class PackingStore(ObjectStore):
         for i, off, length in entries:
             stored = body[off - start : off - start + length]
             if len(stored) == length and stored[:1] != _CODEC_BYTE[codec.CHUNKS]:
-                found[i] = self._verified(oids[i], codec.decode(stored[0], stored[1:], oids[i]))
+                with contextlib.suppress(CorruptObject):  # damaged here: `get` reads it (a repaired loose copy)
+                    found[i] = self._verified(oids[i], codec.decode(stored[0], stored[1:], oids[i]))
         return found
 
     def _verified(self, oid: str, data: bytes) -> bytes:
@@ -507,9 +518,9 @@ class PackingStore(ObjectStore):
     def stored_bytes(self) -> int:
         return sum(e.size for prefix in ("objects/", "packs/") for e in self.backend.scan(prefix))
 
-    def _read_stored(self, oid: str) -> tuple[int, bytes]:
+    def _read_stored(self, oid: str, *, loose_first: bool = False) -> tuple[int, bytes]:
         """The codec byte and the payload of a stored object, read without copying the payload."""
-        known = self._packs.get(oid)
+        known = None if loose_first else self._packs.get(oid)
         if known is not None:  # in a pack already indexed: one ranged read, no look for a loose copy first
             name, off, length = known
             with contextlib.suppress(ObjectNotFound):  # rewritten by gc meanwhile: the usual path below
