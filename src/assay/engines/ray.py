@@ -112,7 +112,8 @@ class RayEngine(Engine):
         self.connect()
         ray = _ray()
         fn_ref = ray.put(_pickled(fn))
-        task = _remote(ray).options(num_cpus=self.num_cpus)
+        # SPREAD: the tasks of one map go to every node rather than filling the first (data-parallel work)
+        task = _remote(ray).options(num_cpus=self.num_cpus, scheduling_strategy="SPREAD")
         window = self.window or max(1, 2 * int(ray.cluster_resources().get("CPU", 1) // self.num_cpus))
         key = uuid.uuid4().hex
         pending: deque[tuple[int, Any, Any]] = deque()
