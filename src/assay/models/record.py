@@ -10,7 +10,7 @@ what they reference in ``refs`` (by type of object), which gc, fsck and push fol
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -280,6 +280,22 @@ def _page_bytes(name: str, first: int, entries: tuple[IndexEntry, ...]) -> bytes
                    "versions": [e.to_dict() for e in entries], "refs": {"model": [e.record for e in entries]}})
 
 
+def attachment_bytes(name: str, key: str, data: dict[str, Any], objects: Sequence[str] = ()) -> bytes:
+    """What ``registry.attach`` stores: ``data`` with the objects it names declared in ``refs``, so that the
+    object graph (gc, fsck, push, clone) follows them as it follows a record's."""
+    return _dumps({"type": "model-attachment", "format": 1, "name": name, "key": key, "data": data,
+                   "refs": {"object": sorted(set(objects))}})
+
+
+def attachment_data(raw: bytes, oid: str) -> Any:
+    """The data of an attachment stored by ``attachment_bytes``, or by assay before it (the bare JSON)."""
+    try:
+        d = json.loads(raw)
+    except ValueError as e:
+        raise FormatError(f"object {oid} is not a model attachment") from e
+    return d["data"] if isinstance(d, dict) and d.get("type") == "model-attachment" else d
+
+
 def write_index(put: Callable[[bytes], str], index: ModelIndex) -> str:
     """Store ``index`` with ``put`` (an object store's); returns the oid of the index object. Full pages are
     content-addressed, so those that did not change are the objects already stored."""
@@ -291,8 +307,9 @@ def write_index(put: Callable[[bytes], str], index: ModelIndex) -> str:
         "format": index.format, "type": "model-index", "name": index.name, "count": len(index.versions),
         "pages": pages, "versions": [e.to_dict() for e in tail], "aliases": dict(sorted(index.aliases.items())),
         "attached": attached,
-        "refs": {"model": [*pages, *(e.record for e in tail)],
-                 "object": sorted({o for a in index.attached.values() for o in a.values()})}}))
+        # attachments are followed like records: those that name objects declare them in their own refs
+        "refs": {"model": [*pages, *(e.record for e in tail),
+                           *sorted({o for a in index.attached.values() for o in a.values()})]}}))
 
 
 def read_index(get: Callable[[str], bytes], oid: str) -> ModelIndex:

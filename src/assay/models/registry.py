@@ -29,6 +29,8 @@ from assay.models.record import (
     ModelIndex,
     ModelVersion,
     ParentRef,
+    attachment_bytes,
+    attachment_data,
     read_index,
     write_index,
 )
@@ -145,7 +147,7 @@ class ModelView:
 def describe(repo: Repo, spec: str, *, rev: str | None = None) -> ModelView:
     """The version ``spec`` names, with its aliases and attachments."""
     index, n = resolve(repo, spec, rev=rev)
-    attached = {k: json.loads(repo.store.get(o)) for k, o in sorted(index.attached.get(n, {}).items())}
+    attached = {k: attachment_data(repo.store.get(o), o) for k, o in sorted(index.attached.get(n, {}).items())}
     return ModelView(read_version(repo, index.entry(n).record), tuple(sorted(a for a, v in index.aliases.items()
                                                                               if v == n)), attached, index.latest)
 
@@ -357,12 +359,18 @@ def remove_alias(repo: Repo, name: str, alias: str, *, branch: str | None = None
     return _update(repo, name, drop, lambda n: f"model {name}: remove alias {alias} (was version {n})", branch=branch)
 
 
-def attach(repo: Repo, spec: str, key: str, data: Mapping[str, Any], *, branch: str | None = None) -> int:
+def attach(repo: Repo, spec: str, key: str, data: Mapping[str, Any], *, objects: Sequence[str] = (),
+           branch: str | None = None) -> int:
     """Attach ``data`` (JSON) to a version under ``key`` (e.g. ``bench``), replacing what was there; the
-    version's record stays as it was. Returns the version number."""
+    version's record stays as it was. ``objects``: the stored objects ``data`` names (a monitor profile's
+    sketches, say), kept by gc and moved by push and clone for as long as the attachment is. Returns the
+    version number."""
     check_alias(key)
     name, which = revisions.split_dataset_rev(spec)
-    oid = repo.store.put(json.dumps(_json_dict(data, key), sort_keys=True).encode())
+    missing = [o for o in objects if not repo.store.has(o)]
+    if missing:
+        raise InputError(f"cannot attach {key} to {spec}: object {missing[0]} is not in the store; put it first")
+    oid = repo.store.put(attachment_bytes(name, key, _json_dict(data, key), objects))
 
     def put(index: ModelIndex) -> tuple[ModelIndex, int]:
         n = version_number(index, which) if index.versions else version_number(_index(repo, name, None), which)

@@ -530,10 +530,12 @@ def save_profile(repo: Any, mv: Any, key: str, profile: Profile) -> str:
     from assay.models import registry
 
     oid = str(repo.store.put(profile.to_bytes()))
-    entries = stored_profiles(repo, mv)
+    # a profile collected by an older assay (which did not declare it to gc) is dropped, not named again
+    entries = {k: e for k, e in stored_profiles(repo, mv).items() if repo.store.has(e["oid"])}
     entries[key] = {"oid": oid, "reference": profile.meta.get("reference", key), "rows": profile.rows,
                     "created": profile.meta.get("created", time.time())}
-    registry.attach(repo, mv.spec, "profile", {"format": PROFILE_FORMAT, "profiles": entries})
+    registry.attach(repo, mv.spec, "profile", {"format": PROFILE_FORMAT, "profiles": entries},
+                    objects=[e["oid"] for e in entries.values()])
     _CACHE[oid] = profile
     return oid
 
