@@ -121,9 +121,10 @@ def report(side: str, step: str, s: Side, note: str = "") -> None:
           f"growth {fmt_pct(growth):>8}  {note}")
 
 
-def bench_api(folder: Path, inp: Inputs) -> Side:
+def bench_api(folder: Path, inp: Inputs, side: str = "assay API", **init_kw: Any) -> Side:
+    """The steps through the Python API; ``init_kw`` (``store_url``, ``catalog_url``) as for ``assay.init``."""
     s = Side()
-    repo = assay.init(folder)
+    repo = assay.init(folder, **init_kw)
     commits: list[str] = []
 
     def add_commit(step: str, source: Path, msg: str, **kw: Any) -> None:
@@ -133,7 +134,7 @@ def bench_api(folder: Path, inp: Inputs) -> Side:
         s.seconds[step], oid = timed(f"assay {step}", go)
         commits.append(oid)
         s.stored[step] = repo.store.stored_bytes()
-        report("assay API", step, s)
+        report(side, step, s)
 
     add_commit("first commit", inp.v1, "first", key="id")
     add_commit("append 1%", inp.new_rows, "append", mode="append")
@@ -142,7 +143,7 @@ def bench_api(folder: Path, inp: Inputs) -> Side:
     s.seconds[step], diffs = timed("assay diff", lambda: repo.diff(commits[1], commits[2], dataset=NAME))
     d = diffs[0]
     s.stored[step] = repo.store.stored_bytes()
-    report("assay API", step, s, f"(+{d.added} -{d.removed} ~{d.changed}; columns {d.column_changes})")
+    report(side, step, s, f"(+{d.added} -{d.removed} ~{d.changed}; columns {d.column_changes})")
     for step, src, kw in (("unchanged re-add", inp.relabelled, {"mode": "upsert"}),
                           ("unchanged re-add 2", inp.relabelled, {"mode": "upsert"}),
                           ("whole table as new file", inp.v3, {}), ("whole table again", inp.v3, {})):
@@ -155,7 +156,7 @@ def bench_api(folder: Path, inp: Inputs) -> Side:
             return staged
         s.seconds[step], staged = timed(f"assay {step}", readd)
         s.stored[step] = repo.store.stored_bytes()
-        report("assay API", step, s, "(something was staged and committed)" if staged else "(nothing staged)")
+        report(side, step, s, "(something was staged and committed)" if staged else "(nothing staged)")
     repo.close()
     return s
 
