@@ -10,6 +10,9 @@
    race reads the tip again and retries, as commits do).
 3. What a manifest costs: bytes per fragment and per row of the table of step 1, so that the manifest of a
    100 TB dataset can be worked out in the open.
+4. Partial clones from S3: the local repository of step 1 (plus a small dataset) pushed to a bare S3 remote,
+   then ``assay clone`` of it whole, ``--datasets small`` and ``--lazy`` (each a fresh process): seconds and
+   bytes stored; then the first read of the big table in the lazy clone (``assay export``, fetched on demand).
 
 moto is a Python test server: every request costs it milliseconds of CPU that a real S3 endpoint does not,
 so the S3 seconds are an upper bound; the request counts are what carries over to AWS, MinIO or R2.
@@ -31,7 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from _common import fmt_bytes, fmt_s, parser, print_table, ratio, scratch, setup, yes_no
+from _common import assay_cli, dir_bytes, fmt_bytes, fmt_s, parser, print_table, ratio, run, scratch, setup, yes_no
 from bench_table import STEPS, bench_api, make_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,6 +195,7 @@ def main() -> None:
     try:
         with scratch(args, "bench-scale-") as root:
             local, shared, extra = table_steps(args, root, catalog, server)
+            partial = partial_clones(root, server.make_bucket())
         writes = catalog_writes(catalog, [int(x) for x in args.procs.split(",")], args.seconds)
     finally:
         server.stop()
@@ -251,6 +255,33 @@ def main() -> None:
             ]
         ],
     )
+    print_table(
+        "Partial clones of the repository of step 1 from a bare S3 remote (CLI, one run each)",
+        ["clone", "seconds", "stored here", "of the whole clone"],
+        [[k, fmt_s(sec), fmt_bytes(size), f"{size / partial['whole'][1]:.1%}"] for k, (sec, size) in partial.items()],
+    )
+
+
+def partial_clones(root: Path, bucket: str) -> dict[str, tuple[float, int]]:
+    """Push the local repository of step 1 (plus a small dataset) to S3, then clone it whole and partially."""
+    import pyarrow as pa
+
+    exe = assay_cli()
+    with assay.Repo(root / "local") as repo:
+        repo.add("small", pa.table({"id": list(range(10_000)), "y": [i % 7 for i in range(10_000)]}), key="id")
+        repo.commit("a small dataset")
+    url = f"s3://{bucket}/partial"
+    run([exe, "remote", "add", "s3", url], root / "local")
+    run([exe, "push", "s3", "main"], root / "local")
+    out: dict[str, tuple[float, int]] = {}
+    for label, extra in (("whole", []), ("--datasets small", ["--datasets", "small"]), ("--lazy", ["--lazy"])):
+        folder = root / f"clone-{len(out)}"
+        seconds = run([exe, "clone", url, str(folder), *extra], root)
+        out[label] = (seconds, dir_bytes(folder / ".assay"))
+    lazy = root / f"clone-{len(out) - 1}"
+    seconds = run([exe, "export", "table", "--to", str(root / "table.parquet")], lazy)
+    out["--lazy, then export table"] = (seconds, dir_bytes(lazy / ".assay"))
+    return out
 
 
 if __name__ == "__main__":

@@ -98,6 +98,28 @@ def test_push_clone_fetch_and_pull_through_a_bare_s3_remote(local: assay.Repo, u
     copy.close()
 
 
+def test_a_lazy_clone_of_an_s3_remote_reads_data_and_models_over_http_on_first_use(
+        local: assay.Repo, url: str, tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from assay.remote.partial import PartialStore
+
+    data = local.dataset("t").to_arrow()
+    model = LogisticRegression(max_iter=200).fit(data.to_pandas()[["x", "count"]], data.column("label").to_pylist())
+    local.register_model("clf", model, train="t@HEAD")
+    push(local, "origin")
+    copy = assay.clone(url, tmp_path / "lazy", lazy=True)
+    assert isinstance(copy.store, PartialStore)
+    held = len(list(copy.store.iter_oids()))
+    assert copy.store.fetched.objects == 0 and copy.fsck().not_fetched > 0
+    assert copy.dataset("t").to_arrow().equals(data)  # fragments read from S3, verified, kept
+    loaded = copy.load_model("clf")  # the artifact too
+    assert (loaded.predict(data.to_pandas()[["x", "count"]]) == model.predict(data.to_pandas()[["x", "count"]])).all()
+    assert len(list(copy.store.iter_oids())) == held + copy.store.fetched.objects > held
+    assert copy.fsck().ok
+    copy.close()
+
+
 def test_a_push_behind_an_s3_remote_is_refused_and_pull_then_push_works(local: assay.Repo, url: str,
                                                                        tmp_path: Path) -> None:
     push(local, "origin")

@@ -34,7 +34,7 @@ from assay.errors import (
 )
 
 if TYPE_CHECKING:
-    from assay._api import Repo, init, screen
+    from assay._api import Repo, clone, init, screen
     from assay.checks import CheckResult, Suite, infer_suite, load_suite, run_suite
     from assay.gate import IngestReport, Policy, load_policy
     from assay.repo import Commit, MergeResult, Status
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY = {
-    "assay._api": ("Repo", "init", "screen"),
+    "assay._api": ("Repo", "clone", "init", "screen"),
     "assay.checks": ("CheckResult", "Suite", "infer_suite", "load_suite", "run_suite"),
     "assay.gate": ("IngestReport", "Policy", "load_policy"),
     "assay.repo": ("Commit", "MergeResult", "Status"),
@@ -107,6 +107,7 @@ __all__ = [
     "Suite",
     "UpdateResult",
     "__version__",
+    "clone",
     "infer_suite",
     "init",
     "load_policy",

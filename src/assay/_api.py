@@ -29,6 +29,10 @@ class Repo(_repository.Repository):
 
     def __init__(self, path: str | os.PathLike[str] = ".", *, engine: Engine | None = None, **kwargs: Any):
         super().__init__(path, engine=engine, verifier=_verify_staged, **kwargs)
+        if "store" not in kwargs and (self.dir / "partial.json").exists():  # a partial clone: the rest is remote
+            from assay.remote.partial import promise
+
+            promise(self)
 
     def ingest(self, batch: Any, *, into: str, policy: Policy | str | Path | None = None, **kwargs: Any
                ) -> IngestReport:
@@ -109,6 +113,19 @@ def _verify_staged(repo: _repository.Repository, manifests: dict[str, str], suit
     from assay.checks.gate import verify_staged
 
     return verify_staged(repo, manifests, suites)
+
+
+def clone(url: str, path: str | os.PathLike[str], *, branch: str | None = None,
+          datasets: Sequence[str] | None = None, lazy: bool = False, catalog: str | None = None,
+          endpoint_url: str | None = None, progress: Progress | None = None) -> Repo:
+    """Copy the repository at ``url`` (a folder, ``s3://bucket/prefix``) into the new folder ``path`` and open it;
+    ``datasets`` or ``lazy`` make a partial clone that reads the rest from ``url`` on first use. See
+    ``assay.remote.clone``."""
+    from assay.remote import clone as _clone
+
+    _clone(url, path, branch=branch, datasets=datasets, lazy=lazy, catalog=catalog, endpoint_url=endpoint_url,
+           progress=progress).close()
+    return Repo(path)
 
 
 def init(path: str | os.PathLike[str] = ".", *, catalog_url: str | None = None,

@@ -70,21 +70,37 @@ def clone(url: Annotated[str, typer.Argument(metavar="URL", help="The repository
                                                      "part).")] = None,
           branch: Annotated[str | None, typer.Option("--branch", "-b", metavar="BRANCH",
                                                      help="Branch to check out (default: the remote's).")] = None,
-          catalog: CatalogOpt = None, endpoint_url: EndpointOpt = None, as_json: JsonOpt = False) -> None:
-    """Copy a repository: every object its branches and tags reach, its branches as origin/*, one checked out."""
+          catalog: CatalogOpt = None, endpoint_url: EndpointOpt = None,
+          datasets: Annotated[list[str] | None, typer.Option(
+              "--datasets", metavar="A,B", help="A partial clone: the data of these datasets only (every commit "
+              "and manifest still); the other datasets' data is read from the remote on first use.")] = None,
+          lazy: Annotated[bool, typer.Option(
+              "--lazy", help="A partial clone that fetches no data (fragments, blobs, model artifacts) until it "
+              "is read, verified on arrival; with --datasets, theirs is fetched now.")] = False,
+          as_json: JsonOpt = False) -> None:
+    """Copy a repository: every object its branches and tags reach, its branches as origin/*, one checked out.
+
+    --datasets and --lazy make a partial clone (as git's): a 1 TB repository with the part you need here."""
     from pathlib import Path
 
     from assay.remote import clone as do_clone
 
     target = path or Path(url.rstrip("/")).name or "clone"
     with _progress() as report:
-        repo = do_clone(url, target, branch=branch, catalog=catalog, endpoint_url=endpoint_url, progress=report)
+        repo = do_clone(url, target, branch=branch, catalog=catalog, endpoint_url=endpoint_url, datasets=datasets,
+                        lazy=lazy, progress=report)
     with repo:
+        partial = None if not (datasets or lazy) else ("lazy" if lazy else "datasets")
         if as_json:
-            _print_json({"path": str(repo.root), "branch": repo.branch, "commit": repo.head()})
+            _print_json({"path": str(repo.root), "branch": repo.branch, "commit": repo.head(), "partial": partial})
             return
         out.print(f"cloned {url} into {repo.root}, on branch {repo.branch} at {_short(repo.head())}",
                   markup=False, highlight=False)
+        if partial:
+            what = ("the data of " + ", ".join(n for d in datasets or () for n in d.split(",") if n)
+                    if datasets else "no data")
+            out.print(f"partial clone: fetched {what}; the rest is read from origin on first use",
+                      markup=False, highlight=False)
 
 
 @app.command()

@@ -45,6 +45,12 @@ def fsck(as_json: JsonOpt = False,
         _print_json(r.to_dict())
     else:
         out.print(f"checked {r.objects} objects, {r.reachable} reachable")
+        if r.not_fetched:
+            out.print(f"{r.not_fetched} objects not fetched yet (a partial clone: read from {r.promisor} on first "
+                      "use)", markup=False)
+        if r.promisor_error:
+            out.print(f"could not ask remote {r.promisor} about the objects absent here ({r.promisor_error}); "
+                      "they are listed as missing", markup=False)
         for oid in r.corrupt:
             out.print(f"[red]corrupt[/] {oid}")
         for oid, why in r.missing:

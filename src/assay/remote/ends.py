@@ -113,6 +113,10 @@ def _open_folder(path: Path) -> RemoteEnd:
         raise RefNotFound(f"no assay repository at {path}: create one there with `assay init {path}`, or check "
                           "the remote's URL (`assay remote list`)")
     repo: Repo = Repository(path)
+    if (repo.dir / "partial.json").exists():  # itself a partial clone: what it lacks, it reads from its remote
+        from assay.remote.partial import promise
+
+        promise(repo)
     return RemoteEnd(repo.store, repo.catalog, repo.branch, closer=repo)
 
 

@@ -10,6 +10,8 @@ remote's branches is kept as refs of kind ``remote`` named ``remotes/NAME/BRANCH
   compare-and-swap from the commit it was seen at: a push whose remote branch moved to a commit that the
   local branch does not contain is refused as non-fast-forward unless ``force``.
 - **pull** fetches, then merges the tracking ref into the working branch with the usual three-way merge.
+- **clone** makes a new repository and fetches into it; with ``datasets`` or ``lazy`` a partial one, which
+  reads what it left out from the remote on first use (``assay.remote.partial``).
 
 Remote kinds (``assay.remote.ends``): another repository folder (a path or ``file://`` URL), a bare remote on
 S3 (``s3://bucket/prefix``: refs moved by S3 conditional writes), and S3 with its refs in a PostgreSQL catalog.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +29,7 @@ from urllib.parse import urlparse
 
 from assay.errors import ConflictError, InputError, NonFastForward, RefNotFound
 from assay.remote.ends import RemoteEnd, _safe, normalise_catalog, normalise_url, open_url
-from assay.remote.transfer import TransferReport, send
+from assay.remote.transfer import Filter, TransferReport, send
 from assay.repo.catalog import RefUpdate
 from assay.repo.revisions import check_ref_name
 from assay.store.fs import atomic_write
@@ -154,12 +156,19 @@ def open_remote(repo: Repo, name: str, *, create: bool = False) -> RemoteEnd:
 
 
 def fetch(repo: Repo, name: str = "origin", *, progress: Progress | None = None) -> FetchResult:
-    """Copy what the remote's branches and tags reach, then move the tracking refs ``remotes/NAME/*``."""
+    """Copy what the remote's branches and tags reach, then move the tracking refs ``remotes/NAME/*``.
+
+    In a partial clone, a fetch from the remote it came from applies the clone's filter."""
+    from assay.remote.partial import read_partial
+
+    promisor = read_partial(repo.dir)
+    only = promisor[1] if promisor is not None and promisor[0] == name else None
     with open_remote(repo, name) as remote:
         branches = {r.name: r.commit for r in remote.catalog.list_refs("branch")}
         tags = {r.name: r.commit for r in remote.catalog.list_refs("tag")}
-        received = send(remote.store, repo.store, sorted(set(branches.values()) | set(tags.values())),
-                        progress=progress, stage=f"fetch {name}")
+        received = send(remote.store, getattr(repo.store, "local", repo.store),
+                        sorted(set(branches.values()) | set(tags.values())), progress=progress,
+                        stage=f"fetch {name}", only=only)
     seen = {r.name: r.commit for r in repo.catalog.list_refs("remote") if r.name.startswith(f"{TRACKING}{name}/")}
     updates = [RefUpdate(f"{TRACKING}{name}/{b}", "remote", oid, seen.get(f"{TRACKING}{name}/{b}"))
                for b, oid in branches.items() if seen.get(f"{TRACKING}{name}/{b}") != oid]
@@ -237,10 +246,18 @@ def pull(repo: Repo, name: str = "origin", branch: str | None = None, *,
 
 
 def clone(url: str, path: str | os.PathLike[str], *, branch: str | None = None, name: str = "origin",
-          catalog: str | None = None, endpoint_url: str | None = None, progress: Progress | None = None) -> Repo:
+          catalog: str | None = None, endpoint_url: str | None = None, datasets: Sequence[str] | None = None,
+          lazy: bool = False, progress: Progress | None = None) -> Repo:
     """A new repository at ``path`` holding everything the repository at ``url`` has, on ``branch``
-    (``catalog``, ``endpoint_url``: as for ``add_remote``)."""
+    (``catalog``, ``endpoint_url``: as for ``add_remote``).
+
+    ``datasets`` or ``lazy`` make a partial clone: every commit, manifest and model record, and the fragments
+    and blobs of ``datasets`` only (``lazy``: of none, nor model artifacts); the rest is read from the remote
+    on first use, verified, and kept (``assay.remote.partial``)."""
+    from assay.remote.partial import PartialStore, write_partial
     from assay.repo.repository import init
+
+    only = Filter(None if datasets is None else frozenset(_dataset_names(datasets)), lazy)
 
     target = Path(path)
     if target.exists() and any(target.iterdir()):
@@ -251,7 +268,12 @@ def clone(url: str, path: str | os.PathLike[str], *, branch: str | None = None, 
     repo = init(target)
     try:
         add_remote(repo, name, url, catalog=catalog, endpoint_url=endpoint_url)
+        if not only.full:
+            write_partial(repo.dir, name, only)
+            repo.store = PartialStore(repo.store, repo.dir, name)
         fetched = fetch(repo, name, progress=progress)
+        if only.datasets:
+            _check_datasets(repo, only.datasets, url)
         want = branch or default
         tracking = repo.catalog.get_ref(f"{TRACKING}{name}/{want}")
         if tracking is None:
@@ -268,6 +290,25 @@ def clone(url: str, path: str | os.PathLike[str], *, branch: str | None = None, 
         shutil.rmtree(target if made else target / ".assay", ignore_errors=True)  # nothing half-made is left
         raise
     return repo
+
+
+def _dataset_names(names: Sequence[str]) -> list[str]:
+    out = [n.strip() for part in names for n in part.split(",") if n.strip()]
+    if not out:
+        raise InputError("--datasets names no dataset: give their names, comma-separated (--datasets train,test); "
+                         "or --lazy to fetch no dataset's data until it is read")
+    return out
+
+
+def _check_datasets(repo: Repo, names: frozenset[str], url: str) -> None:
+    """Refuse a partial clone whose datasets no branch or tag of the remote has (most likely a typo)."""
+    known: set[str] = set()
+    for r in repo.catalog.list_refs():
+        known |= set(repo.read_commit(r.commit).datasets)
+    unknown = sorted(names - known)
+    if unknown:
+        raise RefNotFound(f"{url} has no dataset {', '.join(map(repr, unknown))} on any branch or tag; its "
+                          f"datasets: {', '.join(sorted(known)) or 'none'}")
 
 
 def _contains(repo: Repo, tip: str, oid: str) -> bool:

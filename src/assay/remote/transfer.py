@@ -10,6 +10,12 @@ sends only what is missing.
 
 Objects move whole (``get`` / ``put``); a destination store chunks and packs them as it stores anything.
 Every object's bytes are hashed on arrival and refused, never stored, when they do not match their id.
+
+A partial clone fetches with a ``Filter``: every commit, manifest and model record, but the fragments and
+blobs only of the datasets it names (``lazy``: of none, and no plain object outside them either); what it
+leaves out is read from the remote on first use (``assay.remote.partial``). There, a manifest held is not
+a promise that its fragments are: ``missing`` never walks below objects the destination has, so the filter
+holds for every later fetch as well, and what was read since stays.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 from assay._types import Progress
 from assay.engines import Engine
 from assay.errors import CorruptObject
-from assay.repo.graph import COMMIT, Edge
+from assay.repo.graph import COMMIT, MANIFEST, OBJECT, Edge
 from assay.store import ObjectStore
 from assay.store.hashing import hash_bytes
 
@@ -40,13 +46,40 @@ class TransferReport:
         return {"objects": self.objects, "bytes": self.bytes, "skipped": self.skipped}
 
 
-def missing(src: ObjectStore, dst: ObjectStore, commits: Iterable[str]) -> tuple[list[str], int]:
+@dataclass(frozen=True)
+class Filter:
+    """What a partial clone fetches (see the module docstring). ``datasets``: the names whose fragments and
+    blobs are fetched (None: every dataset, unless ``lazy``); ``lazy``: no plain object outside those datasets
+    (model artifacts, suite texts) either."""
+
+    datasets: frozenset[str] | None = None
+    lazy: bool = False
+
+    @property
+    def full(self) -> bool:
+        return self.datasets is None and not self.lazy
+
+    def follows(self, edge: Edge, data: bytes) -> bool:
+        """Whether to fetch what the object ``edge`` (its bytes ``data``) references."""
+        if edge.node is not MANIFEST or self.full:
+            return True
+        from assay.table.manifest import Manifest
+
+        return self.datasets is not None and Manifest.from_bytes(data, edge.oid).name in self.datasets
+
+    def fetches(self, parent: Edge, child: Edge) -> bool:
+        """Whether to fetch ``child``, referenced by ``parent`` (whose references are followed)."""
+        return not (self.lazy and child.node is OBJECT and parent.node is not MANIFEST)
+
+
+def missing(src: ObjectStore, dst: ObjectStore, commits: Iterable[str], *,
+            only: Filter | None = None) -> tuple[list[str], int]:
     """The objects reachable from ``commits`` in ``src`` that ``dst`` lacks, children before parents (a
     post-order of the graph: fragments and blobs, then their manifest, ..., a commit after its parents).
     Also how many reached objects ``dst`` already had (whose subgraphs were not walked).
 
     ``dst`` is asked about the children of each object at once (``dst.missing``: on object storage one listing
-    for the lot, not a request for each)."""
+    for the lot, not a request for each). ``only``: a partial clone's filter."""
     roots = list(dict.fromkeys(commits))
     order: list[str] = []
     seen: set[str] = set()
@@ -67,7 +100,12 @@ def missing(src: ObjectStore, dst: ObjectStore, commits: Iterable[str]) -> tuple
             continue
         stack.append((edge, True))
         if edge.node.children is not None:
-            children = list(edge.node.children(src, edge.oid, src.get(edge.oid)))
+            data = src.get(edge.oid)
+            if only is not None and not only.follows(edge, data):
+                continue
+            children = list(edge.node.children(src, edge.oid, data))
+            if only is not None:
+                children = [c for c in children if only.fetches(edge, c)]
             ask = {c.oid for c in children} - asked
             if ask:
                 absent |= dst.missing(ask)
@@ -76,28 +114,29 @@ def missing(src: ObjectStore, dst: ObjectStore, commits: Iterable[str]) -> tuple
     return order, skipped
 
 
-def send(src: ObjectStore, dst: ObjectStore, commits: Sequence[str], *,
-         progress: Progress | None = None, stage: str = "objects", engine: Engine | None = None) -> TransferReport:
+def send(src: ObjectStore, dst: ObjectStore, commits: Sequence[str], *, progress: Progress | None = None,
+         stage: str = "objects", engine: Engine | None = None, only: Filter | None = None) -> TransferReport:
     """Copy into ``dst`` every object reachable from ``commits`` that it lacks (verified, children first).
 
     By default the source store reads each batch (``get_many``: objects near each other in a pack in one
     request, the others on its threads); an ``engine`` reads them one by one on its workers instead. They are
-    stored in order, here."""
-    order, skipped = missing(src, dst, commits)
+    stored in order, here. ``only``: a partial clone's filter."""
+    order, skipped = missing(src, dst, commits, only=only)
     report = TransferReport(skipped=skipped)
     if progress:
         progress(stage, 0, len(order))
     for start in range(0, len(order), BATCH):
         part = order[start:start + BATCH]
         datas = src.get_many(part) if engine is None else list(engine.map(src.get, part))
-        _store(dst, list(zip(part, datas, strict=True)), report)
+        store_verified(dst, list(zip(part, datas, strict=True)), report)
         if progress:
             progress(stage, report.objects, len(order))
     return report
 
 
-def _store(dst: ObjectStore, items: list[tuple[str, bytes]], report: TransferReport) -> None:
-    """Store ``items`` in their order (small ones together in one pack, flushed before each large one)."""
+def store_verified(dst: ObjectStore, items: list[tuple[str, bytes]], report: TransferReport) -> None:
+    """Store ``items`` in their order (small ones together in one pack, flushed before each large one), each
+    hashed first: bytes that do not match their id are refused (CorruptObject) and nothing of the batch is stored."""
     for oid, data in items:
         actual = hash_bytes(data)
         if actual != oid:

@@ -148,6 +148,9 @@ class Repository:
 
     def close(self) -> None:
         self.catalog.close()
+        close = getattr(self.store, "close", None) if hasattr(self.store, "remote_name") else None
+        if close is not None:  # a partial clone's store (assay.remote.partial): its connection to the remote
+            close()
         if "_memo" in self.__dict__:
             self._memo.close()
 

@@ -32,6 +32,9 @@ class FsckReport:
     corrupt: list[str] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)  # (oid, what refers to it)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    not_fetched: int = 0  # a partial clone: absent here, held by the remote it reads them from
+    promisor: str | None = None  # that remote's name
+    promisor_error: str | None = None  # why the remote could not be asked (its objects are counted missing)
 
     @property
     def ok(self) -> bool:
@@ -40,11 +43,15 @@ class FsckReport:
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "objects": self.objects, "reachable": self.reachable, "corrupt": self.corrupt,
                 "missing": [{"oid": o, "referenced_by": w} for o, w in self.missing],
-                "unreadable": [{"oid": o, "error": e} for o, e in self.unreadable]}
+                "unreadable": [{"oid": o, "error": e} for o, e in self.unreadable],
+                "not_fetched": self.not_fetched, "promisor": self.promisor, "promisor_error": self.promisor_error}
 
 
 def walk_reachable(repo: Repository, report: FsckReport | None = None) -> Iterator[tuple[str, str]]:
-    """Yield every object reachable from refs, HEAD and staging, with what refers to it."""
+    """Yield every object reachable from refs, HEAD and staging, with what refers to it.
+
+    In a partial clone, through the local objects only (nothing is fetched for upkeep): what lies below an
+    object not fetched is not reached."""
     roots = [Edge(r.commit, COMMIT, f"{r.kind} {r.name}") for r in repo.catalog.list_refs()]
     head = repo.work.read_head()
     if "commit" in head:
@@ -52,7 +59,8 @@ def walk_reachable(repo: Repository, report: FsckReport | None = None) -> Iterat
     staging = repo.work.read_staging()
     roots += [Edge(s.manifest, MANIFEST, f"staged {n}") for n, s in staging.datasets.items() if s.manifest]
     roots += [Edge(oid, kind_of("suites").node, f"staged suite of {n}") for n, oid in staging.suites.items() if oid]
-    return walk(repo.store, roots, on_error=_reporter(report) if report is not None else None)
+    store = getattr(repo.store, "local", repo.store)  # a partial clone's PartialStore: its local objects
+    return walk(store, roots, on_error=_reporter(report) if report is not None else None)
 
 
 def _reporter(report: FsckReport) -> Callable[[str, str, Exception], None]:
@@ -91,6 +99,16 @@ def fsck(repo: Repository, *, progress: Progress | None = None) -> FsckReport:
         report.reachable += 1
         if oid not in stored and not any(m[0] == oid for m in report.missing):
             report.missing.append((oid, why))
+    ask = getattr(repo.store, "remote_missing", None)  # a partial clone's store (assay.remote.partial)
+    if ask is not None and report.missing:  # absent here: not fetched yet, or lost (the remote lacks it too)?
+        report.promisor = getattr(repo.store, "remote_name", None)
+        absent = {o for o, _ in report.missing}
+        try:
+            later = absent - ask(absent)
+        except AssayError as e:  # the remote cannot be asked: count them missing, and say why
+            later, report.promisor_error = set(), str(e)
+        report.not_fetched = len(later)
+        report.missing = [(o, w) for o, w in report.missing if o not in later]
     return report
 
 
