@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from assay.errors import AssayError, FormatError, ObjectNotFound
 from assay.repo.commits import Commit
 from assay.store import ObjectStore
-from assay.table.fragments import read_fragment
-from assay.table.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -48,6 +46,9 @@ class Kind:
 
 
 def _manifest_children(store: ObjectStore, oid: str, data: bytes) -> Iterator[Edge]:
+    from assay.table.fragments import read_fragment  # Arrow: only once a manifest is read (not for a push
+    from assay.table.manifest import Manifest  # that finds nothing to send)
+
     m = Manifest.from_bytes(data, oid)
     for f in m.fragments:
         yield from (Edge(o, OBJECT, f"manifest {oid[:12]} ({m.name})") for o in f.objects if o)

@@ -68,12 +68,14 @@ _KEYLIKE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]
 T = TypeVar("T")
 
 
-def _boto3() -> Any:
+def _botocore_session() -> Any:
+    """A botocore session: boto3's core, without boto3's own import (its transfer manager and resources, which
+    assay does not use, cost a tenth of a second at every command that opens S3)."""
     try:
-        import boto3
-    except ImportError as e:  # pragma: no cover - boto3 is a dev dependency
+        import botocore.session
+    except ImportError as e:  # pragma: no cover - boto3 (and so botocore) is a dev dependency
         raise InputError("a store on S3 needs boto3, which is not installed: pip install 'assay[s3]'") from e
-    return boto3
+    return botocore.session.get_session()
 
 
 class S3Backend(Backend):
@@ -85,7 +87,7 @@ class S3Backend(Backend):
                  multipart_from: int = MULTIPART_FROM, part_size: int = PART_SIZE, threads: int = 4,
                  max_attempts: int = 5, connect_timeout: float = 10.0, read_timeout: float = 60.0,
                  check: bool = True):
-        boto3 = _boto3()
+        session = _botocore_session()
         from botocore.config import Config
 
         stripped = check_location(bucket, prefix)
@@ -98,11 +100,11 @@ class S3Backend(Backend):
         self.threads = max(1, threads)
         self.location = f"s3://{bucket}/{self.prefix}" + (f" at {self.endpoint_url}" if self.endpoint_url else "")
         self._conditional = True  # whether the server honours If-None-Match (cleared on a 501)
-        session = boto3.session.Session()
         config = Config(retries={"mode": "standard", "max_attempts": max_attempts}, connect_timeout=connect_timeout,
                         read_timeout=read_timeout, max_pool_connections=2 * self.threads + 4)
-        self.client = session.client("s3", endpoint_url=self.endpoint_url,
-                                     region_name=region or session.region_name or "us-east-1", config=config)
+        self.client = session.create_client("s3", endpoint_url=self.endpoint_url, config=config,
+                                            region_name=region or session.get_config_variable("region")
+                                            or "us-east-1")
         if check:
             self.check()
 
