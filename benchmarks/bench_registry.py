@@ -12,6 +12,7 @@ medians over repeats; the CLI figures are whole processes (Python start-up inclu
 from __future__ import annotations
 
 import os
+import pickle
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,10 @@ def rows(start: int, n: int, seed: int) -> pa.Table:
                      "label": label})
 
 
+def sample_hex(value: bytes | str) -> str:
+    return value.hex() if isinstance(value, bytes) else value
+
+
 def median_time(fn: Callable[[], Any], repeat: int = 15) -> float:
     times = []
     for _ in range(repeat):
@@ -60,6 +65,7 @@ def build(folder: Path, versions: int, data_versions: int) -> tuple[Any, list[fl
     full = rows(0, per * data_versions, 0)
     model = LogisticRegression(max_iter=200).fit(np.column_stack([full.column(c).to_numpy() for c in FEATURES]),
                                                  full.column("label").to_numpy())
+    (folder / "clf.pkl").write_bytes(pickle.dumps(model))
     register_times = []
     for i in range(versions):
         parent = f"clf@{i}" if i and i % 10 == 0 else None
@@ -72,7 +78,10 @@ def build(folder: Path, versions: int, data_versions: int) -> tuple[Any, list[fl
 
 def cli_time(root: Path, *args: str, repeat: int = 5) -> float:
     cmd = [sys.executable, "-m", "assay.cli", "-C", str(root), *args]
-    env = {**os.environ}
+    # as a user's shell runs it: compiled modules cached (an environment that forbids writing them would
+    # time the compiler on every run)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(cmd, capture_output=True, env=env)  # warm: compile, fill the page cache
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
@@ -80,6 +89,15 @@ def cli_time(root: Path, *args: str, repeat: int = 5) -> float:
         times.append(time.perf_counter() - t)
         if r.returncode != 0:
             raise SystemExit(f"{' '.join(args)} failed: {r.stderr}")
+    return statistics.median(times)
+
+
+def median_subprocess(cmd: list[str], repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True)
+        times.append(time.perf_counter() - t)
     return statistics.median(times)
 
 
@@ -96,8 +114,9 @@ def main() -> None:
 
         mid = f"clf@{versions // 2}"
         first_ids = repo.dataset(f"train@d{data_versions - 1}").to_arrow(["id"], with_ids=True)
-        sample = first_ids.column("_assay_id")[0].as_py().hex()  # in every version's training data
-        late = first_ids.column("_assay_id")[first_ids.num_rows - 1].as_py().hex()  # only in the last data version
+        sample = sample_hex(first_ids.column("_assay_id")[0].as_py())  # in every version's training data
+        last = first_ids.num_rows - 1
+        late = sample_hex(first_ids.column("_assay_id")[last].as_py())  # only in the last data version
         found = repo.trained_on(f"train@d{data_versions - 1}", sample=sample)
         assert len(found) == versions, len(found)
         floor = median_time(lambda: repo.commit("empty", allow_empty=True), 10)
@@ -126,14 +145,29 @@ def main() -> None:
         root = repo.root
         repo.close()
         start = cli_time(root, "--version")
-        cli = [("assay --version (Python start-up)", start),
-               ("assay model show clf@N", cli_time(root, "model", "show", mid)),
-               ("assay model lineage clf@N", cli_time(root, "model", "lineage", mid)),
+        cli = [("assay --version (Python start-up)", start, None),
+               ("assay model show clf@N", cli_time(root, "model", "show", mid), GOAL_OP),
+               ("assay model lineage clf@N", cli_time(root, "model", "lineage", mid), GOAL_OP),
                ("assay model trained-on --sample", cli_time(root, "model", "trained-on",
-                                                            f"train@d{data_versions - 1}", "--sample", sample)),
-               ("assay model list", cli_time(root, "model", "list"))]
-        print_table("command line (whole process)", ["command", "median", "less start-up"],
-                    [(n, fmt_s(t), fmt_s(max(t - start, 0.0)) if i else "") for i, (n, t) in enumerate(cli)])
+                                                            f"train@d{data_versions - 1}", "--sample", sample),
+                GOAL_TRAINED_ON),
+               ("assay model list", cli_time(root, "model", "list"), None),
+               ("assay model register (a pickle file; imports scikit-learn)",
+                cli_time(root, "model", "register", "clf", str(folder / "clf.pkl"), "--train",
+                         f"train@d{data_versions - 1}"), GOAL_OP)]
+        print_table("command line (whole process)", ["command", "median", "less start-up", "goal", "within goal"],
+                    [(n, fmt_s(t), fmt_s(max(t - start, 0.0)) if g is not None or i else "",
+                      fmt_s(g) if g is not None else "", ("yes" if t - start < g else "NO") if g is not None else "")
+                     for i, (n, t, g) in enumerate(cli)])
+        framework = median_subprocess([sys.executable, "-c", "import joblib, sklearn.linear_model"]) - \
+            median_subprocess([sys.executable, "-c", "pass"])
+        reg_cli = cli[-1][1]
+        print(f"of `assay model register`, {fmt_s(framework)} is importing scikit-learn and joblib to read the "
+              f"pickle (`python -c 'import joblib, sklearn.linear_model'` less `python -c pass`); what is left, "
+              f"{fmt_s(max(reg_cli - start - framework, 0.0))}, is assay's share: "
+              f"{'within' if reg_cli - start - framework < GOAL_OP else 'OVER'} the {fmt_s(GOAL_OP)} goal")
+        print("the command-line goals are checked on the time less Python's start-up (the --version row), which no "
+              "command can go below")
     sys.stdout.flush()
 
 

@@ -60,6 +60,35 @@ def test_light_commands_import_no_heavy_library(one_commit: Path, args: list[str
     assert report["heavy"] == [], f"`assay {' '.join(args)}` imported {report['heavy']}"
 
 
+@pytest.fixture(scope="module")
+def one_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sklearn.linear_model import LogisticRegression
+
+    root = tmp_path_factory.mktemp("startup-model")
+    table = make_table(40)
+    with assay.init(root) as repo:
+        repo.add("train", table, key="id")
+        repo.commit("first")
+        x = table.select(["x"]).to_pandas().to_numpy()
+        repo.register_model("clf", LogisticRegression().fit(x, table.column("label").to_pylist()), train="train@HEAD",
+                            features=["x"])
+        repo.register_model("clf", LogisticRegression(C=0.5).fit(x, table.column("label").to_pylist()),
+                            parent="clf@1", derived_by="refit")
+    return root
+
+
+@pytest.mark.parametrize(("args", "shows"), [
+    (["model", "show", "clf@1"], "clf@1"),
+    (["model", "lineage", "clf@2"], "clf@1"),
+    (["model", "list"], "clf"),
+])
+def test_reading_the_registry_imports_no_heavy_library(one_model: Path, args: list[str], shows: str) -> None:
+    """Showing a version, its lineage or the list reads records and indexes: no NumPy, Arrow or scikit-learn."""
+    stdout, report = _run(one_model, *args)
+    assert report["code"] == 0 and shows in stdout, (stdout, report)
+    assert report["heavy"] == [], f"`assay {' '.join(args)}` imported {report['heavy']}"
+
+
 def test_a_command_that_reads_data_still_loads_its_layer(one_commit: Path) -> None:
     """The probe sees imports: `assay datasets` reads manifests (Arrow schemas), so pyarrow shows up."""
     stdout, report = _run(one_commit, "datasets")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import math
 import pickle
 import platform
 import sys
@@ -22,8 +23,6 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from assay.errors import MissingExtra, ModelError, ModelFileError, UnsupportedModel
 from assay.models.record import ModelVersion, Signature, TensorSpec
@@ -160,7 +159,7 @@ def pack(model: Any, *, example_input: Any = None) -> Packed:
 
 
 def _versions(*names: str) -> dict[str, str]:
-    out = {"python": platform.python_version(), "numpy": np.__version__}
+    out = {"python": platform.python_version(), "numpy": metadata.version("numpy")}
     for n in names:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[n] = metadata.version(n)
@@ -171,6 +170,7 @@ def _versions(*names: str) -> dict[str, str]:
 
 
 def _pack_sklearn(model: Any, example_input: Any) -> Packed:
+    import numpy as np
     from sklearn.base import is_classifier
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
@@ -249,6 +249,8 @@ def _pack_torch(model: Any, example_input: Any) -> Packed:
     torch.export.save(program, buf)
     files = [("model.pt2", buf.getvalue(), "torch-export")]
     if example_input is not None:
+        import numpy as np
+
         npy = io.BytesIO()
         np.save(npy, torch.as_tensor(_as_tuple(example_input)[0]).cpu().numpy(), allow_pickle=False)
         files.append(("example_input.npy", npy.getvalue(), "npy"))
@@ -297,6 +299,8 @@ def _pack_onnx(model: Any, example_input: Any) -> Packed:
 def onnx_spec(value: Any) -> TensorSpec:
     """The spec of an ONNX graph input or output (a ``ValueInfoProto``): numpy dtype name, and shape with a
     named dynamic axis as its name ("batch") and an unnamed one as None; non-tensor values by their kind."""
+    import numpy as np
+
     onnx = require("onnx")
     t = value.type.tensor_type
     try:
@@ -333,4 +337,4 @@ def input_width(signature: Signature) -> int | None:
     dims = signature.inputs[0].shape[1:]
     if not dims or not all(isinstance(d, int) and d > 0 for d in dims):
         return None
-    return int(np.prod([int(d) for d in dims if isinstance(d, int)]))
+    return math.prod(int(d) for d in dims if isinstance(d, int))

@@ -8,20 +8,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from assay.errors import InputError, RefNotFound, SignatureMismatch
 from assay.models.adapters import input_width
 from assay.models.record import DataRef, IndexEntry, ModelIndex, ModelVersion, Signature
 from assay.repo import revisions
-from assay.table.fragments import deleted_positions, id_table
-from assay.table.ids import ID_BYTES, key_ids
-from assay.table.manifest import ID_COLUMN, FragmentRef, Manifest
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from assay.repo.repository import Repository as Repo
+    from assay.table.manifest import FragmentRef, Manifest
+
+# Arrow, NumPy and the table layer are imported by the functions that read data (resolving training data,
+# trained-on), not at import: showing a version's lineage needs none of them.
+ID_HEX = 32  # characters of a sample id in hex (assay.table.ids.ID_BYTES bytes)
 
 LABEL = "label"  # the label column when none is named and the training data has one of that name
 
@@ -45,6 +45,8 @@ def resolve_data(repo: Repo, spec: str, role: str) -> tuple[DataRef, Manifest]:
 
 def _width(field_type: pa.DataType) -> int | None:
     """Feature values in one cell of a column: 1 for a number, N for a fixed-size list, None otherwise."""
+    import pyarrow as pa
+
     if pa.types.is_integer(field_type) or pa.types.is_floating(field_type) or pa.types.is_boolean(field_type):
         return 1
     if pa.types.is_dictionary(field_type):
@@ -183,6 +185,9 @@ class _Ids:
         return any(self._in_fragment(f, sid) for f in manifest.fragments)
 
     def _in_fragment(self, ref: FragmentRef, sid: bytes) -> bool:
+        from assay.table.fragments import deleted_positions
+        from assay.table.ids import ID_BYTES
+
         raw = self.raw.get(ref.ids)
         if raw is None:
             raw = self.raw[ref.ids] = self.repo.store.get(ref.ids)
@@ -200,14 +205,21 @@ class _Ids:
 
     def ids(self, oid: str, manifest: Manifest) -> pa.Array:
         if oid not in self.live:
+            from assay.table.fragments import id_table
+            from assay.table.manifest import ID_COLUMN
+
             self.live[oid] = id_table(self.repo.store, manifest.fragments).column(ID_COLUMN).combine_chunks()
         return self.live[oid]
 
 
 def sample_id(manifest: Manifest, sample: str, spec: str) -> bytes:
     """A sample's 16-byte id from its hex id (as assay prints it) or, for a dataset with one key column, its key."""
+    import pyarrow as pa
+
+    from assay.table.ids import key_ids
+
     text = sample.strip()
-    if len(text) == 2 * ID_BYTES and all(c in "0123456789abcdefABCDEF" for c in text):
+    if len(text) == ID_HEX and all(c in "0123456789abcdefABCDEF" for c in text):
         return bytes.fromhex(text)
     key = manifest.key or ()
     if len(key) != 1:
@@ -270,6 +282,9 @@ def _holds(ids: _Ids, q_oid: str, q: Manifest, t_oid: str, t: Manifest) -> str:
         return ""
     if {(f.oid, f.deleted) for f in q.fragments} <= {(f.oid, f.deleted) for f in t.fragments}:
         return "contains"
+    import numpy as np
+    import pyarrow.compute as pc
+
     wanted = ids.ids(q_oid, q)
     present = pc.is_in(wanted, value_set=ids.ids(t_oid, t)).to_numpy(zero_copy_only=False)
     return "contains" if bool(np.all(present)) else ""

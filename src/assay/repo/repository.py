@@ -166,7 +166,7 @@ class Repository:
         return Commit.from_bytes(self.store.get(oid), oid)
 
     def read_manifest(self, oid: str) -> Manifest:
-        from assay.table import Manifest
+        from assay.table.manifest import Manifest
 
         return Manifest.from_bytes(self.store.get(oid), oid)
 
