@@ -23,7 +23,7 @@ import assay.table
 SRC = Path(assay.__file__).parent
 DOCS = SRC.parents[1] / "docs" / "architecture.md"
 # below every layer: they import nothing from assay but each other
-FOUNDATION = ["errors", "_types", "_params"]
+FOUNDATION = ["errors", "_types", "_params", "_lazy"]
 LAYERS = ["engines", "store", "table", "repo", "remote", "checks", "screens", "gate", "models", "serve", "monitor",
           "report", "cli"]
 FACADE = "_api"  # assay.Repo and the package root: above the library layers, below the adapters (report, cli)

@@ -7,9 +7,9 @@ work as usual.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from assay._lazy import by_module, lazy_names
 from assay.errors import (
     AssayError,
     BatchRejected,
@@ -51,21 +51,7 @@ _LAZY = {
     "assay.screens": ("SCREENS", "FeatureSpec", "Screen", "ScreenResult", "ScreenRun"),
     "assay.table": ("DatasetDiff", "DatasetVersion", "Manifest", "UpdateResult"),
 }
-_HOME = {name: module for module, names in _LAZY.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    """Import a public name's module the first time the name is used, and keep the name here."""
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'assay' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOME))
+__getattr__, __dir__ = lazy_names(__name__, by_module(_LAZY), globals())
 
 
 __all__ = [

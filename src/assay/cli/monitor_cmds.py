@@ -5,7 +5,7 @@ Thin: parse, call ``assay.monitor``, render. Each part of the monitor layer has 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
@@ -302,15 +302,10 @@ def explain(name: Annotated[str, typer.Argument(metavar="NAME", help="The served
 
 
 def _explain_json(repo: Any, found: Any) -> dict[str, Any]:
-    """The explanation as JSON, with thumbnails (PNG data URIs) of the training samples' images."""
-    data = found.to_dict()
-    if found.blob_columns:
-        from assay.report.ingest_html import _thumbnail
+    """The explanation as JSON, with thumbnails (PNG data URIs) of the samples' images."""
+    from assay.monitor.explain import with_thumbnails
 
-        for sample in data["samples"]:
-            for near in sample["neighbours"]:
-                near["thumbnails"] = {c: _thumbnail(repo.store.get(oid)) for c, oid in near["blobs"].items()}
-    return cast(dict[str, Any], data)
+    return with_thumbnails(repo, found)
 
 
 def _print_explanation(found: Any) -> None:

@@ -8,8 +8,9 @@ The public names are loaded when first used (PEP 562), so that a command that on
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from assay._lazy import lazy_names
 
 if TYPE_CHECKING:
     from assay.models.adapters import SUPPORTED, check_onnx, framework_of, read_file
@@ -77,19 +78,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's module the first time the name is used, and keep the name here."""
-    home = _LAZY.get(name)
-    if home is None:
-        raise AttributeError(f"module 'assay.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home[0]), home[1])
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 __all__ = [
     "Artifact",

@@ -8,19 +8,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assay.monitor._slices import MAX_VALUES, floats, is_numeric
+from assay.monitor._slices import MAX_VALUES, floats, is_array, is_numeric
 
 
 def embed(reference: pa.Table, rows: pa.Table, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """The reference rows and ``rows`` in one feature space: numbers standardised by the reference (a constant
     column centred only; nulls at the mean), categories one-hot over the reference's values, long text through
-    the screens' text features."""
+    the screens' text features, images (arrays) as their pixels over the reference's spread."""
+    from assay.monitor.profile import array_rows
     from assay.screens.features import FeatureSpec, _is_text, _text_features
 
     ref_blocks, row_blocks = [], []
     for f in features:
         r, x = reference.column(f), rows.column(f)
-        if is_numeric(r.type) or pa.types.is_boolean(r.type):
+        if is_array(r.type):  # images: pixel space, centred and scaled by the reference's values
+            rv, xv = array_rows(r, f), array_rows(x, f)
+            mean = np.nanmean(rv, axis=0) if len(rv) else 0.0
+            scale = float(np.nanstd(rv)) or 1.0 if len(rv) else 1.0
+            ref_blocks.append(np.nan_to_num((rv - mean) / scale))
+            row_blocks.append(np.nan_to_num((xv - mean) / scale))
+        elif is_numeric(r.type) or pa.types.is_boolean(r.type):
             rv, xv = floats(r), floats(x)
             mean = float(np.nanmean(rv)) if np.isfinite(rv).any() else 0.0
             std = float(np.nanstd(rv)) if np.isfinite(rv).any() else 0.0

@@ -63,6 +63,11 @@ def is_numeric(t: pa.DataType) -> bool:
     return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)) and not pa.types.is_boolean(t)
 
 
+def is_array(t: pa.DataType) -> bool:
+    """A column holding an array per sample (an image, a tensor)."""
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
 def codes_of(name: str, ref: pa.ChunkedArray, prod: pa.ChunkedArray, bins: int = BINS) -> Codes:
     if is_numeric(ref.type) and is_numeric(prod.type) and len(pc.unique(ref.slice(0, 50_000).drop_null())) > bins:
         return _range_codes(name, ref, prod, bins)

@@ -354,8 +354,9 @@ def same_type(labels: list[Any], like: list[Any]) -> list[Any]:
 
 def run(repo: Any, mv: Any, table: pa.Table, features: Sequence[str]) -> list[dict[str, Any]]:
     """The outputs of ``mv`` on the feature columns of ``table``, one dict per row (as the log keeps them)."""
-    x = np.stack([np.asarray(table.column(f).to_numpy(zero_copy_only=False), dtype=np.float64) for f in features],
-                 axis=1)
+    from assay.monitor.profile import feature_rows
+
+    x = feature_rows(table, features)  # an image (array) column spread over its values
     if mv.framework == "onnx":
         outputs = _run_onnx(repo, mv, x)
     elif mv.framework == "sklearn":

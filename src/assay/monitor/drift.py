@@ -7,15 +7,17 @@ Per feature and for the predictions, from the two profiles' sketches (``assay.mo
   reference's standard deviation: a mean shift of 0.3 standard deviations gives 0.3);
 - categories: ``chi2`` (Pearson's chi-squared divergence, sum of (q - p)^2 / p over the values: the chi-squared
   statistic per window row) and ``js`` (Jensen-Shannon distance, base 2, in [0, 1]);
-- text: ``embedding`` (the distance between the mean embeddings, over the reference's spread);
+- text and images: ``embedding`` (the distance between the mean embeddings, over the reference's spread; an
+  image column, an array of numbers per sample, is embedded by the reference's principal components);
 - ``multivariate`` (feature ``*``): the relative change of the mean reconstruction error of the reference's
   PCA (NannyML's data reconstruction drift): what changed in how the features go together.
 
 A feature drifts when one of its metrics is over its threshold AND the change is significant for the rows
 compared (a Kolmogorov-Smirnov test for numbers, with the sketches' rank error taken off its statistic; a
 chi-squared test for categories; a z test of the mean error for the multivariate signal; a mean embedding
-shift four times its noise for text), at ``alpha`` shared by all the features tested (Bonferroni). The
-thresholds alone decide on large windows; significance keeps small windows from alarming on noise.
+shift four times its noise for text; a chi-squared test of the shift of each principal component for images),
+at ``alpha`` shared by all the features tested (Bonferroni). The thresholds alone decide on large windows;
+significance keeps small windows from alarming on noise.
 """
 
 from __future__ import annotations
@@ -181,10 +183,14 @@ def _column(name: str, ref: ColumnProfile, win: ColumnProfile, th: Thresholds, a
                 f"{ref.nulls / max(ref.count, 1):.1%} null)") if win.values == 0 else \
             "no value in the reference to compare with"
         return FeatureDrift(**base, values={}, p_value=None, drifted=drifted, over=(), note=note)
+    p: float | None
     if ref.kind == "numeric":
         values, p, hist = _numeric(ref, win)
     elif ref.kind == "categorical":
         values, p, hist = _categorical(ref, win)
+    elif ref.kind == "image":
+        values, p = _image(ref, win)
+        hist = None
     else:
         values, p, hist = _text(ref, win), None, None
     over = tuple(m for m, v in values.items() if v > th.of(name, m))
@@ -253,6 +259,23 @@ def _jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
         return float(np.sum(a[nz] * np.log2(a[nz] / m[nz])))
 
     return math.sqrt(max((kl(p) + kl(q)) / 2, 0.0))
+
+
+def _image(ref: ColumnProfile, win: ColumnProfile) -> tuple[dict[str, float], float | None]:
+    """The distance between the mean embeddings over the reference's spread, as for text; and the p-value of
+    the shift of the means, each component against its reference variance (the components of a PCA are
+    uncorrelated, so the sum of their squared z scores is chi-squared with as many degrees of freedom)."""
+    from scipy import stats
+
+    assert ref.embedding is not None and win.embedding is not None
+    nr, nw = _n(ref), _n(win)
+    mr = np.asarray(ref.embedding["sum"]) / nr
+    mw = np.asarray(win.embedding["sum"]) / nw
+    var = np.maximum(np.asarray(ref.embedding["each"]) / nr - mr * mr, 1e-12)
+    gap = mw - mr
+    distance = float(np.linalg.norm(gap) / math.sqrt(float(var.sum())))
+    statistic = float((gap * gap / (var * (1 / nw + 1 / nr))).sum())
+    return {"embedding": distance}, float(stats.chi2.sf(statistic, len(var)))
 
 
 def _text(ref: ColumnProfile, win: ColumnProfile) -> dict[str, float]:

@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from assay.errors import InputError
 from assay.monitor._nearest import embed, neighbours_of
-from assay.monitor._slices import Codes, Slice, codes_of, drift_slices, floats, null_codes, performance_slices
+from assay.monitor._slices import Codes, Slice, codes_of, drift_slices, floats, is_array, null_codes, performance_slices
 from assay.monitor.window import Window, feature_names, parse_time, production
 
 __all__ = ["Explanation", "Neighbour", "Sample", "Slice", "embed", "explain"]
@@ -116,6 +116,28 @@ class Explanation:
                 "blob_columns": list(self.blob_columns), "notes": list(self.notes)}
 
 
+def with_thumbnails(repo: Any, found: Explanation) -> dict[str, Any]:
+    """``found`` as JSON with thumbnails (PNG data URIs, under ``thumbnails``: column -> URI) of the images of
+    each production sample and of its nearest training samples: image files (blobs) and images held as arrays
+    (the model's input, drawn in its shape). None where Pillow is missing or values make no image."""
+    from assay.models import registry
+    from assay.screens.thumbnails import array_thumbnail, image_thumbnail
+
+    data = found.to_dict()
+    inputs = registry.get(repo, f"{found.model}@{found.version}").signature.inputs
+    shape = inputs[0].shape if len(inputs) == 1 else None
+
+    def arrays(values: dict[str, Any]) -> dict[str, str | None]:
+        return {c: array_thumbnail(v, shape) for c, v in values.items() if isinstance(v, list)}
+
+    for sample in data["samples"]:
+        sample["thumbnails"] = arrays(sample["values"])
+        for near in sample["neighbours"]:
+            near["thumbnails"] = {**arrays(near["values"]),
+                                  **{c: image_thumbnail(repo.store.get(oid)) for c, oid in near["blobs"].items()}}
+    return data
+
+
 # -- the request: an alert, a feature or a metric ------------------------------------------------------------
 
 
@@ -164,10 +186,15 @@ def _is_performance(metric: str) -> bool:
 # -- the model on the reference ---------------------------------------------------------------------------------
 
 
-def _matrix(table: pa.Table, features: Sequence[str]) -> np.ndarray:
-    if not features:
-        return np.zeros((table.num_rows, 0))
-    return np.stack([floats(table.column(f)) for f in features], axis=1)
+def _matrix(table: pa.Table, features: Sequence[str], shape: Sequence[Any] | None = None) -> np.ndarray:
+    from assay.monitor.profile import feature_rows
+
+    return feature_rows(table, features, shape)
+
+
+def _input_shape(mv: Any) -> Sequence[Any] | None:
+    inputs = mv.signature.inputs
+    return inputs[0].shape if len(inputs) == 1 else None
 
 
 def _predict(repo: Any, mv: Any, table: pa.Table, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -177,7 +204,8 @@ def _predict(repo: Any, mv: Any, table: pa.Table, features: Sequence[str]) -> tu
     from assay.models.registry import read_artifact
 
     try:
-        outputs = run_onnx(read_artifact(repo, mv.spec, "model.onnx"), _matrix(table, features).astype(np.float32))
+        outputs = run_onnx(read_artifact(repo, mv.spec, "model.onnx"), _matrix(table, features,
+                                                                                   _input_shape(mv)).astype(np.float32))
     except Exception:  # onnxruntime raises its own types: explained without the reference predictions
         return None
     names = list(outputs)
@@ -236,7 +264,10 @@ def explain(repo: Any, model: str, *, feature: str | None = None, metric: str | 
     else:
         ref_version, ref = _reference_data(repo, mv, None, "eval")
     ref = _with_predictions(repo, mv, _sampled(ref, notes), features, notes)
-    codes = [codes_of(c, ref.column(c), rows.column(c)) for c in [*features, "prediction"] if c in ref.column_names]
+    # an image (an array per sample) is no slice of its own: what explains its drift are the slices of the other
+    # columns (the predictions first) whose share moved, and its samples beside their nearest training images
+    codes = [codes_of(c, ref.column(c), rows.column(c)) for c in [*features, "prediction"]
+             if c in ref.column_names and not is_array(ref.schema.field(c).type)]
     tcodes = next((c for c in codes if c.column == target.feature), None)
     if tcodes is not None and target.metric == "null_share":  # where the nulls are: F null or not, by slice
         tcodes = null_codes(tcodes.column, ref.column(tcodes.column), rows.column(tcodes.column))

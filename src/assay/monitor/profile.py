@@ -8,7 +8,11 @@ A ``Profile`` holds, per column (every feature of the model, ``prediction``, and
   (``frequent_strings_sketch``, exact up to about 750 distinct values), count and nulls;
 - text (strings with many distinct values): the sum of their sentence embeddings (the screens' MiniLM,
   ``assay.screens.features``, or a character n-gram hashing embedding where it is not installed) over a
-  sample, and the sum of their squared norms: their mean and spread.
+  sample, and the sum of their squared norms: their mean and spread;
+- images (a column holding an array of numbers per sample: pixels, or any tensor a model takes, logged or
+  stored as a fixed-size list): embedded as the screens embed images, by their principal components (at most
+  ``IMAGE_DIMS``), the basis fitted on the reference and kept in its profile so that every window is projected
+  the same way; then the sum of the embeddings and of their squared norms, as for text.
 
 and, for the reference, a PCA fitted on its numeric features (standardised, components for 65 % of the
 variance, as NannyML's data reconstruction drift) with the mean and spread of its reconstruction error on
@@ -45,7 +49,9 @@ TEXT_SAMPLE = 1000  # rows embedded per profile of a text column
 PCA_VARIANCE = 0.65
 PCA_SAMPLE = 50_000
 PREDICTION_SAMPLE = 200_000  # reference rows the model is run on for the profile of its predictions
-KINDS = ("numeric", "categorical", "text")
+IMAGE_DIMS = 32  # principal components an image (array) column is embedded by
+IMAGE_FIT = 5000  # reference rows the basis is fitted on
+KINDS = ("numeric", "categorical", "text", "image")
 
 
 def _sketches() -> Any:
@@ -61,8 +67,10 @@ def _b64(data: bytes) -> str:
 
 
 def kind_of(column: pa.ChunkedArray | pa.Array, name: str = "") -> str:
-    """numeric, categorical or text: how a column is profiled and compared."""
+    """numeric, categorical, text or image: how a column is profiled and compared."""
     t = column.type
+    if _is_array_of_numbers(t):
+        return "image"
     if pa.types.is_dictionary(t):
         return "categorical"
     if pa.types.is_boolean(t):
@@ -72,8 +80,72 @@ def kind_of(column: pa.ChunkedArray | pa.Array, name: str = "") -> str:
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         distinct = len(pc.unique(column))
         return "text" if distinct > TEXT_DISTINCT and distinct > 0.2 * len(column) else "categorical"
-    raise InputError(f"column {name!r} has type {t}, which monitoring cannot profile (numbers, strings and "
-                     "booleans are profiled): leave it out of the model's features")
+    raise InputError(f"column {name!r} has type {t}, which monitoring cannot profile (numbers, strings, "
+                     "booleans and arrays of numbers are profiled): leave it out of the model's features")
+
+
+def _is_array_of_numbers(t: pa.DataType) -> bool:
+    while pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        t = t.value_type
+        if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
+            return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+    return False
+
+
+def array_matrix(column: pa.ChunkedArray | pa.Array, name: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a column of (nested) arrays of numbers as an (n, d) float matrix of its non-null rows, and
+    the mask of those rows; InputError when the rows differ in length or hold a null value."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), bool)
+    arr = arr.filter(pa.array(valid)) if not valid.all() else arr
+    n, width = len(arr), 1
+    while pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
+        lengths = pc.list_value_length(arr)
+        low, high = (pc.min(lengths).as_py(), pc.max(lengths).as_py()) if len(arr) else (0, 0)
+        if low != high:
+            raise InputError(f"column {name!r} holds arrays of different lengths ({low} to {high}) where one shape "
+                             "is expected: were its rows logged by different versions of the model?")
+        width *= int(high or 0)
+        arr = pc.list_flatten(arr)
+    if arr.null_count:
+        raise InputError(f"column {name!r} holds arrays with null values; monitoring compares whole arrays: fill "
+                         "or drop them")
+    x = np.asarray(arr.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)
+    return x.reshape(n, width) if n else np.zeros((0, width)), valid
+
+
+def array_rows(column: pa.ChunkedArray | pa.Array, name: str = "") -> np.ndarray:
+    """An array column as an (n, d) matrix, a row per row of the column (a null row as NaN)."""
+    x, valid = array_matrix(column, name)
+    out = np.full((len(valid), x.shape[1]), np.nan)
+    out[valid] = x
+    return out
+
+
+def feature_rows(table: pa.Table, columns: Sequence[str], shape: Sequence[Any] | None = None) -> np.ndarray:
+    """The feature columns as one float matrix, a row per sample (an array column spread over its values),
+    shaped as an input of ``shape`` takes it when that has more than one dimension per sample ([N, 1, 8, 8])."""
+    if not columns:
+        return np.zeros((table.num_rows, 0))
+    x = np.hstack([array_rows(table.column(c), c) if _is_array_of_numbers(table.schema.field(c).type) else
+                   np.asarray(pc.cast(table.column(c), pa.float64()).to_numpy(zero_copy_only=False),
+                              np.float64).reshape(-1, 1) for c in columns])
+    dims = tuple(shape[1:]) if shape is not None else ()
+    if len(dims) > 1 and all(isinstance(d, int) and d > 0 for d in dims):
+        x = x.reshape((len(x), *dims))
+    return x
+
+
+def _fit_basis(x: np.ndarray) -> dict[str, Any]:
+    """The centre and principal axes (rows) of ``x``: how an image column is embedded, fitted once on the
+    reference."""
+    rng = np.random.default_rng(0)
+    if len(x) > IMAGE_FIT:
+        x = x[np.sort(rng.choice(len(x), IMAGE_FIT, replace=False))]
+    center = x.mean(axis=0)
+    k = max(1, min(IMAGE_DIMS, x.shape[1], len(x) - 1))
+    _, _, vt = np.linalg.svd(x - center, full_matrices=False)
+    return {"center": center.tolist(), "components": vt[:k].tolist()}
 
 
 @dataclass
@@ -87,17 +159,25 @@ class ColumnProfile:
     total: float = 0.0
     squares: float = 0.0
     sketch: Any = None  # kll_doubles_sketch (numeric) or frequent_strings_sketch (categorical)
-    embedding: dict[str, Any] | None = None  # text: {"embedder", "n", "sum", "squares"}
+    # text and images: {"embedder", "n", "sum", "squares"}; images also the basis ("center", "components")
+    embedding: dict[str, Any] | None = None
 
     @classmethod
-    def empty(cls, name: str, kind: str, *, embedder: str | None = None) -> ColumnProfile:
+    def empty(cls, name: str, kind: str, *, like: Mapping[str, Any] | None = None) -> ColumnProfile:
+        """A profile of no rows; ``like`` (the embedding of the reference's profile of the column) gives the text
+        embedder or the image basis that this profile must share to be compared with it."""
         ds = _sketches()
         if kind not in KINDS:
             raise InputError(f"column kind {kind!r} is not one of {', '.join(KINDS)}")
         sketch = ds.kll_doubles_sketch(KLL_K) if kind == "numeric" else \
             ds.frequent_strings_sketch(FREQ_LG) if kind == "categorical" else None
-        emb = {"embedder": embedder or default_embedder(), "n": 0, "sum": None, "squares": 0.0} \
-            if kind == "text" else None
+        emb: dict[str, Any] | None = None
+        if kind == "text":
+            emb = {"embedder": (like or {}).get("embedder") or default_embedder(), "n": 0, "sum": None,
+                   "squares": 0.0}
+        elif kind == "image":
+            emb = {"embedder": "pca", "n": 0, "sum": None, "squares": 0.0, "each": None,
+                   "center": (like or {}).get("center"), "components": (like or {}).get("components")}
         return cls(name, kind, sketch=sketch, embedding=emb)
 
     @property
@@ -118,6 +198,9 @@ class ColumnProfile:
                 self.sketch.update(x)
                 self.total += float(x.sum())
                 self.squares += float(np.dot(x, x))
+            return
+        if self.kind == "image":
+            self._embed_arrays(column)
             return
         self.nulls += column.null_count
         strings = column.cast(pa.string()) if not pa.types.is_dictionary(column.type) else \
@@ -141,6 +224,30 @@ class ColumnProfile:
         e["squares"] += float((vectors * vectors).sum())
         e["n"] += len(texts)
 
+    def _embed_arrays(self, column: pa.ChunkedArray | pa.Array) -> None:
+        assert self.embedding is not None
+        try:
+            x, valid = array_matrix(column, self.name)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+            raise InputError(f"column {self.name!r} holds {column.type} values where its reference holds arrays "
+                             "of numbers: was it logged by another version of the model?") from err
+        self.nulls += int((~valid).sum())
+        if not len(x):
+            return
+        e = self.embedding
+        if e["center"] is None:
+            e.update(_fit_basis(x))
+        center, axes = np.asarray(e["center"]), np.asarray(e["components"])
+        if x.shape[1] != len(center):
+            raise InputError(f"column {self.name!r} holds arrays of {x.shape[1]} values where its reference holds "
+                             f"{len(center)}: was it logged by another version of the model?")
+        vectors = (x - center) @ axes.T
+        e["sum"] = (vectors.sum(axis=0) if e["sum"] is None else np.asarray(e["sum"]) + vectors.sum(axis=0)).tolist()
+        each = (vectors * vectors).sum(axis=0)  # per component: its variance, for the test of a mean shift
+        e["each"] = (each if e.get("each") is None else np.asarray(e["each"]) + each).tolist()
+        e["squares"] += float(each.sum())
+        e["n"] += len(x)
+
     def merge(self, other: ColumnProfile) -> ColumnProfile:
         """A new profile of both (this one is unchanged)."""
         if (other.name, other.kind) != (self.name, self.kind):
@@ -155,10 +262,20 @@ class ColumnProfile:
             if other.embedding["embedder"] != out.embedding["embedder"]:
                 raise InputError(f"text column {self.name!r}: profiles embedded by {out.embedding['embedder']} and "
                                  f"{other.embedding['embedder']} do not merge")
+            if out.kind == "image" and out.embedding["n"] and \
+                    (other.embedding["center"], other.embedding["components"]) != \
+                    (out.embedding["center"], out.embedding["components"]):
+                raise InputError(f"image column {self.name!r}: profiles embedded on different bases do not merge; "
+                                 "build the second like the first (like=...)")
+            if out.kind == "image" and not out.embedding["n"]:
+                out.embedding["center"], out.embedding["components"] = \
+                    other.embedding["center"], other.embedding["components"]
             e, o = out.embedding, other.embedding
             e["sum"] = o["sum"] if e["sum"] is None else (np.asarray(e["sum"]) + np.asarray(o["sum"])).tolist()
             e["squares"] += o["squares"]
             e["n"] += o["n"]
+            if o.get("each") is not None:
+                e["each"] = o["each"] if e.get("each") is None else (np.asarray(e["each"]) + o["each"]).tolist()
         return out
 
     # -- what drift reads ---------------------------------------------------------------------------------
@@ -281,9 +398,11 @@ class Profile:
 
     @classmethod
     def build(cls, table: pa.Table, columns: Sequence[str] | None = None, *, kinds: Mapping[str, str] | None = None,
-              like: Profile | None = None, fit_pca: bool = True, meta: Mapping[str, Any] | None = None) -> Profile:
+              like: Profile | None = None, fit_pca: bool = True, meta: Mapping[str, Any] | None = None,
+              bases: Mapping[str, Mapping[str, Any]] | None = None) -> Profile:
         """The profile of ``table``'s ``columns`` (default: all); ``like`` (a reference) gives the kinds, the
-        text embedder and the PCA whose errors a window keeps."""
+        text embedder, the image bases and the PCA whose errors a window keeps; ``bases``, the embeddings to
+        start the columns of a reference from (the first batch's, for the next batches of a stream)."""
         names = list(columns) if columns is not None else \
             (list(like.columns) if like is not None else list(table.column_names))
         names = [n for n in names if n in table.column_names]
@@ -294,8 +413,8 @@ class Profile:
                     kind_of(table.column(n), n)
         profiles = {}
         for n in names:
-            emb = like.columns[n].embedding if like is not None and n in like.columns else None
-            profiles[n] = ColumnProfile.empty(n, kinds[n], embedder=emb["embedder"] if emb else None)
+            emb = like.columns[n].embedding if like is not None and n in like.columns else (bases or {}).get(n)
+            profiles[n] = ColumnProfile.empty(n, kinds[n], like=emb)
             profiles[n].update(table.column(n))
         out = cls(profiles, table.num_rows, meta=dict(meta or {}))
         if like is not None and like.pca is not None:
@@ -317,7 +436,9 @@ class Profile:
         for batch in batches:
             table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
             part = cls.build(table, columns if out is None else list(out.columns), like=like, fit_pca=False,
-                             kinds=None if out is None else {n: c.kind for n, c in out.columns.items()}, meta=meta)
+                             kinds=None if out is None else {n: c.kind for n, c in out.columns.items()}, meta=meta,
+                             bases=None if out is None else {n: c.embedding for n, c in out.columns.items()
+                                                             if c.embedding is not None})
             out = part if out is None else out.merge(part)
             if like is None:
                 take = min(table.num_rows, PCA_SAMPLE // 10)
@@ -566,8 +687,7 @@ def _predict(served: Any, table: pa.Table, output_rows: Any) -> pa.Array | None:
 
     inp = served.session.get_inputs()[0]
     dtype = np.float32 if "float)" in inp.type else np.float64 if "double" in inp.type else np.int64
-    x = np.stack([np.asarray(table.column(c).to_numpy(zero_copy_only=False), dtype) for c in table.column_names],
-                 axis=1)
+    x = feature_rows(table, table.column_names, inp.shape).astype(dtype)
     outs: list[dict[str, Any]] = []
     for start in range(0, len(x), 4096):
         part = x[start:start + 4096]

@@ -145,6 +145,8 @@ def feature_names(mv: Any) -> tuple[str, ...]:
     if mv.signature.features:
         return tuple(mv.signature.features)
     inputs = mv.signature.inputs
+    if len(inputs) == 1 and inputs[0].shape and len(inputs[0].shape) > 2:
+        return (inputs[0].name,)  # an image (or any array) per sample: one feature, profiled as an image
     if len(inputs) == 1 and inputs[0].shape and isinstance(inputs[0].shape[-1], int):
         return tuple(f"x{i}" for i in range(inputs[0].shape[-1]))
     return tuple(t.name for t in inputs)
@@ -211,6 +213,8 @@ def _feature_columns(ins: pa.Table, features: Sequence[str]) -> list[pa.Array]:
     names = ins.column_names
     if len(names) == 1:
         values, width = _flat(ins.column(0))
+        if len(features) == 1 and width > 1:  # one feature holding an array (an image): kept whole
+            return [_as_arrays(values, width)]
         if width != len(features):
             raise InputError(f"a logged request has {width} input values where the model takes {len(features)} "
                              "features: was it logged by another version of the model? Name one with --version")
@@ -227,10 +231,17 @@ def _feature_columns(ins: pa.Table, features: Sequence[str]) -> list[pa.Array]:
     out = []
     for name in chosen:
         values, width = _flat(ins.column(name))
-        if width != 1:
-            raise InputError(f"the logged input {name!r} holds {width} values where the model takes one")
-        out.append(values)
+        out.append(values if width == 1 else _as_arrays(values, width))
     return out
+
+
+def _as_arrays(values: np.ndarray | pa.Array, width: int) -> pa.Array:
+    """An (n, width) matrix as a column of fixed-size lists (a null value inside stays null)."""
+    if isinstance(values, np.ma.MaskedArray):
+        flat = pa.array(values.data.ravel(), mask=np.ma.getmaskarray(values).ravel())
+    else:
+        flat = pa.array(np.asarray(values).ravel())
+    return pa.FixedSizeListArray.from_arrays(flat, width)
 
 
 _LABELS = ("label", "labels", "output_label")

@@ -4,16 +4,14 @@ flagged samples with their reasons and scores (images as inline thumbnails). No 
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Callable
 from typing import Any
 
 from assay.gate import Flagged, IngestReport
 from assay.report.html import CSS
+from assay.screens.thumbnails import THUMB, image_thumbnail
 
-THUMB = 96  # shown this size; small images are scaled up by whole pixels, without smoothing
 EXAMPLES = 48
 
 
@@ -86,31 +84,10 @@ def _examples(heading: str, flagged: list[Flagged], read_blob: Callable[[str], b
 
 
 def _card(f: Flagged, read_blob: Callable[[str], bytes] | None) -> str:
-    thumb = _thumbnail(read_blob(f.blob)) if f.blob and read_blob is not None else None
+    thumb = image_thumbnail(read_blob(f.blob)) if f.blob and read_blob is not None else None
     image = f'<img alt="sample {html.escape(f.sample[:12])}" src="{thumb}">' if thumb else ""
     key = ", ".join(f"{k}={v}" for k, v in f.key.items())
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in f.reasons)
     scores = ", ".join(f"{k} {v:.2f}" for k, v in f.scores.items())
     return (f"<div class=card>{image}<div><div class=id>{html.escape(f.sample[:12])} {html.escape(key)}</div>"
             f"<ul>{reasons}</ul><div class=id>scores (0 bad, 1 fine): {html.escape(scores)}</div></div></div>")
-
-
-def _thumbnail(data: bytes) -> str | None:
-    """A PNG thumbnail as a data URI, or None when the bytes are not an image."""
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        return None
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            img: Any = opened
-            scale = THUMB // max(img.size)
-            if scale >= 2:  # a small image (8x8 digits): whole pixels, no smoothing
-                img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
-            else:
-                img.thumbnail((THUMB, THUMB))
-            buf = io.BytesIO()
-            img.convert("RGB").save(buf, format="PNG")
-    except (UnidentifiedImageError, OSError):
-        return None
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

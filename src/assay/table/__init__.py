@@ -6,8 +6,9 @@ import the readers, the update path or the CSV/Parquet sources.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from assay._lazy import by_module, lazy_names
 
 if TYPE_CHECKING:
     from assay.table.diff import DatasetDiff, SampleChange, diff_manifests
@@ -23,21 +24,7 @@ _LAZY = {
     "assay.table.reader": ("DatasetVersion", "SampleView"),
     "assay.table.update": ("MODES", "UpdateResult", "apply_update"),
 }
-_HOME = {name: module for module, names in _LAZY.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    """Import a public name's module the first time the name is used, and keep the name here."""
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'assay.table' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOME))
+__getattr__, __dir__ = lazy_names(__name__, by_module(_LAZY), globals())
 
 
 __all__ = [

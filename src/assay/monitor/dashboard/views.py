@@ -373,7 +373,8 @@ def explain(repo: Any, name: str, *, alert: str | None = None, feature: str | No
     if slice_rank < 1:
         raise InputError(f"slice {slice_rank} does not exist: slices are ranked from 1")
     got = fn(repo, name, alert=alert, feature=feature, metric=metric, slice_rank=slice_rank)
-    return _jsonable({"available": True, **_record(got)})
+    thumbnails, _ = _part("explain", "with_thumbnails")
+    return _jsonable({"available": True, **(thumbnails(repo, got) if thumbnails is not None else _record(got))})
 
 
 def check_window(text: str | None) -> str | None:

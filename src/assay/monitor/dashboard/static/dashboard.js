@@ -335,9 +335,10 @@ async function drillSlice(q, rank) {
         "values", "nearest training samples"].map((h) => el("th", {}, h)))),
       el("tbody", {}, ...x.samples.map((s) => el("tr", {}, el("td", { class: "id" }, s.request_id),
         el("td", {}, when(s.time)), el("td", {}, num(s.prediction)), el("td", {}, num(s.label)),
-        el("td", {}, short(s.values)),
-        el("td", {}, ...s.neighbours.map((n) => el("div", {}, "#" + n.sample_id.slice(0, 8) + " label "
-          + num(n.label) + " at " + num(n.distance) + ": " + short(n.values)))))))));
+        el("td", {}, ...thumbs(s.thumbnails), short(s.values)),
+        el("td", {}, ...s.neighbours.map((n) => el("div", { class: "neighbour" }, ...thumbs(n.thumbnails),
+          "#" + n.sample_id.slice(0, 8) + " label " + num(n.label) + " at " + num(n.distance) + ": "
+          + short(n.values)))))))));
   } catch (e) {
     note(box, "error", e.message);
   }
@@ -345,7 +346,14 @@ async function drillSlice(q, rank) {
 
 function short(values) {
   const items = Object.entries(values || {});
-  return items.slice(0, 6).map(([k, v]) => k + "=" + num(v, 2)).join(", ") + (items.length > 6 ? ", …" : "");
+  return items.slice(0, 6).map(([k, v]) => k + "=" + (Array.isArray(v) ? "[" + v.length + " values]" : num(v, 2)))
+    .join(", ") + (items.length > 6 ? ", …" : "");
+}
+
+// images of a sample (PNG data URIs made by the server), one per image column
+function thumbs(thumbnails) {
+  return Object.entries(thumbnails || {}).filter(([, uri]) => uri && uri.startsWith("data:image/png;base64,"))
+    .map(([column, uri]) => el("img", { class: "thumb", alt: column, src: uri }));
 }
 
 // -- start ----------------------------------------------------------------------------------------------------
