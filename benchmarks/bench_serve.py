@@ -83,7 +83,7 @@ class Digits:
         return np.asarray(out["probabilities"])
 '''
 BENTOML_DEFAULT = "/work/peer-bentoml-venv/bin/python"
-LUA = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[{body}]]\n'
+LUA = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[{body}]==]\n'
 
 
 def _port() -> int:

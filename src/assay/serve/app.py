@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import time
@@ -246,6 +247,10 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
         metrics.model.labels(model=name, version=str(served.version.version), role="primary").set(1)
         follower = (asyncio.get_running_loop().create_task(follow()) if poll_seconds > 0 and not rollout.pinned(spec)
                     else None)
+        # what was loaded to start (the model, Arrow, the libraries) stays: out of the garbage collector's
+        # generations, so that its full collections do not walk it while requests wait
+        gc.collect()
+        gc.freeze()
         state.ready = True
         try:
             yield

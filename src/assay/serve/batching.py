@@ -3,14 +3,24 @@
 One worker task per process takes requests from a queue. When it takes one and nothing else is queued, the
 model is idle and nobody is waiting with it, so it runs that request at once (``Batch.waited`` is False). When
 others are queued, it takes them too, up to ``max_batch`` instances, and waits at most ``max_wait_ms`` for more
-only while the batch keeps growing. Inference runs in one thread beside the event loop (one ONNX Runtime
-session per worker process), so requests keep arriving and queueing while a batch runs; that is where the
-batches come from under load, without delaying anyone when there is no load.
+only while the model is the bottleneck: when a batch of that size takes longer than the time between two
+requests (both averaged as they come), running now would keep the next request waiting behind a busy model, so
+gathering it first is cheaper; when the model is faster than the requests come, waiting only adds latency (a
+closed-loop client never sends more while it waits), and the batch runs at once. Inference runs in one thread
+beside the event loop (one ONNX Runtime session per worker process), so requests keep arriving and queueing
+while a batch runs; that is where the batches come from under load, without delaying anyone when there is no
+load.
+
+A batch that costs less than handing it to that thread and back (``inline_s``, 0.3 ms: a small model, with no
+fsync after it) runs in the event loop itself, as a hand-written endpoint calls its model: the hand-off costs
+more than such a model, and the thread would only add it to every answer. Each batch's time (its ``after``
+included) is averaged per row count; a batch whose expected time is over ``inline_s`` goes to the thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +31,7 @@ from typing import Any
 import numpy as np
 
 Feeds = dict[str, np.ndarray]
+INLINE_S = 0.0003  # a batch expected to take less than this runs in the event loop, not the inference thread
 
 
 @dataclass
@@ -56,13 +67,18 @@ class Batcher:
     def __init__(self, run: Callable[[Any, Feeds], Feeds], model: Any, *, max_batch: int = 64,
                  max_wait_ms: float = 2.0,
                  after: Callable[[Sequence[Item], list[Feeds], Any], None] | None = None,
-                 on_batch: Callable[[Batch], None] | None = None):
+                 on_batch: Callable[[Batch], None] | None = None, inline_s: float = INLINE_S):
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError("max_batch must be at least 1 and max_wait_ms at least 0")
         self.run, self.model, self.after, self.on_batch = run, model, after, on_batch
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.queue: asyncio.Queue[Item] = asyncio.Queue()
-        self.history: list[Batch] = []  # the last batches, newest last (bounded)
+        self.history: collections.deque[Batch] = collections.deque(maxlen=1000)  # the last batches, newest last
+        self.inline_s = inline_s
+        self._cost: dict[int, float] = {}  # rows (rounded up to a power of two) -> average seconds of a batch
+        self._work = 0.0  # the last batch's own seconds (model and ``after``), set where it ran
+        self._gap: float | None = None  # average seconds between two requests
+        self._last: float | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="assay-infer")
         self._task: asyncio.Task[None] | None = None
 
@@ -86,6 +102,10 @@ class Batcher:
     async def submit(self, feeds: Feeds, rows: int, context: Any = None) -> Any:
         """Queue a request; returns ``(outputs, model)`` once its batch ran (and ``after`` returned)."""
         item = Item(feeds, rows, asyncio.get_running_loop().create_future(), context)
+        if self._last is not None:
+            gap = item.queued - self._last
+            self._gap = gap if self._gap is None else 0.9 * self._gap + 0.1 * gap
+        self._last = item.queued
         self.queue.put_nowait(item)
         return await item.future
 
@@ -95,6 +115,9 @@ class Batcher:
         rows = self._drain(items, rows)
         if len(items) == 1 or rows >= self.max_batch or self.max_wait == 0:
             return items, False  # idle model, lone request: run it now
+        cost = self._cost.get(_size(rows))
+        if cost is not None and self._gap is not None and cost < self._gap:
+            return items, False  # the model keeps up with the requests: gathering more would only delay these
         deadline = time.perf_counter() + self.max_wait
         while rows < self.max_batch:
             left = deadline - time.perf_counter()
@@ -123,16 +146,24 @@ class Batcher:
             if not items:
                 continue
             model = self.model
+            rows = sum(i.rows for i in items)
+            size = _size(rows)
             start = time.perf_counter()
             try:
-                outputs = await loop.run_in_executor(self._pool, self._run_batch, model, items)
+                if self._cost.get(size, self.inline_s) < self.inline_s:
+                    outputs = self._run_batch(model, items)  # cheaper than the hand-off to the thread
+                else:
+                    outputs = await loop.run_in_executor(self._pool, self._run_batch, model, items)
             except Exception as e:  # the model failed on this batch: every request in it gets the error
                 for i in items:
                     if not i.future.done():
                         i.future.set_exception(e)
                 continue
-            batch = Batch(len(items), sum(i.rows for i in items), waited, self.depth, time.perf_counter() - start)
-            self.history = [*self.history[-999:], batch]
+            took = time.perf_counter() - start
+            before, work = self._cost.get(size), self._work
+            self._cost[size] = work if before is None else 0.9 * before + 0.1 * work
+            batch = Batch(len(items), rows, waited, self.depth, took)
+            self.history.append(batch)
             if self.on_batch is not None:
                 self.on_batch(batch)
             for item, out in zip(items, outputs, strict=True):
@@ -140,6 +171,7 @@ class Batcher:
                     item.future.set_result((out, model))
 
     def _run_batch(self, model: Any, items: list[Item]) -> list[Feeds]:
+        start = time.perf_counter()
         names = list(items[0].feeds)
         feeds = {n: np.concatenate([i.feeds[n] for i in items]) if len(items) > 1 else items[0].feeds[n]
                  for n in names}
@@ -150,4 +182,10 @@ class Batcher:
             at += item.rows
         if self.after is not None:
             self.after(items, split, model)
+        self._work = time.perf_counter() - start  # the batch's own cost, without the hand-off
         return split
+
+
+def _size(rows: int) -> int:
+    """A batch's rows rounded up to a power of two: the sizes whose cost is averaged."""
+    return 1 << max(rows - 1, 0).bit_length()
