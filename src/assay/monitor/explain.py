@@ -186,26 +186,17 @@ def _is_performance(metric: str) -> bool:
 # -- the model on the reference ---------------------------------------------------------------------------------
 
 
-def _matrix(table: pa.Table, features: Sequence[str], shape: Sequence[Any] | None = None) -> np.ndarray:
-    from assay.monitor.profile import feature_rows
-
-    return feature_rows(table, features, shape)
-
-
-def _input_shape(mv: Any) -> Sequence[Any] | None:
-    inputs = mv.signature.inputs
-    return inputs[0].shape if len(inputs) == 1 else None
-
-
 def _predict(repo: Any, mv: Any, table: pa.Table, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
     """The model's predictions and confidences on reference rows, as the log decodes them; None when the model
     cannot be run here (not ONNX, several inputs, non-numeric features)."""
     from assay.models.onnx_export import run_onnx
     from assay.models.registry import read_artifact
+    from assay.monitor.profile import feature_rows
 
     try:
-        outputs = run_onnx(read_artifact(repo, mv.spec, "model.onnx"), _matrix(table, features,
-                                                                                   _input_shape(mv)).astype(np.float32))
+        inputs = mv.signature.inputs
+        x = feature_rows(table, features, inputs[0].shape if len(inputs) == 1 else None)  # images in their shape
+        outputs = run_onnx(read_artifact(repo, mv.spec, "model.onnx"), x.astype(np.float32))
     except Exception:  # onnxruntime raises its own types: explained without the reference predictions
         return None
     names = list(outputs)

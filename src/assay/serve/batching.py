@@ -13,8 +13,9 @@ load.
 
 A batch that costs less than handing it to that thread and back (``inline_s``, 0.3 ms: a small model, with no
 fsync after it) runs in the event loop itself, as a hand-written endpoint calls its model: the hand-off costs
-more than such a model, and the thread would only add it to every answer. Each batch's time (its ``after``
-included) is averaged per row count; a batch whose expected time is over ``inline_s`` goes to the thread.
+more than such a model, and the thread would only add it to every answer. Each batch's own time (the model and
+its ``after``, without the hand-off) is averaged per size (rows rounded up to a power of two); a batch whose
+size has no average yet, or one over ``inline_s``, goes to the thread.
 """
 
 from __future__ import annotations
