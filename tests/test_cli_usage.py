@@ -195,6 +195,22 @@ def test_help_names_values_as_a_user_reads_them() -> None:
     assert "Usage: root add [OPTIONS] NAME SOURCE" in add and "-k, --key COLUMN" in add
 
 
+def test_the_app_reduced_to_one_command_parses_and_helps_as_the_whole_one() -> None:
+    """A process builds only the command it runs (app.for_command); its help and errors are the whole app's."""
+    from typer.testing import CliRunner
+
+    from assay.cli.app import for_command
+
+    for path in filter(None, _all_commands()):
+        for args in ([*path, "--help"], ["-C", ".", *path, "--help"], ["--repo=.", *path, "--bogus"]):
+            reduced = for_command(args)
+            assert reduced is not app and len(reduced.registered_commands) + len(reduced.registered_groups) == 1
+            mine, whole = CliRunner().invoke(reduced, args), CliRunner().invoke(app, args)
+            assert (mine.exit_code, mine.output) == (whole.exit_code, whole.output), args
+    for args in (["--help"], [], ["--version"], ["nocommand"], ["-C"], ["--bogus", "add"]):
+        assert for_command(args) is app, args
+
+
 def test_help_screens_tells_the_policy_file_and_every_parameter() -> None:
     from assay.screens import SCREENS
 

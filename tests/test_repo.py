@@ -92,7 +92,7 @@ def test_append_upsert_delete(repo: assay.Repo, table: pa.Table) -> None:
     changed = make_table(5, seed=9, start=20)
     res = repo.add("t", changed, mode="upsert")
     assert res.updated == 5 and res.added == 0
-    res = repo.add("t", pa.table({"id": [1, 2, 999999]}), mode="delete")
+    res = repo.add("t", pa.table({"id": [1, 2, 999999, 2]}), mode="delete")  # a key given twice: removed once
     assert res.removed == 2
     repo.commit("edits")
     got = repo.dataset("t").to_arrow()

@@ -115,6 +115,20 @@ def test_adding_a_file_does_not_import_pandas(one_commit: Path) -> None:
     assert "pyarrow" in report["heavy"] and "pandas" not in report["heavy"]  # type: ignore[operator]
 
 
+def test_appending_a_small_batch_starts_no_database(tmp_path: Path) -> None:
+    """An append of a few thousand rows hashes them with hashlib and matches ids with Arrow: no DuckDB."""
+    with assay.init(tmp_path) as repo:
+        repo.add("train", make_table(3000), key="id")
+        repo.commit("first")
+    pq.write_table(make_table(2000, seed=5, start=3000), tmp_path / "more.parquet")
+    stdout, report = _run(tmp_path, "add", "train", "more.parquet", "--mode", "append")
+    assert report["code"] == 0 and "+2000 added" in stdout, (stdout, report)
+    assert "duckdb" not in report["heavy"]  # type: ignore[operator]
+    with assay.Repo(tmp_path) as repo:
+        repo.commit("more")
+        assert repo.dataset("train").to_arrow().num_rows == 5000
+
+
 def test_pandas_still_loads_when_something_converts_to_it() -> None:
     code = ("import sys; from assay.cli._common import _arrow_without_pandas, _state; _state['process'] = True; "
             "_arrow_without_pandas(); assert 'pandas' not in sys.modules; import pyarrow as pa; "

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from assay.engines import Engine, default_engine
 from assay.store import ObjectStore
+from assay.table import ids
 from assay.table.fragments import POSITION, empty_id_table, live_mask, read_fragment
 from assay.table.manifest import HASH_COLUMN, ID_COLUMN, FragmentRef, Manifest
 
@@ -120,29 +121,50 @@ def _only_here(store: ObjectStore, ref: FragmentRef, other: FragmentRef) -> pa.T
 
 
 def id_level_diff(store: ObjectStore, a: Manifest | None, b: Manifest | None) -> dict[str, np.ndarray]:
-    """Per differing sample: id, status (added/removed/changed), and where it lives in a and b."""
-    left, right = side_rows(store, a, b), side_rows(store, b, a)
-    import duckdb
+    """Per differing sample: id, status (added/removed/changed), and where it lives in a and b; added samples
+    first, then removed, then changed, each in the order of their ids' bytes.
 
-    con = duckdb.connect()
-    con.register("l", left)
-    con.register("r", right)
-    out = con.sql(f"""
-        SELECT coalesce(l.{ID_COLUMN}, r.{ID_COLUMN}) AS id,
-               CASE WHEN l.{ID_COLUMN} IS NULL THEN 'added' WHEN r.{ID_COLUMN} IS NULL THEN 'removed'
-                    WHEN l.{HASH_COLUMN} = r.{HASH_COLUMN} THEN 'same' ELSE 'changed' END AS status,
-               coalesce(l.{FRAG}, -1) AS fa, coalesce(l.{POSITION}, 0) AS pa,
-               coalesce(r.{FRAG}, -1) AS fb, coalesce(r.{POSITION}, 0) AS pb,
-               coalesce(r.{HASH_COLUMN}, l.{HASH_COLUMN}) AS hash
-        FROM l FULL OUTER JOIN r ON l.{ID_COLUMN} = r.{ID_COLUMN}
-        ORDER BY CASE status WHEN 'added' THEN 0 WHEN 'removed' THEN 1 ELSE 2 END, id""").to_arrow_table()
-    con.close()
-    result = {c: out.column(c).to_numpy(zero_copy_only=False) for c in ("status", "fa", "pa", "fb", "pb")}
-    keep = result["status"] != "same"
-    result = {k: v[keep] for k, v in result.items()}
-    result["id"] = np.array(out.column("id").to_pylist(), dtype=object)[keep]
-    result["hash"] = np.array(out.column("hash").to_pylist(), dtype=object)[keep]
-    return result
+    The rows compared are only those not live in the same fragment on both sides (side_rows), so the outer
+    join is a hash lookup of one side's ids in the other's.
+    """
+    import pyarrow.compute as pc
+
+    left, right = side_rows(store, a, b), side_rows(store, b, a)
+    at = pc.fill_null(pc.index_in(left.column(ID_COLUMN), value_set=ids.one_chunk(right.column(ID_COLUMN))), -1)
+    at = at.to_numpy().astype(np.int64)  # per left row: the right row with its id, or -1
+    lw, rw = ({c: ids.id_words(t.column(c)) for c in (ID_COLUMN, HASH_COLUMN)} for t in (left, right))
+    matched = at >= 0
+    in_left = np.zeros(right.num_rows, bool)
+    in_left[at[matched]] = True
+    added = np.flatnonzero(~in_left)
+    same = np.zeros(left.num_rows, bool)
+    same[matched] = (lw[HASH_COLUMN][matched] == rw[HASH_COLUMN][at[matched]]).all(axis=1)
+    kept = np.flatnonzero(~same)  # left rows that are removed or changed
+    li = np.concatenate([kept, np.full(len(added), -1)])  # per differing sample: its row on each side, or -1
+    ri = np.concatenate([at[kept], added])
+    rank = np.where(li < 0, 0, np.where(ri < 0, 1, 2))
+    sample_id = _pick(lw[ID_COLUMN], li, 0)
+    sample_id[li < 0] = rw[ID_COLUMN][ri[li < 0]]
+    content = _pick(lw[HASH_COLUMN], li, 0)  # the newer side's hash where there is one
+    content[ri >= 0] = rw[HASH_COLUMN][ri[ri >= 0]]
+    big_endian = sample_id.byteswap()
+    order = np.lexsort((big_endian[:, 1], big_endian[:, 0], rank))
+    li, ri = li[order], ri[order]
+    return {
+        "status": np.array(["added", "removed", "changed"])[rank[order]],
+        "fa": _pick(left.column(FRAG).to_numpy(), li, -1), "pa": _pick(left.column(POSITION).to_numpy(), li, 0),
+        "fb": _pick(right.column(FRAG).to_numpy(), ri, -1), "pb": _pick(right.column(POSITION).to_numpy(), ri, 0),
+        "id": np.array([bytes(w) for w in sample_id[order]], dtype=object),
+        "hash": np.array([bytes(w) for w in content[order]], dtype=object),
+    }
+
+
+def _pick(values: np.ndarray, rows: np.ndarray, missing: int) -> np.ndarray:
+    """``values[rows]`` (int64 for 1-D values), ``missing`` where a row is -1."""
+    out = np.full((len(rows), *values.shape[1:]), missing, np.int64 if values.ndim == 1 else values.dtype)
+    there = rows >= 0
+    out[there] = values[rows[there]]
+    return out
 
 
 def rows_at(store: ObjectStore, m: Manifest, frags: np.ndarray, positions: np.ndarray,

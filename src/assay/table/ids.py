@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -162,7 +163,7 @@ def _digest_input(domain: bytes, table: pa.Table | pa.RecordBatch, columns: Sequ
     varlen: list[pa.Array] = []
     for i, name in enumerate(sorted(cols)):
         if name not in cache:
-            cache[name] = encode_column(_combine(table.column(name)))
+            cache[name] = encode_column(one_chunk(table.column(name)))
         valid, value, tail = cache[name]
         valid_words[i // 64] |= valid.astype("<u8") << np.uint64(i % 64)
         values.append(value)
@@ -184,7 +185,8 @@ def _interleave(columns: Sequence[np.ndarray], block: int = 4096) -> np.ndarray:
     return out
 
 
-def _combine(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+def one_chunk(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A column as one array (no copy when it is one chunk already)."""
     if isinstance(col, pa.ChunkedArray):
         return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     return col
@@ -271,8 +273,18 @@ def _valid(arr: pa.Array) -> np.ndarray:
     return arr.is_valid().to_numpy(zero_copy_only=False)
 
 
+# Up to this many rows, a process that has not loaded DuckDB hashes with hashlib (3 us a row) rather than pay
+# DuckDB's import and connection (80 ms): a command line appending 10,000 rows does not start a database.
+_HASHLIB_ROWS = 20_000
+
+
 def _sha_prefix(inputs: list[tuple[pa.Array, list[pa.Array]]]) -> list[pa.Array]:
-    """``SHA-256(fixed || varlen...)[:16]`` per row for each input, in one DuckDB query (vectorised, threaded)."""
+    """``SHA-256(fixed || varlen...)[:16]`` per row for each input, in one DuckDB query (vectorised, threaded),
+    or with hashlib for a small input when DuckDB is not loaded (the same bytes either way)."""
+    if "duckdb" not in sys.modules and all(
+            len(fixed) <= _HASHLIB_ROWS and all(v.type == pa.large_binary() for v in varlen)
+            for fixed, varlen in inputs):
+        return [_sha_prefix_hashlib(fixed, varlen) for fixed, varlen in inputs]
     arrays, names, exprs = [], [], []
     for d, (fixed, varlen) in enumerate(inputs):
         parts = [f"f{d}", *(f"v{d}_{i}" for i in range(len(varlen)))]
@@ -286,6 +298,24 @@ def _sha_prefix(inputs: list[tuple[pa.Array, list[pa.Array]]]) -> list[pa.Array]
     finally:
         con.unregister("assay_rows")
     return [out.column(f"h{d}").combine_chunks().cast(ID_TYPE) for d in range(len(inputs))]
+
+
+def _sha_prefix_hashlib(fixed: pa.FixedSizeBinaryArray, varlen: list[pa.Array]) -> pa.Array:
+    n, width = len(fixed), fixed.type.byte_width
+    rows = memoryview(fixed.buffers()[1])[fixed.offset * width:(fixed.offset + n) * width]
+    tails = [(memoryview(v.buffers()[2] or b""),
+              np.frombuffer(v.buffers()[1], "<i8", len(v) + 1, v.offset * 8).tolist()) for v in varlen]
+    sha, k = hashlib.sha256, ID_BYTES
+    if not tails:
+        digests = [sha(rows[i * width:(i + 1) * width]).digest()[:k] for i in range(n)]
+    else:
+        digests = []
+        for i in range(n):
+            h = sha(rows[i * width:(i + 1) * width])
+            for data, offsets in tails:
+                h.update(data[offsets[i]:offsets[i + 1]])
+            digests.append(h.digest()[:k])
+    return pa.FixedSizeBinaryArray.from_buffers(ID_TYPE, n, [None, pa.py_buffer(b"".join(digests))])
 
 
 def release() -> None:
@@ -303,6 +333,14 @@ def _connection() -> Any:
     if con is None:
         con = _local.con = duckdb.connect(config={"memory_limit": "1GB", "threads": os.cpu_count() or 1})
     return con
+
+
+def id_words(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A column of 16-byte ids or hashes as an ``(n, 2)`` array of little-endian u64 (a view when it is one chunk);
+    ``.byteswap()`` of it sorts as the bytes do."""
+    arr = one_chunk(col)
+    n = len(arr)
+    return np.frombuffer(arr.buffers()[1], "<u8", count=2 * n, offset=arr.offset * ID_BYTES).reshape(n, 2)
 
 
 def _occurrences(hashes: pa.Array, start: dict[bytes, int]) -> np.ndarray:
