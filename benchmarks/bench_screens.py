@@ -2,7 +2,8 @@
 and near duplicates, on scikit-learn's bundled digits and breast_cancer (fixed seeds, no download).
 
 cleanlab runs in its own virtual environment (``--cleanlab-python``), in a child process, on the same
-out-of-fold probabilities or the same features; it is skipped when that python is absent.
+out-of-fold probabilities or the same features; it is skipped when that python is absent. Create it with
+`python3 -m venv /work/cleanlab-venv && /work/cleanlab-venv/bin/pip install 'cleanlab==2.*'`.
 """
 
 from __future__ import annotations

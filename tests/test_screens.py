@@ -16,6 +16,7 @@ from assay.screens import (
     ScreenData,
     find_label_issues,
     knn_shapley,
+    label_wrong_probability,
     make_screen,
     run_screens,
     scores_schema,
@@ -103,13 +104,36 @@ def test_label_issue_finds_flipped_labels(noisy: tuple[ScreenData, np.ndarray]) 
 
 def test_label_issue_uses_the_users_probabilities() -> None:
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1] * 5)
-    probs = np.where(y[:, None] == np.arange(2), 0.9, 0.1)
-    probs[[0, 9]] = probs[[0, 9]][:, ::-1]  # the model disagrees with these two labels
+    probs = np.where(y[:, None] == np.arange(2), 0.97, 0.03)
+    probs[[0, 9]] = probs[[0, 9]][:, ::-1]  # the model is sure these two labels are wrong
+    probs[[4, 13]] = [[0.6, 0.4], [0.4, 0.6]]  # and leans against these, not enough for rarely-wrong labels
     data = data_of(np.random.default_rng(0).normal(size=(len(y), 3)), y, pred_probs=probs)
     r = make_screen("label_issue").fit(data).result_
     assert set(r.flagged.tolist()) == {0, 9}
     assert r.summary["model"] == "given"
     assert np.array_equal(find_label_issues(y, probs), r.flag)
+    assert r.score[0] < 0.5 < r.score[4] < r.score[1]  # the probability that the given label is right
+
+
+def test_label_wrong_probability_believes_disagreements_sooner_between_often_confused_classes() -> None:
+    """Bayes' rule with the noise rates of the confident joint: the same model output is a label error
+    between a pair whose labels are often swapped, and not between a pair whose labels are rarely wrong."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 100)
+    probs = np.full((400, 4), 0.01)
+    probs[np.arange(400), y] = 0.97
+    noisy = y.copy()
+    swapped = rng.choice(np.flatnonzero(y == 1), 25, replace=False)  # a quarter of class 1 labelled 0
+    noisy[swapped] = 0
+    ambiguous = [np.flatnonzero(noisy == 0)[0], np.flatnonzero(noisy == 2)[0]]  # a clean 0 and a clean 2
+    probs[ambiguous[0]] = [0.15, 0.83, 0.01, 0.01]  # leans to 1, the class often mislabelled as 0
+    probs[ambiguous[1]] = [0.01, 0.01, 0.15, 0.83]  # leans to 3: no 3 was ever labelled 2
+    wrong = label_wrong_probability(noisy, probs)
+    assert wrong[ambiguous[0]] > 0.5 > wrong[ambiguous[1]]
+    assert np.all(wrong[swapped] > 0.9) and np.all(find_label_issues(noisy, probs)[swapped])
+    assert find_label_issues(noisy, probs, "prune")[swapped].all()
+    with pytest.raises(ValueError, match="unknown method"):
+        find_label_issues(noisy, probs, "vote")
 
 
 def test_duplicate_finds_exact_and_near_copies_and_keeps_the_first() -> None:

@@ -6,7 +6,7 @@ for each flagged sample, and a summary.
 """
 
 from assay.screens._base import Param, Screen, ScreenResult
-from assay.screens.confident import find_label_issues
+from assay.screens.confident import find_label_issues, label_wrong_probability
 from assay.screens.data import ScreenData
 from assay.screens.duplicate import DuplicateScreen
 from assay.screens.features import FeatureSpec, screen_data, table_features
@@ -33,6 +33,7 @@ __all__ = [
     "ScreenRun",
     "ValueScreen",
     "find_label_issues",
+    "label_wrong_probability",
     "knn_shapley",
     "make_screen",
     "model_outputs",

@@ -65,11 +65,11 @@ def _fit(data: ScreenData, folds: int, seed: int) -> ModelOutputs:
         kinds = ["mlp", "svc"] if data.n <= SVC_LIMIT else ["mlp"]
         splits = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y))
         probs = _out_of_fold(x, y, splits, kinds, n_classes, seed, np.ones(data.n, bool))
-        probs = _out_of_fold(x, y, splits, kinds, n_classes, seed, ~find_label_issues(y, probs))
+        probs = _out_of_fold(x, y, splits, kinds, n_classes, seed, ~find_label_issues(y, probs, "prune"))
         source = f"default model ({' + '.join(k.upper() for k in kinds)}, {k}-fold out-of-fold, refitted without " \
             "the likely label errors)"
     full = _fitted("mlp", x, y, seed)
-    clean = ~find_label_issues(y, probs)
+    clean = ~find_label_issues(y, probs, "prune")
     second = _fitted("mlp-light", x[clean], y[clean], seed) if len(np.unique(y[clean])) > 1 else None
     accuracy = float((probs.argmax(axis=1) == y).mean())
     return ModelOutputs(probs, _hidden(full, x), accuracy, source,
