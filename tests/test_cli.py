@@ -14,6 +14,7 @@ import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
+import assay
 from assay.cli.app import app
 from tests.conftest import make_table
 
@@ -145,9 +146,12 @@ def test_quickstart_runs_and_says_what_it_did(tmp_path: Path) -> None:
     for expected in ("serving digits-mlp@champion (version 3) on http://127.0.0.1:",
                      "drift of the 600 shifted requests", "inputs-drift (multivariate", "explained ",
                      "labels arrived for 300",
-                     "assay ingest predictions/digits-mlp --into digits-train: of 951 logged rows, 300 labelled",
+                     "assay ingest predictions/digits-mlp --into digits-train: of ",
                      "parent digits-mlp@3", "the running server answered with version 6"):
         assert expected in r.stdout  # the loop: served, shifted, drift, alert, explained, labelled, ingested, ...
+    logged = re.search(r"digits-train: of (\d+) logged rows, 300 labelled", r.stdout)
+    with assay.Repo(tmp_path / "demo") as demo:  # every request logged: the test digits as they are, 600 shifted
+        assert logged and int(logged.group(1)) == demo.dataset("digits-test").to_arrow().num_rows + 600
     shifted = re.search(r"brighter, noisier digits \(accuracy (\d+)%\)", r.stdout)
     retrained = re.search(r"(\d+)% on the 300 shifted digits nobody labelled", r.stdout)
     assert shifted and retrained and int(retrained.group(1)) > int(shifted.group(1)) + 50
