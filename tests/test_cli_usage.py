@@ -211,6 +211,35 @@ def test_the_app_reduced_to_one_command_parses_and_helps_as_the_whole_one() -> N
         assert for_command(args) is app, args
 
 
+def test_the_command_map_names_each_command_and_group_where_it_is_defined() -> None:
+    """for_command imports one module by the map in app.py: a command added to a module and not to the map (or
+    moved) would be missing from the reduced app, so the map must be what the modules define."""
+    import importlib
+
+    import typer
+
+    from assay.cli import app as cli
+
+    names = sorted(p.stem for p in (Path(cli.__file__).parent).glob("*_cmds.py"))
+    defined: dict[str, str] = {}
+    groups: set[tuple[str, str]] = set()
+    for name in names:
+        module = importlib.import_module(f"assay.cli.{name}")
+        typers = {attr: v for attr, v in vars(module).items() if isinstance(v, typer.Typer)}
+        nested = {id(g.typer_instance) for v in typers.values() for g in v.registered_groups}
+        for attr, v in typers.items():
+            if id(v) in nested:
+                continue  # a group inside a group (serve keys, monitor rules): reached through its parent
+            if attr == "app" and not isinstance(v.info.help, str) and not isinstance(v.info.name, str):  # top level
+                defined.update({cli._name_of(c): name for c in v.registered_commands})
+            else:
+                groups.add((name, attr))
+    assert defined == cli._COMMANDS
+    assert groups == set(cli._GROUPS.values())
+    assert {w for w, m in cli._GROUPS.items()} | set(defined) | {"ui", "quickstart"} == set(cli._WORDS)
+    assert callable(importlib.import_module("assay.cli.ui_cmds").ui)
+
+
 def test_help_screens_tells_the_policy_file_and_every_parameter() -> None:
     from assay.screens import SCREENS
 

@@ -103,11 +103,14 @@ def _spec(spec: str) -> Any:
 
 @contextmanager
 def _progress() -> Iterator[Callable[[str, int, int], None]]:
-    """A progress callback drawn as Rich progress bars on stderr (hidden when not a terminal)."""
+    """A progress callback drawn as Rich progress bars on stderr (nothing when it is not a terminal)."""
+    if not err.is_terminal:  # a pipe, a file, CI: no bars, and Rich's progress module (20 ms) not loaded
+        yield lambda stage, done, total: None
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err.console, transient=True, disable=not err.is_terminal)
+                    console=err.console, transient=True)
     tasks: dict[str, Any] = {}
 
     def report(stage: str, done: int, total: int) -> None:

@@ -1,32 +1,23 @@
 """The ``assay`` command line: a thin adapter that parses, calls the library once, and renders.
 
 This module holds the root command and the error boundary (``main``); the commands live in one module per group
-(repo_cmds, data_cmds, check_cmds, upkeep_cmds, gate_cmds, ...), each imported here and none importing this one.
-Errors from the library are turned into one-line messages at this single boundary.
+(repo_cmds, data_cmds, check_cmds, upkeep_cmds, gate_cmds, ...), none importing this one. A process imports
+the module of the command it runs and no other (``for_command``); ``app``, the whole command line, is built on
+first use (``--help``, a misspelled command, tests). Errors from the library are turned into one-line messages
+at this single boundary.
 """
 
 from __future__ import annotations
 
-import copy
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from types import ModuleType
+from typing import Annotated, Any
 
 import typer
 
-from assay.cli import (
-    check_cmds,
-    data_cmds,
-    gate_cmds,
-    model_cmds,
-    monitor_cmds,
-    remote_cmds,
-    repo_cmds,
-    serve_cmds,
-    ui_cmds,
-    upkeep_cmds,
-)
 from assay.cli._common import RepoOpt, _progress, _state, err, escape, out
 from assay.cli._help import Typer
 from assay.errors import AssayError, MergeConflict
@@ -34,9 +25,31 @@ from assay.errors import AssayError, MergeConflict
 EXIT_CODES = """Exit codes: 0 done; 1 an error, a failed check or fsck, or a batch the gate rejected;
 2 a usage error (unknown command or option, missing argument); 3 a merge conflict; 130 interrupted."""
 
-app = Typer(help="assay: version control, tests and monitoring for ML data and models.",
-            epilog=EXIT_CODES, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+# The command line's words and the module that defines each, in the order ``assay --help`` lists them (after
+# ``ui`` and ``quickstart``; a test checks the map against the modules): the top-level commands of a module's
+# ``app``, and the named groups.
+_COMMANDS: dict[str, str] = {
+    **dict.fromkeys(("init", "reset", "revert", "status", "commit", "log", "show", "branch", "checkout", "tag",
+                     "merge"), "repo_cmds"),
+    **dict.fromkeys(("add", "rm", "datasets", "diff", "export", "restore"), "data_cmds"),
+    **dict.fromkeys(("fsck", "gc", "compact"), "upkeep_cmds"),
+    "check": "check_cmds",
+    **dict.fromkeys(("ingest", "scores", "screen", "help"), "gate_cmds"),
+    **dict.fromkeys(("clone", "fetch", "pull", "push"), "remote_cmds"),
+}
+_GROUPS: dict[str, tuple[str, str]] = {
+    "suite": ("check_cmds", "suite_app"),
+    "quarantine": ("gate_cmds", "quarantine_app"),
+    "remote": ("remote_cmds", "remote_app"),
+    "model": ("model_cmds", "app"),
+    "monitor": ("monitor_cmds", "app"),
+    "serve": ("serve_cmds", "app"),
+    "predictions": ("serve_cmds", "predictions_app"),
+}
 
+
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(f"assay.cli.{name}")
 
 
 def _version(value: bool) -> None:
@@ -47,26 +60,12 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(repo: RepoOpt = ".",
           _: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False) -> None:
     _state["repo"] = repo
 
 
-for _group in (repo_cmds, data_cmds, upkeep_cmds, check_cmds, gate_cmds, remote_cmds):
-    app.add_typer(_group.app)
-app.add_typer(check_cmds.suite_app, name="suite")
-app.add_typer(gate_cmds.quarantine_app, name="quarantine")
-app.add_typer(remote_cmds.remote_app, name="remote")
-app.add_typer(model_cmds.app, name="model")
-app.add_typer(monitor_cmds.app, name="monitor")
-app.add_typer(serve_cmds.app, name="serve")
-app.add_typer(serve_cmds.predictions_app, name="predictions")
-app.command("ui")(ui_cmds.ui)
-
-
-@app.command()
 def quickstart(path: Annotated[str, typer.Option(metavar="FOLDER",
                                                  help="Folder for the demo repository.")] = "assay-quickstart"
                ) -> None:
@@ -78,32 +77,66 @@ def quickstart(path: Annotated[str, typer.Option(metavar="FOLDER",
             out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
+def _root_app() -> Typer:
+    root = Typer(help="assay: version control, tests and monitoring for ML data and models.",
+                 epilog=EXIT_CODES, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+    root.callback()(_root)
+    return root
+
+
+def _add(root: Typer, word: str) -> None:
+    """Register the command or group ``word`` on ``root``, importing only the module that defines it."""
+    if word in _GROUPS:
+        module, attr = _GROUPS[word]
+        root.add_typer(getattr(_module(module), attr), name=word)
+    elif word in _COMMANDS:
+        root.registered_commands += [c for c in _module(_COMMANDS[word]).app.registered_commands
+                                     if _name_of(c) == word]
+    elif word == "ui":
+        root.command("ui")(_module("ui_cmds").ui)
+    elif word == "quickstart":
+        root.command()(quickstart)
+
+
+_WORDS = ("ui", "quickstart", *_COMMANDS, *_GROUPS)
+_whole: Typer | None = None
+
+
+def whole_app() -> Typer:
+    """The whole command line (every module imported), built once."""
+    global _whole
+    if _whole is None:
+        root = _root_app()
+        for word in _WORDS:
+            _add(root, word)
+        _whole = root
+    return _whole
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return whole_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _ROOT_VALUE_OPTIONS = ("--repo", "-C")
 
 
 def for_command(argv: Sequence[str]) -> typer.Typer:
-    """The root app reduced to the one command or group ``argv`` names (the whole app when it names none).
+    """The root app with only the one command or group ``argv`` names (the whole app when it names none).
 
     Typer turns every registered function into a click command before it parses anything (signatures, type
-    hints evaluated, parameters built: 0.09 s for the ~65 commands, paid by every process), while a process
-    runs one. The reduced app parses, validates and prints help for that command exactly as the whole one;
-    ``assay --help``, a misspelled command (whose error suggests the right one) and anything unusual get the
-    whole app.
+    hints evaluated, parameters built: 0.09 s for the ~65 commands), and importing every command module costs
+    as much again, while a process runs one. The reduced app parses, validates and prints help for that
+    command exactly as the whole one; ``assay --help``, a misspelled command (whose error suggests the right
+    one) and anything unusual get the whole app.
     """
     word = _command_word(argv)
-    if word is None:
-        return app
-    pruned = copy.copy(app)
-    pruned.registered_commands = [c for c in app.registered_commands if _name_of(c) == word]
-    pruned.registered_groups = []
-    for group in app.registered_groups:
-        if isinstance(group.name, str):  # a named group: `assay model ...`
-            if group.name == word:
-                pruned.registered_groups.append(group)
-        elif group.typer_instance is not None:  # commands added at the top level: `assay add ...`
-            pruned.registered_commands += [c for c in group.typer_instance.registered_commands
-                                           if _name_of(c) == word]
-    return pruned if pruned.registered_commands or pruned.registered_groups else app
+    if word not in _WORDS:
+        return whole_app()
+    root = _root_app()
+    _add(root, word)
+    return root
 
 
 def _command_word(argv: Sequence[str]) -> str | None:

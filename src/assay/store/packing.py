@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import secrets
 import threading
 import time
 from collections import deque
@@ -28,7 +27,6 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import fastcdc
 import zstandard
 
 from assay.errors import CorruptObject, ObjectNotFound, OutOfSpace
@@ -232,6 +230,8 @@ class PackingStore(ObjectStore):
         """Split a large object into content-defined chunks, store them in packs; the chunk list payload.
 
         With ``heal`` every chunk is written again (repair of a damaged object)."""
+        import fastcdc  # its package imports click (12 ms): loaded when a large object is first chunked
+
         chunks: list[tuple[str, int]] = []
         with _PackWriter(self) as packer:
             for c in fastcdc.fastcdc(view, min_size=CHUNK_MIN, avg_size=CHUNK_AVG, max_size=CHUNK_MAX):
@@ -303,7 +303,7 @@ class PackingStore(ObjectStore):
         wanted = sorted(set(oids))
         if not wanted:
             return
-        key = f"keep/{int(time.time() * 1000):013d}-{secrets.token_hex(8)}"
+        key = f"keep/{int(time.time() * 1000):013d}-{os.urandom(8).hex()}"
         self.backend.put(key, _KEEP_MAGIC + b"".join(bytes.fromhex(o) for o in wanted))
 
     # -- reading -------------------------------------------------------------------------------------
