@@ -44,6 +44,10 @@ def test_ranges_of_raw_compressed_and_packed_objects(store: LocalObjectStore) ->
     small = os.urandom(2000)
     packed = store.put_many([small])[0]
     assert store.stat(packed).location.startswith("pack:") and store.get_ranges(packed, [(5, 10)]) == [small[5:15]]
+    big = os.urandom(300_000)  # a packed entry read as its codec byte and its payload, two ranges
+    packed_big = store.put_many([big])[0]
+    assert store.stat(packed_big).location.startswith("pack:")
+    assert store.get(packed_big) == big and LocalObjectStore(store.root).get(packed_big) == big
     with store.cache_scope():
         store.get(raw)
         assert store.get_ranges(raw, spans) == wanted

@@ -524,9 +524,9 @@ class PackingStore(ObjectStore):
         if known is not None:  # in a pack already indexed: one ranged read, no look for a loose copy first
             name, off, length = known
             with contextlib.suppress(ObjectNotFound):  # rewritten by gc meanwhile: the usual path below
-                stored = self.backend.get_range(f"packs/{name}.pack", off, length)
-                if len(stored) == length:
-                    return _split(stored[:1], stored[1:], oid)
+                head, payload = self._packed(name, off, length)
+                if len(head) + len(payload) == length:
+                    return _split(head, payload, oid)
         try:
             return _split(*self.backend.get_split(loose_key(oid), 1), oid)
         except ObjectNotFound:
@@ -537,14 +537,23 @@ class PackingStore(ObjectStore):
                 break
             name, off, length = entry
             try:
-                stored = self.backend.get_range(f"packs/{name}.pack", off, length)
+                head, payload = self._packed(name, off, length)
             except ObjectNotFound:
                 self._forget_pack(name)
                 continue
-            if len(stored) != length:
+            if len(head) + len(payload) != length:
                 raise CorruptObject(f"pack {name} is truncated at object {oid}; run `assay fsck`")
-            return _split(stored[:1], stored[1:], oid)
+            return _split(head, payload, oid)
         raise self._not_found(oid)
+
+    def _packed(self, name: str, off: int, length: int) -> tuple[bytes, bytes]:
+        """The codec byte and the payload of a packed entry, read as two ranges: slicing the payload off one
+        read would copy it (30 ms for a 30 MB fragment here)."""
+        if length < 1 << 16:
+            stored = self.backend.get_range(f"packs/{name}.pack", off, length)
+            return stored[:1], stored[1:]
+        head, payload = self.backend.get_ranges(f"packs/{name}.pack", [(off, 1), (off + 1, length - 1)])
+        return head, payload
 
     def _not_found(self, oid: str) -> ObjectNotFound:
         return ObjectNotFound(
