@@ -279,6 +279,22 @@ def test_damage_stays_local(template: Template, copy: Path) -> None:
         assert intact == len(template.files) - 2
 
 
+@pytest.mark.parametrize("kind", ["commit", "parent commit", "manifest", "chunk list"])
+def test_gc_deletes_nothing_when_an_object_that_refers_to_others_is_damaged(template: Template, copy: Path,
+                                                                           kind: str) -> None:
+    """What a damaged commit, manifest or chunk list refers to cannot be known, so it must not be taken for
+    garbage: gc refuses and every object stays, to be saved by a repair."""
+    undo = flip(copy, template.oids[kind], stored_length(copy, template.oids[kind]) // 2)
+    with assay.Repo(copy) as repo:
+        before = sorted(repo.store.iter_oids())
+        with pytest.raises(assay.CorruptObject, match=r"gc deleted nothing.*assay repair"):
+            repo.gc(grace=0)
+        assert sorted(repo.store.iter_oids()) == before
+    undo()
+    with assay.Repo(copy) as repo:
+        assert repo.fsck().ok and repo.dataset("train").to_arrow().sort_by("id").equals(template.table)
+
+
 @settings(max_examples=60, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())

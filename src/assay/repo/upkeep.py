@@ -132,8 +132,11 @@ def gc(repo: Repository, *, grace: float = 3600.0, dry_run: bool = False) -> GcR
     # One gc at a time in every process and on every machine that shares the catalog; writers elsewhere are
     # protected by the grace period, writers in this folder also wait on its work lock (they stage what they write).
     with _gc_lock(repo) as lease, repo.work.locked():
-        reachable = {oid for oid, _ in walk_reachable(repo)}
-        dead = [oid for oid in repo.store.iter_oids() if oid not in reachable]
+        seen = FsckReport()
+        reachable = {oid for oid, _ in walk_reachable(repo, seen)}
+        stored = list(repo.store.iter_oids())
+        _refuse_blind_gc(repo, seen, reachable.difference(stored))
+        dead = [oid for oid in stored if oid not in reachable]
         recent = sum(1 for oid in dead if repo.store.stat(oid).mtime >= limit)
         if dry_run:
             return GcReport(len(dead), 0, recent, 0)
@@ -141,8 +144,29 @@ def gc(repo: Repository, *, grace: float = 3600.0, dry_run: bool = False) -> GcR
             with contextlib.suppress(OutOfSpace):
                 lease.renew()
         removed = repo.store.delete(dead, older_than=limit)
+        if repo.copies is not None:  # what nothing reaches is not read again: its local copies go too
+            repo.copies.drop(dead)
         tmp = repo.store.clean_tmp(limit) if hasattr(repo.store, "clean_tmp") else 0
     return GcReport(len(dead), removed, recent, tmp)
+
+
+def _refuse_blind_gc(repo: Repository, seen: FsckReport, absent: set[str]) -> None:
+    """Raise when an object that refs reach could not be read, or is not stored: what lies below it (a
+    commit's history, a manifest's fragments) would look unreachable and be deleted, turning one damaged object
+    into a lost repository. An address that is not stored may be the damage itself (a chunk list whose bytes
+    changed names a chunk that does not exist, and the real one would look like garbage). In a partial clone
+    objects not fetched are no damage: what lies below them is not here either."""
+    partial = hasattr(repo.store, "remote_name")
+    missing = () if partial else sorted({*(o for o, _ in seen.missing), *absent})
+    damaged = [*seen.corrupt, *(o for o, _ in seen.unreadable), *missing]
+    if damaged:
+        shown = ", ".join(o[:12] for o in damaged[:5]) + (f" and {len(damaged) - 5} more" if len(damaged) > 5 else "")
+        raise CorruptObject(
+            f"gc deleted nothing: {len(damaged)} object(s) that refs reach are damaged or missing ({shown}), so "
+            "what they refer to cannot be told from garbage. Run `assay fsck` to list the damage and "
+            "`assay repair SOURCE` to restore those objects from a copy of the repository (a clone, a backup), "
+            "then run gc again"
+        )
 
 
 @contextlib.contextmanager
