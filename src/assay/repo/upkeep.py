@@ -164,8 +164,8 @@ def _refuse_blind_gc(repo: Repository, seen: FsckReport, absent: set[str]) -> No
         raise CorruptObject(
             f"gc deleted nothing: {len(damaged)} object(s) that refs reach are damaged or missing ({shown}), so "
             "what they refer to cannot be told from garbage. Run `assay fsck` to list the damage and "
-            "`assay repair SOURCE` to restore those objects from a copy of the repository (a clone, a backup), "
-            "then run gc again"
+            "`assay fsck --repair SOURCE` to restore those objects from a copy of the repository (a clone, a "
+            "backup), then run gc again"
         )
 
 
