@@ -102,3 +102,57 @@ def test_two_working_folders_share_a_repository_on_s3_and_postgresql(
     bob.close()
 
 
+
+
+def _count_requests(repo: assay.Repo) -> dict[str, int]:
+    """S3 requests that ``repo``'s store makes from now on, by operation (a boto3 event hook: the requests
+    still go to the server)."""
+    counts: dict[str, int] = {}
+
+    def seen(event_name: str, **_: object) -> None:
+        op = event_name.rsplit(".", 1)[-1]
+        counts[op] = counts.get(op, 0) + 1
+
+    repo.store.backend.client.meta.events.register("before-call.s3", seen)  # type: ignore[attr-defined]
+    return counts
+
+
+def test_commits_and_manifests_are_read_again_from_local_copies_not_the_bucket(
+        s3_repo: assay.Repo, s3_server: MotoServer, s3_bucket: str, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(make_table(300), tmp_path / "t.parquet")
+    s3_repo.add("t", tmp_path / "t.parquet", key="id")
+    head = s3_repo.commit("first")
+    manifest = s3_repo.datasets()["t"]
+    copies = s3_repo.dir / "copies"
+    assert (copies / head[:2] / head[2:]).is_file() and (copies / manifest[:2] / manifest[2:]).is_file()
+    s3_repo.close()
+
+    with assay.Repo(s3_repo.root) as again:  # the next command: a re-add of the same file reads nothing remote
+        counts = _count_requests(again)
+        result = again.add("t", tmp_path / "t.parquet", key="id")
+        assert result.unchanged == 300 and not counts.get("GetObject")
+        assert again.dataset("t").to_arrow().num_rows == 300
+
+    (copies / manifest[:2] / manifest[2:]).write_bytes(b"damaged")  # a damaged copy is dropped, read again
+    with assay.Repo(s3_repo.root) as again:
+        counts = _count_requests(again)
+        assert again.dataset("t").manifest.rows == 300 and counts.get("GetObject", 0) >= 1
+        assert again.copies is not None and again.copies.get(manifest) is not None  # kept whole again
+
+    # gc removes the copies of what it collected
+    with assay.Repo(s3_repo.root) as again:
+        again.add("t", make_table(10, seed=5, start=1000), mode="append")
+        again.reset()
+        dead = {p.parent.name + p.name for p in copies.rglob("*") if p.is_file()} - {head, manifest}
+        assert dead  # the manifest of the add that was reset
+        again.gc(grace=0)
+        left = {p.parent.name + p.name for p in copies.rglob("*") if p.is_file()}
+        assert left == {head, manifest}
+
+    # fsck asks the bucket, not the copies: a commit damaged in the bucket is found though its copy is good
+    key = f"{tmp_path.name}/objects/{head[:2]}/{head[2:]}"
+    s3_server.client().put_object(Bucket=s3_bucket, Key=key, Body=b"\x00damaged")
+    with assay.Repo(s3_repo.root) as again:
+        assert head in again.fsck().corrupt

@@ -36,7 +36,8 @@ from assay.repo.catalog import Catalog, RefUpdate, config_url, open_catalog
 from assay.repo.commits import Commit, merge_contents
 from assay.repo.gitinfo import code_reference, default_author
 from assay.repo.staging import AddMemo, StagedDataset, WorkState
-from assay.store import LocalObjectStore, ObjectStore
+from assay.store import LocalObjectStore, ObjectStore, is_oid
+from assay.store.copies import LocalCopies
 from assay.store.urls import open_store
 
 if TYPE_CHECKING:  # the table layer (Arrow) is imported where it is used: status, log, branch and tag need none
@@ -131,6 +132,8 @@ class Repository:
             raise FormatError(f"{self.dir} was made by a newer assay (format {config['format']}); upgrade assay")
         here = str(self.dir)
         self.store = store or open_store(config.get("store", DEFAULT_STORE).replace("{assay_dir}", here))
+        # commits and manifests read or written once are read again from the working folder, not the network
+        self.copies = LocalCopies(self.dir / "copies") if self.store.remote else None
         self.catalog = catalog or open_catalog(config["catalog"].replace("{assay_dir}", here))
         if getattr(self.catalog, "migrated_from", None) is not None:  # upgraded just now: fill in commit parents
             history.backfill(self.catalog, self.read_commit)
@@ -163,12 +166,30 @@ class Repository:
     # -- objects ---------------------------------------------------------------------------------------------
 
     def read_commit(self, oid: str) -> Commit:
-        return Commit.from_bytes(self.store.get(oid), oid)
+        return Commit.from_bytes(self._read_small(oid), oid)
 
     def read_manifest(self, oid: str) -> Manifest:
         from assay.table.manifest import Manifest
 
-        return Manifest.from_bytes(self.store.get(oid), oid)
+        return Manifest.from_bytes(self._read_small(oid), oid)
+
+    def _read_small(self, oid: str) -> bytes:
+        """A commit or manifest: from the local copy when the store is remote and one was kept."""
+        copies = self.copies
+        if copies is None or not is_oid(oid):
+            return self.store.get(oid)
+        data = copies.get(oid)
+        if data is None:
+            data = self.store.get(oid)
+            copies.keep(oid, data)
+        return data
+
+    def _put_small(self, data: bytes) -> str:
+        """Store a commit or manifest (and keep a local copy when the store is remote)."""
+        oid = self.store.put(data)
+        if self.copies is not None:
+            self.copies.keep(oid, data)
+        return oid
 
     # -- HEAD and revisions ------------------------------------------------------------------------------------
 
@@ -303,7 +324,7 @@ class Repository:
             return memo, UpdateResult(base_manifest, unchanged=base_manifest.rows)
         result = apply_update(self.store, name, base_manifest, src, key=keys, mode=mode, kind=kind,
                               blob_columns=blobs, progress=progress, engine=engine or self.engine)
-        new_oid = self.store.put(result.manifest.to_bytes())
+        new_oid = self._put_small(result.manifest.to_bytes())
         self._memo.put(base, src.digest, keys, mode, new_oid)
         if mode in _IDEMPOTENT and new_oid != base:  # the same input again changes nothing: a re-add reads no data
             self._memo.put(new_oid, src.digest, keys, mode, new_oid)
@@ -488,7 +509,7 @@ class Repository:
         return out
 
     def _write_commit(self, c: Commit) -> str:
-        oid = self.store.put(c.to_bytes())
+        oid = self._put_small(c.to_bytes())
         self.catalog.record_commit(oid, c.time, c.message, c.parents)
         return oid
 

@@ -36,6 +36,10 @@ class ObjectStore(abc.ABC):
     hand) refuses to be pickled (``NotPortable``) rather than travel as a silent copy.
     """
 
+    #: whether a read is a request over a network: a repository then keeps local copies of its commits and
+    #: manifests (``assay.store.copies``)
+    remote = False
+
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         url = getattr(self, "url", None)
         if not url:

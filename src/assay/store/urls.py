@@ -43,6 +43,8 @@ class S3ObjectStore(PackingStore):
     The endpoint comes from ``AWS_ENDPOINT_URL`` (or the AWS configuration), credentials from the AWS chain;
     neither is part of the URL, so the URL can be written into a repository's config."""
 
+    remote = True
+
     def __init__(self, url: str, *, endpoint_url: str | None = None):
         from assay.store.s3 import S3Backend
 
