@@ -210,3 +210,31 @@ def test_remote_commands_at_the_cli(origin: assay.Repo, tmp_path: Path) -> None:
     assert "up to date" in run(work, "push").stdout
     bad = run(work, "push", "nope")
     assert bad.returncode == 1 and "no remote 'nope'" in bad.stderr
+
+
+def test_a_copy_keeps_how_each_large_object_is_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fragment written whole stays whole on the remote (its columns read there by range, no re-chunking on
+    the way), and a large file stored in chunks stays in chunks (a new version sends only the changed ones)."""
+    from assay.store import local as local_mod
+
+    monkeypatch.setattr(local_mod, "CHUNK_FROM", 256 << 10)
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "big.bin").write_bytes(os.urandom(3 << 20))
+    r = assay.init(tmp_path / "origin")
+    r.add("t", make_table(40_000), key="id")
+    r.add("files", str(folder))
+    r.commit("first")
+    fragment = r.dataset("t").manifest.fragments[0].oid
+    blob = r.dataset("files").to_arrow(["blob"]).column("blob")[0].as_py()
+    assert r.store.stat(fragment).size > 256 << 10  # large: sent alone, as a fragment of real size is
+    assert r.store.stored_as(fragment) == (False, False) and r.store.stored_as(blob)[0]
+    copy = clone(str(r.root), tmp_path / "copy")
+    bare = assay.init(tmp_path / "bare")
+    add_remote(copy, "bare", str(bare.root))
+    push(copy, "bare")
+    for there in (copy, bare):
+        assert there.store.stored_as(fragment) == (False, False), there
+        assert there.store.stored_as(blob) == r.store.stored_as(blob), there
+        assert there.store.children(blob) == r.store.children(blob)
+    assert bare.fsck().ok and bare.dataset("t", "main").to_arrow().num_rows == 40_000

@@ -106,6 +106,11 @@ class PartialStore(ObjectStore):
             raise AttributeError(name)
         return getattr(self.local, name)
 
+    def stored_as(self, oid: str) -> tuple[bool, bool]:
+        if self.local.has(oid):
+            return self.local.stored_as(oid)
+        return self._promisor().store.stored_as(oid)
+
     # -- what comes from the remote ---------------------------------------------------------------------------
 
     def fetch(self, oids: Iterable[str]) -> int:
@@ -124,7 +129,8 @@ class PartialStore(ObjectStore):
                 raise ObjectNotFound(f"{e.args[0] if e.args else e} (this partial clone reads it from remote "
                                      f"{self.remote_name}, which does not hold it either: run `assay fsck` there)"
                                      ) from e
-            store_verified(self.local, list(zip(want, datas, strict=True)), self.fetched)
+            store_verified(self.local, list(zip(want, datas, strict=True)), self.fetched,
+                           layout=remote.store.stored_as)
         return len(want)
 
     def _promisor(self) -> RemoteEnd:

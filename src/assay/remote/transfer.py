@@ -20,7 +20,7 @@ holds for every later fetch as well, and what was read since stays.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from assay._types import Progress
@@ -128,15 +128,18 @@ def send(src: ObjectStore, dst: ObjectStore, commits: Sequence[str], *, progress
     for start in range(0, len(order), BATCH):
         part = order[start:start + BATCH]
         datas = src.get_many(part) if engine is None else list(engine.map(src.get, part))
-        store_verified(dst, list(zip(part, datas, strict=True)), report)
+        store_verified(dst, list(zip(part, datas, strict=True)), report, layout=src.stored_as)
         if progress:
             progress(stage, report.objects, len(order))
     return report
 
 
-def store_verified(dst: ObjectStore, items: list[tuple[str, bytes]], report: TransferReport) -> None:
+def store_verified(dst: ObjectStore, items: list[tuple[str, bytes]], report: TransferReport, *,
+                   layout: Callable[[str], tuple[bool, bool]] | None = None) -> None:
     """Store ``items`` in their order (small ones together in one pack, flushed before each large one), each
-    hashed first: bytes that do not match their id are refused (CorruptObject) and nothing of the batch is stored."""
+    hashed first: bytes that do not match their id are refused (CorruptObject) and nothing of the batch is stored.
+    ``layout``: how the source stores a large object (``ObjectStore.stored_as``), which its copy keeps (a fragment
+    stored whole is not split into chunks at the destination)."""
     for oid, data in items:
         actual = hash_bytes(data)
         if actual != oid:
@@ -144,14 +147,15 @@ def store_verified(dst: ObjectStore, items: list[tuple[str, bytes]], report: Tra
                                 "copy is damaged, so it was not stored. Run `assay fsck` there (or repair it with "
                                 "`assay fsck --repair`), then try again")
     small: list[bytes] = []
-    for _, data in items:
+    for oid, data in items:
         if len(data) <= SMALL:
             small.append(data)
             continue
         if small:
             dst.put_many(small)
             small = []
-        dst.put(data)
+        chunk, compress = layout(oid) if layout is not None else (True, True)
+        dst.put(data, chunk=chunk, compress=compress)
     if small:
         dst.put_many(small)
     report.objects += len(items)

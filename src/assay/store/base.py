@@ -132,6 +132,12 @@ class ObjectStore(abc.ABC):
         """Record that existing objects are used again, so that a concurrent gc keeps them for its grace period
         (without touching them: see docs/storage.md, "Packs and gc on object storage")."""
 
+    def stored_as(self, oid: str) -> tuple[bool, bool]:
+        """How ``oid`` is stored, as the ``chunk`` and ``compress`` arguments of ``put``, so that a copy into
+        another store (a push, a fetch) keeps the layout its writer chose: a fragment written whole stays whole
+        and can be read by column ranges there too. By default the defaults of ``put``."""
+        return True, True
+
     def verify(self, oid: str) -> None:
         """Raise CorruptObject when the stored bytes do not hash to ``oid``."""
         self.get(oid)

@@ -428,6 +428,11 @@ class PackingStore(ObjectStore):
             raise self._not_found(oid)
         return f"packs/{entry[0]}.pack", entry[1], entry[2]
 
+    def stored_as(self, oid: str) -> tuple[bool, bool]:
+        key, start, _ = self._locate(oid)
+        head = self.backend.get_range(key, start, 1)  # the codec byte
+        return head == _CODEC_BYTE[codec.CHUNKS], head != _CODEC_BYTE[codec.RAW]
+
     def has(self, oid: str) -> bool:
         if self._has_known(oid):
             return True
