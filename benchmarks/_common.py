@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import compileall
 import cProfile
 import datetime as dt
 import io
@@ -57,6 +58,10 @@ def setup(args: argparse.Namespace, title: str) -> None:
                            capture_output=True, text=True)
     if head.returncode == 0:
         print(f"assay source: {src} at git {head.stdout.strip()}{' (src modified)' if dirty.stdout.strip() else ''}")
+    # assay's modules compiled to bytecode once, as pip does when it installs a package: in an environment that
+    # forbids writing it (PYTHONDONTWRITEBYTECODE), every command a benchmark runs would time the compiler too
+    compiled = compileall.compile_dir(str(src), quiet=1)
+    print(f"bytecode of {src}: {'compiled' if compiled else 'NOT all compiled (the CLI figures include compiling)'}")
     with suppress(OSError):
         print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
 
