@@ -13,10 +13,10 @@ removing it at any time loses nothing.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from assay.store.fs import atomic_write
 from assay.store.hashing import hash_bytes, is_oid
 
 COPY_MAX = 4 << 20  # objects larger than this are read from the store each time (a manifest of ~10^9 rows)
@@ -55,14 +55,11 @@ class LocalCopies:
         path = self._path(oid)
         if path.exists():
             return
-        tmp = path.with_name(f".tmp-{path.name[:16]}-{os.getpid()}-{os.urandom(4).hex()}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
-            os.replace(tmp, path)  # whole or absent: a reader never sees half a copy (and checks the hash)
+            atomic_write(path, data, durable=False)  # whole or absent (a reader checks the hash anyway)
         except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            pass
 
     def drop(self, oids: Iterable[str]) -> None:
         """Remove the copies of ``oids`` (gc removed them from the store)."""
