@@ -135,3 +135,58 @@ def test_pandas_still_loads_when_something_converts_to_it() -> None:
             "print(type(pa.table({'a': [1]}).to_pandas()).__name__, pa.array(__import__('pandas').Series([1.5])))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.startswith("DataFrame") and "1.5" in r.stdout, r.stderr
+
+
+def test_a_plain_line_off_a_terminal_is_written_without_rich(one_commit: Path) -> None:
+    """`assay commit` into a pipe prints its line without loading Rich (20 ms of its start-up)."""
+    probe = PROBE.replace("HEAVY = ", "HEAVY = ('rich.console',) + ", 1)
+    with assay.Repo(one_commit) as repo:
+        repo.add("more", make_table(5), key="id")
+    r = subprocess.run([sys.executable, "-c", probe, "commit", "-m", "more rows"], cwd=one_commit,
+                       capture_output=True, text=True, timeout=120)
+    report = json.loads(r.stderr.strip().splitlines()[-1])
+    assert report["code"] == 0 and "] more rows" in r.stdout, (r.stdout, report)
+    assert "rich.console" not in report["heavy"]
+
+
+def test_the_plain_path_writes_what_rich_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off a terminal, text printed without Rich is byte for byte Rich's; what Rich would change (markup, an
+    :emoji: code, tabs, control characters, overlong lines) still goes through Rich."""
+    import io
+    import random
+
+    from rich.console import Console
+    from rich.errors import MarkupError
+
+    from assay.cli._common import _LazyConsole
+
+    rng = random.Random(7)
+    texts = ["table: +10 added, ~0 changed", "  padded  ", "two\nlines  \n", "", "ünïcödé 漢字", "[main 1a2b] msg",
+             "[bold]x[/]", "a :smile: b", "12:30:45 UTC", "tab\there", "cr\rhere", "a\\b", "\x1b[31mred"]
+    alphabet = "ab c\n\\:[]/{}é漢-.0\t\u00a0"
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(300)]
+    plain = 0
+    for text in texts:
+        for options in ({}, {"markup": False}, {"markup": False, "highlight": False}, {"end": ""}, {"soft_wrap": True}):
+            want = io.StringIO()
+            try:
+                Console(file=want, width=100_000).print(text, **options)
+            except MarkupError:  # a random text that is bad markup: the plain path must not hide the error
+                monkeypatch.setattr(sys, "stdout", io.StringIO())
+                with pytest.raises(MarkupError):
+                    _LazyConsole("stdout").print(text, **options)
+                monkeypatch.undo()
+                continue
+            got = io.StringIO()
+            monkeypatch.setattr(sys, "stdout", got)
+            console = _LazyConsole("stdout")
+            console.print(text, **options)
+            monkeypatch.undo()
+            assert got.getvalue() == want.getvalue(), (text, options)
+            plain += console._console is None
+    assert plain > 250  # most of them took the plain path
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    forced = _LazyConsole("stdout")
+    forced.print("plain words")
+    assert forced._console is not None and forced.is_terminal

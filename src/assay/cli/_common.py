@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,8 +21,20 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 
+# Text that Rich prints unchanged on a stream that is not a terminal: no markup tag, no :emoji: code, no tab or
+# control character (Rich expands or strips them); a newline is fine
+_NOT_PLAIN = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]|:\S*?:")
+_PLAIN_OPTIONS = frozenset({"markup", "highlight", "soft_wrap", "end"})  # options without effect on plain text
+_WIDTH = 100_000  # off a terminal (pipes, files, CI): wide enough that no value is cut or wrapped
+
+
 class _LazyConsole:
-    """A Rich console on a stream, made when first used; ``out.print(...)`` as on the console itself."""
+    """A Rich console on a stream, made when first used; ``out.print(...)`` as on the console itself.
+
+    Off a terminal, a line of plain text (what most commands print) is written as it is, without loading Rich
+    (20 ms of every command's start-up): byte for byte what Rich writes there. Anything else (markup, tables,
+    a terminal, an environment that makes Rich colour a pipe) goes to Rich.
+    """
 
     def __init__(self, stream: str, **kwargs: Any):
         self._stream, self._kwargs = stream, kwargs
@@ -31,10 +45,46 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            stream = getattr(sys, self._stream)  # a terminal's width; elsewhere (pipes, CI) wide enough that no
-            width = None if stream.isatty() else 100_000  # value is cut or wrapped
+            stream = getattr(sys, self._stream)  # a terminal's width; elsewhere wide enough
+            width = None if stream.isatty() else _WIDTH
             self._console = Console(width=width, **self._kwargs)
         return self._console
+
+    @property
+    def is_terminal(self) -> bool:
+        return False if self._plain_stream() else bool(self.console.is_terminal)
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        text = self._plain_text(objects, options)
+        if text is None:
+            self.console.print(*objects, **options)
+            return
+        stream = getattr(sys, self._stream)
+        stream.write(text + options.get("end", "\n"))
+        stream.flush()
+
+    def _plain_stream(self) -> bool:
+        """Whether Rich would treat the stream as a plain file: not a terminal, and nothing (FORCE_COLOR,
+        TTY_COMPATIBLE, TTY_INTERACTIVE, a notebook, IDLE) telling it otherwise."""
+        if self._console is not None and self._console.width != _WIDTH:
+            return False
+        if any(v in os.environ for v in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")) or \
+                "ipykernel" in sys.modules or "idlelib" in sys.modules:
+            return False
+        try:
+            return not getattr(sys, self._stream).isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def _plain_text(self, objects: tuple[Any, ...], options: dict[str, Any]) -> str | None:
+        """The one line(s) of text to write as they are, or None when Rich must render ``objects``."""
+        if len(objects) != 1 or type(objects[0]) is not str or not options.keys() <= _PLAIN_OPTIONS:
+            return None
+        text: str = objects[0]
+        if (options.get("markup", True) and "[" in text) or _NOT_PLAIN.search(text) or \
+                len(text) * 2 >= _WIDTH or not self._plain_stream():
+            return None
+        return text
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.console, name)

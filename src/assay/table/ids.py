@@ -10,6 +10,7 @@ logical types, never on Arrow widths, chunking, column order or the platform.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -301,20 +302,15 @@ def _sha_prefix(inputs: list[tuple[pa.Array, list[pa.Array]]]) -> list[pa.Array]
 
 
 def _sha_prefix_hashlib(fixed: pa.FixedSizeBinaryArray, varlen: list[pa.Array]) -> pa.Array:
-    n, width = len(fixed), fixed.type.byte_width
-    rows = memoryview(fixed.buffers()[1])[fixed.offset * width:(fixed.offset + n) * width]
-    tails = [(memoryview(v.buffers()[2] or b""),
-              np.frombuffer(v.buffers()[1], "<i8", len(v) + 1, v.offset * 8).tolist()) for v in varlen]
+    """Each row's message (its fixed part, then its variable parts) joined into one buffer by Arrow, then one
+    ``sha256`` call per row: half the Python work of updating a hash per part."""
+    n = len(fixed)
+    message = fixed.cast(pa.large_binary()) if not varlen else \
+        pc.binary_join_element_wise(fixed.cast(pa.large_binary()), *varlen, pa.scalar(b"", pa.large_binary()))
+    data = memoryview(message.buffers()[2] or b"")
+    offsets = np.frombuffer(message.buffers()[1], "<i8", n + 1, message.offset * 8).tolist()
     sha, k = hashlib.sha256, ID_BYTES
-    if not tails:
-        digests = [sha(rows[i * width:(i + 1) * width]).digest()[:k] for i in range(n)]
-    else:
-        digests = []
-        for i in range(n):
-            h = sha(rows[i * width:(i + 1) * width])
-            for data, offsets in tails:
-                h.update(data[offsets[i]:offsets[i + 1]])
-            digests.append(h.digest()[:k])
+    digests = [sha(data[a:b]).digest()[:k] for a, b in itertools.pairwise(offsets)]
     return pa.FixedSizeBinaryArray.from_buffers(ID_TYPE, n, [None, pa.py_buffer(b"".join(digests))])
 
 
