@@ -1,6 +1,7 @@
 """What every command module shares: the consoles, the repository option's value, progress bars, tables and
-small formatters. Importing it costs only typer: Rich is loaded when something is first printed (``--help`` is
-click's), its tables and progress bars when drawn, and each command imports the layer it uses when it runs."""
+small formatters. Importing it costs only typer: Rich is loaded when something that needs it is first printed (a
+plain line into a pipe or file does not; ``--help`` is click's), its tables and progress bars when drawn, and each
+command imports the layer it uses when it runs."""
 
 from __future__ import annotations
 
