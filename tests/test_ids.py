@@ -149,6 +149,24 @@ def test_nested_values_hash_as_json() -> None:
     assert len(set(h)) == 3
 
 
+def test_nested_types_hash_by_their_values_not_their_child_names_or_widths(tmp_path: Any) -> None:
+    import pyarrow.parquet as pq
+
+    values = [[1, 2], [3, 4], None]
+    arrow = pa.table({"l": pa.array(values, pa.list_(pa.int64()))})
+    pq.write_table(arrow, tmp_path / "l.parquet")
+    parquet = pq.read_table(tmp_path / "l.parquet")  # a list's child comes back named "element"
+    assert parquet.schema.field("l").type.value_field.name == "element"
+    base = ids.row_hashes(arrow)
+    for other in (parquet, pa.table({"l": pa.array(values, pa.large_list(pa.int32()))}),
+                  pa.table({"l": pa.array(values, pa.list_(pa.field("x", pa.int16(), nullable=False), 2))})):
+        assert ids.row_hashes(other).equals(base)
+    struct = pa.table({"s": [{"a": 1, "b": [0.5]}]})
+    assert ids.logical_type(struct.schema.field("s").type) == "json:struct<a: int, b: list<float>>"
+    renamed = pa.table({"s": [{"c": 1, "b": [0.5]}]})
+    assert ids.row_hashes(renamed).to_pylist() != ids.row_hashes(struct).to_pylist()  # a struct's names are values
+
+
 rows_strategy = st.lists(
     st.fixed_dictionaries({
         "i": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),

@@ -531,3 +531,12 @@ def test_diff_columns_treat_nan_and_null_as_unchanged(repo: assay.Repo) -> None:
     repo.add("t", pa.table({"id": [1, 2], "f": [float("nan"), None], "s": ["x", "y"]}))
     (d,) = repo.diff(a)
     assert d.changed == 2 and d.column_changes == {"s": 2}
+
+
+def test_readding_an_exported_list_column_changes_nothing(repo: assay.Repo, tmp_path: Path) -> None:
+    emb = pa.table({"id": [1, 2, 3], "emb": [[0.1, 0.2], [0.3, 0.4], None]})
+    repo.add("t", emb, key="id")
+    repo.commit("a")
+    repo.export("t", tmp_path / "t.parquet")  # Parquet names a list's child "element", Arrow "item"
+    again = repo.add("t", tmp_path / "t.parquet")
+    assert (again.updated, again.unchanged, again.written_rows) == (0, 3, 0)

@@ -190,3 +190,21 @@ def test_the_plain_path_writes_what_rich_writes(monkeypatch: pytest.MonkeyPatch)
     forced = _LazyConsole("stdout")
     forced.print("plain words")
     assert forced._console is not None and forced.is_terminal
+
+
+def test_diff_into_a_pipe_prints_its_lines_without_rich(tmp_path: Path) -> None:
+    """`assay diff` off a terminal builds its lines without markup: Rich is not loaded, and values that look like
+    markup are printed as they are."""
+    import pyarrow as pa
+
+    probe = PROBE.replace("HEAVY = ", "HEAVY = ('rich.console', 'rich.markup') + ", 1)
+    with assay.init(tmp_path) as repo:
+        repo.add("t", pa.table({"k": ["[bold]a[/]", "b"], "v": [1, 2]}), key="k")
+        repo.commit("one")
+        repo.add("t", pa.table({"k": ["[bold]a[/]", "b"], "v": [1, 3]}), key="k")
+        repo.add("t", pa.table({"k": ["[red]c"], "v": [4]}), key="k", mode="append")
+        repo.commit("two")
+    out, report = _run(tmp_path, "diff", "HEAD~1", "HEAD")
+    assert report["code"] == 0 and "rich.console" not in report["heavy"] and "rich.markup" not in report["heavy"]
+    assert out.splitlines() == ["t: +1 added, -0 removed, ~1 changed, 1 unchanged (2 -> 3 samples)",
+                                "  columns changed: v (1)", "  + k='[red]c'", "  ~ k='b'  v: 2 -> 3"]

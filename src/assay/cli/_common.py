@@ -52,6 +52,12 @@ class _LazyConsole:
         return self._console
 
     @property
+    def is_plain(self) -> bool:
+        """Whether what is printed lands as plain text (no colour, no markup rendered): a command can then build
+        its lines without markup, and they are written without loading Rich."""
+        return self._plain_stream()
+
+    @property
     def is_terminal(self) -> bool:
         return False if self._plain_stream() else bool(self.console.is_terminal)
 

@@ -96,25 +96,35 @@ def diff(a: Annotated[str | None, typer.Argument(metavar="FROM", help="From revi
         return
     if not diffs:
         out.print("No differences.")
+    styled = not out.is_plain  # into a pipe or file: the same lines without markup, so Rich is never loaded
+    esc = escape if styled else str
+
+    def say(line: str) -> None:
+        out.print(line, markup=styled)
+
+    def style(name: str, text: str) -> str:
+        return f"[{name}]{text}[/]" if styled else text
+
     for d in diffs:
-        out.print(f"[bold]{escape(d.name)}[/]: +{d.added} added, -{d.removed} removed, ~{d.changed} changed, "
-                  f"{d.unchanged} unchanged ({d.rows_a} -> {d.rows_b} samples)")
+        say(f"{style('bold', esc(d.name))}: +{d.added} added, -{d.removed} removed, ~{d.changed} changed, "
+            f"{d.unchanged} unchanged ({d.rows_a} -> {d.rows_b} samples)")
         for k, v in d.schema_changes.items():
-            out.print(f"  schema {k.replace('_', ' ')}: {escape(str(v))}")
+            say(f"  schema {k.replace('_', ' ')}: {esc(str(v))}")
         if d.column_changes:
-            out.print("  columns changed: " + ", ".join(f"{escape(c)} ({n})" for c, n in d.column_changes.items()))
+            say("  columns changed: " + ", ".join(f"{esc(c)} ({n})" for c, n in d.column_changes.items()))
         if stat:
             continue
         for s in d.samples:
             what = ", ".join(f"{k}={v!r}" for k, v in s.key.items()) if s.key else s.id[:12]
-            mark = {"added": "[green]+[/]", "removed": "[red]-[/]", "changed": "[yellow]~[/]"}[s.status]
+            mark = style({"added": "green", "removed": "red", "changed": "yellow"}[s.status],
+                         {"added": "+", "removed": "-", "changed": "~"}[s.status])
             change = "  " + "; ".join(f"{c}: {_value(old)} -> {_value(new)}" for c, (old, new) in s.values.items()) \
                 if s.values else (f"  [{', '.join(s.columns)}]" if s.columns else "")
-            out.print(f"  {mark} {escape(what)}{escape(change)}")
+            say(f"  {mark} {esc(what)}{esc(change)}")
         shown = len(d.samples)
         total = d.added + d.removed + d.changed
         if total > shown:
-            out.print(f"  ... {total - shown} more (use --limit N, or --json)")
+            say(f"  ... {total - shown} more (use --limit N, or --json)")
 
 
 def _value(v: Any) -> str:

@@ -71,10 +71,10 @@ def diff_manifests(store: ObjectStore, name: str, a: Manifest | None, b: Manifes
     rows_a, rows_b = (a.rows if a else 0), (b.rows if b else 0)
     unchanged = rows_b - counts["added"] - counts["changed"]
     engine = engine or default_engine()
-    col_changes, names, matrix = _column_changes(store, a, b, joined, engine)
-    samples = _listing(store, a, b, joined, names, matrix, limit, engine)
+    compared = _compare_changed(store, a, b, joined, engine)
+    samples = _listing(store, a, b, joined, compared, limit, engine)
     return DatasetDiff(name, counts["added"], counts["removed"], counts["changed"], unchanged, rows_a, rows_b,
-                       schema_changes(a, b), col_changes, samples)
+                       schema_changes(a, b), compared.counts(), samples)
 
 
 def schema_changes(a: Manifest | None, b: Manifest | None) -> dict[str, Any]:
@@ -156,6 +156,7 @@ def id_level_diff(store: ObjectStore, a: Manifest | None, b: Manifest | None) ->
         "fb": _pick(right.column(FRAG).to_numpy(), ri, -1), "pb": _pick(right.column(POSITION).to_numpy(), ri, 0),
         "id": np.array([bytes(w) for w in sample_id[order]], dtype=object),
         "hash": np.array([bytes(w) for w in content[order]], dtype=object),
+        "ha": _pick(lw[HASH_COLUMN], li, 0), "hb": _pick(rw[HASH_COLUMN], ri, 0),
     }
 
 
@@ -189,23 +190,115 @@ def rows_at(store: ObjectStore, m: Manifest, frags: np.ndarray, positions: np.nd
     return table.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
 
 
-def _column_changes(store: ObjectStore, a: Manifest | None, b: Manifest | None,
-                    joined: dict[str, np.ndarray], engine: Engine) -> tuple[dict[str, int], list[str], np.ndarray]:
-    """Per column, how many changed samples differ in it; and the (columns x changed samples) matrix."""
-    changed = joined["status"] == "changed"
-    n = int(changed.sum())
+@dataclass
+class _Compared:
+    """The changed samples compared column by column: ``matrix[i, j]`` says whether column ``names[i]``
+    differs in changed sample ``j`` (the j-th changed one of ``joined``); ``old`` and ``new`` hold the values
+    that were read, per column, aligned with the changed samples."""
+
+    names: list[str]
+    matrix: np.ndarray
+    old: dict[str, pa.ChunkedArray] = field(default_factory=dict)
+    new: dict[str, pa.ChunkedArray] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {c: int(row.sum()) for c, row in zip(self.names, self.matrix, strict=True) if row.any()}
+
+
+def _compare_changed(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined: dict[str, np.ndarray],
+                     engine: Engine) -> _Compared:
+    """Which columns differ in each changed sample, reading as little of the data as it can.
+
+    When both versions have the same columns (by name and logical type), one side's changed rows are read
+    whole (the side whose fragments hold fewer rows) and the other side's one column at a time, the smallest
+    columns first. After each column that differs somewhere, the rows it differs in are re-hashed with the
+    other side's values put in for the columns read so far: a row whose hash then equals its stored content
+    hash on the other side differs in no column not yet read (the same 128-bit content hash that decides
+    whether a sample changed at all), so it is settled, and the reading stops once every row is. Relabelling
+    1% of a 20-column table reads the label column and a few small ones, not the whole table. Otherwise (the
+    columns changed) every common column is read on both sides.
+    """
+    changed = np.flatnonzero(joined["status"] == "changed")
+    n = len(changed)
     if a is None or b is None or not n:
-        return {}, [], np.zeros((0, n), bool)
+        return _Compared([], np.zeros((0, n), bool))
+    sides = {"a": (a, joined["fa"][changed], joined["pa"][changed], joined["ha"][changed]),
+             "b": (b, joined["fb"][changed], joined["pb"][changed], joined["hb"][changed])}
+    if not _same_columns(a, b):
+        return _compare_all(store, a, b, sides, engine)
+    whole, probe = ("b", "a") if _rows_to_decode(sides["b"]) <= _rows_to_decode(sides["a"]) else ("a", "b")
+    base_m, base_f, base_p, _ = sides[whole]
+    probe_m, probe_f, probe_p, probe_hash = sides[probe]
+    names = list(b.schema.names)
+    base = rows_at(store, base_m, base_f, base_p, base_m.schema.names, engine)
+    read: dict[str, pa.ChunkedArray] = {}
+    differs = {c: np.zeros(n, bool) for c in names}
+    settled = np.zeros(n, bool)
+    for c in _smallest_first(store, probe_m, probe_f, names):
+        if settled.all():
+            break
+        read[c] = rows_at(store, probe_m, probe_f, probe_p, [c], engine).column(c)
+        differs[c] = _differs(read[c], base.column(c))
+        check = np.flatnonzero(differs[c] & ~settled)
+        if not len(check):
+            continue
+        take = pa.array(check)
+        hybrid = pa.table({f.name: (read[f.name] if f.name in read else base.column(f.name)).take(take)
+                           for f in probe_m.schema})
+        got = ids.id_words(ids.row_hashes(hybrid, probe_m.schema.names))
+        settled[check] = (got == probe_hash[check]).all(axis=1)
+    full = {c: base.column(c) for c in base.column_names}
+    old, new = (read, full) if probe == "a" else (full, read)
+    return _Compared(names, _matrix([differs[c] for c in names], n), old, new)
+
+
+def _matrix(rows: list[np.ndarray], n: int) -> np.ndarray:
+    return np.vstack(rows) if rows else np.zeros((0, n), bool)
+
+
+def _same_columns(a: Manifest, b: Manifest) -> bool:
+    """Whether two versions have the same columns, by name and by the logical type hashes see."""
+    if set(a.schema.names) != set(b.schema.names):
+        return False
+    return all(ids.logical_type(f.type) == ids.logical_type(b.schema.field(f.name).type) for f in a.schema)
+
+
+def _rows_to_decode(side: tuple[Manifest, np.ndarray, np.ndarray, np.ndarray]) -> int:
+    """How many rows the fragments holding one side's changed rows have (what reading a column decodes)."""
+    m, frags = side[0], side[1]
+    return sum(m.fragments[int(i)].rows for i in np.unique(frags))
+
+
+def _smallest_first(store: ObjectStore, m: Manifest, frags: np.ndarray, names: Sequence[str]) -> list[str]:
+    """``names`` in the order of their stored size in the fragments ``frags`` of ``m`` (schema order where a
+    fragment's layout is unknown)."""
+    from assay.table.fragments import read_stats
+
+    size = dict.fromkeys(names, 0)
+    for i in np.unique(frags):
+        stats = read_stats(store, m.fragments[int(i)])
+        if stats is None or stats.layout is None:
+            return list(names)
+        for c in names:
+            ranges = stats.layout.columns.get(c)
+            size[c] += ranges.size if ranges is not None else 0
+    return sorted(names, key=lambda c: size[c])
+
+
+def _compare_all(store: ObjectStore, a: Manifest, b: Manifest,
+                 sides: dict[str, tuple[Manifest, np.ndarray, np.ndarray, np.ndarray]], engine: Engine) -> _Compared:
+    """Every common column read on both sides; a column on one side only differs in every sample."""
     common = [c for c in b.schema.names if c in a.schema.names]
-    left = rows_at(store, a, joined["fa"][changed], joined["pa"][changed], common, engine)
-    right = rows_at(store, b, joined["fb"][changed], joined["pb"][changed], common, engine)
+    n = len(sides["a"][1])
+    _, fa, pa_, _ = sides["a"]
+    _, fb, pb, _ = sides["b"]
+    left = rows_at(store, a, fa, pa_, common, engine)
+    right = rows_at(store, b, fb, pb, common, engine)
     differs = [_differs(left.column(c), right.column(c)) for c in common]
     only_one_side = [c for c in b.schema.names if c not in common] + [c for c in a.schema.names if c not in common]
     differs += [np.ones(n, bool)] * len(only_one_side)  # an added or removed column changes every sample
-    names = common + only_one_side
-    matrix = np.vstack(differs) if differs else np.zeros((0, n), bool)
-    counts = {c: int(row.sum()) for c, row in zip(names, matrix, strict=True) if row.any()}
-    return counts, names, matrix
+    return _Compared(common + only_one_side, _matrix(differs, n),
+                     {c: left.column(c) for c in common}, {c: right.column(c) for c in common})
 
 
 def _differs(lc: pa.ChunkedArray, rc: pa.ChunkedArray) -> np.ndarray:
@@ -225,7 +318,7 @@ def _differs(lc: pa.ChunkedArray, rc: pa.ChunkedArray) -> np.ndarray:
 
 
 def _listing(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined: dict[str, np.ndarray],
-             names: list[str], matrix: np.ndarray, limit: int, engine: Engine) -> tuple[SampleChange, ...]:
+             compared: _Compared, limit: int, engine: Engine) -> tuple[SampleChange, ...]:
     """The first ``limit`` differing samples in the order of their key (of their id when content-keyed), each
     with its key, and for changed ones the columns that differ with their old and new values."""
     status = joined["status"]
@@ -246,9 +339,9 @@ def _listing(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined:
     else:
         picked = np.argsort(np.array([bytes(i) for i in joined["id"]], dtype=object), kind="stable")[:limit] \
             if len(status) else np.zeros(0, np.int64)
-    cols_of = {i: tuple(c for c, d in zip(names, matrix[:, column_of[i]], strict=True) if d)
+    cols_of = {i: tuple(c for c, d in zip(compared.names, compared.matrix[:, column_of[i]], strict=True) if d)
                for i in picked.tolist() if i in column_of}
-    values = _old_and_new(store, a, b, joined, cols_of, engine)
+    values = _old_and_new(store, a, b, joined, cols_of, {i: column_of[i] for i in cols_of}, compared, engine)
     return tuple(SampleChange(str(status[i]), bytes(joined["id"][i]).hex(), keys.get(i), cols_of.get(i, ()),
                               values.get(i, {}))
                  for i in picked.tolist())
@@ -271,14 +364,22 @@ def _keys_of(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined:
 
 
 def _old_and_new(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined: dict[str, np.ndarray],
-                 cols_of: dict[int, tuple[str, ...]], engine: Engine | None = None
-                 ) -> dict[int, dict[str, tuple[Any, Any]]]:
-    """For changed samples (index -> their changed columns), each column's value in ``a`` and in ``b``."""
+                 cols_of: dict[int, tuple[str, ...]], position: dict[int, int], compared: _Compared,
+                 engine: Engine | None = None) -> dict[int, dict[str, tuple[Any, Any]]]:
+    """For changed samples (index -> their changed columns), each column's value in ``a`` and in ``b``: from
+    what the comparison read (``position``: index -> its place among the changed samples), else read here."""
     if a is None or b is None or not cols_of:
         return {}
     idx = np.array(sorted(cols_of), dtype=np.int64)
     wanted = sorted({c for cols in cols_of.values() for c in cols})
-    old = rows_at(store, a, joined["fa"][idx], joined["pa"][idx], [c for c in wanted if c in a.schema.names], engine)
-    new = rows_at(store, b, joined["fb"][idx], joined["pb"][idx], [c for c in wanted if c in b.schema.names], engine)
-    olds, news = old.to_pylist(), new.to_pylist()
-    return {int(i): {c: (olds[n].get(c), news[n].get(c)) for c in cols_of[int(i)]} for n, i in enumerate(idx)}
+    at = pa.array([position[int(i)] for i in idx], pa.int64())
+    sides = []
+    for m, have, f, p in ((a, compared.old, joined["fa"], joined["pa"]), (b, compared.new, joined["fb"], joined["pb"])):
+        cols = [c for c in wanted if c in m.schema.names]
+        rest = [c for c in cols if c not in have]
+        more = rows_at(store, m, f[idx], p[idx], rest, engine) if rest else None
+        sides.append({c: (have[c].take(at) if c in have else more.column(c)).to_pylist()  # type: ignore[union-attr]
+                      for c in cols})
+    olds, news = sides
+    return {int(i): {c: (olds[c][n] if c in olds else None, news[c][n] if c in news else None) for c in cols_of[int(i)]}
+            for n, i in enumerate(idx)}

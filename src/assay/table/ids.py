@@ -123,7 +123,25 @@ def logical_type(t: pa.DataType) -> str:
         return "decimal"
     if pa.types.is_null(t):
         return "null"
-    return f"json:{t}"
+    return f"json:{_nested(t)}"
+
+
+def _nested(t: pa.DataType) -> str:
+    """A nested type as its values see it: lists of any width or fixed size as ``list<T>``, structs by their
+    field names and types, maps as ``map<K, V>``; never the name Arrow or Parquet gives a list's child (``item``
+    or ``element``) nor its nullability, which change when a file is written and read back."""
+    def inner(child: pa.DataType) -> str:
+        kind = logical_type(child)
+        return kind[len("json:"):] if kind.startswith("json:") else kind
+
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or \
+            str(t).startswith(("list_view<", "large_list_view<")):
+        return f"list<{inner(t.value_type)}>"
+    if pa.types.is_map(t):
+        return f"map<{inner(t.key_type)}, {inner(t.item_type)}>"
+    if pa.types.is_struct(t):
+        return "struct<" + ", ".join(f"{t.field(i).name}: {inner(t.field(i).type)}" for i in range(t.num_fields)) + ">"
+    return str(t)
 
 
 def _is_view(t: pa.DataType, name: str) -> bool:
