@@ -128,3 +128,20 @@ def test_a_changed_column_set_reads_every_common_column(tmp_path: Any) -> None:
     b = repo.commit("b")
     fast, every = _both(repo, a, b)
     assert fast.counts() == every.counts() and every.counts()["blob"] == fast.matrix.shape[1]
+
+
+def test_a_column_changed_in_every_row_is_read_without_hashing_every_row(tmp_path: Any,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = assay.init(tmp_path)
+    base = _wide(300)
+    repo.add("t", base, key="id")
+    a = repo.commit("a")
+    repo.add("t", base.set_column(base.schema.get_field_index("count"), "count",
+                                  pa.array(np.arange(300, dtype=np.int32) + 1000)))
+    b = repo.commit("b")
+    hashed: list[int] = []
+    real = table_diff.ids.row_hashes
+    monkeypatch.setattr(table_diff.ids, "row_hashes", lambda t, *a, **k: hashed.append(t.num_rows) or real(t, *a, **k))
+    fast, every = _both(repo, a, b)
+    assert fast.counts() == every.counts() == {"count": 300}
+    assert hashed == []  # every row changed: reading the other columns is cheaper than re-hashing all rows

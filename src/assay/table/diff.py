@@ -154,10 +154,16 @@ def id_level_diff(store: ObjectStore, a: Manifest | None, b: Manifest | None) ->
         "status": np.array(["added", "removed", "changed"])[rank[order]],
         "fa": _pick(left.column(FRAG).to_numpy(), li, -1), "pa": _pick(left.column(POSITION).to_numpy(), li, 0),
         "fb": _pick(right.column(FRAG).to_numpy(), ri, -1), "pb": _pick(right.column(POSITION).to_numpy(), ri, 0),
-        "id": np.array([bytes(w) for w in sample_id[order]], dtype=object),
-        "hash": np.array([bytes(w) for w in content[order]], dtype=object),
+        "id": _bytes_per_row(sample_id[order]), "hash": _bytes_per_row(content[order]),
         "ha": _pick(lw[HASH_COLUMN], li, 0), "hb": _pick(rw[HASH_COLUMN], ri, 0),
     }
+
+
+def _bytes_per_row(words: np.ndarray) -> np.ndarray:
+    """Each row of a (rows x words) array as one ``bytes`` (an object array)."""
+    raw, width = np.ascontiguousarray(words).tobytes(), words.itemsize * (words.shape[1] if words.ndim > 1 else 1)
+    return np.array([raw[i : i + width] for i in range(0, len(raw), width)] if width else [b""] * len(words),
+                    dtype=object)
 
 
 def _pick(values: np.ndarray, rows: np.ndarray, missing: int) -> np.ndarray:
@@ -234,13 +240,17 @@ def _compare_changed(store: ObjectStore, a: Manifest | None, b: Manifest | None,
     read: dict[str, pa.ChunkedArray] = {}
     differs = {c: np.zeros(n, bool) for c in names}
     settled = np.zeros(n, bool)
-    for c in _smallest_first(store, probe_m, probe_f, names):
+    order, size = _smallest_first(store, probe_m, probe_f, names)
+    decoded, unread = _rows_to_decode(sides[probe]), sum(size.values())
+    for c in order:
         if settled.all():
             break
         read[c] = rows_at(store, probe_m, probe_f, probe_p, [c], engine).column(c)
         differs[c] = _differs(read[c], base.column(c))
+        unread -= size[c]
         check = np.flatnonzero(differs[c] & ~settled)
-        if not len(check):
+        # hashing a row costs about what decoding it twice does: worth it only while much is left to read
+        if not len(check) or 2 * len(check) * sum(size.values()) > decoded * unread:
             continue
         take = pa.array(check)
         hybrid = pa.table({f.name: (read[f.name] if f.name in read else base.column(f.name)).take(take)
@@ -269,20 +279,21 @@ def _rows_to_decode(side: tuple[Manifest, np.ndarray, np.ndarray, np.ndarray]) -
     return sum(m.fragments[int(i)].rows for i in np.unique(frags))
 
 
-def _smallest_first(store: ObjectStore, m: Manifest, frags: np.ndarray, names: Sequence[str]) -> list[str]:
-    """``names`` in the order of their stored size in the fragments ``frags`` of ``m`` (schema order where a
-    fragment's layout is unknown)."""
+def _smallest_first(store: ObjectStore, m: Manifest, frags: np.ndarray,
+                    names: Sequence[str]) -> tuple[list[str], dict[str, int]]:
+    """``names`` in the order of their stored size in the fragments ``frags`` of ``m``, and those sizes (schema
+    order and equal sizes where a fragment's layout is unknown)."""
     from assay.table.fragments import read_stats
 
     size = dict.fromkeys(names, 0)
     for i in np.unique(frags):
         stats = read_stats(store, m.fragments[int(i)])
         if stats is None or stats.layout is None:
-            return list(names)
+            return list(names), dict.fromkeys(names, 1)
         for c in names:
             ranges = stats.layout.columns.get(c)
             size[c] += ranges.size if ranges is not None else 0
-    return sorted(names, key=lambda c: size[c])
+    return sorted(names, key=lambda c: size[c]), size
 
 
 def _compare_all(store: ObjectStore, a: Manifest, b: Manifest,
