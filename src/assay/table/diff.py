@@ -13,7 +13,7 @@ import pyarrow as pa
 from assay.engines import Engine, default_engine
 from assay.store import ObjectStore
 from assay.table import ids
-from assay.table.fragments import POSITION, empty_id_table, live_mask, read_fragment
+from assay.table.fragments import POSITION, empty_id_table, live_mask, read_fragment, read_ids
 from assay.table.manifest import HASH_COLUMN, ID_COLUMN, FragmentRef, Manifest
 
 FRAG = "_assay_frag"
@@ -116,8 +116,9 @@ def _only_here(store: ObjectStore, ref: FragmentRef, other: FragmentRef) -> pa.T
     mask = live_mask(store, ref) & ~live_mask(store, other)
     if not mask.any():
         return empty_id_table().drop_columns([FRAG])
-    t = read_fragment(store, ref.whole(), [ID_COLUMN, HASH_COLUMN], positions=True)
-    return t.filter(pa.array(mask))
+    at = np.flatnonzero(mask).astype(np.uint32)
+    ids_, hashes = read_ids(store, ref, at)
+    return pa.table({ID_COLUMN: ids_, HASH_COLUMN: hashes, POSITION: pa.array(at)})
 
 
 def id_level_diff(store: ObjectStore, a: Manifest | None, b: Manifest | None) -> dict[str, np.ndarray]:

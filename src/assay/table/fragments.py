@@ -64,12 +64,15 @@ def _fixed_bytes(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
                          offset=arr.offset * ID_BYTES).reshape(-1, ID_BYTES)
 
 
-def read_ids(store: ObjectStore, ref: FragmentRef) -> tuple[pa.Array, pa.Array]:
-    """Sample ids and content hashes of every row of a fragment (deleted rows included)."""
+def read_ids(store: ObjectStore, ref: FragmentRef, positions: np.ndarray | None = None) -> tuple[pa.Array, pa.Array]:
+    """Sample ids and content hashes of every row of a fragment (deleted rows included), or of the rows at
+    ``positions`` only."""
     raw = store.get(ref.ids)
     if len(raw) != ref.rows * 2 * ID_BYTES:
         raise CorruptObject(f"id index {ref.ids} does not match its fragment ({ref.rows} rows); run `assay fsck`")
     matrix = np.frombuffer(raw, np.uint8).reshape(ref.rows, 2 * ID_BYTES)
+    if positions is not None:
+        matrix = matrix[positions]
     return _as_ids(matrix[:, :ID_BYTES]), _as_ids(matrix[:, ID_BYTES:])
 
 
