@@ -204,7 +204,10 @@ def test_diff_into_a_pipe_prints_its_lines_without_rich(tmp_path: Path) -> None:
         repo.add("t", pa.table({"k": ["[bold]a[/]", "b"], "v": [1, 3]}), key="k")
         repo.add("t", pa.table({"k": ["[red]c"], "v": [4]}), key="k", mode="append")
         repo.commit("two")
-    out, report = _run(tmp_path, "diff", "HEAD~1", "HEAD")
-    assert report["code"] == 0 and "rich.console" not in report["heavy"] and "rich.markup" not in report["heavy"]
-    assert out.splitlines() == ["t: +1 added, -0 removed, ~1 changed, 1 unchanged (2 -> 3 samples)",
+    r = subprocess.run([sys.executable, "-c", probe, "diff", "HEAD~1", "HEAD"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    report = json.loads(r.stderr.strip().splitlines()[-1])
+    assert report["code"] == 0 and "pyarrow" in report["heavy"], report  # the probe sees what the command loads
+    assert "rich.console" not in report["heavy"] and "rich.markup" not in report["heavy"]
+    assert r.stdout.splitlines() == ["t: +1 added, -0 removed, ~1 changed, 1 unchanged (2 -> 3 samples)",
                                 "  columns changed: v (1)", "  + k='[red]c'", "  ~ k='b'  v: 2 -> 3"]
