@@ -397,6 +397,34 @@ def test_folder_dataset_with_labels_stat_cache_and_export(repo: assay.Repo, tmp_
     assert t["cat/1.png"]["label"] is None
 
 
+def test_readding_an_unchanged_folder_writes_nothing_to_the_store(repo: assay.Repo, tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    for label in ("cat", "dog"):
+        (folder / label).mkdir(parents=True)
+        for i in range(3):
+            (folder / label / f"{i}.png").write_bytes(f"{label}{i}".encode() * 50)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,split\ncat/0.png,train\ndog/1.png,test\n")
+    repo.add("imgs", folder, labels=labels)
+    repo.commit("images")
+    store = repo.dir / "objects", repo.dir / "packs", repo.dir / "keep"
+
+    def written() -> set[Path]:
+        return {p for d in store if d.exists() for p in d.rglob("*")}
+
+    before = written()
+    for _ in range(2):  # committed, then staged-and-unchanged: each re-add stores and records nothing
+        assert not repo.add("imgs", folder, labels=labels).changed
+    assert written() == before and not repo.status().staged
+    assert repo.dataset("imgs").to_arrow().column_names == ["path", "blob", "size", "media_type", "label", "split"]
+    (folder / "cat" / "2.png").write_bytes(b"new bytes")
+    res = repo.add("imgs", folder, labels=labels)
+    assert res.updated == 1 and written() > before
+    row = next(r for r in repo.dataset("imgs").to_arrow().to_pylist() if r["path"] == "cat/2.png")
+    assert repo.store.get(row["blob"]) == b"new bytes"
+    assert not repo.add("imgs", folder, labels=labels).changed  # staged now: the same again changes nothing
+
+
 def test_export_parquet_csv_jsonl(repo: assay.Repo, table: pa.Table, tmp_path: Path) -> None:
     repo.add("t", table, key="id")
     repo.commit("c")

@@ -312,9 +312,14 @@ class Repository:
         is_folder = isinstance(source, str | os.PathLike) and Path(source).is_dir()
         base_manifest = self.read_manifest(base) if base else None
         if is_folder:
-            src = self._folder_source(Path(source), labels, progress)
+            keys = keys or ["path"]
+
+            def known(digest: str) -> bool:  # the input is what ``base`` holds: nothing to store
+                return base is not None and self._memo.get(base, digest, keys, mode) == base
+
+            src = self._folder_source(Path(source), labels, progress, known)
             blobs: tuple[str, ...] = ("blob",)
-            keys, kind = keys or ["path"], "files"
+            kind = "files"
         else:
             if labels is not None:
                 raise InputError("--labels applies to folders of files only")
@@ -366,12 +371,13 @@ class Repository:
                 revisions.check_ref_name(u.name, u.kind)
         self.catalog.update_refs(updates, message)
 
-    def _folder_source(self, folder: Path, labels: str | os.PathLike[str] | None,
-                       progress: Progress | None) -> Any:
+    def _folder_source(self, folder: Path, labels: str | os.PathLike[str] | None, progress: Progress | None,
+                       known: Callable[[str], bool]) -> Any:
         from assay.table.folders import StatCache, folder_source
 
         cache = StatCache(self.dir / "statcache")
-        return folder_source(self.store, folder, cache, labels=Path(labels) if labels else None, progress=progress)
+        return folder_source(self.store, folder, cache, labels=Path(labels) if labels else None, progress=progress,
+                             known=known)
 
     def remove(self, name: str) -> None:
         """Stage the removal of dataset ``name``."""

@@ -13,6 +13,7 @@ import functools
 import mimetypes
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -175,13 +176,24 @@ def folder_oids(root: Path, cache: StatCache | None) -> tuple[Listing, list[str]
 
 
 def folder_source(store: ObjectStore, root: Path, cache: StatCache | None, *,
-                  labels: Path | None = None, progress: Progress | None = None) -> Source:
-    """Store the folder's files (only those not already known) and describe them as a table."""
+                  labels: Path | None = None, progress: Progress | None = None,
+                  known: Callable[[str], bool] | None = None) -> Source:
+    """Store the folder's files (only those not already known) and describe them as a table.
+
+    ``known(digest)`` says whether an input of that digest is what the version it is added to holds already:
+    when the stat cache knows every file and it does, nothing is looked up, stored or recorded as reused (that
+    version, staged or committed, keeps its blobs), and the table is built only if it is read.
+    """
     files = scan_folder(root)
     if not files:
         raise InputError(f"{root} holds no files; nothing to add")
     extra = _read_labels(labels, set(files.rels)) if labels is not None else None  # before storing
     hits = cache.lookup(root, files) if cache else {}
+    if known is not None and len(hits) == len(files):
+        blobs = [hits[r] for r in files.rels]
+        digest = _source_digest(pa.array(files.rels, pa.string()), pa.array(blobs, pa.string()), labels)
+        if known(digest):
+            return _files_source(root, files, blobs, extra, digest)
     gone = store.missing(set(hits.values()))
     todo = [i for i, rel in enumerate(files.rels) if rel not in hits or hits[rel] in gone]
     store.freshen(set(hits.values()) - gone)
@@ -199,21 +211,33 @@ def folder_source(store: ObjectStore, root: Path, cache: StatCache | None, *,
     blobs = [hits[r] for r in files.rels]
     if cache and todo:
         cache.remember(root, files, blobs)
-    paths = pa.array(files.rels, pa.string())
-    blob_col = pa.array(blobs, pa.string())
-    table = pa.table({
-        "path": paths,
-        "blob": blob_col,
-        "size": pa.array(np.array(files.sizes, np.int64)),
-        "media_type": _media_types(paths),
-        "label": pc.struct_field(pc.extract_regex(paths, r"^(?P<top>[^/]+)/"), "top"),
-    }, schema=FILE_SCHEMA)
-    if extra is not None:
-        table = _join_labels(table, extra)
-    listing = _listing_digest(paths, blob_col)
+    digest = _source_digest(pa.array(files.rels, pa.string()), pa.array(blobs, pa.string()), labels)
+    return _files_source(root, files, blobs, extra, digest)
+
+
+def _source_digest(paths: pa.Array, blobs: pa.Array, labels: Path | None) -> str:
     labels_digest = hash_bytes(labels.read_bytes()) if labels else ""
-    return Source(str(root), table.schema, lambda: iter(table.to_batches()),
-                  digest=f"files:{listing}:{labels_digest}")
+    return f"files:{_listing_digest(paths, blobs)}:{labels_digest}"
+
+
+def _files_source(root: Path, files: Listing, blobs: list[str], extra: pa.Table | None, digest: str) -> Source:
+    """The folder's files as a table (path, blob, size, media type, label; the labels file's columns joined),
+    built when first read (its schema is known before, unless a labels file adds columns)."""
+
+    @functools.cache
+    def table() -> pa.Table:
+        paths = pa.array(files.rels, pa.string())
+        rows = pa.table({
+            "path": paths,
+            "blob": pa.array(blobs, pa.string()),
+            "size": pa.array(np.array(files.sizes, np.int64)),
+            "media_type": _media_types(paths),
+            "label": pc.struct_field(pc.extract_regex(paths, r"^(?P<top>[^/]+)/"), "top"),
+        }, schema=FILE_SCHEMA)
+        return rows if extra is None else _join_labels(rows, extra)
+
+    schema = FILE_SCHEMA if extra is None else table().schema
+    return Source(str(root), schema, lambda: iter(table().to_batches()), digest=digest)
 
 
 @functools.lru_cache(maxsize=1024)
