@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from pathlib import Path
 
@@ -423,6 +424,41 @@ def test_readding_an_unchanged_folder_writes_nothing_to_the_store(repo: assay.Re
     row = next(r for r in repo.dataset("imgs").to_arrow().to_pylist() if r["path"] == "cat/2.png")
     assert repo.store.get(row["blob"]) == b"new bytes"
     assert not repo.add("imgs", folder, labels=labels).changed  # staged now: the same again changes nothing
+
+
+def test_quick_add_tells_an_unchanged_folder_from_its_stats_alone(repo: assay.Repo, tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    for label in ("cat", "dog"):
+        (folder / label).mkdir(parents=True)
+        for i in range(3):
+            (folder / label / f"{i}.png").write_bytes(f"{label}{i}".encode() * 50)
+    assert repo.quick_add("imgs", folder).rows is None  # no version yet
+    repo.add("imgs", folder)
+    repo.commit("images")
+    assert repo.quick_add("imgs", folder).rows == 6
+    assert repo.quick_add("imgs", folder, mode="append").rows is None  # appending again adds rows
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,split\ncat/0.png,train\n")
+    assert repo.quick_add("imgs", folder, labels=labels).rows is None  # another input: the labels joined
+
+    touched = folder / "cat" / "1.png"
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))  # same bytes
+    quick = repo.quick_add("imgs", folder)
+    assert quick.rows is None
+    assert not repo.add("imgs", folder, files=quick.files).changed  # hashed again: the same bytes
+    assert repo.quick_add("imgs", folder).rows == 6  # and the summary knows the new stats now
+
+    (folder / "dog" / "0.png").write_bytes(b"dog0" * 49 + b"cat!")  # same size, new bytes
+    quick = repo.quick_add("imgs", folder)
+    assert quick.rows is None
+    assert repo.add("imgs", folder, files=quick.files).updated == 1
+    assert repo.quick_add("imgs", folder).rows == 6 and repo.status().staged["imgs"]["updated"] == 1
+
+    for summary in (repo.dir / "statcache").glob("*.json"):
+        summary.write_bytes(b"{not json")  # a damaged summary: only a slower re-add
+    assert repo.quick_add("imgs", folder).rows is None
+    assert not repo.add("imgs", folder).changed
+    assert repo.quick_add("imgs", folder).rows == 6
 
 
 def test_export_parquet_csv_jsonl(repo: assay.Repo, table: pa.Table, tmp_path: Path) -> None:

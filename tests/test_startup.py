@@ -115,6 +115,24 @@ def test_adding_a_file_does_not_import_pandas(one_commit: Path) -> None:
     assert "pyarrow" in report["heavy"] and "pandas" not in report["heavy"]  # type: ignore[operator]
 
 
+def test_readding_an_unchanged_folder_imports_no_heavy_library(tmp_path: Path) -> None:
+    """The stat cache's summary tells an unchanged folder: no Arrow, NumPy or DuckDB is loaded to say so."""
+    folder = tmp_path / "imgs" / "cat"
+    folder.mkdir(parents=True)
+    for i in range(4):
+        (folder / f"{i}.png").write_bytes(bytes([i]) * 100)
+    with assay.init(tmp_path):
+        pass
+    stdout, report = _run(tmp_path, "add", "imgs", "imgs")
+    assert report["code"] == 0 and "+4 added" in stdout and "pyarrow" in report["heavy"], (stdout, report)
+    stdout, report = _run(tmp_path, "add", "imgs", "imgs")
+    assert report["code"] == 0 and "imgs: no change (4 samples)" in stdout, (stdout, report)
+    assert report["heavy"] == [], f"an unchanged re-add imported {report['heavy']}"
+    (folder / "0.png").write_bytes(b"changed")
+    stdout, report = _run(tmp_path, "add", "imgs", "imgs")
+    assert report["code"] == 0 and "~1 changed" in stdout, (stdout, report)
+
+
 def test_appending_a_small_batch_starts_no_database(tmp_path: Path) -> None:
     """An append of a few thousand rows hashes them with hashlib and matches ids with Arrow: no DuckDB."""
     with assay.init(tmp_path) as repo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 import typer
@@ -40,10 +41,19 @@ def add(
 ) -> None:
     """Stage a change to dataset NAME from SOURCE."""
     keys = [k.strip() for part in key or [] for k in part.split(",") if k.strip()] or None
-    _arrow_without_pandas()
     repo = _repo(engine)
+    quick = repo.quick_add(name, source, key=keys, mode=mode, labels=labels) if os.path.isdir(source) else None
+    if quick is not None and quick.rows is not None:  # told by the stat cache: no Arrow imported
+        if as_json:
+            _print_json({"dataset": name, "changed": False, "added": 0, "updated": 0, "removed": 0,
+                         "unchanged": quick.rows, "rows": quick.rows, "written_rows": 0, "notes": []})
+        else:
+            out.print(f"{name}: no change ({quick.rows} samples)")
+        return
+    _arrow_without_pandas()
     with _progress() as report:
-        result = repo.add(name, source, key=keys, mode=mode, labels=labels, format=format, progress=report)
+        result = repo.add(name, source, key=keys, mode=mode, labels=labels, format=format, progress=report,
+                          files=quick.files if quick is not None else None)
     if as_json:
         _print_json({"dataset": name, "changed": result.changed, "added": result.added, "updated": result.updated,
                      "removed": result.removed, "unchanged": result.unchanged, "rows": result.manifest.rows,

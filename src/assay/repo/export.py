@@ -17,7 +17,8 @@ from assay.errors import InputError
 from assay.store import ObjectStore
 from assay.store.fs import atomic_write
 from assay.table import DatasetVersion
-from assay.table.folders import StatCache, folder_oids
+from assay.table.folders import folder_oids
+from assay.table.listing import StatCache
 
 
 def export_dataset(version: DatasetVersion, to: Path, *, force: bool = False,

@@ -41,7 +41,9 @@ from assay.store.copies import LocalCopies
 from assay.store.urls import open_store
 
 if TYPE_CHECKING:  # the table layer (Arrow) is imported where it is used: status, log, branch and tag need none
+    from assay.repo.workdir import QuickAdd
     from assay.table import DatasetDiff, DatasetVersion, Manifest, UpdateResult
+    from assay.table.listing import Listing
     from assay.table.merge import Conflict
 
 ASSAY_DIR = ".assay"
@@ -271,8 +273,10 @@ class Repository:
 
     def add(self, name: str, source: Any, *, key: Sequence[str] | str | None = None, mode: str = "replace",
             labels: str | os.PathLike[str] | None = None, format: str | None = None,
-            progress: Progress | None = None, engine: Engine | None = None) -> UpdateResult:
-        """Stage a change to dataset ``name`` from a file, folder, or frame (see ``MODES``)."""
+            progress: Progress | None = None, engine: Engine | None = None,
+            files: Listing | None = None) -> UpdateResult:
+        """Stage a change to dataset ``name`` from a file, folder, or frame (see ``MODES``). ``files``: a scan of
+        the folder just taken (``quick_add``'s), not taken again."""
         with self.work.locked():
             staging = self.work.read_staging()
             head = self.head()
@@ -280,7 +284,7 @@ class Repository:
             staged = staging.datasets.get(name)
             base_oid = staged.manifest if staged else committed
             new_oid, result = self.build_version(name, source, base=base_oid, key=key, mode=mode, labels=labels,
-                                                 format=format, progress=progress, engine=engine)
+                                                 format=format, progress=progress, engine=engine, files=files)
             if new_oid == committed:
                 staging.datasets.pop(name, None)
             elif new_oid != base_oid or staged:
@@ -296,10 +300,18 @@ class Repository:
             record_folder(self, name, source)  # the whole dataset: its working folder, for status and restore
         return result
 
+    def quick_add(self, name: str, folder: str | os.PathLike[str], *, key: Sequence[str] | str | None = None,
+                  mode: str = "replace", labels: str | os.PathLike[str] | None = None) -> QuickAdd:
+        """Add a folder that the stat cache alone shows unchanged, reading no file (see ``workdir.quick_add``);
+        ``result.rows`` is None when it could not tell, and ``add(..., files=result.files)`` goes on."""
+        from assay.repo.workdir import quick_add
+
+        return quick_add(self, name, folder, key=key, mode=mode, labels=labels)
+
     def build_version(self, name: str, source: Any, *, base: str | None, key: Sequence[str] | str | None = None,
                       mode: str = "replace", labels: str | os.PathLike[str] | None = None,
                       format: str | None = None, progress: Progress | None = None,
-                      engine: Engine | None = None) -> tuple[str, UpdateResult]:
+                      engine: Engine | None = None, files: Listing | None = None) -> tuple[str, UpdateResult]:
         """Write the version of ``name`` that applying ``source`` to manifest ``base`` gives; stages nothing.
 
         Returns the new manifest's oid and what changed.
@@ -317,7 +329,7 @@ class Repository:
             def known(digest: str) -> bool:  # the input is what ``base`` holds: nothing to store
                 return base is not None and self._memo.get(base, digest, keys, mode) == base
 
-            src = self._folder_source(Path(source), labels, progress, known)
+            src = self._folder_source(Path(source), labels, progress, known, files)
             blobs: tuple[str, ...] = ("blob",)
             kind = "files"
         else:
@@ -372,12 +384,13 @@ class Repository:
         self.catalog.update_refs(updates, message)
 
     def _folder_source(self, folder: Path, labels: str | os.PathLike[str] | None, progress: Progress | None,
-                       known: Callable[[str], bool]) -> Any:
-        from assay.table.folders import StatCache, folder_source
+                       known: Callable[[str], bool], files: Listing | None) -> Any:
+        from assay.table.folders import folder_source
+        from assay.table.listing import StatCache
 
         cache = StatCache(self.dir / "statcache")
         return folder_source(self.store, folder, cache, labels=Path(labels) if labels else None, progress=progress,
-                             known=known)
+                             known=known, files=files)
 
     def remove(self, name: str) -> None:
         """Stage the removal of dataset ``name``."""

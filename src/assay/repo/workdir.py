@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # the table layer (Arrow) is imported where a folder is compa
     # no working folder needs none of it
     from assay.repo.export import FolderSync
     from assay.repo.repository import Repository as Repo
-    from assay.table.folders import StatCache
+    from assay.table.listing import Listing, StatCache
 
 FOLDERS_FILE = "workdirs.json"
 
@@ -68,6 +69,41 @@ def record_folder(repo: Repo, dataset: str, folder: str | os.PathLike[str]) -> N
         folders[dataset] = str(Path(folder).resolve())
         body = {"format": 1, "folders": dict(sorted(folders.items()))}
         atomic_write(repo.dir / FOLDERS_FILE, json.dumps(body, indent=1).encode(), durable=False)
+
+
+@dataclass(frozen=True)
+class QuickAdd:
+    """What ``quick_add`` found: the dataset's sample count when adding the folder changed nothing (None when
+    that could not be told from the stat cache alone), and the scan of the folder, for ``Repo.add`` to reuse."""
+
+    rows: int | None
+    files: Listing
+
+
+def quick_add(repo: Repo, name: str, folder: str | os.PathLike[str], *, key: Sequence[str] | str | None = None,
+              mode: str = "replace", labels: str | os.PathLike[str] | None = None) -> QuickAdd:
+    """Add ``folder`` as dataset ``name`` if the stat cache's summary shows, without reading a file or importing
+    Arrow, that it is what the dataset's working version (staged, else HEAD) holds: then nothing is staged and
+    the folder is recorded as the dataset's working folder, as ``add`` does. Otherwise nothing is done, and
+    ``Repo.add(..., files=result.files)`` adds it without scanning it again."""
+    from assay.table.listing import scan_folder, source_digest
+
+    revisions.check_dataset_name(name)
+    root = Path(folder)
+    files = scan_folder(root)
+    keys = ([key] if isinstance(key, str) else list(key or ())) or ["path"]
+    with repo.work.locked():
+        staged = repo.work.read_staging().datasets.get(name)
+        head = repo.head()
+        base = staged.manifest if staged else (repo.read_commit(head).datasets.get(name) if head else None)
+        whole = _cache(repo).whole(root, files) if base and len(files) else None
+        digest = source_digest(whole, Path(labels) if labels is not None else None) if whole else None
+        if base is None or digest is None or repo._memo.get(base, digest, keys, mode) != base:
+            return QuickAdd(None, files)
+        fragments = json.loads(repo._read_small(base))["fragments"]
+    if mode == "replace":
+        record_folder(repo, name, root)
+    return QuickAdd(sum(f["rows"] - f.get("deleted_rows", 0) for f in fragments), files)
 
 
 def restore(repo: Repo, spec: str, to: str | os.PathLike[str] | None = None, *, force: bool = False,
@@ -129,9 +165,12 @@ def compare_folder(repo: Repo, name: str, folder: Path, want: dict[str, str]) ->
 
 
 def _cache(repo: Repo) -> StatCache:
-    from assay.table.folders import StatCache
+    from assay.table.listing import StatCache
 
     return StatCache(repo.dir / "statcache")
 
 
-__all__ = ["FolderChanges", "compare_folder", "folder_changes", "record_folder", "restore", "working_folders"]
+__all__ = [
+    "FolderChanges", "QuickAdd", "quick_add", "compare_folder", "folder_changes", "record_folder", "restore",
+    "working_folders",
+]
