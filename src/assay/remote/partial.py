@@ -179,7 +179,7 @@ class PartialStore(ObjectStore):
 
     # -- everything else: the local store ----------------------------------------------------------------------
 
-    def put(self, data: bytes, *, chunk: bool = True, compress: bool = True) -> str:
+    def put(self, data: bytes | memoryview, *, chunk: bool = True, compress: bool = True) -> str:
         return self.local.put(data, chunk=chunk, compress=compress)
 
     def put_many(self, items: Iterable[bytes]) -> list[str]:

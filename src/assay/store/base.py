@@ -53,7 +53,7 @@ class ObjectStore(abc.ABC):
         return open_store, (url,)
 
     @abc.abstractmethod
-    def put(self, data: bytes, *, chunk: bool = True, compress: bool = True) -> str:
+    def put(self, data: bytes | memoryview, *, chunk: bool = True, compress: bool = True) -> str:
         """Store ``data`` and return its address. Large data is split into content-defined chunks
         (so that a changed large file stores only the changed chunks) unless ``chunk`` is False; with
         ``compress=False`` the bytes are kept as they are (for data compressed already, whose byte

@@ -93,7 +93,7 @@ class PackingStore(ObjectStore):
 
     # -- writing -------------------------------------------------------------------------------------
 
-    def put(self, data: bytes, *, chunk: bool = True, compress: bool = True) -> str:
+    def put(self, data: bytes | memoryview, *, chunk: bool = True, compress: bool = True) -> str:
         oid = hash_bytes(data)
         if self.has(oid) and self._whole(oid, len(data)):
             self.freshen([oid])
@@ -110,7 +110,8 @@ class PackingStore(ObjectStore):
         self._write(oid, data, chunk=True, compress=True, heal_chunks=True)
         return oid
 
-    def _write(self, oid: str, data: bytes, *, chunk: bool, compress: bool, heal_chunks: bool = False) -> None:
+    def _write(self, oid: str, data: bytes | memoryview, *, chunk: bool, compress: bool,
+               heal_chunks: bool = False) -> None:
         if chunk and len(data) > self.chunk_from():
             self._write_loose(oid, codec.CHUNKS, self._store_chunks(memoryview(data), heal=heal_chunks))
         else:

@@ -384,12 +384,16 @@ def _fragment_tables(source: Source, schema: pa.Schema, p: _Pass1, new_ids: pa.A
     for batch in _batches_again(source, schema, p):
         n = batch.num_rows
         keep = mask[offset : offset + n]
-        if keep.any():
+        kept = int(keep.sum())
+        if kept == n:  # every row (a first commit, an append): slices, no copy of the batch
+            cols = [new_ids.slice(offset, n), p.hashes.slice(offset, n), *batch.columns]
+        elif kept:
             sel = pa.array(keep)
             cols = [new_ids.slice(offset, n).filter(sel), p.hashes.slice(offset, n).filter(sel),
                     *batch.filter(sel).columns]
+        if kept:
             pending.append(pa.RecordBatch.from_arrays(cols, schema=out_schema))
-            pending_rows += int(keep.sum())
+            pending_rows += kept
         offset += n
         while pending_rows >= FRAGMENT_ROWS:
             table = pa.Table.from_batches(pending, out_schema)
