@@ -238,3 +238,51 @@ def test_a_copy_keeps_how_each_large_object_is_stored(tmp_path: Path, monkeypatc
         assert there.store.stored_as(blob) == r.store.stored_as(blob), there
         assert there.store.children(blob) == r.store.children(blob)
     assert bare.fsck().ok and bare.dataset("t", "main").to_arrow().num_rows == 40_000
+
+
+def test_a_push_reads_large_objects_a_window_at_a_time_and_stores_them_before_what_references_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fragments are read a window of bytes at a time (not a batch of 512 whole ones in memory) and written
+    several at once; a manifest is stored only once every fragment it names is there."""
+    from assay.remote import transfer
+
+    monkeypatch.setattr(transfer, "WINDOW", 1 << 20)
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for i in range(24):  # 24 plain objects of 300 KiB, each larger than transfer.SMALL
+        (folder / f"f{i}.bin").write_bytes(os.urandom(300 << 10))
+    r = assay.init(tmp_path / "origin")
+    r.add("files", str(folder))
+    tip = r.commit("files")
+    bare = assay.init(tmp_path / "bare")
+    reads: list[int] = []
+    order: list[str] = []
+    get_many, put, put_many = type(r.store).get_many, type(bare.store).put, type(bare.store).put_many
+
+    def counted(self: object, oids: list[str]) -> list[bytes]:
+        datas = get_many(self, oids)  # type: ignore[arg-type]
+        reads.append(sum(len(d) for d in datas))
+        return datas
+
+    def noted(self: object, data: bytes, **kw: bool) -> str:
+        oid = put(self, data, **kw)  # type: ignore[arg-type]
+        order.append(oid)  # once stored
+        return oid
+
+    def noted_many(self: object, items: list[bytes]) -> list[str]:
+        oids = put_many(self, items)  # type: ignore[arg-type]
+        order.extend(oids)
+        return oids
+
+    monkeypatch.setattr(type(r.store), "get_many", counted)
+    monkeypatch.setattr(type(bare.store), "put", noted)
+    monkeypatch.setattr(type(bare.store), "put_many", noted_many)
+    add_remote(r, "bare", str(bare.root))
+    push(r, "bare")
+    assert len(reads) > 2 and max(reads[1:]) <= (1 << 20) + (300 << 10)  # a window, not all 7 MB at once
+    blobs = set(r.dataset("files").to_arrow(["blob"]).column("blob").to_pylist())
+    manifest = r.read_commit(tip).datasets["files"]
+    assert len(blobs) == 24 and blobs <= set(order)
+    assert max(order.index(b) for b in blobs) < order.index(manifest) < order.index(tip)
+    with assay.Repo(bare.root) as b:
+        assert b.fsck().ok and b.head() == tip and b.dataset("files").to_arrow().num_rows == 24

@@ -147,6 +147,25 @@ def test_appending_a_small_batch_starts_no_database(tmp_path: Path) -> None:
         assert repo.dataset("train").to_arrow().num_rows == 5000
 
 
+def test_a_push_of_tables_walks_their_manifests_without_arrow(tmp_path: Path) -> None:
+    """What a manifest references is read from its JSON: a push of table versions loads no Arrow (only the
+    pack index's NumPy)."""
+    with assay.init(tmp_path / "here") as repo:
+        repo.add("train", make_table(3000), key="id")
+        repo.commit("first")
+        repo.add("train", make_table(20, seed=2, start=3000), mode="append")
+        repo.commit("second")
+    with assay.init(tmp_path / "there"):
+        pass
+    stdout, report = _run(tmp_path / "here", "remote", "add", "origin", str(tmp_path / "there"))
+    assert report["code"] == 0, (stdout, report)
+    stdout, report = _run(tmp_path / "here", "push", "origin")
+    assert report["code"] == 0 and "pushed main to origin" in stdout, (stdout, report)
+    assert "pyarrow" not in report["heavy"], f"a push of tables imported {report['heavy']}"  # type: ignore[operator]
+    with assay.Repo(tmp_path / "there") as there:
+        assert there.fsck().ok and there.dataset("train", "main").to_arrow().num_rows == 3020
+
+
 def test_pandas_still_loads_when_something_converts_to_it() -> None:
     code = ("import sys; from assay.cli._common import _arrow_without_pandas, _state; _state['process'] = True; "
             "_arrow_without_pandas(); assert 'pandas' not in sys.modules; import pyarrow as pa; "

@@ -21,6 +21,7 @@ holds for every later fetch as well, and what was read since stays.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from assay._types import Progress
@@ -31,7 +32,10 @@ from assay.store import ObjectStore
 from assay.store.hashing import hash_bytes
 
 SMALL = 256 * 1024  # objects up to this size are stored in batches (packed by the destination store)
-BATCH = 512
+BATCH = 512  # objects read at most at once
+FIRST_READ = 16  # objects in the first read; the next reads as many as fit in WINDOW by the sizes seen so far
+WINDOW = 256 << 20  # bytes held in memory at once, about (a push of 1,000 fragments of 30 MB does not read them all)
+PUTS = 4  # large objects written at once
 
 
 @dataclass
@@ -65,7 +69,7 @@ class Filter:
             return True
         from assay.table.manifest import Manifest
 
-        return self.datasets is not None and Manifest.from_bytes(data, edge.oid).name in self.datasets
+        return self.datasets is not None and Manifest.references(data, edge.oid).name in self.datasets
 
     def fetches(self, parent: Edge, child: Edge) -> bool:
         """Whether to fetch ``child``, referenced by ``parent`` (whose references are followed)."""
@@ -73,10 +77,11 @@ class Filter:
 
 
 def missing(src: ObjectStore, dst: ObjectStore, commits: Iterable[str], *,
-            only: Filter | None = None) -> tuple[list[str], int]:
+            only: Filter | None = None, plain: set[str] | None = None) -> tuple[list[str], int]:
     """The objects reachable from ``commits`` in ``src`` that ``dst`` lacks, children before parents (a
     post-order of the graph: fragments and blobs, then their manifest, ..., a commit after its parents).
-    Also how many reached objects ``dst`` already had (whose subgraphs were not walked).
+    Also how many reached objects ``dst`` already had (whose subgraphs were not walked). ``plain``, when given,
+    receives those of them that reference nothing (fragments, blobs: the leaves of the graph).
 
     ``dst`` is asked about the children of each object at once (``dst.missing``: on object storage one listing
     for the lot, not a request for each). ``only``: a partial clone's filter."""
@@ -99,7 +104,10 @@ def missing(src: ObjectStore, dst: ObjectStore, commits: Iterable[str], *,
             skipped += 1
             continue
         stack.append((edge, True))
-        if edge.node.children is not None:
+        if edge.node.children is None:
+            if plain is not None:
+                plain.add(edge.oid)
+        else:
             data = src.get(edge.oid)
             if only is not None and not only.follows(edge, data):
                 continue
@@ -121,42 +129,65 @@ def send(src: ObjectStore, dst: ObjectStore, commits: Sequence[str], *, progress
     By default the source store reads each batch (``get_many``: objects near each other in a pack in one
     request, the others on its threads); an ``engine`` reads them one by one on its workers instead. They are
     stored in order, here. ``only``: a partial clone's filter."""
-    order, skipped = missing(src, dst, commits, only=only)
+    plain: set[str] = set()
+    order, skipped = missing(src, dst, commits, only=only, plain=plain)
     report = TransferReport(skipped=skipped)
     if progress:
         progress(stage, 0, len(order))
-    for start in range(0, len(order), BATCH):
-        part = order[start:start + BATCH]
+    start, per_read = 0, FIRST_READ
+    while start < len(order):
+        part = order[start:start + per_read]
         datas = src.get_many(part) if engine is None else list(engine.map(src.get, part))
-        store_verified(dst, list(zip(part, datas, strict=True)), report, layout=src.stored_as)
+        store_verified(dst, list(zip(part, datas, strict=True)), report, layout=src.stored_as, plain=plain)
+        start += len(part)
+        # as many objects a read as fit in WINDOW bytes, by the size of those just read (at most BATCH)
+        per_read = max(1, min(BATCH, WINDOW * len(datas) // max(1, sum(len(d) for d in datas))))
         if progress:
             progress(stage, report.objects, len(order))
     return report
 
 
 def store_verified(dst: ObjectStore, items: list[tuple[str, bytes]], report: TransferReport, *,
-                   layout: Callable[[str], tuple[bool, bool]] | None = None) -> None:
+                   layout: Callable[[str], tuple[bool, bool]] | None = None, plain: set[str] | None = None) -> None:
     """Store ``items`` in their order (small ones together in one pack, flushed before each large one), each
     hashed first: bytes that do not match their id are refused (CorruptObject) and nothing of the batch is stored.
     ``layout``: how the source stores a large object (``ObjectStore.stored_as``), which its copy keeps (a fragment
-    stored whole is not split into chunks at the destination)."""
+    stored whole is not split into chunks at the destination).
+
+    ``plain``: the ids that reference nothing. The large ones of those are stored first, several at once (PUT
+    requests in flight together), and only then the others in their order: a leaf stored earlier is still
+    stored before everything that references it, so the destination stays whole at every point."""
     for oid, data in items:
         actual = hash_bytes(data)
         if actual != oid:
             raise CorruptObject(f"object {oid[:16]} arrived with bytes that hash to {actual[:16]}: the other side's "
                                 "copy is damaged, so it was not stored. Run `assay fsck` there (or repair it with "
                                 "`assay fsck --repair`), then try again")
-    small: list[bytes] = []
-    for oid, data in items:
-        if len(data) <= SMALL:
-            small.append(data)
-            continue
-        if small:
-            dst.put_many(small)
-            small = []
+
+    def put(oid: str, data: bytes) -> None:
         chunk, compress = layout(oid) if layout is not None else (True, True)
         dst.put(data, chunk=chunk, compress=compress)
-    if small:
-        dst.put_many(small)
+
+    rest = items
+    if plain:
+        large = [(o, d) for o, d in items if o in plain and len(d) > SMALL]
+        rest = [(o, d) for o, d in items if o not in plain or len(d) <= SMALL]
+        if len(large) > 1:
+            with ThreadPoolExecutor(min(PUTS, len(large)), thread_name_prefix="assay-put") as pool:
+                for f in [pool.submit(put, o, d) for o, d in large]:
+                    f.result()  # every leaf stored (or the first error raised) before anything that references one
+        elif large:
+            put(*large[0])
+    small_run: list[bytes] = []
+    for oid, data in rest:
+        if len(data) <= SMALL:
+            small_run.append(data)
+            continue
+        if small_run:
+            dst.put_many(small_run)
+            small_run = []
+        put(oid, data)
+    if small_run:
+        dst.put_many(small_run)
     report.objects += len(items)
     report.bytes += sum(len(data) for _, data in items)

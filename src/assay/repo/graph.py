@@ -46,14 +46,15 @@ class Kind:
 
 
 def _manifest_children(store: ObjectStore, oid: str, data: bytes) -> Iterator[Edge]:
-    from assay.table.fragments import read_fragment  # Arrow: only once a manifest is read (not for a push
-    from assay.table.manifest import Manifest  # that finds nothing to send)
+    from assay.table.manifest import Manifest
 
-    m = Manifest.from_bytes(data, oid)
+    m = Manifest.references(data, oid)  # no Arrow: a push or clone of tables walks without it
     for f in m.fragments:
         yield from (Edge(o, OBJECT, f"manifest {oid[:12]} ({m.name})") for o in f.objects if o)
     if not m.blob_columns:
         return
+    from assay.table.fragments import read_fragment  # Arrow: the blob ids are a column of the fragments
+
     try:
         for f in m.fragments:
             t = read_fragment(store, f, list(m.blob_columns))

@@ -1,15 +1,20 @@
-"""A dataset version: its schema, sample key and the fragments (with deletions) that make it up."""
+"""A dataset version: its schema, sample key and the fragments (with deletions) that make it up.
+
+Arrow is imported only to read or write the schema: what a manifest references (``Manifest.references``,
+what push, clone and gc walk) is read without it.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from assay.errors import FormatError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MANIFEST_FORMAT = 2  # 2: fragments may name a statistics object
 ID_COLUMN = "_assay_id"
@@ -101,14 +106,7 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, data: bytes, oid: str = "?") -> Manifest:
-        d = json.loads(data)
-        if d.get("type") != "manifest":
-            raise FormatError(f"object {oid} is not a dataset manifest")
-        if d.get("format", 0) > MANIFEST_FORMAT:
-            raise FormatError(
-                f"manifest {oid} has format {d['format']}, newer than this assay reads "
-                f"({MANIFEST_FORMAT}); upgrade assay"
-            )
+        d = _parsed(data, oid)
         return cls(
             name=d["name"],
             schema=schema_from_text(d["schema"]),
@@ -122,10 +120,41 @@ class Manifest:
         )
 
 
+    @staticmethod
+    def references(data: bytes, oid: str = "?") -> ManifestRefs:
+        """What the manifest stored as ``data`` references, read without its schema (no Arrow)."""
+        d = _parsed(data, oid)
+        return ManifestRefs(d["name"], tuple(FragmentRef.from_dict(f) for f in d["fragments"]),
+                            tuple(d.get("blob_columns", ())))
+
+
+@dataclass(frozen=True)
+class ManifestRefs:
+    """The part of a manifest that names other objects: its fragments and which columns hold blob ids."""
+
+    name: str
+    fragments: tuple[FragmentRef, ...]
+    blob_columns: tuple[str, ...]
+
+
+def _parsed(data: bytes, oid: str) -> dict[str, Any]:
+    d = json.loads(data)
+    if not isinstance(d, dict) or d.get("type") != "manifest":
+        raise FormatError(f"object {oid} is not a dataset manifest")
+    if d.get("format", 0) > MANIFEST_FORMAT:
+        raise FormatError(
+            f"manifest {oid} has format {d['format']}, newer than this assay reads "
+            f"({MANIFEST_FORMAT}); upgrade assay"
+        )
+    return d
+
+
 def schema_to_text(schema: pa.Schema) -> str:
     """Arrow IPC serialisation of a schema, base64 (pandas metadata dropped)."""
     return base64.b64encode(schema.remove_metadata().serialize().to_pybytes()).decode()
 
 
 def schema_from_text(text: str) -> pa.Schema:
+    import pyarrow as pa
+
     return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
