@@ -4,9 +4,11 @@ assay is timed in-process (Python API) and through its command line (one process
 through ``dvc add`` / ``dvc diff`` in a scratch git repository. For DVC every change rewrites the
 whole Parquet file (untimed) before ``dvc add``; its ``git add/commit`` of the .dvc file is timed
 separately and NOT included in the DVC seconds. A diff changes nothing, so each side's diff is run five
-times and its median reported (the first, cold run included).
+times and its median reported (the first, cold run included). ``--repeat N`` runs the whole sequence N times
+(API, command line and DVC in turn, fresh repositories each time) and the summary shows each step's median:
+on a shared machine one run's command-line figures swing by 0.2-0.4 s.
 
-    python benchmarks/bench_table.py [--quick] [--dvc PATH] [--workdir DIR] [--keep] [--profile]
+    python benchmarks/bench_table.py [--quick] [--repeat N] [--dvc PATH] [--workdir DIR] [--keep] [--profile]
 """
 
 from __future__ import annotations
@@ -227,20 +229,30 @@ def bench_dvc(exe: str, folder: Path, inp: Inputs) -> Side:
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     add_dvc_option(p)
+    p.add_argument("--repeat", type=int, default=1, help="whole runs to take each step's median over")
     args = p.parse_args()
     setup(args, "bench_table")
     dvc = find_dvc(args.dvc)
     n = 100_000 if args.quick else 1_000_000
+    apis, clis, peers = [], [], []
     with scratch(args, "bench-table-") as root:
         inp = make_inputs(root / "inputs", n)
         here = os.getcwd()
         os.chdir(root)  # assay records the git commit of the working folder; this one is not in git
         try:
-            api = bench_api(root / "assay-api", inp)
-            cli = bench_cli(root / "assay-cli", inp)
-            peer = bench_dvc(dvc, root / "dvc", inp) if dvc else None
+            for i in range(args.repeat):
+                if args.repeat > 1:
+                    print(f"run {i + 1}/{args.repeat}")
+                apis.append(bench_api(root / f"assay-api-{i}", inp))
+                clis.append(bench_cli(root / f"assay-cli-{i}", inp))
+                if dvc:
+                    peers.append(bench_dvc(dvc, root / f"dvc-{i}", inp))
+                for folder in (f"assay-api-{i}", f"assay-cli-{i}", f"dvc-{i}") if not args.keep else ():
+                    shutil.rmtree(root / folder, ignore_errors=True)  # 450 MB a run
         finally:
             os.chdir(here)
+    api, cli = _median(apis), _median(clis)
+    peer = _median(peers) if peers else None
     rows = []
     for step in STEPS:
         max_s, max_growth = GOALS[step]
@@ -265,11 +277,22 @@ def main() -> None:
                      goal, yes_no(met_api), yes_no(met_cli)])
     rows.append(["(process start-up)", "-", fmt_s(cli.extra["start-up"]),
                  fmt_s(peer.extra["start-up"]) if peer else "-", "-", "-", "-", "-", "-", "-", "-", "-"])
-    print_table(f"Summary ({n:,} rows x 20 columns; every goal is checked on the in-process API time and on the "
+    runs = f"; medians of {args.repeat} runs" if args.repeat > 1 else "; one run"
+    print_table(f"Summary ({n:,} rows x 20 columns{runs}; every goal is checked on the in-process API time and on the "
                 "command line's (one process per command, add + commit two); DVC s = `dvc add` / `dvc diff` "
                 "only, git add/commit shown apart)",
                 ["step", "assay API s", "assay CLI s", "DVC s", "DVC git s", "DVC/API", "DVC/CLI",
                  "assay growth", "DVC growth", "goal", "met? API", "met? CLI"], rows)
+
+
+def _median(sides: list[Side]) -> Side:
+    """Each step's median seconds over the runs; bytes stored from the first (every run stores the same)."""
+    out = Side(stored=dict(sides[0].stored))
+    for attr in ("seconds", "extra"):
+        keys = set().union(*(getattr(s, attr) for s in sides))
+        getattr(out, attr).update({k: statistics.median(getattr(s, attr)[k] for s in sides if k in getattr(s, attr))
+                                   for k in keys})
+    return out
 
 
 def _met(side: Side, step: str, seconds: float | None, max_s: float | None, max_growth: float | None) -> bool:
