@@ -365,12 +365,17 @@ def test_same_change_on_both_sides_is_not_a_conflict(repo: assay.Repo, table: pa
     assert repo.dataset("t").num_rows == 102
 
 
-def test_folder_dataset_with_labels_stat_cache_and_export(repo: assay.Repo, tmp_path: Path) -> None:
-    folder = tmp_path / "imgs"
+def _labelled_folder(folder: Path, per_label: int, repeat: int) -> Path:
+    """``folder/cat/0.png`` ... and ``folder/dog/...``, ``per_label`` files each (distinct bytes, ``repeat`` times)."""
     for label in ("cat", "dog"):
         (folder / label).mkdir(parents=True)
-        for i in range(5):
-            (folder / label / f"{i}.png").write_bytes(f"{label}{i}".encode() * 100)
+        for i in range(per_label):
+            (folder / label / f"{i}.png").write_bytes(f"{label}{i}".encode() * repeat)
+    return folder
+
+
+def test_folder_dataset_with_labels_stat_cache_and_export(repo: assay.Repo, tmp_path: Path) -> None:
+    folder = _labelled_folder(tmp_path / "imgs", 5, 100)
     (folder / "cat" / "dup.png").write_bytes(b"dog0" * 100)  # same bytes as dog/0.png
     res = repo.add("imgs", folder)
     assert res.added == 11
@@ -399,11 +404,7 @@ def test_folder_dataset_with_labels_stat_cache_and_export(repo: assay.Repo, tmp_
 
 
 def test_readding_an_unchanged_folder_writes_nothing_to_the_store(repo: assay.Repo, tmp_path: Path) -> None:
-    folder = tmp_path / "imgs"
-    for label in ("cat", "dog"):
-        (folder / label).mkdir(parents=True)
-        for i in range(3):
-            (folder / label / f"{i}.png").write_bytes(f"{label}{i}".encode() * 50)
+    folder = _labelled_folder(tmp_path / "imgs", 3, 50)
     labels = tmp_path / "labels.csv"
     labels.write_text("path,split\ncat/0.png,train\ndog/1.png,test\n")
     repo.add("imgs", folder, labels=labels)
@@ -427,11 +428,7 @@ def test_readding_an_unchanged_folder_writes_nothing_to_the_store(repo: assay.Re
 
 
 def test_quick_add_tells_an_unchanged_folder_from_its_stats_alone(repo: assay.Repo, tmp_path: Path) -> None:
-    folder = tmp_path / "imgs"
-    for label in ("cat", "dog"):
-        (folder / label).mkdir(parents=True)
-        for i in range(3):
-            (folder / label / f"{i}.png").write_bytes(f"{label}{i}".encode() * 50)
+    folder = _labelled_folder(tmp_path / "imgs", 3, 50)
     assert repo.quick_add("imgs", folder).rows is None  # no version yet
     repo.add("imgs", folder)
     repo.commit("images")
