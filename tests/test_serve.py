@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 import assay
 from assay.models.onnx_export import run_onnx
 from assay.serve import Batcher, KeyStore, PredictionLog, create_app, dataset_name
-from assay.serve.log import read_lines
+from assay.serve.log import read_lines, read_table
 from serve_helpers import digits, make_repo
 
 X, _ = digits()
@@ -274,6 +274,22 @@ def test_the_log_replays_a_crashed_buffer_and_never_writes_a_row_twice(tmp_path:
     assert read_lines(again.buffer) == [] and not again.aside.exists()
     with assay.Repo(folder) as repo:
         assert repo.fsck().ok
+
+
+def test_a_buffer_is_read_whole_lines_only_skipping_damage_and_keeping_a_request_id_once(tmp_path: Path) -> None:
+    lines = [json.dumps(r).encode() for r in _rows(["a", "b", "c"])]
+    clean, damaged, torn = tmp_path / "clean.jsonl", tmp_path / "damaged.jsonl", tmp_path / "torn.jsonl"
+    clean.write_bytes(b"\n".join(lines) + b"\n")
+    damaged.write_bytes(lines[0] + b"\n\x00\x00{not json\n" + lines[2] + b"\n")  # a block the disk lost
+    torn.write_bytes(lines[1] + b"\n" + b'{"request_id": "d", "ti')  # the last write cut short by a crash
+    assert read_table([clean]).column("request_id").to_pylist() == ["a", "b", "c"]
+    assert read_table([damaged]).column("request_id").to_pylist() == ["a", "c"]
+    assert read_table([torn]).column("request_id").to_pylist() == ["b"]
+    both = read_table([clean, torn, tmp_path / "absent.jsonl"])  # b twice (a replay): its last row, once
+    assert sorted(both.column("request_id").to_pylist()) == ["a", "b", "c"]
+    assert both.schema.names == ["request_id", "time", "model", "version", "key_name", "latency_s", "inputs",
+                                 "outputs"] and both.column("version").to_pylist() == [1, 1, 1]
+    assert read_table([tmp_path / "absent.jsonl"]).num_rows == 0
 
 
 # -- rollout -----------------------------------------------------------------------------------------------------

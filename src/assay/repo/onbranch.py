@@ -31,9 +31,11 @@ class Change:
 
 
 def commit_on_branch(repo: Any, branch: str, build: Callable[[str | None, dict[str, str]], Change], *,
-                     refused: str) -> tuple[str | None, Any]:
+                     refused: str, provenance: tuple[str, dict[str, Any] | None] | None = None
+                     ) -> tuple[str | None, Any]:
     """``(commit, result)`` of the change ``build`` makes at the tip of ``branch`` (commit None: nothing to
-    commit); ConflictError with ``refused`` when the branch kept moving through every attempt."""
+    commit); ConflictError with ``refused`` when the branch kept moving through every attempt. ``provenance``:
+    the author and code reference to record (see ``Repository.derive``)."""
     for attempt in range(ATTEMPTS):
         ref = repo.catalog.get_ref(branch)
         tip = ref.commit if ref else None
@@ -41,7 +43,7 @@ def commit_on_branch(repo: Any, branch: str, build: Callable[[str | None, dict[s
         if change.datasets is None:
             return None, change.result
         commit = repo.derive(parents=[tip] if tip else [], message=change.message, datasets=change.datasets,
-                             meta=change.meta, verify=False)
+                             meta=change.meta, verify=False, provenance=provenance)
         try:
             repo.move_refs([RefUpdate(branch, "branch", commit, tip)], change.message)
         except ConflictError:

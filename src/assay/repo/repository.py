@@ -350,18 +350,22 @@ class Repository:
     def derive(self, *, parents: Sequence[str], message: str, author: str | None = None,
                meta: dict[str, Any] | None = None, datasets: Mapping[str, str] | None = None,
                suites: Mapping[str, str] | None = None, models: Mapping[str, str] | None = None,
-               kinds: Mapping[str, Mapping[str, str]] | None = None, verify: bool = True) -> str:
+               kinds: Mapping[str, Mapping[str, str]] | None = None, verify: bool = True,
+               provenance: tuple[str, dict[str, Any] | None] | None = None) -> str:
         """Write a child of ``parents`` (moving no ref); returns its oid. Move refs with ``move_refs``.
 
         It carries every kind of content of the first parent except the kinds given, each of which replaces
         that kind's whole mapping (see ``Commit.child``). Like ``commit``, the datasets it changes that have a
         suite are checked first (CheckFailed refuses it; without a verifier it is refused). Callers that have
         checked them already, or whose own policy decides (the gate, upkeep), say so with ``verify=False``.
+        ``provenance``: the author and code reference to record, as a long-running writer (the prediction log)
+        looked them up once, instead of asking git at every commit.
         """
         parent = self.read_commit(parents[0]) if parents else None
-        c = Commit.child(parent=parent, parents=parents, message=message, author=author or default_author(self.root),
-                         code=code_reference(Path.cwd()), meta=meta, datasets=datasets, suites=suites,
-                         models=models, kinds=kinds)
+        who, code = provenance if provenance is not None else (author or default_author(self.root),
+                                                               code_reference(Path.cwd()))
+        c = Commit.child(parent=parent, parents=parents, message=message, author=who, code=code, meta=meta,
+                         datasets=datasets, suites=suites, models=models, kinds=kinds)
         extra = self._verify(self._changed(parent, c.datasets, c.suites), c.datasets, c.suites, False) \
             if verify else {}
         if extra:

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from assay.errors import ConflictError, InputError, KeyViolation
+from assay.repo.gitinfo import code_reference, default_author
 from assay.repo.onbranch import Change, commit_on_branch
 from assay.store.fs import fsync_dir
 
@@ -46,10 +48,12 @@ def dataset_name(model: str) -> str:
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
     """The rows of a buffer file; a torn last line (a crash while writing it, never acknowledged) is dropped."""
-    if not path.exists():
-        return []
+    return _parse_lines(path.read_bytes()) if path.exists() else []
+
+
+def _parse_lines(data: bytes) -> list[dict[str, Any]]:
     rows = []
-    for line in path.read_bytes().split(b"\n"):
+    for line in data.split(b"\n"):
         try:
             row = json.loads(line)
         except ValueError:
@@ -57,6 +61,33 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
         if isinstance(row, dict) and "request_id" in row:
             rows.append(row)
     return rows
+
+
+def read_table(paths: Sequence[Path]) -> pa.Table:
+    """The rows of buffer files as one table, a request id once (its last row); a torn last line is dropped.
+
+    Parsed by Arrow's JSON reader (in C++, off the GIL: a flush beside a serving event loop holds it for a few
+    milliseconds, not the tens a line-by-line parse takes), up to each file's last newline; a file with a
+    damaged line elsewhere (a disk that lost a block) is parsed line by line instead, skipping that line."""
+    import pyarrow.json as pajson
+
+    options = pajson.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
+    parts = []
+    for path in paths:
+        data = path.read_bytes() if path.exists() else b""
+        end = data.rfind(b"\n") + 1  # a write cut short by a crash ends without its newline
+        if not end:
+            continue
+        try:
+            parts.append(pajson.read_json(pa.BufferReader(pa.py_buffer(data).slice(0, end)), parse_options=options))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            parts.append(_table([r for r in _parse_lines(data) if isinstance(r.get("request_id"), str)]))
+    table = pa.concat_tables(parts) if parts else SCHEMA.empty_table()
+    table = table.filter(pc.is_valid(table.column("request_id")))
+    if pc.count_distinct(table.column("request_id")).as_py() < table.num_rows:  # a row replayed twice: keep the last
+        last = {rid: i for i, rid in enumerate(table.column("request_id").to_pylist())}
+        table = table.take(pa.array(sorted(last.values()), pa.int64()))
+    return table
 
 
 class PredictionLog:
@@ -83,6 +114,7 @@ class PredictionLog:
         self.last_error: str | None = None
         self._file: IO[bytes] | None = None
         self._thread: threading.Thread | None = None
+        self._provenance: tuple[str, dict[str, Any] | None] | None = None  # author and code of the log's commits
 
     # -- slots ----------------------------------------------------------------------------------------------
 
@@ -131,8 +163,8 @@ class PredictionLog:
         self._slot_file.close()
 
     def replay(self) -> int:
-        rows = read_lines(self.aside) + read_lines(self.buffer)
-        written = self._commit(rows, skip_present=True) if rows else 0
+        rows = read_table([self.aside, self.buffer])
+        written = self._commit(rows, skip_present=True) if rows.num_rows else 0
         for path in (self.aside, self.buffer):
             path.unlink(missing_ok=True)
         fsync_dir(self.folder)
@@ -192,52 +224,54 @@ class PredictionLog:
                     moved, self.pending = self.pending, 0
             else:
                 moved = 0
-            rows = read_lines(self.aside)
-            written = self._commit(rows, skip_present=moved == 0)  # a retry: part may be in already
+            rows = read_table([self.aside])
+            written = self._commit(rows, skip_present=moved == 0) if rows.num_rows else 0  # a retry: part may be in
             self.aside.unlink()
             fsync_dir(self.folder)
             self.flushed += written
             return written
 
-    def _commit(self, rows: list[dict[str, Any]], *, skip_present: bool) -> int:
+    def _commit(self, unique: pa.Table, *, skip_present: bool) -> int:
+        """Commit ``unique`` (one row per request id) to the dataset; ``skip_present``: leave out the request ids
+        the dataset holds already (a replay)."""
         from assay.repo.repository import Repository as Repo
 
-        unique = list({r["request_id"]: r for r in rows}.values())
+        if self._provenance is None:  # the server's, once: no git process at every flush
+            self._provenance = (default_author(self.root), code_reference(Path.cwd()))
         with Repo(self.root) as repo:
             target = self.branch or repo.branch or "main"
 
             def build(_tip: str | None, datasets: dict[str, str]) -> Change:
                 base = datasets.get(self.dataset)
                 todo = self._new_rows(repo, base, unique) if skip_present else unique
-                if not todo:
+                if not todo.num_rows:
                     return Change(None, result=0)
                 try:
-                    oid, _ = repo.build_version(self.dataset, self._table(todo), base=base, key="request_id",
-                                                mode="append")
+                    oid, _ = repo.build_version(self.dataset, todo, base=base, key="request_id", mode="append")
                 except KeyViolation:  # some were written by a run that crashed before removing its file
                     todo = self._new_rows(repo, base, unique)
-                    if not todo:
+                    if not todo.num_rows:
                         return Change(None, result=0)
-                    oid, _ = repo.build_version(self.dataset, self._table(todo), base=base, key="request_id",
-                                                mode="append")
+                    oid, _ = repo.build_version(self.dataset, todo, base=base, key="request_id", mode="append")
                 datasets[self.dataset] = oid
-                return Change(datasets, f"serve: log {len(todo)} predictions of {self.model}", len(todo),
-                              {"serve": {"model": self.model, "rows": len(todo)}})
+                return Change(datasets, f"serve: log {todo.num_rows} predictions of {self.model}", todo.num_rows,
+                              {"serve": {"model": self.model, "rows": todo.num_rows}})
 
             _, written = commit_on_branch(repo, target, build, refused=f"branch kept moving while logging "
                                                                        f"predictions of {self.model!r}; they stay "
-                                                                       "buffered")
+                                                                       "buffered", provenance=self._provenance)
             return int(written)
 
-    def _new_rows(self, repo: Any, base: str | None, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    @staticmethod
+    def _new_rows(repo: Any, base: str | None, rows: pa.Table) -> pa.Table:
         if base is None:
             return rows
         from assay.table import DatasetVersion
 
-        present = set(DatasetVersion(repo.store, repo.read_manifest(base)).to_arrow(["request_id"])
-                      .column("request_id").to_pylist())
-        return [r for r in rows if r["request_id"] not in present]
+        present = DatasetVersion(repo.store, repo.read_manifest(base)).to_arrow(["request_id"]).column("request_id")
+        return rows.filter(pc.invert(pc.is_in(rows.column("request_id"), value_set=present)))
 
-    @staticmethod
-    def _table(rows: list[dict[str, Any]]) -> pa.Table:
-        return pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=SCHEMA)
+
+def _table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=SCHEMA)
+
