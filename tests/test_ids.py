@@ -217,3 +217,25 @@ def test_small_inputs_hash_the_same_with_hashlib_as_with_duckdb() -> None:
     for domain, columns in ((ids.ROW_DOMAIN, None), (ids.KEY_DOMAIN, ["s", "i"]), (ids.ROW_DOMAIN, ["i"])):
         inputs = [ids._digest_input(domain, t, columns, {})]
         assert ids._sha_prefix_hashlib(*inputs[0]).equals(ids._sha_prefix(inputs)[0]), columns
+
+
+_NUMERIC = st.sampled_from([np.bool_, np.int8, np.int32, np.int64, np.uint32, np.uint64, np.float32, np.float64])
+
+
+@given(dtype=_NUMERIC, values=st.lists(st.integers(0, 200), max_size=300), step=st.integers(1, 3))
+@settings(max_examples=80, deadline=None)
+def test_numpy_arrays_become_the_arrow_arrays_pa_array_makes(dtype: Any, values: list[int], step: int) -> None:
+    """Strided views and booleans included: the same values and type as ``pa.array``, and a valid array."""
+    arr = np.asarray(values).astype(dtype)[::step]
+    got = ids.numpy_array(arr)
+    got.validate(full=True)
+    assert got.equals(pa.array(arr))
+
+
+@given(values=st.lists(st.integers(-50, 50), max_size=300), dtype=st.sampled_from([np.int64, np.uint32, np.int32]))
+@settings(max_examples=80, deadline=None)
+def test_sorted_unique_is_numpy_unique(values: list[int], dtype: Any) -> None:
+    arr = np.asarray(values, np.int64)
+    arr = (arr if dtype != np.uint32 else np.abs(arr)).astype(dtype)
+    got = ids.sorted_unique(arr)
+    assert got.dtype == arr.dtype and np.array_equal(got, np.unique(arr))

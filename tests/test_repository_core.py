@@ -82,3 +82,28 @@ def test_a_release_that_would_fail_the_suite_is_refused(repo: assay.Repo) -> Non
         release(repo, "t", [report.quarantined[0].sample], branch="main")
     assert "row_count" in str(info.value) and "--no-verify" not in str(info.value)
     assert repo.resolve("main") == tip  # nothing moved
+
+
+@pytest.mark.parametrize("overlap", [0, 64 << 20])
+def test_a_small_input_read_beside_the_base_ids_gives_the_same_version(tmp_path: Path, overlap: int,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small inputs are hashed while another thread reads the base's ids, large ones after: same versions, and
+    an input that is refused is refused the same way either way."""
+    import pyarrow as pa
+
+    import assay.table.update as update
+
+    monkeypatch.setattr(update, "_OVERLAP_BYTES", overlap)
+    with assay.init(tmp_path / str(overlap)) as repo:
+        repo.add("t", make_table(500), key="id")
+        repo.commit("first")
+        changed = make_table(50, seed=3, start=100)
+        repo.add("t", changed, mode="upsert")
+        repo.add("t", make_table(20, seed=4, start=500), mode="append")
+        repo.commit("more")
+        got = repo.dataset("t").to_arrow().sort_by("id")
+        assert got.num_rows == 520 and got.slice(100, 50).to_pylist() == changed.to_pylist()
+        bad = make_table(5, seed=5, start=600).set_column(0, "id", pa.array([1, None, 3, 4, 5], pa.int64()))
+        with pytest.raises(assay.errors.KeyViolation, match="row 2"):
+            repo.add("t", bad, mode="upsert")
+        assert repo.dataset("t").to_arrow().num_rows == 520

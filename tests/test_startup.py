@@ -9,13 +9,14 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import assay
 from tests.conftest import make_table
 
-HEAVY = ("pyarrow", "duckdb", "numpy", "scipy", "sklearn", "pandas", "polars", "torch")
+HEAVY = ("pyarrow", "duckdb", "numpy", "numpy.ma", "scipy", "sklearn", "pandas", "polars", "torch")
 # Runs the command line as `assay ARGS...` does, then prints the heavy modules it imported as a JSON line on stderr.
 PROBE = f"HEAVY = {HEAVY!r}\n" + """
 import json, runpy, sys
@@ -145,6 +146,28 @@ def test_appending_a_small_batch_starts_no_database(tmp_path: Path) -> None:
     with assay.Repo(tmp_path) as repo:
         repo.commit("more")
         assert repo.dataset("train").to_arrow().num_rows == 5000
+
+
+def test_the_table_steps_of_the_command_line_do_not_load_numpy_ma(tmp_path: Path) -> None:
+    """An append, a relabel (upsert) and their diffs never load ``numpy.ma`` (10-15 ms each): Arrow's
+    ``pa.array(ndarray)`` and NumPy's ``np.unique`` import it, so the table layer goes around both."""
+    with assay.init(tmp_path) as repo:
+        repo.add("train", make_table(3000), key="id")
+        repo.commit("first")
+    pq.write_table(make_table(200, seed=5, start=3000), tmp_path / "more.parquet")
+    relabelled = make_table(100, seed=6, start=1000).set_column(2, "count", pa.array(range(100), pa.int64()))
+    pq.write_table(relabelled, tmp_path / "relabelled.parquet")
+    for args, shows in ((["add", "train", "more.parquet", "--mode", "append"], "+200 added"),
+                        (["commit", "-m", "append"], "append"),
+                        (["add", "train", "relabelled.parquet", "--mode", "upsert"], "~100 changed"),
+                        (["commit", "-m", "relabel"], "relabel"),
+                        (["diff", "HEAD~1", "HEAD", "--dataset", "train"], "~100 changed"),
+                        (["diff", "HEAD~2", "HEAD~1", "--dataset", "train"], "+200 added")):
+        stdout, report = _run(tmp_path, *args)
+        assert report["code"] == 0 and shows in stdout, (args, stdout, report)
+        assert "numpy.ma" not in report["heavy"], f"`assay {' '.join(args)}` imported numpy.ma"  # type: ignore
+    with assay.Repo(tmp_path) as repo:
+        assert repo.dataset("train").to_arrow().num_rows == 3200
 
 
 def test_a_push_of_tables_walks_their_manifests_without_arrow(tmp_path: Path) -> None:

@@ -106,7 +106,7 @@ def side_rows(store: ObjectStore, mine: Manifest | None, other: Manifest | None)
         t = read_fragment(store, ref, [ID_COLUMN, HASH_COLUMN], positions=True) if ref.oid not in theirs \
             else _only_here(store, ref, theirs[ref.oid])
         if t.num_rows:
-            parts.append(t.append_column(FRAG, pa.array(np.full(t.num_rows, i, np.int32))))
+            parts.append(t.append_column(FRAG, ids.numpy_array(np.full(t.num_rows, i, np.int32))))
     return pa.concat_tables(parts) if parts else empty_id_table()
 
 
@@ -118,7 +118,7 @@ def _only_here(store: ObjectStore, ref: FragmentRef, other: FragmentRef) -> pa.T
         return empty_id_table().drop_columns([FRAG])
     at = np.flatnonzero(mask).astype(np.uint32)
     ids_, hashes = read_ids(store, ref, at)
-    return pa.table({ID_COLUMN: ids_, HASH_COLUMN: hashes, POSITION: pa.array(at)})
+    return pa.table({ID_COLUMN: ids_, HASH_COLUMN: hashes, POSITION: ids.numpy_array(at)})
 
 
 def id_level_diff(store: ObjectStore, a: Manifest | None, b: Manifest | None) -> dict[str, np.ndarray]:
@@ -182,19 +182,19 @@ def rows_at(store: ObjectStore, m: Manifest, frags: np.ndarray, positions: np.nd
 
     names = list(columns) if columns is not None else m.schema.names
     schema = pa.schema([m.schema.field(c) for c in names if c in m.schema.names])
-    groups = [np.flatnonzero(frags == fi) for fi in np.unique(frags)]
+    groups = [np.flatnonzero(frags == fi) for fi in ids.sorted_unique(frags)]
 
     def pick(sel: np.ndarray) -> pa.Table:
         ref = m.fragments[int(frags[sel[0]])]
         whole = read_fragment(store, ref.whole(), schema.names)
-        return conform(whole.take(pa.array(positions[sel])), schema)
+        return conform(whole.take(ids.numpy_array(positions[sel])), schema)
 
     parts = list((engine or default_engine()).map(pick, groups))  # Parquet decoding releases the GIL
     order = groups
     if not parts:
         return schema.empty_table()
     table = pa.concat_tables(parts)
-    return table.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
+    return table.take(ids.numpy_array(np.argsort(np.concatenate(order), kind="stable")))
 
 
 @dataclass
@@ -253,7 +253,7 @@ def _compare_changed(store: ObjectStore, a: Manifest | None, b: Manifest | None,
         # hashing a row costs about what decoding it twice does: worth it only while much is left to read
         if not len(check) or 2 * len(check) * sum(size.values()) > decoded * unread:
             continue
-        take = pa.array(check)
+        take = ids.numpy_array(check)
         hybrid = pa.table({f.name: (read[f.name] if f.name in read else base.column(f.name)).take(take)
                            for f in probe_m.schema})
         got = ids.id_words(ids.row_hashes(hybrid, probe_m.schema.names))
@@ -277,7 +277,7 @@ def _same_columns(a: Manifest, b: Manifest) -> bool:
 def _rows_to_decode(side: tuple[Manifest, np.ndarray, np.ndarray, np.ndarray]) -> int:
     """How many rows the fragments holding one side's changed rows have (what reading a column decodes)."""
     m, frags = side[0], side[1]
-    return sum(m.fragments[int(i)].rows for i in np.unique(frags))
+    return sum(m.fragments[int(i)].rows for i in ids.sorted_unique(frags))
 
 
 def _smallest_first(store: ObjectStore, m: Manifest, frags: np.ndarray,
@@ -287,7 +287,7 @@ def _smallest_first(store: ObjectStore, m: Manifest, frags: np.ndarray,
     from assay.table.fragments import read_stats
 
     size = dict.fromkeys(names, 0)
-    for i in np.unique(frags):
+    for i in ids.sorted_unique(frags):
         stats = read_stats(store, m.fragments[int(i)])
         if stats is None or stats.layout is None:
             return list(names), dict.fromkeys(names, 1)
@@ -346,7 +346,7 @@ def _listing(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined:
 
         order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in key]).to_numpy()
         picked = order[:limit]
-        rows = table.take(pa.array(picked)).to_pylist()
+        rows = table.take(ids.numpy_array(picked)).to_pylist()
         keys = dict(zip(picked.tolist(), rows, strict=True))
     else:
         picked = np.argsort(np.array([bytes(i) for i in joined["id"]], dtype=object), kind="stable")[:limit] \
@@ -372,7 +372,7 @@ def _keys_of(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined:
     if not parts:
         return pa.table({c: pa.array([]) for c in key})
     table = pa.concat_tables(parts, promote_options="permissive")
-    return table.take(pa.array(np.argsort(np.concatenate(where), kind="stable")))
+    return table.take(ids.numpy_array(np.argsort(np.concatenate(where), kind="stable")))
 
 
 def _old_and_new(store: ObjectStore, a: Manifest | None, b: Manifest | None, joined: dict[str, np.ndarray],

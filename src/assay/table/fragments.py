@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from assay.errors import CorruptObject, FormatError, ObjectNotFound
 from assay.store import ObjectStore
-from assay.table.ids import ID_BYTES
+from assay.table.ids import ID_BYTES, numpy_array, sorted_unique
 from assay.table.manifest import HASH_COLUMN, ID_COLUMN, INTERNAL_COLUMNS, FragmentRef
 from assay.table.stats import ColumnStats, FragmentStats, column_stats, fragment_stats
 
@@ -112,7 +112,7 @@ def read_fragment(store: ObjectStore, ref: FragmentRef, columns: Sequence[str] |
                 table = table.append_column(c, extra[c])
         table = table.select(wanted)
     if positions:
-        table = table.append_column(POSITION, pa.array(np.arange(ref.rows, dtype=np.uint32)))
+        table = table.append_column(POSITION, numpy_array(np.arange(ref.rows, dtype=np.uint32)))
     return table.filter(live_mask(store, ref)) if ref.deleted else table
 
 
@@ -135,7 +135,7 @@ def scan_fragment(store: ObjectStore, ref: FragmentRef, columns: Sequence[str] |
     start = 0
     for batch in pf.iter_batches(batch_size=batch_size, columns=wanted):
         if mask is not None:
-            batch = batch.filter(pa.array(mask[start : start + batch.num_rows]))
+            batch = batch.filter(numpy_array(mask[start : start + batch.num_rows]))
         start += batch.num_rows
         if batch.num_rows:
             yield batch
@@ -193,7 +193,8 @@ def with_deletions(store: ObjectStore, ref: FragmentRef, positions: np.ndarray) 
     """``ref`` with the rows at ``positions`` deleted as well."""
     if len(positions) == 0:
         return ref
-    merged = np.union1d(deleted_positions(store, ref), positions.astype(np.uint32)).astype("<u4")
+    both = np.concatenate([deleted_positions(store, ref).astype(np.uint32), positions.astype(np.uint32)])
+    merged = sorted_unique(both).astype("<u4")
     if len(merged) == 0:
         return ref.whole()
     oid = store.put(merged.tobytes())
@@ -212,7 +213,7 @@ def id_table(store: ObjectStore, fragments: Sequence[FragmentRef]) -> pa.Table:
     parts = []
     for i, ref in enumerate(fragments):
         t = read_fragment(store, ref, [ID_COLUMN, HASH_COLUMN], positions=True)
-        parts.append(t.append_column("_assay_frag", pa.array(np.full(t.num_rows, i, np.int32))))
+        parts.append(t.append_column("_assay_frag", numpy_array(np.full(t.num_rows, i, np.int32))))
     if not parts:
         return empty_id_table()
     return pa.concat_tables(parts)

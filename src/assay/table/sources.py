@@ -34,6 +34,7 @@ class Source:
     schema: pa.Schema
     open: Callable[[], Iterator[pa.RecordBatch]]
     digest: str | None = None  # content digest of a file input; None for frames
+    size: int | None = None  # bytes of the input (the file, or the table in memory); None when not known
 
 
 def load_source(obj: Any, *, format: str | None = None) -> Source:
@@ -41,7 +42,8 @@ def load_source(obj: Any, *, format: str | None = None) -> Source:
     if isinstance(obj, str | os.PathLike):
         return _file_source(Path(obj), format)
     table = _to_arrow(obj)
-    return Source(f"<{type(obj).__name__}>", table.schema, lambda: iter(table.to_batches(BATCH_ROWS)))
+    return Source(f"<{type(obj).__name__}>", table.schema, lambda: iter(table.to_batches(BATCH_ROWS)),
+                  size=table.nbytes)
 
 
 def _to_arrow(obj: Any) -> pa.Table:
@@ -78,7 +80,8 @@ def _file_source(path: Path, format: str | None) -> Source:
             f"{path}: unknown file type {fmt or path.suffix!r}; use .parquet, .csv, .tsv, .jsonl or .arrow, "
             "or pass the format explicitly (--format)"
         )
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise InputError(f"{path} is empty (0 bytes): there are no rows to add; check that it was written "
                          "completely, or give the file that holds the data")
     if fmt in ("csv", "tsv", "jsonl"):
@@ -92,7 +95,7 @@ def _file_source(path: Path, format: str | None) -> Source:
         return _guarded(path, fmt, opener(path))
 
     first = _peek_schema(path, fmt, opener)
-    return Source(str(path), first, open_batches, digest=f"{fmt}:{hash_file(path)}")
+    return Source(str(path), first, open_batches, digest=f"{fmt}:{hash_file(path)}", size=size)
 
 
 def _peek_schema(path: Path, fmt: str, opener: Callable[[Path], Iterator[pa.RecordBatch]]) -> pa.Schema:

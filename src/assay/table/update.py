@@ -8,6 +8,7 @@ Nothing is stored before the input has been read and validated whole.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -33,6 +34,7 @@ from assay.table.sources import Source
 
 MODES = ("replace", "append", "upsert", "delete")
 _KEEP_IN_MEMORY = 192 << 20  # inputs up to this size are kept between the two passes
+_OVERLAP_BYTES = 64 << 20  # inputs up to this size are hashed while the base's ids are read, in another thread
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,7 @@ def apply_update(store: ObjectStore, name: str, base: Manifest | None, source: S
         return UpdateResult(base, unchanged=base.rows)
     schema = _target_schema(name, base, source.schema, key_cols, mode, source.description)
     hash_cols = [f.name for f in schema]
-    pass1 = _hash_pass(source, schema, key_cols, hash_cols, mode, progress)
-    base_rows = id_table(store, base.fragments) if base is not None else empty_id_table()
+    pass1, base_rows = _hash_and_base_ids(store, base, source, schema, key_cols, hash_cols, mode, progress)
     ids.release()  # give back the hashing pass's temporaries before joining and writing
     pa.default_memory_pool().release_unused()
     new_ids = _sample_ids(pass1, key_cols, base_rows, mode)
@@ -170,6 +171,24 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema, description: str) -> pa.R
 
 
 # -- pass 1: hashes and ids --------------------------------------------------------------------------------
+
+
+def _hash_and_base_ids(store: ObjectStore, base: Manifest | None, source: Source, schema: pa.Schema,
+                       key: tuple[str, ...] | None, hash_cols: list[str], mode: str,
+                       progress: Progress | None) -> tuple[_Pass1, pa.Table]:
+    """The hashing pass over ``source`` and the id table of ``base``. For a small input (an append, a
+    relabel) the base's ids are read in another thread while the input is hashed: reading and verifying them
+    mostly waits on the disk and releases the GIL, and hashing a few thousand rows does not; a large input is
+    hashed first, so that its temporaries are given back before the base's ids are held."""
+    if base is None:
+        return _hash_pass(source, schema, key, hash_cols, mode, progress), empty_id_table()
+    if source.size is None or source.size > _OVERLAP_BYTES:
+        pass1 = _hash_pass(source, schema, key, hash_cols, mode, progress)
+        return pass1, id_table(store, base.fragments)
+    with ThreadPoolExecutor(1, thread_name_prefix="assay-base-ids") as pool:
+        base_rows = pool.submit(id_table, store, base.fragments)
+        pass1 = _hash_pass(source, schema, key, hash_cols, mode, progress)  # raises after the read is done
+        return pass1, base_rows.result()
 
 
 @dataclass
@@ -278,7 +297,7 @@ def _plan(name: str, mode: str, key: tuple[str, ...] | None, new_ids: pa.Array, 
     in_base = match.base_index >= 0
     if mode == "delete":
         hit = match.base_index[in_base]
-        return _Plan(np.zeros(n, bool), np.unique(hit), removed=len(np.unique(hit)))
+        return _Plan(np.zeros(n, bool), ids.sorted_unique(hit), removed=len(ids.sorted_unique(hit)))
     same = in_base & match.same_hash
     if mode == "append" and key and in_base.any():
         i = int(np.flatnonzero(in_base)[0])
@@ -298,7 +317,7 @@ def _plan(name: str, mode: str, key: tuple[str, ...] | None, new_ids: pa.Array, 
         removed_only = np.setdiff1d(gone, delete)
         return _Plan(write, gone, added=int((~in_base).sum()), removed=len(removed_only),
                      updated=int(changed.sum()))
-    return _Plan(write, np.unique(delete), added=int((~in_base).sum()), updated=int(changed.sum()))
+    return _Plan(write, ids.sorted_unique(delete), added=int((~in_base).sum()), updated=int(changed.sum()))
 
 
 def _check_unique(new_ids: pa.Array, p: _Pass1) -> None:
@@ -346,7 +365,7 @@ def _match(new_ids: pa.Array, new_hashes: pa.Array, base_rows: pa.Table, *, comp
     if compare_hash:
         rows = np.flatnonzero(base_index >= 0)
         mine = ids.id_words(new_hashes)[rows]
-        theirs = ids.id_words(base_rows.column(HASH_COLUMN).take(pa.array(base_index[rows])))  # no 1M concat
+        theirs = ids.id_words(base_rows.column(HASH_COLUMN).take(ids.numpy_array(base_index[rows])))  # no 1M concat
         same_hash[rows] = (mine == theirs).all(axis=1)
     else:
         same_hash[base_index >= 0] = True
@@ -388,7 +407,7 @@ def _fragment_tables(source: Source, schema: pa.Schema, p: _Pass1, new_ids: pa.A
         if kept == n:  # every row (a first commit, an append): slices, no copy of the batch
             cols = [new_ids.slice(offset, n), p.hashes.slice(offset, n), *batch.columns]
         elif kept:
-            sel = pa.array(keep)
+            sel = ids.numpy_array(keep)
             cols = [new_ids.slice(offset, n).filter(sel), p.hashes.slice(offset, n).filter(sel),
                     *batch.filter(sel).columns]
         if kept:
