@@ -232,6 +232,12 @@ def test_numpy_arrays_become_the_arrow_arrays_pa_array_makes(dtype: Any, values:
     assert got.equals(pa.array(arr))
 
 
+def test_numpy_arrays_in_the_other_byte_order_keep_their_values() -> None:
+    """``pa.array`` refuses byte-swapped arrays; read as raw bytes they would give other numbers."""
+    swapped = np.arange(5, dtype=np.dtype(np.uint32).newbyteorder("S"))
+    assert ids.numpy_array(swapped).to_pylist() == [0, 1, 2, 3, 4]
+
+
 @given(values=st.lists(st.integers(-50, 50), max_size=300), dtype=st.sampled_from([np.int64, np.uint32, np.int32]))
 @settings(max_examples=80, deadline=None)
 def test_sorted_unique_is_numpy_unique(values: list[int], dtype: Any) -> None:

@@ -33,14 +33,15 @@ _local = threading.local()
 
 
 def numpy_array(values: np.ndarray) -> pa.Array:
-    """A 1-D NumPy array of numbers or booleans as an Arrow array, without copying numbers.
+    """A 1-D NumPy array of numbers or booleans as an Arrow array; numbers that are contiguous and in the
+    machine's byte order are not copied.
 
     ``pa.array(ndarray)`` asks whether it was given a masked array, which imports ``numpy.ma`` (10-15 ms of a
     command's start-up, for a module assay never uses)."""
     if values.dtype == np.bool_:
         bits = np.packbits(values, bitorder="little")
         return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
-    values = np.ascontiguousarray(values)
+    values = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("="))
     return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
 
 

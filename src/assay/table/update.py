@@ -180,15 +180,13 @@ def _hash_and_base_ids(store: ObjectStore, base: Manifest | None, source: Source
     relabel) the base's ids are read in another thread while the input is hashed: reading and verifying them
     mostly waits on the disk and releases the GIL, and hashing a few thousand rows does not; a large input is
     hashed first, so that its temporaries are given back before the base's ids are held."""
-    if base is None:
-        return _hash_pass(source, schema, key, hash_cols, mode, progress), empty_id_table()
-    if source.size is None or source.size > _OVERLAP_BYTES:
-        pass1 = _hash_pass(source, schema, key, hash_cols, mode, progress)
-        return pass1, id_table(store, base.fragments)
-    with ThreadPoolExecutor(1, thread_name_prefix="assay-base-ids") as pool:
-        base_rows = pool.submit(id_table, store, base.fragments)
-        pass1 = _hash_pass(source, schema, key, hash_cols, mode, progress)  # raises after the read is done
-        return pass1, base_rows.result()
+    if base is not None and source.size is not None and source.size <= _OVERLAP_BYTES:
+        with ThreadPoolExecutor(1, thread_name_prefix="assay-base-ids") as pool:
+            base_rows = pool.submit(id_table, store, base.fragments)
+            pass1 = _hash_pass(source, schema, key, hash_cols, mode, progress)  # raises after the read is done
+            return pass1, base_rows.result()
+    pass1 = _hash_pass(source, schema, key, hash_cols, mode, progress)
+    return pass1, id_table(store, base.fragments) if base is not None else empty_id_table()
 
 
 @dataclass
@@ -296,8 +294,8 @@ def _plan(name: str, mode: str, key: tuple[str, ...] | None, new_ids: pa.Array, 
     match = _match(new_ids, new_hashes, base_rows, compare_hash=mode != "delete")
     in_base = match.base_index >= 0
     if mode == "delete":
-        hit = match.base_index[in_base]
-        return _Plan(np.zeros(n, bool), ids.sorted_unique(hit), removed=len(ids.sorted_unique(hit)))
+        hit = ids.sorted_unique(match.base_index[in_base])
+        return _Plan(np.zeros(n, bool), hit, removed=len(hit))
     same = in_base & match.same_hash
     if mode == "append" and key and in_base.any():
         i = int(np.flatnonzero(in_base)[0])
