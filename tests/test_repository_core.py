@@ -84,6 +84,33 @@ def test_a_release_that_would_fail_the_suite_is_refused(repo: assay.Repo) -> Non
     assert repo.resolve("main") == tip  # nothing moved
 
 
+def test_the_ids_of_a_fragment_with_deleted_rows_are_those_of_its_live_rows(tmp_path: Path) -> None:
+    """A read of ids and hashes only (picked from the id index in NumPy) gives the live rows, their ids,
+    hashes and positions exactly as a read beside a data column (Arrow's filter of the whole fragment)."""
+    import numpy as np
+
+    from assay.table.fragments import POSITION, id_table, read_fragment
+    from assay.table.manifest import HASH_COLUMN, ID_COLUMN
+
+    with assay.init(tmp_path) as repo:
+        repo.add("t", make_table(400), key="id")
+        repo.commit("first")
+        repo.add("t", make_table(40, seed=3, start=100), mode="upsert")  # 40 old rows deleted in the fragment
+        repo.commit("relabel")
+        version = repo.dataset("t")
+        manifest, store = version.manifest, repo.store
+        ref = manifest.fragments[0]
+        assert ref.deleted
+        for cols in ([ID_COLUMN, HASH_COLUMN], [HASH_COLUMN], [HASH_COLUMN, ID_COLUMN]):
+            fast = read_fragment(store, ref, cols, positions=True)
+            full = read_fragment(store, ref, ["id", *cols], positions=True).drop_columns(["id"])
+            assert fast.equals(full) and fast.num_rows == 360 and fast.column_names == [*cols, POSITION]
+        ids = id_table(store, manifest.fragments)
+        assert ids.num_rows == 400 == len(set(ids.column(ID_COLUMN).to_pylist()))
+        first = ids.filter(np.asarray(ids.column("_assay_frag").to_numpy() == 0))
+        assert set(first.column(POSITION).to_pylist()) == set(range(400)) - set(range(100, 140))
+
+
 @pytest.mark.parametrize("overlap", [0, 64 << 20])
 def test_a_small_input_read_beside_the_base_ids_gives_the_same_version(tmp_path: Path, overlap: int,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:

@@ -125,6 +125,29 @@ def test_flipped_byte_is_detected(store: LocalObjectStore) -> None:
         store.get(oid)
 
 
+def test_a_view_of_a_large_loose_object_is_its_mapped_file_and_verified(store: LocalObjectStore) -> None:
+    """``get_view`` maps a large raw loose object (no copy), checks its hash like ``get``, and a view taken
+    stays readable after the file is gone; small, compressed and damaged objects come as ``get`` gives them."""
+    big = os.urandom(3 << 20)
+    oid = store.put(big, chunk=False)
+    view = store.get_view(oid)
+    assert isinstance(view, memoryview) and view.readonly and bytes(view) == big
+    os.remove(store.root / "objects" / oid[:2] / oid[2:])
+    assert bytes(view[:100]) == big[:100]  # the mapping keeps the removed file's pages
+    small, text = os.urandom(1000), b"compressible " * 200_000
+    for data in (small, text):
+        o = store.put(data, chunk=False)
+        got = store.get_view(o)
+        assert isinstance(got, bytes) and got == data
+    oid = store.put(big[::-1], chunk=False)
+    path = store.root / "objects" / oid[:2] / oid[2:]
+    raw = bytearray(path.read_bytes())
+    raw[2 << 20] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptObject, match="corrupt"):
+        store.get_view(oid)
+
+
 def test_delete_respects_grace_and_repacks(store: LocalObjectStore) -> None:
     keep, drop = store.put_many([b"keep" * 10, b"drop" * 10])
     loose = store.put(os.urandom(2000))

@@ -81,6 +81,11 @@ class ObjectStore(abc.ABC):
     def get(self, oid: str) -> bytes:
         """The verified bytes of ``oid``; raises ObjectNotFound or CorruptObject."""
 
+    def get_view(self, oid: str) -> bytes | memoryview:
+        """The verified bytes of ``oid``, possibly a read-only view of the stored file rather than a copy: for a
+        reader that takes what it needs from a large object and lets it go. By default ``get``."""
+        return self.get(oid)
+
     def get_many(self, oids: Sequence[str]) -> list[bytes]:
         """The verified bytes of each of ``oids``, in order (stores that can read many at once override it)."""
         return [self.get(o) for o in oids]

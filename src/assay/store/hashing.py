@@ -14,7 +14,7 @@ _OID = re.compile(r"^[0-9a-f]{64}$")
 _WINDOW = 64 << 20  # a multiple of the page size
 
 
-def hash_bytes(data: bytes | memoryview) -> str:
+def hash_bytes(data: bytes | bytearray | memoryview) -> str:
     """The object address of ``data``: its BLAKE3 digest in lowercase hex."""
     return blake3(data).hexdigest()
 

@@ -331,6 +331,20 @@ class PackingStore(ObjectStore):
             self._cache_budget -= len(data)
         return data
 
+    def get_view(self, oid: str) -> bytes | memoryview:
+        """A large object stored loose and uncompressed (an id index, a fragment) is verified and returned as a
+        view of its mapped file; anything else, or a loose copy that fails its check, as ``get`` reads it."""
+        cache = self._cache
+        if (cache is not None and oid in cache) or oid in self._packs:
+            return self.get(oid)
+        try:
+            head, payload = self.backend.get_mapped(loose_key(oid), 1)
+        except ObjectNotFound:
+            return self.get(oid)
+        if head != _CODEC_BYTE[codec.RAW] or hash_bytes(payload) != oid:  # compressed, chunked or damaged
+            return self.get(oid)
+        return payload if isinstance(payload, memoryview) else bytes(payload)
+
     def _get(self, oid: str) -> bytes:
         try:
             return self._decoded(oid, loose_first=False)

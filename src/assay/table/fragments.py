@@ -64,21 +64,23 @@ def _fixed_bytes(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
                          offset=arr.offset * ID_BYTES).reshape(-1, ID_BYTES)
 
 
-def read_ids(store: ObjectStore, ref: FragmentRef, positions: np.ndarray | None = None) -> tuple[pa.Array, pa.Array]:
-    """Sample ids and content hashes of every row of a fragment (deleted rows included), or of the rows at
-    ``positions`` only."""
-    raw = store.get(ref.ids)
+def read_ids(store: ObjectStore, ref: FragmentRef, rows: np.ndarray | None = None) -> tuple[pa.Array, pa.Array]:
+    """Sample ids and content hashes of every row of a fragment (deleted rows included), or of the rows that
+    ``rows`` picks (positions, or a boolean mask of ``ref.rows``)."""
+    raw = store.get_view(ref.ids)  # a view of the mapped file: the ids and hashes below are copied out of it
     if len(raw) != ref.rows * 2 * ID_BYTES:
         raise CorruptObject(f"id index {ref.ids} does not match its fragment ({ref.rows} rows); run `assay fsck`")
-    matrix = np.frombuffer(raw, np.uint8).reshape(ref.rows, 2 * ID_BYTES)
-    if positions is not None:
-        matrix = matrix[positions]
-    return _as_ids(matrix[:, :ID_BYTES]), _as_ids(matrix[:, ID_BYTES:])
+    # one 16-byte item per id and per hash: picking rows copies whole items, ~10x faster than picking them
+    # from a (rows, 32) uint8 matrix or with Arrow's filter of fixed-size binary
+    pairs = np.frombuffer(raw, f"V{ID_BYTES}").reshape(ref.rows, 2)
+    if rows is not None:
+        pairs = pairs[rows]
+    return _as_ids(pairs[:, 0]), _as_ids(pairs[:, 1])
 
 
-def _as_ids(block: np.ndarray) -> pa.Array:
-    buf = pa.py_buffer(np.ascontiguousarray(block))
-    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(ID_BYTES), len(block), [None, buf])
+def _as_ids(items: np.ndarray) -> pa.Array:
+    buf = pa.py_buffer(np.ascontiguousarray(items))
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(ID_BYTES), len(items), [None, buf])
 
 
 def live_stats(store: ObjectStore, ref: FragmentRef, columns: Sequence[str]) -> dict[str, ColumnStats] | None:
@@ -103,6 +105,8 @@ def read_fragment(store: ObjectStore, ref: FragmentRef, columns: Sequence[str] |
     """
     wanted = list(columns) if columns is not None else None
     data_cols = [c for c in wanted if c not in INTERNAL_COLUMNS] if wanted is not None else None
+    if wanted and data_cols == []:
+        return _read_internal(store, ref, wanted, positions=positions)
     table = _empty_rows(ref.rows) if data_cols == [] else _parquet(store, ref, data_cols).read(columns=data_cols)
     if wanted is not None and any(c in INTERNAL_COLUMNS for c in wanted):
         ids, hashes = read_ids(store, ref)
@@ -114,6 +118,18 @@ def read_fragment(store: ObjectStore, ref: FragmentRef, columns: Sequence[str] |
     if positions:
         table = table.append_column(POSITION, numpy_array(np.arange(ref.rows, dtype=np.uint32)))
     return table.filter(live_mask(store, ref)) if ref.deleted else table
+
+
+def _read_internal(store: ObjectStore, ref: FragmentRef, wanted: list[str], *, positions: bool) -> pa.Table:
+    """``read_fragment`` of id and hash columns only: from the id index, the live rows picked in numpy."""
+    live = live_mask(store, ref) if ref.deleted else None
+    ids, hashes = read_ids(store, ref, live)
+    extra = {ID_COLUMN: ids, HASH_COLUMN: hashes}
+    table = pa.Table.from_arrays([extra[c] for c in wanted], names=wanted)
+    if positions:
+        at = np.flatnonzero(live).astype(np.uint32) if live is not None else np.arange(ref.rows, dtype=np.uint32)
+        table = table.append_column(POSITION, numpy_array(at))
+    return table
 
 
 def _empty_rows(n: int) -> pa.Table:
