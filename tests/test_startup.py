@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib.metadata import version
@@ -27,7 +28,11 @@ except SystemExit as e:
     code = e.code
 else:
     code = 0
-print(json.dumps({"code": code, "heavy": sorted(m for m in HEAVY if m in sys.modules)}), file=sys.stderr)
+blas = None
+if "numpy" in sys.modules:  # the threads numpy's OpenBLAS was loaded with
+    from threadpoolctl import threadpool_info
+    blas = [p["num_threads"] for p in threadpool_info() if p["internal_api"] == "openblas"]
+print(json.dumps({"code": code, "heavy": sorted(m for m in HEAVY if m in sys.modules), "blas": blas}), file=sys.stderr)
 """
 
 
@@ -41,8 +46,9 @@ def one_commit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _run(cwd: Path, *args: str) -> tuple[str, dict[str, object]]:
-    r = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+def _run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> tuple[str, dict[str, object]]:
+    r = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                       env=env)
     report = json.loads(r.stderr.strip().splitlines()[-1])
     return r.stdout, report
 
@@ -157,17 +163,41 @@ def test_the_table_steps_of_the_command_line_do_not_load_numpy_ma(tmp_path: Path
     pq.write_table(make_table(200, seed=5, start=3000), tmp_path / "more.parquet")
     relabelled = make_table(100, seed=6, start=1000).set_column(2, "count", pa.array(range(100), pa.int64()))
     pq.write_table(relabelled, tmp_path / "relabelled.parquet")
+    again = relabelled.set_column(2, "count", pa.array(range(100, 200), pa.int64()))
+    pq.write_table(again, tmp_path / "relabelled2.parquet")
     for args, shows in ((["add", "train", "more.parquet", "--mode", "append"], "+200 added"),
                         (["commit", "-m", "append"], "append"),
                         (["add", "train", "relabelled.parquet", "--mode", "upsert"], "~100 changed"),
                         (["commit", "-m", "relabel"], "relabel"),
+                        # the base now has deleted rows (the relabelled ones' old versions): its ids are picked
+                        (["add", "train", "relabelled2.parquet", "--mode", "upsert"], "~100 changed"),
+                        (["commit", "-m", "relabel again"], "relabel again"),
                         (["diff", "HEAD~1", "HEAD", "--dataset", "train"], "~100 changed"),
-                        (["diff", "HEAD~2", "HEAD~1", "--dataset", "train"], "+200 added")):
+                        (["diff", "HEAD~3", "HEAD~2", "--dataset", "train"], "+200 added")):
         stdout, report = _run(tmp_path, *args)
         assert report["code"] == 0 and shows in stdout, (args, stdout, report)
         assert "numpy.ma" not in report["heavy"], f"`assay {' '.join(args)}` imported numpy.ma"  # type: ignore
     with assay.Repo(tmp_path) as repo:
         assert repo.dataset("train").to_arrow().num_rows == 3200
+
+
+def test_a_table_command_loads_openblas_with_one_thread_unless_told(tmp_path: Path) -> None:
+    """OpenBLAS's idle threads spin on the cores an add reads and hashes with; a command that does no linear
+    algebra loads it with one thread, one that may (a screen) with its default, and a user's setting wins."""
+    with assay.init(tmp_path) as repo:
+        repo.add("train", make_table(300), key="id")
+        repo.commit("first")
+    pq.write_table(make_table(20, seed=5, start=300), tmp_path / "more.parquet")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    stdout, report = _run(tmp_path, "add", "train", "more.parquet", "--mode", "append", env=env)
+    assert report["code"] == 0 and "+20 added" in stdout, (stdout, report)
+    assert report["blas"] == [1]
+    stdout, report = _run(tmp_path, "add", "train", "more.parquet", "--mode", "upsert",
+                          env={**env, "OPENBLAS_NUM_THREADS": "2"})
+    assert report["code"] == 0 and report["blas"] == [2], (stdout, report)
+    stdout, report = _run(tmp_path, "screen", "train", env=env)
+    assert report["code"] == 0, (stdout, report)
+    assert report["blas"] and report["blas"][0] == (os.cpu_count() or 1), report  # type: ignore[index]
 
 
 def test_a_push_of_tables_walks_their_manifests_without_arrow(tmp_path: Path) -> None:
@@ -271,3 +301,57 @@ def test_diff_into_a_pipe_prints_its_lines_without_rich(tmp_path: Path) -> None:
     assert "rich.console" not in report["heavy"] and "rich.markup" not in report["heavy"]
     assert r.stdout.splitlines() == ["t: +1 added, -0 removed, ~1 changed, 1 unchanged (2 -> 3 samples)",
                                 "  columns changed: v (1)", "  + k='[red]c'", "  ~ k='b'  v: 2 -> 3"]
+
+
+def _console(cwd: Path, code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_the_console_command_ends_without_teardown_but_runs_exit_handlers(tmp_path: Path) -> None:
+    """``assay`` (``app.run``) ends with ``os._exit`` after the exit handlers and a flush of its output, with
+    ``main``'s exit code; the interpreter's teardown is skipped, so a handler is the only way to see it ran."""
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print('handler ran', flush=True))\n"
+              "sys.argv = ['assay', *{args!r}]\n"
+              "from assay.cli.app import run\n"
+              "run()\n"
+              "print('not reached')\n")
+    r = _console(tmp_path, script.format(args=["--version"]))
+    assert r.returncode == 0 and r.stdout == f"assay {version('assay')}\nhandler ran\n", r
+    r = _console(tmp_path, script.format(args=["-C", str(tmp_path / "none"), "status"]))
+    assert r.returncode == 1 and "error:" in r.stderr and "handler ran" in r.stdout, r
+    r = _console(tmp_path, script.format(args=["no-such-command"]))
+    assert r.returncode == 2 and "handler ran" in r.stdout and "not reached" not in r.stdout, r
+
+
+def test_the_console_command_waits_for_a_thread_it_left_running(tmp_path: Path) -> None:
+    """A thread still running when the command returns gets Python's ordinary exit, which waits for it."""
+    marker = tmp_path / "written"
+    r = _console(tmp_path, "import sys, threading, time\n"
+                           "def late():\n"
+                           "    time.sleep(0.3)\n"
+                           f"    open({str(marker)!r}, 'w').write('done')\n"
+                           "threading.Thread(target=late).start()\n"
+                           "sys.argv = ['assay', '--version']\n"
+                           "from assay.cli.app import run\n"
+                           "run()\n")
+    assert r.returncode == 0 and marker.read_text() == "done", r
+
+
+def test_the_installed_command_writes_whole_output_into_a_pipe(tmp_path: Path) -> None:
+    """The ``assay`` executable itself (its entry point is ``run``): every line of a long output reaches
+    the pipe, and what it wrote is in the repository."""
+    exe = Path(sys.executable).parent / "assay"
+    assert exe.exists(), f"{exe}: install the package (pip install -e .)"
+    with assay.init(tmp_path) as repo:
+        for i in range(100):
+            repo.add("train", make_table(5, seed=i, start=5 * i), key="id", mode="append" if i else "replace")
+            repo.commit(f"batch {i}")
+    r = subprocess.run([str(exe), "-C", str(tmp_path), "log"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.count("    batch ") == 100 and len(r.stdout) > 8192, r.stdout[-500:]
+    assert r.stdout.rstrip().endswith("batch 0"), r.stdout[-200:]
+    r = subprocess.run([str(exe), "-C", str(tmp_path), "branch", "from-the-console"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r
+    with assay.Repo(tmp_path) as repo:
+        assert "from-the-console" in repo.branches()
