@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,7 @@ from assay.screens import (
     scores_table,
     table_features,
 )
+from tests.conftest import make_table
 
 
 def blobs(n: int = 400, classes: int = 4, dims: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -275,3 +277,19 @@ def test_poison_finds_a_backdoor_in_learned_representations_despite_label_noise(
     assert r.flag[victims].mean() >= 0.9 and r.summary["representations"] == 2
     clean = np.setdiff1d(np.arange(len(y)), np.concatenate([victims, noisy]))
     assert r.flag[clean].mean() <= 0.01
+
+
+def test_the_default_model_screens_labels_it_prunes_down_to_one_sample_of_a_class(tmp_path: Path) -> None:
+    """Labels that the features do not predict: the refit without the likely label errors leaves a fold with one
+    sample of a class, which the SVC's calibration cannot split (it raised sklearn's ValueError); that fold is
+    answered by the MLP alone, and every sample still gets a score."""
+    import assay
+
+    with assay.init(tmp_path) as repo:
+        repo.add("train", make_table(300), key="id")
+        repo.commit("first")
+        repo.add("train", make_table(20, seed=5, start=300), mode="append")
+        report = assay.screen(repo.dataset("train"), ["label_issue"])
+    result = report.results["label_issue"]
+    assert not report.errors and len(result.score) == 320
+    assert np.isfinite(result.score).all() and ((result.score >= 0) & (result.score <= 1)).all()

@@ -84,9 +84,12 @@ def _out_of_fold(x: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np
         fit_on = train[use[train]]
         if len(np.unique(y[fit_on])) < 2:  # too little left to learn from: all of the other folds
             fit_on = train
-        for kind in kinds:
-            model = _fitted(kind, x[fit_on], y[fit_on], seed)
-            probs[np.ix_(test, model.classes_)] += model.predict_proba(x[test]) / len(kinds)
+        fewest = int(np.bincount(y[fit_on])[np.unique(y[fit_on])].min())
+        # the SVC's calibration splits its samples again, so each class needs two (else the MLP answers alone)
+        used = [k for k in kinds if k != "svc" or fewest >= 2]
+        for kind in used:
+            model = _fitted(kind, x[fit_on], y[fit_on], seed, calibration_folds=min(5, fewest))
+            probs[np.ix_(test, model.classes_)] += model.predict_proba(x[test]) / len(used)
     return probs
 
 
@@ -94,16 +97,18 @@ def _hidden(model: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(np.maximum(x @ model.coefs_[0] + model.intercepts_[0], 0.0), np.float32)
 
 
-def _fitted(kind: str, x: np.ndarray, y: np.ndarray, seed: int) -> Any:
+def _fitted(kind: str, x: np.ndarray, y: np.ndarray, seed: int, calibration_folds: int = 5) -> Any:
     """One of the default models, fitted: the MLP (strongly regularised and briefly trained, so that it does
-    not learn the noisy labels it judges) or an RBF-kernel SVC with probabilities calibrated by isotonic regression."""
+    not learn the noisy labels it judges) or an RBF-kernel SVC with probabilities calibrated by isotonic regression
+    in ``calibration_folds`` stratified folds (at most the smallest class's count: a fold without a class fails)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
     from sklearn.svm import SVC
 
     if kind == "svc":
-        model: Any = CalibratedClassifierCV(SVC(random_state=seed), method="isotonic", ensemble=False)
+        model: Any = CalibratedClassifierCV(SVC(random_state=seed), method="isotonic", ensemble=False,
+                                            cv=calibration_folds)
     else:  # "mlp-light" learns finer representations, on data without the likely label errors
         light = kind == "mlp-light"
         model = MLPClassifier(hidden_layer_sizes=(256,), alpha=0.1 if light else 1.0, max_iter=200 if light else 60,
