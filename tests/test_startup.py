@@ -355,3 +355,14 @@ def test_the_installed_command_writes_whole_output_into_a_pipe(tmp_path: Path) -
     assert r.returncode == 0, r
     with assay.Repo(tmp_path) as repo:
         assert "from-the-console" in repo.branches()
+
+
+def test_a_profiled_console_command_still_reports(tmp_path: Path) -> None:
+    """Under a profiler (cProfile here; pyinstrument alike) the command exits the ordinary way, so that the
+    profiler writes its report after the script."""
+    exe = Path(sys.executable).parent / "assay"
+    out = tmp_path / "assay.prof"
+    r = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), str(exe), "--version"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("assay "), r
+    assert out.stat().st_size > 0

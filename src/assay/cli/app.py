@@ -218,7 +218,8 @@ def run() -> None:
     took 40-55 ms of a 400 ms command. Everything a command writes is flushed and synced before it returns
     (the store's atomic writes, SQLite's transactions), so the exit handlers are run, standard output and error
     flushed, and the process ended with ``os._exit``. A command that left a thread running gets the ordinary
-    exit, which waits for it. ``python -m assay.cli`` and in-process callers keep ``main``'s ``SystemExit``.
+    exit, which waits for it, and so does a profiled or traced run. ``python -m assay.cli`` and in-process callers
+    keep ``main``'s ``SystemExit``.
     """
     try:
         main()
@@ -230,8 +231,8 @@ def run() -> None:
 def _leave(code: object) -> None:
     if code is None:
         code = 0
-    if not isinstance(code, int) or threading.active_count() > 1:
-        raise SystemExit(code)
+    if not isinstance(code, int) or threading.active_count() > 1 or sys.getprofile() or sys.gettrace():
+        raise SystemExit(code)  # a profiler or debugger (cProfile, pyinstrument, pdb) reports after the script
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
