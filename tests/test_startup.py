@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from importlib.metadata import version
@@ -355,6 +358,11 @@ def test_the_installed_command_writes_whole_output_into_a_pipe(tmp_path: Path) -
     assert r.returncode == 0, r
     with assay.Repo(tmp_path) as repo:
         assert "from-the-console" in repo.branches()
+    # its SQLite connections were closed on the way out: the WAL is folded into catalog.db, which alone holds it
+    assert not (tmp_path / ".assay" / "catalog.db-wal").exists()
+    shutil.copyfile(tmp_path / ".assay" / "catalog.db", tmp_path / "alone.db")
+    with contextlib.closing(sqlite3.connect(tmp_path / "alone.db")) as con:
+        assert ("from-the-console",) in con.execute("SELECT name FROM refs").fetchall()
 
 
 def test_a_profiled_console_command_still_reports(tmp_path: Path) -> None:

@@ -231,7 +231,7 @@ def run() -> None:
 def _leave(code: object) -> None:
     if code is None:
         code = 0
-    if not isinstance(code, int) or threading.active_count() > 1 or sys.getprofile() or sys.gettrace():
+    if not isinstance(code, int) or threading.active_count() > 1 or _observed():
         raise SystemExit(code)  # a profiler or debugger (cProfile, pyinstrument, pdb) reports after the script
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
@@ -240,6 +240,15 @@ def _leave(code: object) -> None:
         except (BrokenPipeError, ValueError):  # a reader that went away (`assay log | head`), a closed stream
             code = code or 120  # what Python's own exit gives when it cannot flush standard output
     os._exit(code)
+
+
+def _observed() -> bool:
+    """Whether a profiler, tracer or debugger watches this process: ``sys.setprofile``/``settrace``, or (Python
+    3.12 on, where cProfile and coverage use it) a ``sys.monitoring`` tool."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return True
+    monitoring = getattr(sys, "monitoring", None)
+    return monitoring is not None and any(monitoring.get_tool(i) for i in range(6))
 
 
 def _disk_full(e: BaseException) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assay.store.fs import atomic_write
+from assay.store.fs import ClosedAtExit, atomic_write
 
 
 @dataclass
@@ -91,7 +91,7 @@ class AddMemo:
 
     @staticmethod
     def _open(path: str) -> sqlite3.Connection:
-        con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False, factory=ClosedAtExit)
         try:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("CREATE TABLE IF NOT EXISTS adds (base TEXT, digest TEXT, key TEXT, mode TEXT, "

@@ -17,6 +17,7 @@ from typing import Any
 
 from assay.errors import InputError, KeyRefused, RefExists
 from assay.repo.revisions import DATASET_RE
+from assay.store.fs import ClosedAtExit
 
 PREFIX = "assay_"
 SCHEMA = """CREATE TABLE IF NOT EXISTS keys (
@@ -51,7 +52,8 @@ class KeyStore:
     def __init__(self, assay_dir: Path):
         path = keys_path(assay_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False,
+                                   factory=ClosedAtExit)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(SCHEMA)
 

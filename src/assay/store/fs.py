@@ -7,12 +7,16 @@ leaves nothing under the final name and nothing behind. A full disk is raised as
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import os
+import sqlite3
 import tempfile
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from assay.errors import OutOfSpace
 
@@ -140,3 +144,26 @@ def _human(n: int) -> str:
 def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+# SQLite connections (the catalog's, the add memo's, the key store's) still open when the process exits are
+# closed by its exit handlers: closing the last one checkpoints the WAL into the database file and removes the
+# -wal and -shm files, which a process that ends without the interpreter's teardown (``assay.cli.app.run``)
+# would otherwise leave, with the last commits only in the WAL.
+_OPEN: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+class ClosedAtExit(sqlite3.Connection):
+    """A SQLite connection closed by the exit handlers if it is still open then (``sqlite3.connect(...,
+    factory=ClosedAtExit)``; a subclass, as the base type takes no weak reference)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _OPEN.add(self)
+
+
+@atexit.register
+def _close_open() -> None:
+    for resource in list(_OPEN):
+        with contextlib.suppress(Exception):  # exiting: a resource that cannot close is left as it is
+            resource.close()

@@ -12,7 +12,7 @@ from typing import Any
 
 from assay.errors import CatalogDamaged
 from assay.repo.catalog.base import Cursor, SqlTextCatalog
-from assay.store.fs import out_of_space
+from assay.store.fs import ClosedAtExit, out_of_space
 
 # What SQLite says about a file that is not (or no longer) a whole database.
 DAMAGE = ("malformed", "not a database", "file is encrypted", "database disk image", "database corrupt")
@@ -63,7 +63,8 @@ class SqliteCatalog(SqlTextCatalog):
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
             return self._immutable()
-        con = sqlite3.connect(self.path or ":memory:", timeout=60, isolation_level=None, check_same_thread=False)
+        con = sqlite3.connect(self.path or ":memory:", timeout=60, isolation_level=None, check_same_thread=False,
+                              factory=ClosedAtExit)
         try:
             con.execute("PRAGMA busy_timeout=60000")
             con.execute("PRAGMA journal_mode=WAL")
