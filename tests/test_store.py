@@ -132,6 +132,9 @@ def test_a_view_of_a_large_loose_object_is_its_mapped_file_and_verified(store: L
     oid = store.put(big, chunk=False)
     view = store.get_view(oid)
     assert isinstance(view, memoryview) and view.readonly and bytes(view) == big
+    with store.cache_scope():  # inside a scope it is read once and remembered, as get does
+        first = store.get_view(oid)
+        assert isinstance(first, bytes) and first == big and store.get_view(oid) is first
     os.remove(store.root / "objects" / oid[:2] / oid[2:])
     assert bytes(view[:100]) == big[:100]  # the mapping keeps the removed file's pages
     small, text = os.urandom(1000), b"compressible " * 200_000

@@ -333,9 +333,9 @@ class PackingStore(ObjectStore):
 
     def get_view(self, oid: str) -> bytes | memoryview:
         """A large object stored loose and uncompressed (an id index, a fragment) is verified and returned as a
-        view of its mapped file; anything else, or a loose copy that fails its check, as ``get`` reads it."""
-        cache = self._cache
-        if (cache is not None and oid in cache) or oid in self._packs:
+        view of its mapped file; anything else, or a loose copy that fails its check, as ``get`` reads it, and
+        so is everything inside a ``cache_scope`` (a diff or merge reads the same id index more than once)."""
+        if self._cache is not None or oid in self._packs:
             return self.get(oid)
         try:
             head, payload = self.backend.get_mapped(loose_key(oid), 1)
