@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -74,6 +75,40 @@ def test_nan_inf_malformed_and_empty_bodies_are_422s(client: TestClient, text: s
     r = client.post("/v1/models/digits/predict", content=text, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     assert r.json()["error"]
+
+
+@pytest.mark.parametrize(("body", "status"), [(_one(3), 200), ([_one(1), _one(2)], 200), ({"X": [0.0] * 5}, 422),
+                                              ("not json", 422), ([_one()] * 100, 413)])
+def test_the_predict_route_answers_the_same_on_its_own_path_and_through_fastapi(repo_path: Path, body: Any,
+                                                                                status: int) -> None:
+    """``ServeApp`` answers POST /predict from the ASGI messages; FastAPI's route (the schema's) must agree."""
+    from fastapi import FastAPI
+
+    app = create_app(repo_path, "digits@champion", auth=False, max_body=20_000, log=False)
+
+    async def through_fastapi(scope: Any, receive: Any, send: Any) -> None:
+        await FastAPI.__call__(app, scope, receive, send)
+
+    answers = []
+    for target in (app, through_fastapi):
+        with TestClient(target) as c:  # type: ignore[arg-type]
+            kw: dict[str, Any] = {"content": body} if isinstance(body, str) else {"json": body}
+            r = c.post("/v1/models/digits/predict", **kw)
+            seen = {m.name: m for m in text_string_to_metric_families(c.get("/metrics").text)}
+            counted = {s.labels["status"] for s in seen["assay_serve_requests"].samples
+                       if s.labels.get("route") == "/v1/models/digits/predict" and s.name.endswith("_total")}
+            answer = r.json()
+            answer.pop("request_id", None)
+            answers.append((r.status_code, r.headers["content-type"], answer, counted))
+            if r.status_code == 200:
+                assert r.headers["x-request-id"]
+    assert answers[0] == answers[1]
+    assert answers[0][0] == status and answers[0][3] == {str(status)}
+
+
+def test_the_predict_path_takes_post_only(client: TestClient) -> None:
+    assert client.get("/v1/models/digits/predict").status_code == 405
+    assert client.post("/v1/models/digits/predict/", json=_one(), follow_redirects=False).status_code == 307
 
 
 def test_a_body_over_the_limit_is_a_413(client: TestClient) -> None:
@@ -272,6 +307,95 @@ def test_the_log_replays_a_crashed_buffer_and_never_writes_a_row_twice(tmp_path:
     again.close()
     assert _logged(folder) == ["a", "b", "c", "d", "e"]
     assert read_lines(again.buffer) == [] and not again.aside.exists()
+    with assay.Repo(folder) as repo:
+        assert repo.fsck().ok
+
+
+def test_the_group_commit_acknowledges_only_synced_rows_and_shares_one_fsync_among_many(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = make_repo(tmp_path / "group")
+    log = PredictionLog(folder, "digits", flush_seconds=60)
+    synced: list[int] = []  # the buffer's size at each completed fsync
+    real = os.fsync
+
+    def slow_disk(fd: int) -> None:
+        size = os.fstat(fd).st_size
+        time.sleep(0.005)
+        real(fd)
+        synced.append(size)
+
+    monkeypatch.setattr(os, "fsync", slow_disk)
+    log.start()
+
+    async def request(i: int) -> bool:
+        log.append(_rows([f"r{i}"]), wait=False)
+        written = log.buffer.stat().st_size  # this request's row is in the first `written` bytes
+        await log.durable()
+        return max(synced, default=0) >= written
+
+    async def traffic() -> list[bool]:
+        return await asyncio.gather(*(request(i) for i in range(60)))
+
+    assert all(asyncio.run(traffic()))
+    assert 1 <= len(synced) < 30  # 60 acknowledged rows, a few fsyncs
+    log.close()
+    assert _logged(folder) == sorted(f"r{i}" for i in range(60))
+
+
+def test_a_failed_fsync_is_never_acknowledged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    log = PredictionLog(make_repo(tmp_path / "eio"), "digits", flush_seconds=60)
+    log.start()
+
+    def lost(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    async def request() -> None:
+        log.append(_rows(["a"]), wait=False)
+        await log.durable()
+
+    monkeypatch.setattr(os, "fsync", lost)
+    for _ in range(2):  # and not later either: after a failed fsync the kernel may have dropped the pages
+        with pytest.raises(OSError, match="Input/output"):
+            asyncio.run(request())
+    monkeypatch.undo()
+    log.close()
+
+
+def test_flushes_commit_in_a_process_of_their_own_restarted_when_it_dies(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from assay.errors import StorageError
+
+    folder = make_repo(tmp_path / "committer")
+    log = PredictionLog(folder, "digits", flush_seconds=60, commit_process=True)
+    log.start()
+    log.append(_rows(["a", "b"]))
+    assert log.flush() == 2
+    committer = log._committer
+    assert committer is not None and committer._proc is not None and committer._proc.pid != os.getpid()
+    first = committer._proc
+    # a committer that dies with the request read and no answer given (killed mid-commit)
+    committer._proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    log.append(_rows(["c", "d"]))
+    with pytest.raises(StorageError, match="committer process exited"):
+        log.flush()
+    assert log.aside.exists()  # the rows stay buffered
+    assert log.flush() == 2 and not log.aside.exists()  # a new committer
+    first.kill()  # a committer killed between flushes: the next flush starts another
+    first.wait()
+    for pipe in (first.stdin, first.stdout):
+        assert pipe is not None
+        pipe.close()
+    log.append(_rows(["e"]))
+    assert log.flush() == 1
+    last = committer._proc
+    log.close()
+    assert last is not None and last.poll() == 0  # closed with the log
+    assert _logged(folder) == ["a", "b", "c", "d", "e"]
     with assay.Repo(folder) as repo:
         assert repo.fsck().ok
 

@@ -4,12 +4,16 @@ Dataset names allow letters, digits, '.', '_' and '-' only, so the log of model 
 ``predictions.digits`` (``dataset_name``), keyed by ``request_id``.
 
 Each batch's rows are appended to a local buffer file (JSON lines) and fsynced before any of its requests is
-answered: an acknowledged prediction is on disk. Every ``flush_rows`` rows or ``flush_seconds`` seconds the
-buffer is renamed aside (``.flushing``), a fresh one is opened, and the rows are committed to the dataset on
-the branch (a new commit moved by compare-and-swap; the working copy's staging is not touched); then the
-renamed file is removed. A crash at any point leaves rows in the buffer or the renamed file, or both, and the
-next start replays them, skipping request ids the dataset already holds: no acknowledged row is lost and none
-is written twice. Each worker process holds its own buffer slot (an flock), so workers never share a file.
+answered: an acknowledged prediction is on disk. The fsync is a group commit: a thread of its own syncs what
+was written since its last sync, and the requests wait for it (``await durable()``) while the event loop goes on
+answering others; under load one fsync covers the rows of many batches.
+
+Every ``flush_rows`` rows or ``flush_seconds`` seconds the buffer is renamed aside (``.flushing``), a fresh
+one is opened, and the rows are committed to the dataset on the branch (a new commit moved by compare-and-swap;
+the working copy's staging is not touched); then the renamed file is removed. A crash at any point leaves rows
+in the buffer or the renamed file, or both, and the next start replays them, skipping request ids the dataset
+already holds: no acknowledged row is lost and none is written twice. Each worker process holds its own buffer
+slot (an flock), so workers never share a file.
 
 With ``durability="batch"`` the buffer is written (to the operating system, so a killed process loses nothing)
 but fsynced every ``sync_window`` seconds rather than before each answer: a power loss or kernel crash can lose
@@ -18,6 +22,7 @@ the predictions answered in the last window. That removes the fsync from the lat
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
@@ -33,6 +38,7 @@ import pyarrow.compute as pc
 from assay.errors import ConflictError, InputError, KeyViolation
 from assay.repo.gitinfo import code_reference, default_author
 from assay.repo.onbranch import Change, commit_on_branch
+from assay.serve.committer import Committer
 from assay.store.fs import fsync_dir
 
 SCHEMA = pa.schema([("request_id", pa.string()), ("time", pa.float64()), ("model", pa.string()),
@@ -94,7 +100,8 @@ class PredictionLog:
     """The buffer and flusher of one worker for one model in the repository at ``root``."""
 
     def __init__(self, root: Path, model: str, *, branch: str | None = None, flush_rows: int = 1000,
-                 flush_seconds: float = 1.0, durability: str = "sync", sync_window: float = 0.05):
+                 flush_seconds: float = 1.0, durability: str = "sync", sync_window: float = 0.05,
+                 commit_process: bool = False):
         if durability not in DURABILITY:
             raise InputError(f"unknown log durability {durability!r}; use one of {', '.join(DURABILITY)}")
         self.root, self.model, self.branch = root, model, branch
@@ -114,6 +121,14 @@ class PredictionLog:
         self.last_error: str | None = None
         self._file: IO[bytes] | None = None
         self._thread: threading.Thread | None = None
+        # the group commit (durability "sync"): appends written and synced so far, and the requests waiting
+        self._written = self._synced = 0
+        self._sync_error: OSError | None = None
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._sync_wake = threading.Condition(self._lock)
+        self._syncer: threading.Thread | None = None
+        self.commit_process = commit_process
+        self._committer: Committer | None = None
         self._provenance: tuple[str, dict[str, Any] | None] | None = None  # author and code of the log's commits
 
     # -- slots ----------------------------------------------------------------------------------------------
@@ -143,9 +158,14 @@ class PredictionLog:
     def start(self) -> int:
         """Replay what a previous run of this slot left (returns the rows written), then start flushing."""
         replayed = self.replay()
+        if self.commit_process:
+            self._committer = Committer()
         self._file = open(self.buffer, "ab")  # noqa: SIM115 (closed by close or a rotation)
         self._thread = threading.Thread(target=self._run, name="assay-log-flush", daemon=True)
         self._thread.start()
+        if self.durability == "sync":
+            self._syncer = threading.Thread(target=self._sync_loop, name="assay-log-sync", daemon=True)
+            self._syncer.start()
         return replayed
 
     def close(self) -> None:
@@ -160,6 +180,12 @@ class PredictionLog:
                 os.fsync(self._file.fileno())
                 self._file.close()
                 self._file = None
+            self._synced_upto(self._written)
+            self._sync_wake.notify_all()
+        if self._syncer is not None:
+            self._syncer.join()
+        if self._committer is not None:
+            self._committer.close()
         self._slot_file.close()
 
     def replay(self) -> int:
@@ -172,8 +198,10 @@ class PredictionLog:
 
     # -- writing --------------------------------------------------------------------------------------------
 
-    def append(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Write ``rows`` to the buffer and fsync it; when this returns, they survive a crash."""
+    def append(self, rows: Sequence[dict[str, Any]], *, wait: bool = True) -> None:
+        """Write ``rows`` to the buffer (to the operating system: a killed process loses none of them). With
+        durability "sync" and ``wait``, return once they are fsynced; with ``wait=False`` return at once, and
+        ``await durable()`` before acknowledging them (the serving path: the event loop does not block)."""
         import orjson  # the serve extra's (this module also serves `assay predictions`, which needs no server)
 
         data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
@@ -182,11 +210,80 @@ class PredictionLog:
                 raise ConflictError("the prediction log is closed")
             self._file.write(data)
             self._file.flush()
-            if self.durability == "sync":
-                os.fsync(self._file.fileno())
             self.pending += len(rows)
+            if self.durability == "sync":
+                self._written += 1
+                if wait:
+                    os.fsync(self._file.fileno())
+                    self._synced_upto(self._written)
+                else:
+                    self._sync_wake.notify()
         if self.pending >= self.flush_rows:
             self._wake.set()
+
+    async def durable(self) -> None:
+        """Return once everything appended before this call is fsynced (at once with durability "batch");
+        raises the OSError of a failed fsync, so that no prediction is acknowledged that is not on disk."""
+        if self.durability != "sync":
+            return
+        with self._lock:
+            if self._sync_error is not None:
+                raise self._sync_error
+            target = self._written
+            if self._synced >= target:
+                return
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((target, loop, future))
+            self._sync_wake.notify()
+        await future
+
+    def _sync_loop(self) -> None:
+        """The group commit: fsync what was written since the last sync, then wake the requests it covers."""
+        while True:
+            with self._lock:
+                while self._synced >= self._written and not self._stop.is_set():
+                    self._sync_wake.wait()
+                if self._synced >= self._written or self._file is None:
+                    if self._stop.is_set():
+                        return
+                    continue
+                target, fd = self._written, os.dup(self._file.fileno())  # the file may be rotated meanwhile
+            try:
+                os.fsync(fd)  # outside the lock: appends go on meanwhile and wait for the next sync
+                error = None
+            except OSError as e:
+                error = e
+            finally:
+                os.close(fd)
+            with self._lock:
+                if error is not None:  # for good: after a failed fsync the kernel may have dropped the pages, so a
+                    self._sync_error = error  # later one that succeeds proves nothing (PostgreSQL's "fsyncgate")
+                    self._fail_waiters(error)
+                    return
+                self._synced_upto(target)
+
+    def _synced_upto(self, target: int) -> None:
+        """Record (holding the lock) that the appends up to ``target`` are on disk, and wake their requests."""
+        self._synced = max(self._synced, target)
+        woken: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        keep = []
+        for gen, loop, future in self._waiters:
+            if gen <= self._synced:
+                woken.setdefault(loop, []).append(future)
+            else:
+                keep.append((gen, loop, future))
+        self._waiters = keep
+        for loop, futures in woken.items():
+            _wake(loop, futures, None)
+
+    def _fail_waiters(self, error: BaseException) -> None:
+        woken: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for _, loop, future in self._waiters:
+            woken.setdefault(loop, []).append(future)
+        self._waiters = []
+        for loop, futures in woken.items():
+            _wake(loop, futures, error)
 
     def _sync(self) -> None:
         with self._lock:
@@ -218,7 +315,8 @@ class PredictionLog:
                 with self._lock:
                     if self.pending == 0 or self._file is None:
                         return 0
-                    os.fsync(self._file.fileno())  # already done per append with durability "sync"; cheap then
+                    os.fsync(self._file.fileno())  # what the group commit has not synced yet
+                    self._synced_upto(self._written)
                     self._file.close()
                     os.replace(self.buffer, self.aside)
                     self._file = open(self.buffer, "ab")  # noqa: SIM115
@@ -226,8 +324,7 @@ class PredictionLog:
                     moved, self.pending = self.pending, 0
             else:
                 moved = 0
-            rows = read_table([self.aside])
-            written = self._commit(rows, skip_present=moved == 0) if rows.num_rows else 0  # a retry: part may be in
+            written = self._commit_aside(skip_present=moved == 0)  # a retry: part may be in already
             self.aside.unlink()
             fsync_dir(self.folder)
             self.flushed += written
@@ -236,42 +333,89 @@ class PredictionLog:
     def _commit(self, unique: pa.Table, *, skip_present: bool) -> int:
         """Commit ``unique`` (one row per request id) to the dataset; ``skip_present``: leave out the request ids
         the dataset holds already (a replay)."""
-        from assay.repo.repository import Repository as Repo
+        return commit_rows(self.root, self.model, self.branch, unique, skip_present=skip_present,
+                           provenance=self.provenance())
 
-        if self._provenance is None:  # the server's, once: no git process at every flush
+    def provenance(self) -> tuple[str, dict[str, Any] | None]:
+        """The author and code of the log's commits: the server's, found once (no git process at every flush)."""
+        if self._provenance is None:
             self._provenance = (default_author(self.root), code_reference(Path.cwd()))
-        with Repo(self.root) as repo:
-            target = self.branch or repo.branch or "main"
+        return self._provenance
 
-            def build(_tip: str | None, datasets: dict[str, str]) -> Change:
-                base = datasets.get(self.dataset)
-                todo = self._new_rows(repo, base, unique) if skip_present else unique
+    def _commit_aside(self, *, skip_present: bool) -> int:
+        """Commit the renamed buffer's rows: in the committer process when there is one, else here."""
+        if self._committer is not None:
+            return self._committer.commit(self.root, self.model, self.branch, self.aside, skip_present=skip_present,
+                                          provenance=self.provenance())
+        rows = read_table([self.aside])
+        return self._commit(rows, skip_present=skip_present) if rows.num_rows else 0
+
+
+def commit_rows(root: Path, model: str, branch: str | None, unique: pa.Table, *, skip_present: bool,
+                provenance: tuple[str, dict[str, Any] | None]) -> int:
+    """Commit ``unique`` (one row per request id) to the dataset ``predictions.MODEL`` on ``branch`` (else the
+    repository's), by compare-and-swap; ``skip_present``: leave out the request ids the dataset holds already."""
+    from assay.repo.repository import Repository as Repo
+
+    dataset = dataset_name(model)
+    with Repo(root) as repo:
+        target = branch or repo.branch or "main"
+
+        def build(_tip: str | None, datasets: dict[str, str]) -> Change:
+            base = datasets.get(dataset)
+            todo = _new_rows(repo, base, unique) if skip_present else unique
+            if not todo.num_rows:
+                return Change(None, result=0)
+            try:
+                oid, _ = repo.build_version(dataset, todo, base=base, key="request_id", mode="append")
+            except KeyViolation:  # some were written by a run that crashed before removing its file
+                todo = _new_rows(repo, base, unique)
                 if not todo.num_rows:
                     return Change(None, result=0)
-                try:
-                    oid, _ = repo.build_version(self.dataset, todo, base=base, key="request_id", mode="append")
-                except KeyViolation:  # some were written by a run that crashed before removing its file
-                    todo = self._new_rows(repo, base, unique)
-                    if not todo.num_rows:
-                        return Change(None, result=0)
-                    oid, _ = repo.build_version(self.dataset, todo, base=base, key="request_id", mode="append")
-                datasets[self.dataset] = oid
-                return Change(datasets, f"serve: log {todo.num_rows} predictions of {self.model}", todo.num_rows,
-                              {"serve": {"model": self.model, "rows": todo.num_rows}})
+                oid, _ = repo.build_version(dataset, todo, base=base, key="request_id", mode="append")
+            datasets[dataset] = oid
+            return Change(datasets, f"serve: log {todo.num_rows} predictions of {model}", todo.num_rows,
+                          {"serve": {"model": model, "rows": todo.num_rows}})
 
-            _, written = commit_on_branch(repo, target, build, refused=f"branch kept moving while logging "
-                                                                       f"predictions of {self.model!r}; they stay "
-                                                                       "buffered", provenance=self._provenance)
-            return int(written)
+        _, written = commit_on_branch(repo, target, build, refused=f"branch kept moving while logging predictions "
+                                                                   f"of {model!r}; they stay buffered",
+                                      provenance=provenance)
+        return int(written)
 
-    @staticmethod
-    def _new_rows(repo: Any, base: str | None, rows: pa.Table) -> pa.Table:
-        if base is None:
-            return rows
-        from assay.table import DatasetVersion
 
-        present = DatasetVersion(repo.store, repo.read_manifest(base)).to_arrow(["request_id"]).column("request_id")
-        return rows.filter(pc.invert(pc.is_in(rows.column("request_id"), value_set=present)))
+def _new_rows(repo: Any, base: str | None, rows: pa.Table) -> pa.Table:
+    if base is None:
+        return rows
+    from assay.table import DatasetVersion
+
+    present = DatasetVersion(repo.store, repo.read_manifest(base)).to_arrow(["request_id"]).column("request_id")
+    return rows.filter(pc.invert(pc.is_in(rows.column("request_id"), value_set=present)))
+
+
+def _wake(loop: asyncio.AbstractEventLoop, futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    """Resolve ``futures`` in their event loop (from the sync thread: one hand-off for all of them)."""
+
+    def resolve() -> None:
+        for f in futures:
+            if not f.done():
+                if error is None:
+                    f.set_result(None)
+                else:
+                    f.set_exception(error)
+
+    if loop.is_closed():
+        return
+    if error is None and _running_loop() is loop:
+        resolve()
+    else:
+        loop.call_soon_threadsafe(resolve)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _table(rows: list[dict[str, Any]]) -> pa.Table:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from assay.errors import BodyInvalid, InputError
@@ -57,6 +58,9 @@ def instance_model(name: str, signature: Signature) -> type[BaseModel]:
     return create_model(title, __config__=config, **fields)
 
 
+_MISSING = object()
+
+
 def _no_constants(value: str) -> Any:
     raise ValueError(f"{value} is not a number that JSON allows; send finite numbers")
 
@@ -82,7 +86,12 @@ class Validator:
     def parse(self, body: bytes) -> tuple[dict[str, np.ndarray], bool]:
         """The input arrays of a body, and whether it was a list of instances (else one instance)."""
         try:
-            data = json.loads(body, parse_constant=_no_constants)
+            data = orjson.loads(body)  # 1 us for 64 numbers, against 12 for the standard library's
+        except orjson.JSONDecodeError:
+            data = _MISSING  # the standard library's parser says what is wrong (and takes integers past 64 bits)
+        try:
+            if data is _MISSING:
+                data = json.loads(body, parse_constant=_no_constants)
         except (ValueError, UnicodeDecodeError) as e:
             raise BodyInvalid(f"the body is not JSON: {e}", [{"loc": ["body"], "msg": str(e),
                                                              "type": "json_invalid"}]) from e
