@@ -102,6 +102,37 @@ def test_append_upsert_delete(repo: assay.Repo, table: pa.Table) -> None:
     assert row["x"] == changed.column("x")[0].as_py()
 
 
+def test_an_append_of_fresh_keys_reads_none_of_the_base_and_equals_a_checked_one(repo: assay.Repo,
+                                                                                 table: pa.Table) -> None:
+    """The prediction log's append: keys the caller guarantees are new; the base's id indexes are not read."""
+    repo.add("t", table, key="id")
+    repo.commit("base")
+    base = repo.datasets()["t"]
+    extra = make_table(10, seed=5, start=1000)
+    checked, _ = repo.build_version("t", extra, base=base, key="id", mode="append")
+    base_ids = {f.ids for f in repo.read_manifest(base).fragments}
+    read: list[str] = []
+    real_get, real_view = repo.store.get, repo.store.get_view
+
+    def get(oid: str) -> bytes:
+        read.append(oid)
+        return real_get(oid)
+
+    def get_view(oid: str) -> object:
+        read.append(oid)
+        return real_view(oid)
+
+    repo.store.get, repo.store.get_view = get, get_view  # type: ignore[method-assign]
+    try:
+        fresh, result = repo.build_version("t", extra, base=base, key="id", mode="append", fresh_keys=True)
+    finally:
+        repo.store.get, repo.store.get_view = real_get, real_view  # type: ignore[method-assign]
+    assert result.added == 10 and not base_ids & set(read)
+    assert fresh == checked  # the same version, byte for byte
+    with pytest.raises(assay.InputError, match="append by key"):
+        repo.build_version("t", extra, base=base, key="id", mode="upsert", fresh_keys=True)
+
+
 def test_replace_stores_only_the_change(repo: assay.Repo) -> None:
     big = make_table(20_000)
     repo.add("t", big, key="id")

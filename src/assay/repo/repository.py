@@ -311,10 +311,11 @@ class Repository:
     def build_version(self, name: str, source: Any, *, base: str | None, key: Sequence[str] | str | None = None,
                       mode: str = "replace", labels: str | os.PathLike[str] | None = None,
                       format: str | None = None, progress: Progress | None = None,
-                      engine: Engine | None = None, files: Listing | None = None) -> tuple[str, UpdateResult]:
+                      engine: Engine | None = None, files: Listing | None = None,
+                      fresh_keys: bool = False) -> tuple[str, UpdateResult]:
         """Write the version of ``name`` that applying ``source`` to manifest ``base`` gives; stages nothing.
 
-        Returns the new manifest's oid and what changed.
+        Returns the new manifest's oid and what changed. ``fresh_keys``: see ``assay.table.apply_update``.
         """
         from assay.table import UpdateResult, apply_update
         from assay.table.sources import load_source
@@ -340,7 +341,8 @@ class Repository:
         if memo is not None and memo == base and base_manifest is not None:
             return memo, UpdateResult(base_manifest, unchanged=base_manifest.rows)
         result = apply_update(self.store, name, base_manifest, src, key=keys, mode=mode, kind=kind,
-                              blob_columns=blobs, progress=progress, engine=engine or self.engine)
+                              blob_columns=blobs, progress=progress, engine=engine or self.engine,
+                              fresh_keys=fresh_keys)
         new_oid = self._put_small(result.manifest.to_bytes())
         self._memo.put(base, src.digest, keys, mode, new_oid)
         if mode in _IDEMPOTENT and new_oid != base:  # the same input again changes nothing: a re-add reads no data

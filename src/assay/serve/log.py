@@ -35,7 +35,7 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assay.errors import ConflictError, InputError, KeyViolation
+from assay.errors import ConflictError, InputError
 from assay.repo.gitinfo import code_reference, default_author
 from assay.repo.onbranch import Change, commit_on_branch
 from assay.serve.committer import Committer
@@ -363,16 +363,13 @@ def commit_rows(root: Path, model: str, branch: str | None, unique: pa.Table, *,
 
         def build(_tip: str | None, datasets: dict[str, str]) -> Change:
             base = datasets.get(dataset)
+            # rows fresh from the buffer were never committed (their request ids are the server's, and a file
+            # that a flush may have committed in part is retried with skip_present), so the append does not read
+            # every id the log holds to refuse one: a flush costs its own rows, not the log's size
             todo = _new_rows(repo, base, unique) if skip_present else unique
             if not todo.num_rows:
                 return Change(None, result=0)
-            try:
-                oid, _ = repo.build_version(dataset, todo, base=base, key="request_id", mode="append")
-            except KeyViolation:  # some were written by a run that crashed before removing its file
-                todo = _new_rows(repo, base, unique)
-                if not todo.num_rows:
-                    return Change(None, result=0)
-                oid, _ = repo.build_version(dataset, todo, base=base, key="request_id", mode="append")
+            oid, _ = repo.build_version(dataset, todo, base=base, key="request_id", mode="append", fresh_keys=True)
             datasets[dataset] = oid
             return Change(datasets, f"serve: log {todo.num_rows} predictions of {model}", todo.num_rows,
                           {"serve": {"model": model, "rows": todo.num_rows}})

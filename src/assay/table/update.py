@@ -57,10 +57,16 @@ class UpdateResult:
 def apply_update(store: ObjectStore, name: str, base: Manifest | None, source: Source, *,
                  key: Sequence[str] | None = None, mode: str = "replace", kind: str = "table",
                  blob_columns: Sequence[str] = (), progress: Progress | None = None,
-                 engine: Engine | None = None) -> UpdateResult:
-    """The dataset ``name`` after applying ``source`` to ``base`` in ``mode``; ``engine`` encodes fragments."""
+                 engine: Engine | None = None, fresh_keys: bool = False) -> UpdateResult:
+    """The dataset ``name`` after applying ``source`` to ``base`` in ``mode``; ``engine`` encodes fragments.
+
+    ``fresh_keys`` (an append by key only): the caller guarantees that no key of ``source`` is in ``base`` (the
+    prediction log's request ids, made by the server and never committed before), so the base's ids are not read
+    to refuse one: the cost of the append is then that of its own rows, however large the base."""
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    if fresh_keys and (mode != "append" or not key):
+        raise InputError("fresh_keys applies to an append by key only")
     if base is None and mode == "delete":
         raise InputError(f"dataset {name!r} does not exist yet, so there is nothing to delete from")
     if base is None:
@@ -71,7 +77,8 @@ def apply_update(store: ObjectStore, name: str, base: Manifest | None, source: S
         return UpdateResult(base, unchanged=base.rows)
     schema = _target_schema(name, base, source.schema, key_cols, mode, source.description)
     hash_cols = [f.name for f in schema]
-    pass1, base_rows = _hash_and_base_ids(store, base, source, schema, key_cols, hash_cols, mode, progress)
+    pass1, base_rows = _hash_and_base_ids(store, None if fresh_keys else base, source, schema, key_cols, hash_cols,
+                                          mode, progress)
     ids.release()  # give back the hashing pass's temporaries before joining and writing
     pa.default_memory_pool().release_unused()
     new_ids = _sample_ids(pass1, key_cols, base_rows, mode)
