@@ -32,7 +32,7 @@ from assay.models import ModelVersion, Signature, get, read_artifact
 from assay.models import model_lineage as lineage_of
 from assay.models.onnx_export import session as onnx_session
 from assay.serve import rollout
-from assay.serve.asgi import Reply, ServeApp, error_reply
+from assay.serve.asgi import Reply, ServeApp, error_reply, receive_body
 from assay.serve.batching import Batcher, Feeds, Item
 from assay.serve.keys import KeyStore
 from assay.serve.log import DURABILITY, PredictionLog
@@ -100,18 +100,9 @@ def assay_error_reply(e: AssayError) -> Reply:
     return error_reply(400 if isinstance(e, InputError) else 500, str(e))
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, or BodyTooLarge as soon as it is known to pass ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"the body has {declared} bytes; this server takes at most {limit}")
-    parts, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the body passes {limit} bytes, the most this server takes")
-        parts.append(chunk)
-    return b"".join(parts)
+def _response(reply: Reply) -> Response:
+    """FastAPI's form of a ``Reply``."""
+    return Response(reply.body, reply.status, headers=reply.headers, media_type="application/json")
 
 
 class _Observe:
@@ -285,8 +276,7 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
 
     @app.exception_handler(AssayError)
     async def _assay_error(_: Request, e: AssayError) -> Response:
-        reply = assay_error_reply(e)
-        return Response(reply.body, reply.status, headers=reply.headers, media_type="application/json")
+        return _response(assay_error_reply(e))
 
     async def respond(authorization: str | None, read: Callable[[], Awaitable[bytes]]) -> Reply:
         """The answer to a predict request: both of its paths (``ServeApp``'s own and FastAPI's) come here."""
@@ -333,8 +323,8 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
                                            "504": {"description": "The model did not answer in time"}}})
     async def predict(request: Request) -> Any:
         """FastAPI's path to ``respond`` (``ServeApp`` answers POST there itself; this one is the schema's)."""
-        reply = await respond(request.headers.get("authorization"), lambda: read_body(request, max_body))
-        return Response(reply.body, reply.status, headers=reply.headers, media_type="application/json")
+        return _response(await respond(request.headers.get("authorization"),
+                                       lambda: receive_body(request.scope, request.receive, max_body)))
 
     @app.get("/v1/models")
     async def models() -> Any:
@@ -359,8 +349,7 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
     @app.get("/readyz")
     async def readyz() -> Any:
         if not state.ready:
-            reply = error_reply(503, "not ready: the model or the prediction log is still loading")
-            return Response(reply.body, reply.status, media_type="application/json")
+            return _response(error_reply(503, "not ready: the model or the prediction log is still loading"))
         return {"status": "ready", "model": state.served.version.spec}
 
     @app.get("/metrics", response_class=PlainTextResponse,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ def error_reply(status: int, message: str, detail: Any = None, headers: dict[str
                  headers or {})
 
 
-def header(scope: dict[str, Any], name: bytes) -> str | None:
+def header(scope: MutableMapping[str, Any], name: bytes) -> str | None:
     """A request header (``name`` in lower case, as ASGI gives them), or None."""
     for key, value in scope["headers"]:
         if key == name:
@@ -48,7 +48,8 @@ def header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
-async def receive_body(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bytes:
+async def receive_body(scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+                       limit: int) -> bytes:
     """The body, or BodyTooLarge as soon as it is known to pass ``limit`` bytes (the declared length first)."""
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -93,15 +93,14 @@ def _reap(proc: subprocess.Popen[bytes], wait: float) -> None:
 
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     """The child's loop: one JSON request a line in, one JSON answer a line out, until ``requests`` ends."""
-    from assay.serve.log import commit_rows, read_table
+    from assay.serve.log import commit_file
 
     for line in requests:
         try:
             r = json.loads(line)
-            rows = read_table([Path(r["path"])])
             author, code = r["provenance"]
-            written = commit_rows(Path(r["root"]), r["model"], r["branch"], rows, skip_present=r["skip_present"],
-                                  provenance=(author, code)) if rows.num_rows else 0
+            written = commit_file(Path(r["root"]), r["model"], r["branch"], Path(r["path"]),
+                                  skip_present=r["skip_present"], provenance=(author, code))
             answer: dict[str, Any] = {"written": written}
         except Exception as e:  # told to the server, which counts it and tries again later
             answer = {"error": f"{type(e).__name__}: {e}"}

@@ -266,22 +266,22 @@ class PredictionLog:
     def _synced_upto(self, target: int) -> None:
         """Record (holding the lock) that the appends up to ``target`` are on disk, and wake their requests."""
         self._synced = max(self._synced, target)
+        self._release(self._synced, None)
+
+    def _fail_waiters(self, error: BaseException) -> None:
+        self._release(None, error)
+
+    def _release(self, upto: int | None, error: BaseException | None) -> None:
+        """Resolve (holding the lock) the waiters for appends up to ``upto`` (None: all of them) with ``error``
+        or success, one hand-off to each event loop."""
         woken: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         keep = []
         for gen, loop, future in self._waiters:
-            if gen <= self._synced:
+            if upto is None or gen <= upto:
                 woken.setdefault(loop, []).append(future)
             else:
                 keep.append((gen, loop, future))
         self._waiters = keep
-        for loop, futures in woken.items():
-            _wake(loop, futures, None)
-
-    def _fail_waiters(self, error: BaseException) -> None:
-        woken: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for _, loop, future in self._waiters:
-            woken.setdefault(loop, []).append(future)
-        self._waiters = []
         for loop, futures in woken.items():
             _wake(loop, futures, error)
 
@@ -347,8 +347,16 @@ class PredictionLog:
         if self._committer is not None:
             return self._committer.commit(self.root, self.model, self.branch, self.aside, skip_present=skip_present,
                                           provenance=self.provenance())
-        rows = read_table([self.aside])
-        return self._commit(rows, skip_present=skip_present) if rows.num_rows else 0
+        return commit_file(self.root, self.model, self.branch, self.aside, skip_present=skip_present,
+                           provenance=self.provenance())
+
+
+def commit_file(root: Path, model: str, branch: str | None, path: Path, *, skip_present: bool,
+                provenance: tuple[str, dict[str, Any] | None]) -> int:
+    """Commit the rows of the buffer file ``path`` (``commit_rows``); returns the rows written."""
+    rows = read_table([path])
+    return commit_rows(root, model, branch, rows, skip_present=skip_present, provenance=provenance) \
+        if rows.num_rows else 0
 
 
 def commit_rows(root: Path, model: str, branch: str | None, unique: pa.Table, *, skip_present: bool,
