@@ -211,9 +211,16 @@ class Server:
         return f"http://127.0.0.1:{self.port}{self.path}"
 
 
-def _log_figures(repo: Path, folder: Path) -> None:
-    """What the prediction log stored, per prediction: in the dataset (fragments and their id indexes) and in the
-    local buffer (a JSON line); its cost is the fixed-rate tables' log-on rows against --no-log."""
+def _stored(repo: Path) -> int:
+    """Bytes of the repository's objects and packs on disk."""
+    return sum(p.stat().st_size for d in ("objects", "packs") for p in (repo / ".assay" / d).rglob("*") if p.is_file())
+
+
+def _log_figures(repo: Path, folder: Path, before: int) -> None:
+    """What the prediction log stored, per prediction: in the dataset (fragments and their id indexes), in the
+    repository (``before``: its bytes before serving; every commit's manifest and the fragments that merging the
+    log's end replaced included) and in the local buffer (a JSON line); its cost is the fixed-rate tables' log-on
+    rows against --no-log."""
     with assay.Repo(repo) as r:
         if "predictions.digits" not in r.datasets():
             print("prediction log: nothing committed")
@@ -222,10 +229,12 @@ def _log_figures(repo: Path, folder: Path) -> None:
         rows, stored = version.num_rows, sum(f.bytes for f in version.manifest.fragments)
         commits = sum(1 for _ in r.log())
         line = r.dataset("predictions.digits").to_arrow().slice(0, 1).to_pylist()[0]
-    print(f"prediction log: {rows:,} rows committed while serving (flush every 1 s or 1,000 rows; {commits:,} commits "
+    print(f"prediction log: {rows:,} rows committed while serving (flush every 1 s or 10,000 rows; {commits:,} commits "
           f"in the repository); stored {stored / max(rows, 1):.0f} bytes per prediction in the dataset "
-          f"(zstd Parquet, its id index of 32 bytes a row included), {len(json.dumps(line)) + 1} bytes in the "
-          "local buffer before the flush (a JSON line: 64 inputs, 11 outputs)")
+          f"(zstd Parquet, its id index of 32 bytes a row included) in {len(version.manifest.fragments)} fragments, "
+          f"{(_stored(repo) - before) / max(rows, 1):.0f} bytes per prediction in the repository (every commit, "
+          f"the fragments merged since included), {len(json.dumps(line)) + 1} bytes in the local buffer before the "
+          "flush (a JSON line: 64 inputs, 11 outputs)")
 
 
 def _fixed_rates(servers: dict[str, Server], rates: list[int], seconds: int, folder: Path) -> None:
@@ -308,6 +317,7 @@ def _stop(servers: dict[str, Server]) -> None:
 
 def digits(args: Any, folder: Path, seconds: int) -> None:
     repo, _, x = _model(folder)
+    before = _stored(repo)
     one = x[0].tolist()
     body = json.dumps({"X": one})
     (folder / "plain_app.py").write_text(PLAIN)
@@ -348,7 +358,7 @@ def digits(args: Any, folder: Path, seconds: int) -> None:
                                                                       "p99", "max", "non-2xx"], rows)
         _fixed_rates(servers, [int(v) for v in args.rates.split(",")], seconds, folder)
         time.sleep(1.5)
-        _log_figures(repo, folder)
+        _log_figures(repo, folder, before)
     finally:
         _stop(servers)
 

@@ -540,6 +540,35 @@ def test_compact_keeps_samples_and_gc_removes_garbage(repo: assay.Repo) -> None:
     assert repo.fsck().ok
 
 
+def test_merge_tail_keeps_the_samples_in_order_and_bounds_the_fragments(repo: assay.Repo) -> None:
+    """A stream of small appends (the prediction log's flushes): merging the end in tiers keeps every sample with
+    its id and content hash, in the order appended, in a bounded number of fragments."""
+    from assay.table import DatasetVersion
+    from assay.table.compaction import FAN_IN, merge_tail
+
+    plain = merged = None
+    counts, rewritten = [], 0
+    for k in range(150):
+        rows = make_table(3 + k % 5, seed=k, start=10 * k)
+        plain, _ = repo.build_version("t", rows, base=plain, key="id", mode="append", fresh_keys=True)
+        oid, result = repo.build_version("t", rows, base=merged, key="id", mode="append", fresh_keys=True)
+        m = merge_tail(repo.store, result.manifest)
+        assert (m is result.manifest) == (len(m.fragments) == len(result.manifest.fragments))
+        rewritten += len(set(m.fragments) - set(result.manifest.fragments))
+        merged = oid if m is result.manifest else repo.write_manifest(m)
+        counts.append(len(m.fragments))
+    a = DatasetVersion(repo.store, repo.read_manifest(plain)).to_arrow(with_ids=True)
+    b = DatasetVersion(repo.store, repo.read_manifest(merged)).to_arrow(with_ids=True)
+    assert a.num_rows == sum(3 + k % 5 for k in range(150))
+    assert b.to_pylist() == a.to_pylist()  # same rows, ids and hashes, in the same order
+    assert len(repo.read_manifest(plain).fragments) == 150
+    # 150 appends in base 8: fewer than FAN_IN fragments of each size class (here 1, 8 and 64 appends' worth)
+    assert max(counts) < 3 * FAN_IN and counts[-1] < 3 * FAN_IN
+    assert rewritten < 150 // 2  # merges are rare: about one every FAN_IN appends, cascading now and then
+    with pytest.raises(ValueError, match="fan_in"):
+        merge_tail(repo.store, repo.read_manifest(merged), fan_in=1)
+
+
 def test_remove_dataset(repo: assay.Repo, table: pa.Table) -> None:
     repo.add("t", table, key="id")
     repo.add("u", table, key="id")

@@ -311,6 +311,27 @@ def test_the_log_replays_a_crashed_buffer_and_never_writes_a_row_twice(tmp_path:
         assert repo.fsck().ok
 
 
+def test_a_log_flushed_many_times_is_kept_in_few_fragments_each_row_once(tmp_path: Path) -> None:
+    """Each flush appends a small fragment; the log merges its end in tiers (assay.table.compaction), so that
+    flushing every second for days does not leave a fragment a second to read."""
+    from assay.table.compaction import FAN_IN
+
+    folder = make_repo(tmp_path / "many")
+    log = PredictionLog(folder, "digits", flush_seconds=60)
+    log.start()
+    ids = [f"r{k:04d}" for k in range(200)]
+    for k in range(0, 200, 2):
+        log.append(_rows(ids[k:k + 2]))
+        assert log.flush() == 2
+    log.close()
+    assert _logged(folder) == ids
+    with assay.Repo(folder) as repo:
+        fragments = repo.dataset("predictions.digits").manifest.fragments
+        assert 1 < len(fragments) < 3 * FAN_IN  # 100 flushes: 100 fragments without merging
+        assert sum(1 for _ in repo.log()) > 100
+        assert repo.fsck().ok
+
+
 def test_the_group_commit_acknowledges_only_synced_rows_and_shares_one_fsync_among_many(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = make_repo(tmp_path / "group")

@@ -53,7 +53,7 @@ def run(spec: Annotated[str, typer.Argument(metavar="NAME[@VERSION|@ALIAS]", hel
                                                     "nothing).")] = "sync",
         flush_seconds: Annotated[float, typer.Option(metavar="SECONDS",
                                                      help="Commit logged predictions this often.")] = 1.0,
-        flush_rows: Annotated[int, typer.Option(metavar="N", help="... or once this many are buffered.")] = 1000,
+        flush_rows: Annotated[int, typer.Option(metavar="N", help="... or once this many are buffered.")] = 10_000,
         timeout: Annotated[float, typer.Option(metavar="SECONDS",
                                                help="Seconds a request may wait for the model.")] = 10.0,
         max_body: Annotated[int, typer.Option(metavar="BYTES", help="Largest request body, in bytes.")] = 1 << 20,

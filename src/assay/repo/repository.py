@@ -186,6 +186,10 @@ class Repository:
             copies.keep(oid, data)
         return data
 
+    def write_manifest(self, m: Manifest) -> str:
+        """Store the dataset version ``m``; returns its oid (stages nothing)."""
+        return self._put_small(m.to_bytes())
+
     def _put_small(self, data: bytes) -> str:
         """Store a commit or manifest (and keep a local copy when the store is remote)."""
         oid = self.store.put(data)
@@ -343,7 +347,7 @@ class Repository:
         result = apply_update(self.store, name, base_manifest, src, key=keys, mode=mode, kind=kind,
                               blob_columns=blobs, progress=progress, engine=engine or self.engine,
                               fresh_keys=fresh_keys)
-        new_oid = self._put_small(result.manifest.to_bytes())
+        new_oid = self.write_manifest(result.manifest)
         self._memo.put(base, src.digest, keys, mode, new_oid)
         if mode in _IDEMPOTENT and new_oid != base:  # the same input again changes nothing: a re-add reads no data
             self._memo.put(new_oid, src.digest, keys, mode, new_oid)

@@ -10,14 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from assay._types import Progress
 from assay.errors import AssayError, CorruptObject, FormatError, ObjectNotFound, OutOfSpace
 from assay.repo.commits import Commit
 from assay.repo.graph import COMMIT, MANIFEST, Edge, kind_of, walk
-from assay.table.fragments import FRAGMENT_ROWS, read_fragment, write_fragment
-from assay.table.manifest import HASH_COLUMN, ID_COLUMN, Manifest
+from assay.table.compaction import rewrite
+from assay.table.fragments import FRAGMENT_ROWS
+from assay.table.manifest import Manifest
 
 if TYPE_CHECKING:
     from assay.repo.catalog import Lease
@@ -211,8 +210,8 @@ def compact(repo: Repository, names: Sequence[str] | None, *, message: str, min_
             m = repo.read_manifest(current[name])
             if not _needs_compaction(m, min_fragments):
                 continue
-            new = m.with_fragments(_rewrite(repo, m, progress))
-            staging.datasets[name] = StagedDataset(repo.store.put(new.to_bytes()), current[name], {"compacted": True})
+            new = m.with_fragments(rewrite(repo.store, m, m.fragments, progress=progress))
+            staging.datasets[name] = StagedDataset(repo.write_manifest(new), current[name], {"compacted": True})
             done[name] = (len(m.fragments), len(new.fragments))
         repo.work.write_staging(staging)
     commit = repo.commit(message) if done else None
@@ -222,34 +221,6 @@ def compact(repo: Repository, names: Sequence[str] | None, *, message: str, min_
 def _needs_compaction(m: Manifest, min_fragments: int) -> bool:
     full = -(-m.rows // FRAGMENT_ROWS)
     return (len(m.fragments) >= min_fragments and len(m.fragments) > full) or any(f.deleted for f in m.fragments)
-
-
-def _rewrite(repo: Repository, m: Manifest, progress: Progress | None) -> list[Any]:
-    from assay.table.reader import conform
-
-    cols = [ID_COLUMN, HASH_COLUMN, *m.schema.names]
-    pending: list[pa.Table] = []
-    rows, out = 0, []
-    for f in m.fragments:
-        t = conform(read_fragment(repo.store, f, [c for c in cols]), _schema(m))
-        pending.append(t)
-        rows += t.num_rows
-        while rows >= FRAGMENT_ROWS:
-            table = pa.concat_tables(pending)
-            out.append(write_fragment(repo.store, table.slice(0, FRAGMENT_ROWS)))
-            rest = table.slice(FRAGMENT_ROWS)
-            pending, rows = [rest], rest.num_rows
-        if progress:
-            progress(f"compacting {m.name}", len(out), 0)
-    if rows:
-        out.append(write_fragment(repo.store, pa.concat_tables(pending)))
-    return out
-
-
-def _schema(m: Manifest) -> pa.Schema:
-    from assay.table.ids import ID_TYPE
-
-    return pa.schema([pa.field(ID_COLUMN, ID_TYPE), pa.field(HASH_COLUMN, ID_TYPE), *m.schema])
 
 
 # -- rebuilding a damaged catalog ----------------------------------------------------------------------------------

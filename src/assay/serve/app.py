@@ -165,7 +165,7 @@ def log_rows(items: Sequence[Item], outputs: list[Feeds], model: Served) -> list
 
 def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
                auth: bool = True, log: bool = True, max_body: int = MAX_BODY, timeout_s: float = 10.0,
-               threads: int = 1, flush_rows: int = 1000, flush_seconds: float = 1.0,
+               threads: int = 1, flush_rows: int = 10_000, flush_seconds: float = 1.0,
                branch: str | None = None, poll_seconds: float = 2.0, shadow: str | None = None,
                log_durability: str = "sync") -> ServeApp:
     """The app serving ``spec`` (``NAME[@VERSION|@ALIAS]``) of the repository at ``repo_path``; unless ``spec``

@@ -99,7 +99,7 @@ def read_table(paths: Sequence[Path]) -> pa.Table:
 class PredictionLog:
     """The buffer and flusher of one worker for one model in the repository at ``root``."""
 
-    def __init__(self, root: Path, model: str, *, branch: str | None = None, flush_rows: int = 1000,
+    def __init__(self, root: Path, model: str, *, branch: str | None = None, flush_rows: int = 10_000,
                  flush_seconds: float = 1.0, durability: str = "sync", sync_window: float = 0.05,
                  commit_process: bool = False):
         if durability not in DURABILITY:
@@ -364,6 +364,7 @@ def commit_rows(root: Path, model: str, branch: str | None, unique: pa.Table, *,
     """Commit ``unique`` (one row per request id) to the dataset ``predictions.MODEL`` on ``branch`` (else the
     repository's), by compare-and-swap; ``skip_present``: leave out the request ids the dataset holds already."""
     from assay.repo.repository import Repository as Repo
+    from assay.table.compaction import merge_tail
 
     dataset = dataset_name(model)
     with Repo(root) as repo:
@@ -377,8 +378,12 @@ def commit_rows(root: Path, model: str, branch: str | None, unique: pa.Table, *,
             todo = _new_rows(repo, base, unique) if skip_present else unique
             if not todo.num_rows:
                 return Change(None, result=0)
-            oid, _ = repo.build_version(dataset, todo, base=base, key="request_id", mode="append", fresh_keys=True)
-            datasets[dataset] = oid
+            oid, result = repo.build_version(dataset, todo, base=base, key="request_id", mode="append",
+                                             fresh_keys=True)
+            # each flush adds a small fragment at the end: merged in tiers, so that a log flushed every second
+            # for a year is still read in a few hundred fragments (assay.table.compaction)
+            merged = merge_tail(repo.store, result.manifest)
+            datasets[dataset] = oid if merged is result.manifest else repo.write_manifest(merged)
             return Change(datasets, f"serve: log {todo.num_rows} predictions of {model}", todo.num_rows,
                           {"serve": {"model": model, "rows": todo.num_rows}})
 
