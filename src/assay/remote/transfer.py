@@ -34,7 +34,7 @@ from assay.store.hashing import hash_bytes
 SMALL = 256 * 1024  # objects up to this size are stored in batches (packed by the destination store)
 BATCH = 512  # objects read at most at once
 FIRST_READ = 16  # objects in the first read; the next reads as many as fit in WINDOW by the sizes seen so far
-WINDOW = 256 << 20  # bytes held in memory at once, about (a push of 1,000 fragments of 30 MB does not read them all)
+WINDOW = 128 << 20  # bytes a read holds, about; two at once (a push of 1,000 fragments of 30 MB does not read them all)
 PUTS = 4  # large objects written at once
 
 
@@ -134,16 +134,31 @@ def send(src: ObjectStore, dst: ObjectStore, commits: Sequence[str], *, progress
     report = TransferReport(skipped=skipped)
     if progress:
         progress(stage, 0, len(order))
-    start, per_read = 0, FIRST_READ
-    while start < len(order):
-        part = order[start:start + per_read]
-        datas = src.get_many(part) if engine is None else list(engine.map(src.get, part))
-        store_verified(dst, list(zip(part, datas, strict=True)), report, layout=src.stored_as, plain=plain)
-        start += len(part)
-        # as many objects a read as fit in WINDOW bytes, by the size of those just read (at most BATCH)
-        per_read = max(1, min(BATCH, WINDOW * len(datas) // max(1, sum(len(d) for d in datas))))
-        if progress:
-            progress(stage, report.objects, len(order))
+
+    def read(part: list[str]) -> list[bytes]:
+        return src.get_many(part) if engine is None else list(engine.map(src.get, part))
+
+    # the next part is read while this one is stored: a clone downloads while it writes, a push reads its packs
+    # while it uploads (two parts in memory at most, each about WINDOW bytes)
+    with ThreadPoolExecutor(1, thread_name_prefix="assay-read") as reader:
+        start, part = 0, order[:FIRST_READ]
+        pending = reader.submit(read, part) if part else None
+        while pending is not None:
+            datas = pending.result()
+            start += len(part)
+            # as many objects a read as fit in WINDOW bytes, by the size of those just read (at most BATCH)
+            per_read = max(1, min(BATCH, WINDOW * len(datas) // max(1, sum(len(d) for d in datas))))
+            following = order[start:start + per_read]
+            pending = reader.submit(read, following) if following else None
+            try:
+                store_verified(dst, list(zip(part, datas, strict=True)), report, layout=src.stored_as, plain=plain)
+            except BaseException:
+                if pending is not None:
+                    pending.cancel()
+                raise
+            part = following
+            if progress:
+                progress(stage, report.objects, len(order))
     return report
 
 
