@@ -562,7 +562,7 @@ def test_merge_tail_keeps_the_samples_in_order_and_bounds_the_fragments(repo: as
     assert a.num_rows == sum(3 + k % 5 for k in range(150))
     assert b.to_pylist() == a.to_pylist()  # same rows, ids and hashes, in the same order
     assert len(repo.read_manifest(plain).fragments) == 150
-    # 150 appends in base 8: fewer than FAN_IN fragments of each size class (here 1, 8 and 64 appends' worth)
+    # 150 appends in base FAN_IN: fewer than FAN_IN fragments of each size class (1 and FAN_IN appends' worth)
     assert max(counts) < 3 * FAN_IN and counts[-1] < 3 * FAN_IN
     assert rewritten < 150 // 2  # merges are rare: about one every FAN_IN appends, cascading now and then
     with pytest.raises(ValueError, match="fan_in"):
