@@ -363,6 +363,42 @@ def test_the_group_commit_acknowledges_only_synced_rows_and_shares_one_fsync_amo
     assert _logged(folder) == sorted(f"r{i}" for i in range(60))
 
 
+def test_fast_fsyncs_run_in_the_event_loop_once_for_all_the_requests_of_a_turn(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    folder = make_repo(tmp_path / "inline")
+    log = PredictionLog(folder, "digits", flush_seconds=60)
+    synced: list[tuple[str, int]] = []  # the thread and the buffer's size at each completed fsync
+    real = os.fsync
+
+    def disk(fd: int) -> None:
+        size = os.fstat(fd).st_size
+        real(fd)
+        synced.append((threading.current_thread().name, size))
+
+    monkeypatch.setattr(os, "fsync", disk)
+    log.start()
+    synced.clear()  # the folder's, at start
+
+    async def request(i: int) -> bool:
+        log.append(_rows([f"r{i}"]), wait=False)
+        written = log.buffer.stat().st_size
+        await log.durable()
+        return max(size for _, size in synced) >= written
+
+    async def traffic() -> list[bool]:
+        first = await request(-1)  # the first fsync has no average yet: the sync thread times it
+        return [first, *await asyncio.gather(*(request(i) for i in range(60)))]
+
+    assert all(asyncio.run(traffic()))
+    threads = [name for name, _ in synced]
+    assert threads[0] == "assay-log-sync" and threads[1:] == ["MainThread"]  # then one fsync, in the loop, for 60
+    assert log.syncs == 2
+    log.close()
+    assert _logged(folder) == sorted(f"r{i}" for i in range(-1, 60))
+
+
 def test_a_failed_fsync_is_never_acknowledged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 

@@ -233,7 +233,8 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
                                 on_batch=metrics.batch)
         state.batcher.start()
         metrics.watch(lambda: state.batcher.depth if state.batcher else 0,
-                      lambda: state.log.pending if state.log else 0, lambda: state.log.errors if state.log else 0)
+                      lambda: state.log.pending if state.log else 0, lambda: state.log.errors if state.log else 0,
+                      lambda: state.log.syncs if state.log else 0)
         metrics.model.labels(model=name, version=str(served.version.version), role="primary").set(1)
         follower = (asyncio.get_running_loop().create_task(follow()) if poll_seconds > 0 and not rollout.pinned(spec)
                     else None)

@@ -4,9 +4,12 @@ Dataset names allow letters, digits, '.', '_' and '-' only, so the log of model 
 ``predictions.digits`` (``dataset_name``), keyed by ``request_id``.
 
 Each batch's rows are appended to a local buffer file (JSON lines) and fsynced before any of its requests is
-answered: an acknowledged prediction is on disk. The fsync is a group commit: a thread of its own syncs what
-was written since its last sync, and the requests wait for it (``await durable()``) while the event loop goes on
-answering others; under load one fsync covers the rows of many batches.
+answered: an acknowledged prediction is on disk. The fsync is a group commit: the requests wait for it
+(``await durable()``), and one fsync covers the rows of every batch written since the last one. While fsyncs are
+fast (their average under ``INLINE_SYNC_S``, 1 ms), it runs in the event loop itself, once for all the requests
+waiting in that turn of the loop: handing it to a thread and back costs two context switches a request, more than
+such an fsync blocks the loop, and the requests that arrive meanwhile wait in the socket buffers and join the
+next one. A slower disk moves the fsync to a thread of its own, so that the event loop goes on answering others.
 
 Every ``flush_rows`` rows or ``flush_seconds`` seconds the buffer is renamed aside (``.flushing``), a fresh
 one is opened, and the rows are committed to the dataset on the branch (a new commit moved by compare-and-swap;
@@ -46,6 +49,7 @@ SCHEMA = pa.schema([("request_id", pa.string()), ("time", pa.float64()), ("model
                     ("inputs", pa.string()), ("outputs", pa.string())])
 COLUMNS = SCHEMA.names
 DURABILITY = ("sync", "batch")  # fsync before each answer, or every sync_window seconds
+INLINE_SYNC_S = 0.001  # an fsync that takes less than this on average runs in the event loop, not a thread
 
 
 def dataset_name(model: str) -> str:
@@ -127,6 +131,9 @@ class PredictionLog:
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._sync_wake = threading.Condition(self._lock)
         self._syncer: threading.Thread | None = None
+        self._sync_cost: float | None = None  # average seconds of an fsync, from both paths
+        self._inline_due = False  # an fsync in the event loop is scheduled
+        self.syncs = 0
         self.commit_process = commit_process
         self._committer: Committer | None = None
         self._provenance: tuple[str, dict[str, Any] | None] | None = None  # author and code of the log's commits
@@ -216,8 +223,6 @@ class PredictionLog:
                 if wait:
                     os.fsync(self._file.fileno())
                     self._synced_upto(self._written)
-                else:
-                    self._sync_wake.notify()
         if self.pending >= self.flush_rows:
             self._wake.set()
 
@@ -235,8 +240,37 @@ class PredictionLog:
             loop = asyncio.get_running_loop()
             future: asyncio.Future[None] = loop.create_future()
             self._waiters.append((target, loop, future))
-            self._sync_wake.notify()
+            if self._sync_cost is None or self._sync_cost >= INLINE_SYNC_S:
+                self._sync_wake.notify()  # the first fsyncs, or a slow disk: the sync thread
+            elif not self._inline_due:
+                self._inline_due = True  # once for all the requests of this turn of the loop
+                loop.call_soon(self._sync_inline)
         await future
+
+    def _sync_inline(self) -> None:
+        """The group commit in the event loop: fsync what was written so far and wake the requests it covers."""
+        self._inline_due = False
+        with self._lock:
+            if self._sync_error is not None or self._file is None or self._synced >= self._written:
+                return  # failed for good, closed (close wakes everyone), or the sync thread got there first
+            target = self._written
+            error = self._timed_fsync(self._file.fileno())
+            if error is not None:
+                self._sync_error = error
+                self._fail_waiters(error)
+                return
+            self._synced_upto(target)
+
+    def _timed_fsync(self, fd: int) -> OSError | None:
+        start = time.perf_counter()
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            return e
+        took = time.perf_counter() - start
+        self._sync_cost = took if self._sync_cost is None else 0.9 * self._sync_cost + 0.1 * took
+        self.syncs += 1
+        return None
 
     def _sync_loop(self) -> None:
         """The group commit: fsync what was written since the last sync, then wake the requests it covers."""
@@ -250,10 +284,7 @@ class PredictionLog:
                     continue
                 target, fd = self._written, os.dup(self._file.fileno())  # the file may be rotated meanwhile
             try:
-                os.fsync(fd)  # outside the lock: appends go on meanwhile and wait for the next sync
-                error = None
-            except OSError as e:
-                error = e
+                error = self._timed_fsync(fd)  # outside the lock: appends go on meanwhile and wait for the next sync
             finally:
                 os.close(fd)
             with self._lock:

@@ -32,6 +32,8 @@ class Metrics:
                                 "yet committed to the dataset.", registry=r)
         self.log_errors = Gauge("assay_serve_log_flush_errors", "Failed flushes of the prediction log since "
                                 "start (the rows stay buffered).", registry=r)
+        self.log_syncs = Gauge("assay_serve_log_syncs", "fsyncs of the prediction log's buffer since start (one "
+                               "covers every request waiting for it).", registry=r)
         self.model = Gauge("assay_serve_model_info", "The model version served (1 for the current one).",
                            ["model", "version", "role"], registry=r)
 
@@ -46,10 +48,12 @@ class Metrics:
         child[0].inc()
         child[1].observe(seconds)
 
-    def watch(self, queue: Callable[[], float], buffer: Callable[[], float], errors: Callable[[], float]) -> None:
+    def watch(self, queue: Callable[[], float], buffer: Callable[[], float], errors: Callable[[], float],
+              syncs: Callable[[], float]) -> None:
         self.queue.set_function(queue)
         self.log_buffer.set_function(buffer)
         self.log_errors.set_function(errors)
+        self.log_syncs.set_function(syncs)
 
     def batch(self, b: Batch) -> None:
         self.batch_size.observe(b.rows)
