@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
@@ -142,24 +143,34 @@ class _State:
     last_rollout_error: str | None = None
 
 
-def _json(value: dict[str, Any]) -> str:
-    """JSON of an input or output row, by orjson (in the serving path the standard library's encoder was a
-    fifth of the server's time: 44 us for a 98-float output); a non-finite number (an output answered as a
-    422, but logged) is written as null, as orjson does."""
-    return orjson.dumps(value).decode()
+def _json(feeds: Feeds, i: int) -> str:
+    """JSON of instance ``i`` of a batch's inputs or outputs, straight from the arrays by orjson: a float32 as its
+    shortest text (``0.1`` as sent, not the ``0.10000000149011612`` of a float64), half the bytes of ``tolist``
+    and a third of its time (the standard library's encoder was a fifth of the server's time: 44 us for a
+    98-float output); a non-finite number (an output answered as a 422, but logged) is written as null, as orjson
+    does."""
+    return orjson.dumps({k: v[i] for k, v in feeds.items()}, option=orjson.OPT_SERIALIZE_NUMPY,
+                        default=_plain).decode()
+
+
+def _plain(value: Any) -> Any:
+    """What orjson does not write itself (a string array's item): its Python value."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def log_rows(items: Sequence[Item], outputs: list[Feeds], model: Served) -> list[dict[str, Any]]:
     """The prediction log's rows of a batch: one per instance (``ID/i`` for the instances of a list)."""
     now, entries = time.time(), []
+    name, version = model.version.name, model.version.version
     for item, out in zip(items, outputs, strict=True):
         rid, key_name, t0, many = item.context
-        inputs, results = rows(item.feeds, item.rows), rows(out, item.rows)
+        latency = time.perf_counter() - t0
         for i in range(item.rows):
-            entries.append({"request_id": f"{rid}/{i}" if many else rid, "time": now, "model": model.version.name,
-                            "version": model.version.version, "key_name": key_name,
-                            "latency_s": time.perf_counter() - t0,
-                            "inputs": _json(inputs[i]), "outputs": _json(results[i])})
+            entries.append({"request_id": f"{rid}/{i}" if many else rid, "time": now, "model": name,
+                            "version": version, "key_name": key_name, "latency_s": latency,
+                            "inputs": _json(item.feeds, i), "outputs": _json(out, i)})
     return entries
 
 
