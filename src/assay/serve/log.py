@@ -132,7 +132,7 @@ class PredictionLog:
         self._sync_wake = threading.Condition(self._lock)
         self._syncer: threading.Thread | None = None
         self._sync_cost: float | None = None  # average seconds of an fsync, from both paths
-        self._inline_due = False  # an fsync in the event loop is scheduled
+        self._inline_due: asyncio.AbstractEventLoop | None = None  # the loop an fsync is scheduled in
         self.syncs = 0
         self.commit_process = commit_process
         self._committer: Committer | None = None
@@ -242,14 +242,14 @@ class PredictionLog:
             self._waiters.append((target, loop, future))
             if self._sync_cost is None or self._sync_cost >= INLINE_SYNC_S:
                 self._sync_wake.notify()  # the first fsyncs, or a slow disk: the sync thread
-            elif not self._inline_due:
-                self._inline_due = True  # once for all the requests of this turn of the loop
+            elif self._inline_due is not loop:  # (a loop closed with one scheduled never runs it)
+                self._inline_due = loop  # once for all the requests of this turn of the loop
                 loop.call_soon(self._sync_inline)
         await future
 
     def _sync_inline(self) -> None:
         """The group commit in the event loop: fsync what was written so far and wake the requests it covers."""
-        self._inline_due = False
+        self._inline_due = None
         with self._lock:
             if self._sync_error is not None or self._file is None or self._synced >= self._written:
                 return  # failed for good, closed (close wakes everyone), or the sync thread got there first
@@ -401,12 +401,18 @@ def commit_rows(root: Path, model: str, branch: str | None, unique: pa.Table, *,
     with Repo(root) as repo:
         target = branch or repo.branch or "main"
 
+        tries = 0
+
         def build(_tip: str | None, datasets: dict[str, str]) -> Change:
+            nonlocal tries
+            tries += 1
             base = datasets.get(dataset)
             # rows fresh from the buffer were never committed (their request ids are the server's, and a file
             # that a flush may have committed in part is retried with skip_present), so the append does not read
-            # every id the log holds to refuse one: a flush costs its own rows, not the log's size
-            todo = _new_rows(repo, base, unique) if skip_present else unique
+            # every id the log holds to refuse one: a flush costs its own rows, not the log's size. A second try
+            # means the branch moved under this one, and the one that moved it may have committed these rows: a
+            # server killed mid-flush leaves its committer child to finish while the restarted one replays the file
+            todo = _new_rows(repo, base, unique) if skip_present or tries > 1 else unique
             if not todo.num_rows:
                 return Change(None, result=0)
             oid, result = repo.build_version(dataset, todo, base=base, key="request_id", mode="append",
