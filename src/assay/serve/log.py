@@ -256,8 +256,7 @@ class PredictionLog:
             target = self._written
             error = self._timed_fsync(self._file.fileno())
             if error is not None:
-                self._sync_error = error
-                self._fail_waiters(error)
+                self._sync_failed(error)
                 return
             self._synced_upto(target)
 
@@ -288,9 +287,8 @@ class PredictionLog:
             finally:
                 os.close(fd)
             with self._lock:
-                if error is not None:  # for good: after a failed fsync the kernel may have dropped the pages, so a
-                    self._sync_error = error  # later one that succeeds proves nothing (PostgreSQL's "fsyncgate")
-                    self._fail_waiters(error)
+                if error is not None:
+                    self._sync_failed(error)
                     return
                 self._synced_upto(target)
 
@@ -299,7 +297,11 @@ class PredictionLog:
         self._synced = max(self._synced, target)
         self._release(self._synced, None)
 
-    def _fail_waiters(self, error: BaseException) -> None:
+    def _sync_failed(self, error: OSError) -> None:
+        """Record (holding the lock) a failed fsync and fail every waiting request with it. For good: after a failed
+        fsync the kernel may have dropped the pages, so a later one that succeeds proves nothing (PostgreSQL's
+        "fsyncgate")."""
+        self._sync_error = error
         self._release(None, error)
 
     def _release(self, upto: int | None, error: BaseException | None) -> None:
@@ -317,9 +319,10 @@ class PredictionLog:
             _wake(loop, futures, error)
 
     def _sync(self) -> None:
+        """The sync of durability "batch", every ``sync_window`` seconds (counted in ``syncs`` too)."""
         with self._lock:
-            if self._file is not None:
-                os.fsync(self._file.fileno())
+            if self._file is not None and (error := self._timed_fsync(self._file.fileno())) is not None:
+                raise error
 
     def _run(self) -> None:
         last = time.monotonic()
