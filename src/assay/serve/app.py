@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import json
+import secrets
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from assay.models.onnx_export import session as onnx_session
 from assay.serve import rollout
 from assay.serve.asgi import Reply, ServeApp, error_reply, receive_body
 from assay.serve.batching import Batcher, Feeds, Item
+from assay.serve.deadlines import Deadlines
 from assay.serve.keys import KeyStore
 from assay.serve.log import DURABILITY, PredictionLog
 from assay.serve.metrics import Metrics
@@ -160,6 +162,14 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def request_ids() -> Callable[[], str]:
+    """Request ids of 32 hex digits: 16 random ones drawn once per app (each worker, each start) and a counter.
+    Unique across workers and restarts as uuid4's are (64 random bits against 122), without reading the
+    system's random source for every request; the prediction log keys its rows on them."""
+    prefix, counter = secrets.token_hex(8), itertools.count()
+    return lambda: f"{prefix}{next(counter):016x}"
+
+
 def log_rows(items: Sequence[Item], outputs: list[Feeds], model: Served) -> list[dict[str, Any]]:
     """The prediction log's rows of a batch: one per instance (``ID/i`` for the instances of a list)."""
     now, entries = time.time(), []
@@ -198,6 +208,7 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
     state = _State(served, lineage=lineage)
     metrics = Metrics(max_batch)
     keys = KeyStore(assay_dir) if auth else None
+    deadlines, next_id = Deadlines(timeout_s), request_ids()
     predict_path = f"/v1/models/{name}/predict"
 
     def after(items: Sequence[Item], outputs: list[Feeds], model: Served) -> None:
@@ -296,7 +307,7 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
         try:
             key_name = keys.check(name, authorization) if keys is not None else ""
             try:
-                async with asyncio.timeout(timeout_s):
+                async with deadlines.limit():
                     body = await read()
             except TimeoutError:
                 return error_reply(408, f"the body did not arrive within {timeout_s} s")
@@ -304,11 +315,11 @@ def create_app(repo_path: str | Path, spec: str, *, max_batch: int = 64, max_wai
         except AssayError as e:
             return assay_error_reply(e)
         count = len(next(iter(feeds.values())))
-        rid = uuid.uuid4().hex
+        rid = next_id()
         if state.batcher is None:
             return error_reply(503, "the server is starting; try again")
         try:
-            async with asyncio.timeout(timeout_s):
+            async with deadlines.limit():
                 out, model = await state.batcher.submit(feeds, count, (rid, key_name, t0, many))
                 if state.log is not None:
                     await state.log.durable()  # the group commit: its rows are on disk before it is answered

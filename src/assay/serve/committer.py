@@ -5,7 +5,7 @@ fragment and the manifest, a compare-and-swap on the branch. Most of that is Arr
 the rest held it for 20-40 ms a flush at 3,000 req/s, and the event loop waited for it in 5 ms slices (the
 interpreter's switch interval): the slowest 1% of answers were the ones that came during a flush (p99 28 ms
 against 9 ms with no flush). In a process of its own the commit shares no GIL with the event loop; it also
-runs at a lower priority (nice 5), so that on a busy machine the answers go first.
+runs at the lowest priority (nice 19), so that on a busy machine the answers go first.
 
 ``Committer`` is the server's side: one child (``main`` here, in ``python -c``), started once, asked one
 buffer file at a time over its stdin and answering on its stdout, one JSON line each. The child only commits;
