@@ -25,6 +25,11 @@ LuaJIT's FFI), sent on whichever of the connections is free. Latency is wrk's ow
 answer; the script counts the sends that went out more than 1 ms after their scheduled time (all connections
 busy: the server fell behind), and a server that falls behind also shows it as a rate below the target.
 
+The search for the highest rate each server holds tries a rate that is not held once more, for every server
+alike, and counts it held when either run holds it: one stall of 50-250 ms in a 5 s run (on this shared 2-core
+machine the plain endpoint shows them as well as assay) puts a few percent of its answers past 25 ms, and one
+such run would stop the search below the rates the server holds in every other run. Each try is printed.
+
 autocannon's ``-R`` is not used: it is a per-connection quota of requests per second, reset by a one-second
 timer, so each connection sends back to back until its quota is spent and then waits for the next second. That
 is a closed-loop burst at the start of every second, not a rate (at 500 req/s on 25 connections it measured the
@@ -260,10 +265,13 @@ def _fixed_rates(servers: dict[str, Server], rates: list[int], seconds: int, fol
     for label, srv in servers.items():
 
         def holds(rate: int, label: str = label, srv: Server = srv) -> bool:
-            r = _paced(srv.url, srv.body, rate, seconds, folder)
-            print(f"  {label} at {rate} req/s: {r['rps']:.0f} req/s, p99 {r['p99']} ms, errors {r['non2xx']}, "
-                  f"late {r['late']}", flush=True)
-            return _holds(r, rate)
+            for attempt in (1, 2):  # a rate not held is tried once more (see TRIES)
+                r = _paced(srv.url, srv.body, rate, seconds, folder, seed=attempt)
+                print(f"  {label} at {rate} req/s (try {attempt}): {r['rps']:.0f} req/s, p99 {r['p99']} ms, "
+                      f"errors {r['non2xx']}, late {r['late']}", flush=True)
+                if _holds(r, rate):
+                    return True
+            return False
 
         rate, held, failed = 250, 0, 0
         while rate <= 20000:  # steps x1.5 up to the first rate not held ...
@@ -283,8 +291,8 @@ def _fixed_rates(servers: dict[str, Server], rates: list[int], seconds: int, fol
                 failed = mid
         best[label] = held
     plain, bento, ours = best.get("plain FastAPI") or 0, best.get("BentoML") or 0, best.get("assay serve") or 0
-    print_table("highest rate held with p99 <= 25 ms (x1.5 steps from 250 req/s, or halvings below it; then 3 "
-                "halvings of the gap)",
+    print_table("highest rate held with p99 <= 25 ms in one of two runs (x1.5 steps from 250 req/s, or halvings "
+                "below it; then 3 halvings of the gap)",
                 ["server", "req/s", "vs plain", "vs BentoML"],
                 [[k, v, f"{v / plain:.2f}x" if plain else "-", f"{v / bento:.2f}x" if bento else "-"]
                  for k, v in best.items()])
