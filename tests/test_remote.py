@@ -117,7 +117,7 @@ def test_corrupt_bytes_from_a_remote_are_refused_not_stored(origin: assay.Repo, 
             data = real_get(oid)
             return data[:-1] + bytes([data[-1] ^ 1]) if oid == fragment else data
 
-        def get_many(self, oids: list[str]) -> list[bytes]:  # the batch read a transfer makes
+        def get_many_views(self, oids: list[str]) -> list[bytes]:  # the batch read a transfer makes
             return [self.get(o) for o in oids]
 
     from assay.remote import send
@@ -257,9 +257,9 @@ def test_a_push_reads_large_objects_a_window_at_a_time_and_stores_them_before_wh
     bare = assay.init(tmp_path / "bare")
     reads: list[int] = []
     order: list[str] = []
-    get_many, put, put_many = type(r.store).get_many, type(bare.store).put, type(bare.store).put_many
+    get_many, put, put_many = type(r.store).get_many_views, type(bare.store).put, type(bare.store).put_many
 
-    def counted(self: object, oids: list[str]) -> list[bytes]:
+    def counted(self: object, oids: list[str]) -> list[bytes | memoryview]:
         datas = get_many(self, oids)  # type: ignore[arg-type]
         reads.append(sum(len(d) for d in datas))
         return datas
@@ -274,7 +274,7 @@ def test_a_push_reads_large_objects_a_window_at_a_time_and_stores_them_before_wh
         order.extend(oids)
         return oids
 
-    monkeypatch.setattr(type(r.store), "get_many", counted)
+    monkeypatch.setattr(type(r.store), "get_many_views", counted)
     monkeypatch.setattr(type(bare.store), "put", noted)
     monkeypatch.setattr(type(bare.store), "put_many", noted_many)
     add_remote(r, "bare", str(bare.root))

@@ -135,8 +135,8 @@ def send(src: ObjectStore, dst: ObjectStore, commits: Sequence[str], *, progress
     if progress:
         progress(stage, 0, len(order))
 
-    def read(part: list[str]) -> list[bytes]:
-        return src.get_many(part) if engine is None else list(engine.map(src.get, part))
+    def read(part: list[str]) -> list[bytes | memoryview]:
+        return src.get_many_views(part) if engine is None else list(engine.map(src.get, part))
 
     # the next part is read while this one is stored: a clone downloads while it writes, a push reads its packs
     # while it uploads (two parts in memory at most, each about WINDOW bytes)
@@ -162,7 +162,7 @@ def send(src: ObjectStore, dst: ObjectStore, commits: Sequence[str], *, progress
     return report
 
 
-def store_verified(dst: ObjectStore, items: list[tuple[str, bytes]], report: TransferReport, *,
+def store_verified(dst: ObjectStore, items: list[tuple[str, bytes | memoryview]], report: TransferReport, *,
                    layout: Callable[[str], tuple[bool, bool]] | None = None, plain: set[str] | None = None) -> None:
     """Store ``items`` in their order (small ones together in one pack, flushed before each large one), each
     hashed first: bytes that do not match their id are refused (CorruptObject) and nothing of the batch is stored.
@@ -179,7 +179,7 @@ def store_verified(dst: ObjectStore, items: list[tuple[str, bytes]], report: Tra
                                 "copy is damaged, so it was not stored. Run `assay fsck` there (or repair it with "
                                 "`assay fsck --repair`), then try again")
 
-    def put(oid: str, data: bytes) -> None:
+    def put(oid: str, data: bytes | memoryview) -> None:
         chunk, compress = layout(oid) if layout is not None else (True, True)
         dst.put(data, chunk=chunk, compress=compress)
 
@@ -196,7 +196,7 @@ def store_verified(dst: ObjectStore, items: list[tuple[str, bytes]], report: Tra
     small_run: list[bytes] = []
     for oid, data in rest:
         if len(data) <= SMALL:
-            small_run.append(data)
+            small_run.append(bytes(data))  # (a view only of a large object: bytes here, not copied)
             continue
         if small_run:
             dst.put_many(small_run)

@@ -90,6 +90,11 @@ class ObjectStore(abc.ABC):
         """The verified bytes of each of ``oids``, in order (stores that can read many at once override it)."""
         return [self.get(o) for o in oids]
 
+    def get_many_views(self, oids: Sequence[str]) -> list[bytes | memoryview]:
+        """``get_many``, but a large object may come as ``get_view`` gives it (a view of its stored file, not a
+        copy): for a reader that passes them on and lets them go (a transfer). By default ``get_view`` each."""
+        return [self.get_view(o) for o in oids]
+
     def get_ranges(self, oid: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         """The bytes at ``(offset, length)`` ranges of ``oid``, NOT verified: for partial reads of large
         objects by a caller that keeps digests of those ranges and checks them. By default, slices of the

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import zstandard
 
@@ -377,7 +377,15 @@ class PackingStore(ObjectStore):
         """Each of ``oids``, verified, in order: objects that lie near each other in one indexed pack are read
         in one ranged request (at most ``_SPAN`` bytes; on object storage, one request instead of one each);
         the others, chunked ones, and any whose pack moved meanwhile, as ``get`` reads them."""
-        found: dict[int, bytes] = {}
+        return cast(list[bytes], self._get_many(oids, self.get))  # ``get`` gives bytes only
+
+    def get_many_views(self, oids: Sequence[str]) -> list[bytes | memoryview]:
+        """``get_many``, with the objects outside packs read by ``get_view`` (a large raw one: a view of its
+        mapped file, neither copied into fresh memory nor faulted in page by page)."""
+        return self._get_many(oids, self.get_view)
+
+    def _get_many(self, oids: Sequence[str], one: Callable[[str], bytes | memoryview]) -> list[bytes | memoryview]:
+        found: dict[int, bytes | memoryview] = {}
         spans: list[tuple[str, list[tuple[int, int, int]]]] = []  # (pack, [(index in oids, offset, length)])
         for i, oid in sorted(((i, o) for i, o in enumerate(oids) if o in self._packs),
                              key=lambda io: self._packs[io[1]][:2]):
@@ -391,7 +399,7 @@ class PackingStore(ObjectStore):
             for part in pool.map(lambda span: self._read_span(oids, *span), spans):
                 found.update(part)
             rest = [i for i in range(len(oids)) if i not in found]
-            found.update(zip(rest, pool.map(lambda i: self.get(oids[i]), rest), strict=True))
+            found.update(zip(rest, pool.map(lambda i: one(oids[i]), rest), strict=True))
         return [found[i] for i in range(len(oids))]
 
     def _read_span(self, oids: Sequence[str], name: str, entries: list[tuple[int, int, int]]) -> dict[int, bytes]:
