@@ -265,7 +265,7 @@ def _fixed_rates(servers: dict[str, Server], rates: list[int], seconds: int, fol
     for label, srv in servers.items():
 
         def holds(rate: int, label: str = label, srv: Server = srv) -> bool:
-            for attempt in (1, 2):  # a rate not held is tried once more (see TRIES)
+            for attempt in (1, 2):  # a rate not held is tried once more (see the docstring)
                 r = _paced(srv.url, srv.body, rate, seconds, folder, seed=attempt)
                 print(f"  {label} at {rate} req/s (try {attempt}): {r['rps']:.0f} req/s, p99 {r['p99']} ms, "
                       f"errors {r['non2xx']}, late {r['late']}", flush=True)

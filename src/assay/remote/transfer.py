@@ -196,7 +196,7 @@ def store_verified(dst: ObjectStore, items: list[tuple[str, bytes | memoryview]]
     small_run: list[bytes] = []
     for oid, data in rest:
         if len(data) <= SMALL:
-            small_run.append(bytes(data))  # (a view only of a large object: bytes here, not copied)
+            small_run.append(bytes(data))  # views come only for objects of 1 MiB or more: bytes already, not copied
             continue
         if small_run:
             dst.put_many(small_run)

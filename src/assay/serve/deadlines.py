@@ -6,7 +6,7 @@ tenth of the event loop's time at 4,000 req/s. Every request here has the same l
 the order the requests do: ``Deadlines`` keeps them in a queue and one timer, ticking every ``tick`` seconds
 while any is pending, cancels the tasks whose deadline passed. A block that outlives its limit raises
 ``TimeoutError``, as under ``asyncio.timeout`` (and a cancellation from elsewhere stays a cancellation); the
-limit is kept to within one tick (a tenth of it, at most 0.5 s).
+limit is kept to within one tick (a tenth of it, at most 0.5 s, at least 1 ms).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class Deadlines:
 
     def __init__(self, seconds: float):
         self.seconds = seconds
-        self.tick = min(0.5, seconds / 10)
+        self.tick = max(0.001, min(0.5, seconds / 10))  # (a limit of 0 s: expired at the first tick, not a busy loop)
         self._pending: collections.deque[_Limit] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
 
